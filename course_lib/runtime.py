@@ -1,0 +1,73 @@
+"""Where the course runs and what its results come from: device, fast mode, seeding, banner.
+
+``COURSE_FAST=1`` (set by the test suite and CI) shrinks image sizes and iteration counts so every
+notebook runs in seconds on a 2-core CPU. Without it, notebooks run what a learner should see.
+``COURSE_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``) overrides the automatic device choice.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+
+def fast_mode() -> bool:
+    """True when ``COURSE_FAST=1``: shrink sizes and iterations (tests, CI)."""
+    return os.environ.get("COURSE_FAST", "0") == "1"
+
+
+def pick(fast: T, full: T) -> T:
+    """Return ``fast`` in fast mode and ``full`` otherwise: ``steps = pick(20, 2000)``."""
+    return fast if fast_mode() else full
+
+
+def device() -> torch.device:
+    """The device the course computes on: ``COURSE_DEVICE`` if set, else CUDA when present, else CPU."""
+    wanted = os.environ.get("COURSE_DEVICE")
+    if wanted:
+        chosen = torch.device(wanted)
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"COURSE_DEVICE={wanted} but torch sees no CUDA GPU. "
+                "Unset COURSE_DEVICE to run on the CPU, or pick a GPU runtime (Colab: Runtime > Change runtime type)."
+            )
+        return chosen
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so that a run can be repeated."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    import sys
+
+    return "google.colab" in sys.modules
+
+
+def banner(model: str, data: str) -> str:
+    """A one-line statement of where a result comes from, e.g. ``banner('ToyCity model', 'ToyCity val')``.
+
+    Every number the course prints is preceded by such a line, so a ToyCity number is never
+    mistaken for a Cityscapes number.
+    """
+    mode = "fast mode" if fast_mode() else "full mode"
+    return f"[results from] model: {model} | data: {data} | device: {device()} | {mode}"
+
+
+def print_banner(model: str, data: str) -> str:
+    """Print :func:`banner` and return it."""
+    line = banner(model, data)
+    print(line)
+    return line
