@@ -71,3 +71,14 @@ def print_banner(model: str, data: str) -> str:
     line = banner(model, data)
     print(line)
     return line
+
+
+def cityscapes_root() -> "Path | None":
+    """The Cityscapes folder named by ``CITYSCAPES_DATASET`` if it holds ``leftImg8bit`` and ``gtFine``."""
+    from pathlib import Path
+
+    root = os.environ.get("CITYSCAPES_DATASET")
+    if not root:
+        return None
+    path = Path(root).expanduser()
+    return path if (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir() else None

@@ -1,0 +1,27 @@
+# The course's two commands (see README): `make book` builds the site, `make test` runs every test.
+# Both create the virtual environment .venv on first use from the pinned requirements-dev.txt.
+VENV   ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# FAST=1 builds the site with the small sizes the tests use (COURSE_FAST=1).
+FAST   ?= 0
+
+.PHONY: book test clean
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --no-cache-dir -r requirements-dev.txt
+	# TrackEval's metadata asks for opencv-python (the GUI build); the headless OpenCV above serves it.
+	$(PYTHON) -m pip install --no-cache-dir --no-deps trackeval==1.3.0
+	$(PYTHON) -m pip install --no-cache-dir --no-deps -e .
+	touch $(STAMP)
+
+book: $(STAMP)
+	COURSE_FAST=$(FAST) $(VENV)/bin/jupyter-book build -W -n --keep-going .
+	@echo "Site: $(CURDIR)/_build/html/index.html"
+
+test: $(STAMP)
+	COURSE_FAST=1 OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n 2 --dist loadscope
+
+clean:
+	rm -rf _build

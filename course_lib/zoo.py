@@ -1,0 +1,224 @@
+"""The one place that knows where model weights come from: ``course_lib.zoo.load(name, **options)``.
+
+Entries:
+
+* ``"coco"`` - torchvision's official COCO-trained Mask R-CNN R50-FPN (91 COCO category slots).
+  ``load("coco", urban=True)`` maps it to the course's 9 urban classes (see ``course_lib.model``).
+  Weights are cached in torch's hub folder (``torch.hub.get_dir()``) and downloaded where there is
+  internet; offline, loading raises :class:`WeightsUnavailable` with one line that says what to do.
+* ``"toycity"`` - the small Mask R-CNN trained on ToyCity by ``data_scripts/train_toycity.py``;
+  its checkpoint and manifest ship inside the package (``course_lib/assets``), so it works offline.
+* ``"checkpoint"`` - your own checkpoint: ``load("checkpoint", source=URL_OR_PATH, sha256=...,
+  arch="r50_fpn", num_classes=9)``. A URL is downloaded once into the hub cache and verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torchvision
+from torch import nn
+
+from course_lib import runtime
+
+TOYCITY_MANIFEST = "toycity_maskrcnn.json"
+
+
+class WeightsUnavailable(RuntimeError):
+    """Weights cannot be found locally nor downloaded. The message says what to do."""
+
+
+def weights_dir() -> Path:
+    """Where downloaded weights are cached: torch hub's ``checkpoints`` folder (honours ``TORCH_HOME``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(url: str, sha256: str, filename: str | None = None, progress: bool = True) -> Path:
+    """Return the cached file for ``url``, downloading and verifying it first if needed.
+
+    ``sha256`` is the file's hex digest or a prefix of it (torchvision names its weight files with
+    the first 8 hex digits, e.g. ``..._coco-bf2d0c1e.pth``). The download goes through
+    ``torch.hub.download_url_to_file``, which writes a temporary file and renames it only after
+    the checksum matched, so an interrupted or corrupt download never looks like a cached file.
+    """
+    destination = weights_dir() / (filename or Path(urllib.request.urlparse(url).path).name)
+    if destination.exists():
+        if sha256_of(destination).startswith(sha256):
+            return destination
+        raise WeightsUnavailable(
+            f"cached file {destination} does not match its sha256 {sha256}: delete it and load again"
+        )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(destination), hash_prefix=sha256, progress=progress)
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise WeightsUnavailable(
+            f"cannot download {url} ({reason}). Connect to the internet, or copy the file to "
+            f"{destination} by hand; offline, use the ToyCity model: course_lib.zoo.load('toycity')"
+        ) from None
+    except RuntimeError as error:  # torch.hub raises RuntimeError on a hash mismatch
+        raise WeightsUnavailable(
+            f"downloaded {url} but its sha256 does not match {sha256} ({error}); the partial file "
+            "was removed: try again, and check the URL if it keeps failing"
+        ) from None
+    return destination
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """True if a HEAD request to ``url`` answers (used to report, never to decide a result)."""
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+# --- "coco": torchvision's official weights ----------------------------------------------------
+
+COCO_WEIGHTS = torchvision.models.detection.MaskRCNN_ResNet50_FPN_Weights.COCO_V1
+
+
+def _coco_file() -> Path:
+    return weights_dir() / Path(COCO_WEIGHTS.url).name
+
+
+def _coco_hash_prefix() -> str:
+    # torchvision's convention: "<name>-<first 8 hex digits of sha256>.pth"
+    return Path(COCO_WEIGHTS.url).stem.rsplit("-", 1)[-1]
+
+
+def _load_coco(urban: bool = False, progress: bool = True, **build_options: Any) -> nn.Module:
+    path = fetch(COCO_WEIGHTS.url, _coco_hash_prefix(), progress=progress)
+    model = torchvision.models.detection.maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=len(COCO_WEIGHTS.meta["categories"]), **build_options
+    )
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    if urban:
+        from course_lib import model as model_lib
+
+        urban_model = model_lib.build("r50_fpn", **build_options)
+        model_lib.transfer_coco_heads(model, urban_model)
+        model = urban_model
+    return model
+
+
+# --- "toycity": the course's own offline model ---------------------------------------------------
+
+
+def toycity_manifest() -> dict:
+    """The manifest of the shipped ToyCity checkpoint: file, sha256, arch, build options, command, metrics."""
+    manifest = resources.files("course_lib") / "assets" / TOYCITY_MANIFEST
+    if not manifest.is_file():
+        raise WeightsUnavailable(
+            "the ToyCity checkpoint is not in this copy of course_lib (course_lib/assets/"
+            f"{TOYCITY_MANIFEST} is missing): train it with `python data_scripts/train_toycity.py`"
+        )
+    return json.loads(manifest.read_text())
+
+
+def _toycity_file(manifest: dict) -> Path:
+    shipped = resources.files("course_lib") / "assets" / manifest["file"]
+    if shipped.is_file():
+        return Path(str(shipped))
+    if manifest.get("url"):
+        return fetch(manifest["url"], manifest["sha256"], filename=manifest["file"])
+    raise WeightsUnavailable(
+        f"course_lib/assets/{manifest['file']} is missing: reinstall course_lib, or retrain it "
+        "with `python data_scripts/train_toycity.py`"
+    )
+
+
+def _load_checkpoint_file(path: Path, sha256: str, arch: str, build_kwargs: dict) -> nn.Module:
+    if not sha256_of(path).startswith(sha256):
+        raise WeightsUnavailable(f"{path} does not match its sha256 {sha256}: the file is corrupt or was replaced")
+    from course_lib import model as model_lib
+
+    model = model_lib.build(arch, **build_kwargs)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state.get("model", state))  # a training checkpoint or a bare state dict
+    return model
+
+
+def _load_toycity(**build_options: Any) -> nn.Module:
+    manifest = toycity_manifest()
+    build_kwargs = {**manifest.get("build_kwargs", {}), **build_options}
+    return _load_checkpoint_file(_toycity_file(manifest), manifest["sha256"], manifest["arch"], build_kwargs)
+
+
+# --- "checkpoint": a learner's own weights -------------------------------------------------------
+
+
+def _load_user_checkpoint(source: str, sha256: str, arch: str = "r50_fpn", **build_kwargs: Any) -> nn.Module:
+    if source.startswith(("http://", "https://")):
+        path = fetch(source, sha256)
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailable(f"no checkpoint file at {path}: check the path")
+    return _load_checkpoint_file(path, sha256, arch, build_kwargs)
+
+
+LOADERS: dict[str, Callable[..., nn.Module]] = {
+    "coco": _load_coco,
+    "toycity": _load_toycity,
+    "checkpoint": _load_user_checkpoint,
+}
+
+
+def load(name: str, device: torch.device | str | None = None, **options: Any) -> nn.Module:
+    """Return a ready model (eval mode, on ``device`` or :func:`course_lib.runtime.device`)."""
+    if name not in LOADERS:
+        raise ValueError(f"unknown model {name!r}: choose one of {sorted(LOADERS)}")
+    model = LOADERS[name](**options)
+    return model.eval().to(device or runtime.device())
+
+
+def status(name: str) -> str:
+    """One of ``"cached"``, ``"downloadable"``, ``"unavailable"`` (``"shipped"`` for ToyCity)."""
+    if name == "coco":
+        if _coco_file().exists():
+            return "cached"
+        return "downloadable" if _reachable(COCO_WEIGHTS.url) else "unavailable"
+    if name == "toycity":
+        try:
+            manifest = toycity_manifest()
+        except WeightsUnavailable:
+            return "unavailable"
+        return "shipped" if (resources.files("course_lib") / "assets" / manifest["file"]).is_file() else "unavailable"
+    raise ValueError(f"status is defined for 'coco' and 'toycity', not {name!r}")
+
+
+def available(name: str) -> bool:
+    """True when :func:`load` can return ``name`` now (cached, shipped or downloadable)."""
+    return status(name) != "unavailable"
+
+
+def course_model(prefer_coco: bool | None = None) -> tuple[nn.Module, str]:
+    """The model a chapter inspects, and its name for the banner.
+
+    COCO weights mapped to the urban classes where they can be had (``COURSE_OFFLINE=1`` forbids
+    them), else the ToyCity model, which always works offline.
+    """
+    if prefer_coco is None:
+        prefer_coco = os.environ.get("COURSE_OFFLINE", "0") != "1"
+    if prefer_coco and available("coco"):
+        return load("coco", urban=True), "COCO-pretrained Mask R-CNN R50-FPN (mapped to urban classes)"
+    return load("toycity"), "ToyCity model (trained offline by this course)"
