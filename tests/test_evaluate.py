@@ -1,0 +1,116 @@
+"""course_lib.evaluate on hand-made cases whose expected values are derived independently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision import tv_tensors
+
+from course_lib.classes import CLASS_TO_INDEX
+from course_lib.evaluate import coco_metrics
+
+H, W = 64, 96
+CAR, PERSON, BUS = CLASS_TO_INDEX["car"], CLASS_TO_INDEX["person"], CLASS_TO_INDEX["bus"]
+# COCO's ten IoU thresholds 0.50, 0.55, ..., 0.95, written out rather than taken from pycocotools.
+THRESHOLDS = [0.5 + 0.05 * i for i in range(10)]
+
+
+def rect_mask(x0: int, y0: int, x1: int, y1: int) -> torch.Tensor:
+    """[H, W] uint8 mask of the pixels x0 <= x < x1, y0 <= y < y1."""
+    mask = torch.zeros(H, W, dtype=torch.uint8)
+    mask[y0:y1, x0:x1] = 1
+    return mask
+
+
+def target(rects: list[tuple[int, int, int, int]], labels: list[int], iscrowd: list[int] | None = None) -> dict:
+    masks = torch.stack([rect_mask(*r) for r in rects]) if rects else torch.zeros(0, H, W, dtype=torch.uint8)
+    return {
+        "boxes": tv_tensors.BoundingBoxes(torch.tensor(rects, dtype=torch.float32).reshape(-1, 4),
+                                          format="XYXY", canvas_size=(H, W)),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+        "masks": tv_tensors.Mask(masks),
+        "iscrowd": torch.tensor(iscrowd or [0] * len(rects), dtype=torch.int64),
+    }
+
+
+def prediction(rects: list[tuple[int, int, int, int]], labels: list[int], scores: list[float]) -> dict:
+    """Soft masks as the model returns them: [P, 1, H, W] probabilities (0.9 inside, 0.2 outside)."""
+    soft = torch.stack([rect_mask(*r).float() * 0.7 + 0.2 for r in rects])[:, None] if rects \
+        else torch.zeros(0, 1, H, W)
+    return {"boxes": torch.tensor(rects, dtype=torch.float32).reshape(-1, 4), "labels": torch.tensor(labels),
+            "scores": torch.tensor(scores), "masks": soft}
+
+
+def rect_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])
+    return ix * iy / (area(a) + area(b) - ix * iy)
+
+
+def ap_101(is_true_positive_by_score: list[bool], n_gt: int) -> float:
+    """COCO's 101-point interpolated AP of detections sorted by descending score."""
+    tp = np.cumsum(is_true_positive_by_score)
+    precision = tp / np.arange(1, len(tp) + 1)
+    recall = tp / n_gt
+    interpolated = [max((p for p, r in zip(precision, recall) if r >= level), default=0.0)
+                    for level in np.linspace(0, 1, 101)]
+    return float(np.mean(interpolated))
+
+
+def test_perfect_predictions_give_ap_one():
+    targets = [target([(4, 4, 40, 30), (50, 10, 90, 60)], [CAR, PERSON]), target([(0, 0, 20, 20)], [CAR])]
+    predictions = [prediction([(4, 4, 40, 30), (50, 10, 90, 60)], [CAR, PERSON], [0.9, 0.8]),
+                   prediction([(0, 0, 20, 20)], [CAR], [0.7])]
+    metrics = coco_metrics(predictions, targets)
+    for iou_type in ("bbox", "segm"):
+        assert metrics[iou_type]["AP"] == pytest.approx(1.0)
+        assert metrics[iou_type]["AR100"] == pytest.approx(1.0)
+        assert metrics[iou_type]["per_class"]["car"]["n_gt"] == 2
+        assert np.isnan(metrics[iou_type]["per_class"]["bus"]["AP"])  # no bus in the ground truth
+
+
+def test_known_iou_gives_ap50_one_ap75_zero_and_ap_by_threshold_count():
+    gt_rect, shifted = (10, 10, 30, 30), (16, 10, 36, 30)  # IoU 280/520, between 0.5 and 0.55
+    iou = rect_iou(gt_rect, shifted)
+    assert 0.5 < iou < 0.55
+    metrics = coco_metrics([prediction([shifted], [CAR], [0.9])], [target([gt_rect], [CAR])])
+    expected_ap = sum(iou >= t for t in THRESHOLDS) / len(THRESHOLDS)
+    for iou_type in ("bbox", "segm"):
+        assert metrics[iou_type]["AP50"] == pytest.approx(1.0)
+        assert metrics[iou_type]["AP75"] == pytest.approx(0.0)
+        assert metrics[iou_type]["AP"] == pytest.approx(expected_ap)
+
+
+def test_higher_scored_false_positive_halves_precision():
+    gt_rect = (10, 10, 30, 30)
+    predictions = [prediction([(60, 30, 80, 50), gt_rect], [CAR, CAR], [0.9, 0.5])]
+    metrics = coco_metrics(predictions, [target([gt_rect], [CAR])])
+    assert metrics["segm"]["AP50"] == pytest.approx(ap_101([False, True], n_gt=1))
+
+
+def test_per_class_table_and_mean_over_classes():
+    targets = [target([(4, 4, 40, 30), (50, 10, 90, 60)], [CAR, PERSON])]
+    predictions = [prediction([(4, 4, 40, 30)], [CAR], [0.9])]  # the person is missed
+    segm = coco_metrics(predictions, targets, iou_types=("segm",))["segm"]
+    assert segm["per_class"]["car"]["AP"] == pytest.approx(1.0)
+    assert segm["per_class"]["person"]["AP"] == pytest.approx(0.0)
+    assert segm["AP"] == pytest.approx(0.5)  # COCO AP averages the classes that have ground truth
+    assert set(segm["per_class"]) == {"person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"}
+
+
+def test_detection_on_a_crowd_region_is_ignored_not_false():
+    crowd = (50, 10, 90, 60)
+    targets = [target([(4, 4, 40, 30), crowd], [CAR, CAR], iscrowd=[0, 1])]
+    predictions = [prediction([(55, 15, 85, 55), (4, 4, 40, 30)], [CAR, CAR], [0.9, 0.5])]
+    segm = coco_metrics(predictions, targets, iou_types=("segm",))["segm"]
+    assert segm["AP"] == pytest.approx(1.0)
+    assert segm["per_class"]["car"]["n_gt"] == 1
+
+
+def test_empty_predictions_give_zero_and_misaligned_lists_fail():
+    targets = [target([(4, 4, 40, 30)], [CAR])]
+    assert coco_metrics([prediction([], [], [])], targets)["bbox"]["AP"] == 0.0
+    with pytest.raises(ValueError, match="aligned"):
+        coco_metrics([], targets)
