@@ -1,0 +1,228 @@
+"""Build Mask R-CNN models for the course's nine classes, and move COCO knowledge into them.
+
+Three architectures share one entry point, :func:`build`:
+
+* ``"maskrcnn_resnet50_fpn"`` and ``"maskrcnn_resnet50_fpn_v2"``: torchvision's models, the ones
+  to fine-tune on Cityscapes on a GPU, optionally starting from COCO weights.
+* ``"toycity_small"``: a CPU-sized Mask R-CNN (ResNet-18 cut after ``layer3``, GroupNorm, a
+  128-channel FPN, small heads, anchors sized for ToyCity objects) that trains from scratch in
+  minutes. ``course_lib.zoo.load('toycity')`` builds this one and loads the committed weights.
+
+A COCO model predicts 91 category slots; the course predicts 9 classes. :func:`replace_heads`
+swaps the three class-dependent layers, and :func:`transfer_coco_heads` fills the new layers with
+the rows that COCO already learned for the same classes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torchvision.models import resnet18
+from torchvision.models.detection import (
+    MaskRCNN,
+    maskrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn_v2,
+)
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from course_lib.classes import CLASSES, COCO_CATEGORY_ID, NUM_CLASSES
+
+#: Number of category slots of torchvision's COCO detection models (indexed by COCO category id).
+COCO_NUM_SLOTS = 91
+
+_TORCHVISION_BUILDERS: dict[str, Callable[..., MaskRCNN]] = {
+    "maskrcnn_resnet50_fpn": maskrcnn_resnet50_fpn,
+    "maskrcnn_resnet50_fpn_v2": maskrcnn_resnet50_fpn_v2,
+}
+ARCHS = tuple(_TORCHVISION_BUILDERS) + ("toycity_small",)
+
+#: Default resize bounds per architecture. The R50 models keep torchvision's COCO sizing; the
+#: small model works at ToyCity's native 128x256 (the transform would otherwise upscale to 800 px).
+DEFAULT_SIZES = {
+    "maskrcnn_resnet50_fpn": (800, 1333),
+    "maskrcnn_resnet50_fpn_v2": (800, 1333),
+    "toycity_small": (128, 256),
+}
+
+
+def build(
+    arch: str,
+    num_classes: int = NUM_CLASSES,
+    *,
+    weights: str | None = None,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    **kw: Any,
+) -> MaskRCNN:
+    """Build a Mask R-CNN in training mode.
+
+    Args:
+        arch: one of :data:`ARCHS`.
+        num_classes: classes including background (9 for the course, 91 for a COCO model).
+        weights: torchvision weights for the R50 models (``"DEFAULT"`` or a weights enum name, e.g.
+            ``"COCO_V1"``; downloads once). With ``num_classes=9`` the COCO heads are transferred
+            to the course classes (:func:`transfer_coco_heads`); with 91 the COCO model is returned.
+        min_size, max_size: bounds of ``GeneralizedRCNNTransform``'s resize (see DEFAULT_SIZES).
+        **kw: passed on to torchvision's ``MaskRCNN`` (e.g. ``box_detections_per_img``).
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    default_min, default_max = DEFAULT_SIZES[arch]
+    sizes = dict(min_size=min_size or default_min, max_size=max_size or default_max)
+    if arch == "toycity_small":
+        if weights is not None:
+            raise ValueError("toycity_small has no pretrained weights; load a checkpoint with course_lib.zoo.load('toycity')")
+        return _toycity_small(num_classes, **sizes, **kw)
+
+    builder = _TORCHVISION_BUILDERS[arch]
+    if weights is None:
+        # Random init: without weights torchvision would use frozen BatchNorm (= no normalisation).
+        return builder(weights=None, weights_backbone=None, num_classes=num_classes,
+                       norm_layer=nn.BatchNorm2d, **sizes, **kw)
+    coco = builder(weights=weights, **sizes, **kw)
+    if num_classes == COCO_NUM_SLOTS:
+        return coco
+    if num_classes != NUM_CLASSES:
+        raise ValueError(f"COCO weights transfer to the course's {NUM_CLASSES} classes or stay at {COCO_NUM_SLOTS}; got num_classes={num_classes}")
+    urban = replace_heads(copy.deepcopy(coco), num_classes)
+    transfer_coco_heads(coco, urban)
+    return urban
+
+
+def replace_heads(model: MaskRCNN, num_classes: int) -> MaskRCNN:
+    """Swap the class-dependent layers (box classifier + regressor, mask logits) for ``num_classes``.
+
+    Everything else (backbone, FPN, RPN, box head MLP, mask head convs) is class-agnostic and kept.
+    Modifies ``model`` in place and returns it.
+    """
+    box_features = model.roi_heads.box_predictor.cls_score.in_features
+    model.roi_heads.box_predictor = FastRCNNPredictor(box_features, num_classes)
+    conv5 = model.roi_heads.mask_predictor.conv5_mask
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(conv5.in_channels, conv5.out_channels, num_classes)
+    return model
+
+
+def coco_rows() -> list[int]:
+    """For each course class index, the COCO slot it is initialised from (``[0, 1, 1, 3, 8, ...]``).
+
+    Background comes from background (slot 0). "rider" has no COCO category; it starts from COCO
+    "person", because a rider *is* a person to COCO (annotated as person on a bicycle/motorcycle),
+    so those rows already respond to rider-like appearance and mask shape. Fine-tuning then has
+    only to learn the rider/person split (mostly context: the bike underneath), instead of
+    learning a whole class from a random row.
+    """
+    rows = []
+    for name in CLASSES:
+        if name == "__background__":
+            rows.append(0)
+        else:
+            rows.append(COCO_CATEGORY_ID["person" if name == "rider" else name])
+    return rows
+
+
+@torch.no_grad()
+def transfer_coco_heads(coco_model: MaskRCNN, urban_model: MaskRCNN) -> MaskRCNN:
+    """Copy the matching COCO class rows into ``urban_model``'s 9-class predictors (in place).
+
+    Layers and shapes (C = 91 COCO slots, K = 9 course classes, D = box feature size, M = mask dim):
+
+    * ``box_predictor.cls_score``: weight ``[C, D] -> [K, D]``, bias ``[C] -> [K]``
+    * ``box_predictor.bbox_pred``: weight ``[4C, D] -> [4K, D]`` (rows ``4c..4c+3`` per class)
+    * ``mask_predictor.mask_fcn_logits`` (1x1 conv): weight ``[C, M, 1, 1] -> [K, M, 1, 1]``
+
+    ``mask_predictor.conv5_mask`` (the class-agnostic deconvolution that :func:`replace_heads`
+    re-creates) is copied whole. The other class-agnostic layers are expected to be shared
+    already: ``urban = replace_heads(copy.deepcopy(coco), 9)``, as :func:`build` does.
+    """
+    rows = torch.tensor(coco_rows())
+    box_rows = (rows[:, None] * 4 + torch.arange(4)).reshape(-1)  # [4K]: x1,y1,x2,y2 deltas per class
+    src_box, dst_box = coco_model.roi_heads.box_predictor, urban_model.roi_heads.box_predictor
+    src_mask = coco_model.roi_heads.mask_predictor.mask_fcn_logits
+    dst_mask = urban_model.roi_heads.mask_predictor.mask_fcn_logits
+    if src_box.cls_score.out_features != COCO_NUM_SLOTS or dst_box.cls_score.out_features != len(CLASSES):
+        raise ValueError(
+            f"expected a {COCO_NUM_SLOTS}-slot COCO model and a {len(CLASSES)}-class urban model, got "
+            f"{src_box.cls_score.out_features} and {dst_box.cls_score.out_features} classes"
+        )
+    for src, dst, index in (
+        (src_box.cls_score, dst_box.cls_score, rows),
+        (src_box.bbox_pred, dst_box.bbox_pred, box_rows),
+        (src_mask, dst_mask, rows),
+    ):
+        dst.weight.copy_(src.weight[index])
+        dst.bias.copy_(src.bias[index])
+    dst_mask_conv5 = urban_model.roi_heads.mask_predictor.conv5_mask
+    dst_mask_conv5.load_state_dict(coco_model.roi_heads.mask_predictor.conv5_mask.state_dict())
+    return urban_model
+
+
+def _group_norm(channels: int) -> nn.GroupNorm:
+    # 32 groups as in Wu & He (2018); statistics per image, so batch size 2-4 is no problem.
+    return nn.GroupNorm(32, channels)
+
+
+def _toycity_small(
+    num_classes: int,
+    *,
+    min_size: int,
+    max_size: int,
+    fpn_channels: int = 128,
+    anchor_sizes: tuple[int, ...] = (16, 32, 64, 128),
+    **kw: Any,
+) -> MaskRCNN:
+    """ResNet-18 (GroupNorm, up to ``layer3``) + FPN + small heads; ~6 M parameters.
+
+    Feature maps for a 128x256 input: strides 4, 8, 16 ('0', '1', '2') plus a max-pooled
+    stride-32 level ('pool') for the RPN; one anchor size per level (``anchor_sizes``, chosen for
+    ToyCity objects of ~8-100 px) x 3 aspect ratios. ``layer4`` (8.4 M of ResNet-18's 11.7 M
+    parameters) is dropped: at 128 px its stride-32 map is 4x8 cells, too coarse to help.
+    """
+    trunk = resnet18(weights=None, norm_layer=_group_norm)
+    body_layers = OrderedDict((name, getattr(trunk, name)) for name in
+                              ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"))
+    backbone = BackboneWithFPN(
+        nn.Sequential(body_layers),
+        return_layers={"layer1": "0", "layer2": "1", "layer3": "2"},
+        in_channels_list=[64, 128, 256],
+        out_channels=fpn_channels,
+        extra_blocks=LastLevelMaxPool(),
+    )
+    if len(anchor_sizes) != 4:
+        raise ValueError(f"anchor_sizes needs one size per FPN level (4: strides 4, 8, 16, 32), got {anchor_sizes}")
+    anchors = AnchorGenerator(sizes=tuple((s,) for s in anchor_sizes), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
+    levels = ["0", "1", "2"]
+    box_features = 256
+    settings: dict[str, Any] = dict(
+        # Fewer proposals and RoIs than the COCO defaults: ToyCity scenes hold < 20 objects.
+        rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=500,
+        rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_test=300,
+        box_batch_size_per_image=128, box_detections_per_img=50,
+    )
+    settings.update(kw)
+    return MaskRCNN(
+        backbone,
+        min_size=min_size,
+        max_size=max_size,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(fpn_channels * 7 * 7, box_features),
+        box_predictor=FastRCNNPredictor(box_features, num_classes),
+        mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
+        mask_head=MaskRCNNHeads(fpn_channels, [fpn_channels] * 4, 1, norm_layer=_group_norm),
+        mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_classes),
+        **settings,
+    )
+
+
+def state_dict_megabytes(model: nn.Module) -> float:
+    """Size of the model's fp32 state dict in MB (10^6 bytes), as saved by ``torch.save``."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6

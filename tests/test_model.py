@@ -1,0 +1,83 @@
+"""course_lib.model: architectures build and run, heads are replaced, COCO rows land in the right place."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib import model as models
+from course_lib.classes import CLASS_TO_INDEX, CLASSES, COCO_CATEGORY_ID, NUM_CLASSES
+
+
+def _tiny_batch():
+    images = [torch.rand(3, 64, 128) for _ in range(2)]
+    masks = torch.zeros(1, 64, 128, dtype=torch.uint8)
+    masks[0, 10:40, 20:60] = 1
+    target = {"boxes": torch.tensor([[20.0, 10.0, 60.0, 40.0]]), "labels": torch.tensor([3]), "masks": masks}
+    return images, [target, copy.deepcopy(target)]
+
+
+def test_toycity_small_is_small_and_runs_both_modes():
+    model = models.build("toycity_small", min_size=64, max_size=128)
+    assert models.state_dict_megabytes(model) <= 25.0
+    # Random init must be normalised: GroupNorm, not torchvision's frozen BatchNorm default.
+    assert any(isinstance(m, nn.GroupNorm) for m in model.backbone.body.modules())
+    images, targets = _tiny_batch()
+    losses = model(images, targets)
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    model.eval()
+    with torch.no_grad():
+        out = model(images[:1])[0]
+    assert out["masks"].shape[1:] == (1, 64, 128)
+    assert model.roi_heads.box_predictor.cls_score.out_features == NUM_CLASSES
+
+
+@pytest.mark.parametrize("arch", ["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"])
+def test_torchvision_archs_without_weights_train_their_norm_layers(arch):
+    model = models.build(arch, min_size=320, max_size=512)
+    assert model.roi_heads.mask_predictor.mask_fcn_logits.out_channels == NUM_CLASSES
+    assert model.transform.min_size == (320,)
+    frozen = [m for m in model.modules() if type(m).__name__ == "FrozenBatchNorm2d"]
+    assert not frozen, "a randomly initialised backbone needs trainable normalisation"
+
+
+def test_build_rejects_unknown_arch():
+    with pytest.raises(ValueError, match="toycity_small"):
+        models.build("resnet9000")
+
+
+def test_replace_heads_changes_only_class_layers():
+    coco = models.build("toycity_small", num_classes=models.COCO_NUM_SLOTS)
+    urban = models.replace_heads(copy.deepcopy(coco), NUM_CLASSES)
+    predictor = urban.roi_heads.box_predictor
+    assert predictor.cls_score.weight.shape[0] == NUM_CLASSES
+    assert predictor.bbox_pred.weight.shape[0] == 4 * NUM_CLASSES
+    assert urban.roi_heads.mask_predictor.mask_fcn_logits.weight.shape[0] == NUM_CLASSES
+    assert torch.equal(urban.backbone.fpn.layer_blocks[0][0].weight, coco.backbone.fpn.layer_blocks[0][0].weight)
+
+
+def test_transfer_coco_heads_copies_matching_rows():
+    torch.manual_seed(0)
+    coco = models.build("toycity_small", num_classes=models.COCO_NUM_SLOTS)  # random 91-slot model
+    urban = models.replace_heads(copy.deepcopy(coco), NUM_CLASSES)
+    models.transfer_coco_heads(coco, urban)
+    src, dst = coco.roi_heads, urban.roi_heads
+    expected_slot = {name: COCO_CATEGORY_ID.get(name, 0) for name in CLASSES}
+    expected_slot["rider"] = COCO_CATEGORY_ID["person"]
+    for name, slot in expected_slot.items():
+        k = CLASS_TO_INDEX[name]
+        assert torch.equal(dst.box_predictor.cls_score.weight[k], src.box_predictor.cls_score.weight[slot]), name
+        assert torch.equal(dst.box_predictor.cls_score.bias[k], src.box_predictor.cls_score.bias[slot]), name
+        assert torch.equal(dst.box_predictor.bbox_pred.weight[4 * k : 4 * k + 4], src.box_predictor.bbox_pred.weight[4 * slot : 4 * slot + 4]), name
+        assert torch.equal(dst.box_predictor.bbox_pred.bias[4 * k : 4 * k + 4], src.box_predictor.bbox_pred.bias[4 * slot : 4 * slot + 4]), name
+        assert torch.equal(dst.mask_predictor.mask_fcn_logits.weight[k], src.mask_predictor.mask_fcn_logits.weight[slot]), name
+        assert torch.equal(dst.mask_predictor.mask_fcn_logits.bias[k], src.mask_predictor.mask_fcn_logits.bias[slot]), name
+    assert torch.equal(dst.mask_predictor.conv5_mask.weight, src.mask_predictor.conv5_mask.weight)
+
+
+def test_transfer_coco_heads_rejects_wrong_shapes():
+    small = models.build("toycity_small")
+    with pytest.raises(ValueError, match="91"):
+        models.transfer_coco_heads(small, copy.deepcopy(small))

@@ -1,0 +1,126 @@
+"""course_lib.train: exact resume, clean stop on NaN, atomic checkpoints, a loss that falls."""
+
+import pytest
+import torch
+
+from course_lib import model as models
+from course_lib import train as training
+
+H, W = 64, 128
+
+
+class Shapes(torch.utils.data.Dataset):
+    """A few fixed images with one filled rectangle each (class 3 = car); deterministic by index."""
+
+    def __init__(self, length: int = 4):
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        g = torch.Generator().manual_seed(index)
+        x0, y0 = int(torch.randint(0, W // 2, (1,), generator=g)), int(torch.randint(0, H // 2, (1,), generator=g))
+        x1, y1 = x0 + 24 + 4 * index, y0 + 20
+        image = torch.rand(3, H, W, generator=g) * 0.2
+        image[:, y0:y1, x0:x1] = torch.tensor([0.9, 0.6, 0.1])[:, None, None]
+        masks = torch.zeros(1, H, W, dtype=torch.uint8)
+        masks[0, y0:y1, x0:x1] = 1
+        target = {"boxes": torch.tensor([[x0, y0, x1, y1]], dtype=torch.float32), "labels": torch.tensor([3]), "masks": masks}
+        return image, target
+
+
+class FailAfter(torch.utils.data.Dataset):
+    """Wraps a dataset; from the ``after``-th item on, either raises (an interrupt) or returns NaN images."""
+
+    def __init__(self, base, after: int, mode: str):
+        self.base, self.after, self.mode, self.calls = base, after, mode, 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        self.calls += 1
+        image, target = self.base[index]
+        if self.calls > self.after:
+            if self.mode == "interrupt":
+                raise KeyboardInterrupt("simulated Ctrl-C")
+            image = torch.full_like(image, float("nan"))
+        return image, target
+
+
+def _model(seed: int):
+    torch.manual_seed(seed)
+    return models.build("toycity_small", min_size=H, max_size=W)
+
+
+SETTINGS = dict(batch_size=2, lr=0.01, warmup_steps=2, checkpoint_every=2, seed=3, progress=False, device=torch.device("cpu"))
+
+
+def test_resume_after_interrupt_gives_identical_weights(tmp_path):
+    steps = 6
+    reference = _model(0)
+    training.train(reference, Shapes(), steps=steps, checkpoint_dir=tmp_path / "a", **SETTINGS)
+
+    interrupted = _model(0)
+    with pytest.raises(KeyboardInterrupt):  # dies while loading the batch of step 3 (6 items read)
+        training.train(interrupted, FailAfter(Shapes(), after=7, mode="interrupt"), steps=steps,
+                       checkpoint_dir=tmp_path / "b", **SETTINGS)
+    assert training.load_checkpoint(tmp_path / "b" / training.CHECKPOINT_NAME)["step"] == 2
+
+    resumed = _model(1)  # a different init: everything must come from the checkpoint
+    history = training.train(resumed, Shapes(), steps=steps, checkpoint_dir=tmp_path / "b", resume=True, **SETTINGS)
+    assert [r["step"] for r in history["loss"]] == list(range(steps))
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_nan_loss_stops_cleanly_and_keeps_last_checkpoint(tmp_path):
+    model = _model(0)
+    with pytest.raises(training.TrainingDiverged, match=r"step 3 .*last\.pt \(step 2\)"):
+        training.train(model, FailAfter(Shapes(), after=6, mode="nan"), steps=6, checkpoint_dir=tmp_path, **SETTINGS)
+    state = training.load_checkpoint(tmp_path / training.CHECKPOINT_NAME)
+    assert state["step"] == 2
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+    assert all(torch.isfinite(p).all() for p in model.parameters()), "weights were updated with a NaN loss"
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    training.save_checkpoint({"step": 1}, path)
+
+    def crash_midway(obj, f):
+        with open(f, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(training.torch, "save", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        training.save_checkpoint({"step": 2}, path)
+    assert training.load_checkpoint(path)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_short_run_lowers_the_loss():
+    model = _model(0)
+    history = training.train(model, Shapes(), steps=24, **{**SETTINGS, "lr": 0.02, "warmup_steps": 4})
+    losses = [r["loss"] for r in history["loss"]]
+    first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
+    assert last < 0.6 * first, (first, last)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    factor = lambda s, schedule: training.lr_factor(s, steps=100, warmup_steps=10, schedule=schedule)
+    assert factor(0, "cosine") == pytest.approx(0.001)
+    assert factor(10, "cosine") == pytest.approx(1.0)
+    assert factor(55, "cosine") == pytest.approx(0.5)
+    assert factor(99, "cosine") < 0.01
+    assert [factor(s, "step") for s in (10, 65, 66, 88)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
+    with pytest.raises(ValueError, match="cosine"):
+        factor(20, "linear")
+
+
+def test_batch_indices_visit_every_item_once_per_epoch():
+    per_epoch = [i for step in range(5) for i in training.batch_indices(step, batch_size=2, dataset_length=10, seed=0)]
+    assert sorted(per_epoch) == list(range(10))
+    assert training.batch_indices(5, batch_size=2, dataset_length=10, seed=0) != training.batch_indices(0, batch_size=2, dataset_length=10, seed=0)
