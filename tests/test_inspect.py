@@ -1,0 +1,66 @@
+"""course_lib.inspect.trace reproduces a Mask R-CNN's own output exactly."""
+
+import pytest
+import torch
+from torchvision.ops import batched_nms
+
+from course_lib import model as model_lib
+from course_lib.classes import NUM_CLASSES
+from course_lib.inspect import trace
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    torch.manual_seed(0)
+    # random weights are fine here: the test is about plumbing, not accuracy; a low score
+    # threshold makes sure detections (and hence masks) exist
+    model = model_lib.build("toycity_small", box_score_thresh=0.0, box_detections_per_img=20)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return torch.rand(3, 100, 170, generator=torch.Generator().manual_seed(1))
+
+
+def test_trace_equals_model_output(small_model, image):
+    t = trace(small_model, image)
+    with torch.no_grad():
+        (expected,) = small_model([image])
+    assert len(t.final["boxes"]) > 0
+    for key in ("boxes", "labels", "scores", "masks"):
+        assert torch.equal(t.final[key], expected[key]), key
+
+
+def test_trace_shapes_and_bookkeeping(small_model, image):
+    t = trace(small_model, image)
+    num_anchors = sum(len(a) for a in t.anchors)
+    assert t.objectness.shape == (num_anchors,) and t.rpn_deltas.shape == (num_anchors, 4)
+    assert t.decoded.shape == (num_anchors, 4) and len(t.anchor_levels) == num_anchors
+    assert len(t.features) == len(t.anchors) == len(t.strides)
+    assert len(t.proposals) <= len(t.pre_nms_boxes) <= num_anchors
+    # the pre-NMS candidates are exactly what the RPN's per-level NMS turns into the proposals
+    rpn = small_model.rpn
+    keep = batched_nms(t.pre_nms_boxes, t.pre_nms_scores, t.pre_nms_levels, rpn.nms_thresh)[: rpn.post_nms_top_n()]
+    assert torch.equal(t.pre_nms_boxes[keep], t.proposals)
+    num_props = len(t.proposals)
+    assert t.class_probs.shape == (num_props, NUM_CLASSES)
+    assert torch.allclose(t.class_probs.sum(1), torch.ones(num_props))
+    assert t.box_deltas.shape == (num_props, 4 * NUM_CLASSES) and t.class_boxes.shape == (num_props, NUM_CLASSES, 4)
+    num_det = len(t.boxes)
+    assert t.mask_logits.shape == (num_det, NUM_CLASSES, 28, 28)
+    # inference keeps the predicted class's mask out of all C of them
+    chosen = t.mask_logits[torch.arange(num_det), t.labels].sigmoid()
+    assert torch.equal(t.mask_probs[:, 0], chosen)
+    # each detection is the per-class box and probability of a proposal
+    assert torch.equal(t.class_probs[t.detection_proposal, t.labels], t.scores)
+    assert t.final["masks"].shape[-2:] == image.shape[-2:]
+
+
+def test_trace_refuses_training_mode(small_model, image):
+    small_model.train()
+    try:
+        with pytest.raises(ValueError, match="eval"):
+            trace(small_model, image)
+    finally:
+        small_model.eval()
