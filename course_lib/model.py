@@ -44,6 +44,8 @@ _TORCHVISION_BUILDERS: dict[str, Callable[..., MaskRCNN]] = {
     "maskrcnn_resnet50_fpn_v2": maskrcnn_resnet50_fpn_v2,
 }
 ARCHS = tuple(_TORCHVISION_BUILDERS) + ("toycity_small",)
+#: Short names accepted by :func:`build` (and the CLI's ``--arch``).
+ARCH_ALIASES = {"r50_fpn": "maskrcnn_resnet50_fpn", "r50_fpn_v2": "maskrcnn_resnet50_fpn_v2"}
 
 #: Default resize bounds per architecture. The R50 models keep torchvision's COCO sizing; the
 #: small model works at ToyCity's native 128x256 (the transform would otherwise upscale to 800 px).
@@ -66,7 +68,7 @@ def build(
     """Build a Mask R-CNN in training mode.
 
     Args:
-        arch: one of :data:`ARCHS`.
+        arch: one of :data:`ARCHS` or a short name from :data:`ARCH_ALIASES`.
         num_classes: classes including background (9 for the course, 91 for a COCO model).
         weights: torchvision weights for the R50 models (``"DEFAULT"`` or a weights enum name, e.g.
             ``"COCO_V1"``; downloads once). With ``num_classes=9`` the COCO heads are transferred
@@ -74,8 +76,9 @@ def build(
         min_size, max_size: bounds of ``GeneralizedRCNNTransform``'s resize (see DEFAULT_SIZES).
         **kw: passed on to torchvision's ``MaskRCNN`` (e.g. ``box_detections_per_img``).
     """
+    arch = ARCH_ALIASES.get(arch, arch)
     if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS + tuple(ARCH_ALIASES))}")
     default_min, default_max = DEFAULT_SIZES[arch]
     sizes = dict(min_size=min_size or default_min, max_size=max_size or default_max)
     if arch == "toycity_small":
@@ -93,9 +96,7 @@ def build(
         return coco
     if num_classes != NUM_CLASSES:
         raise ValueError(f"COCO weights transfer to the course's {NUM_CLASSES} classes or stay at {COCO_NUM_SLOTS}; got num_classes={num_classes}")
-    urban = replace_heads(copy.deepcopy(coco), num_classes)
-    transfer_coco_heads(coco, urban)
-    return urban
+    return transfer_coco_heads(coco, replace_heads(copy.deepcopy(coco), num_classes))
 
 
 def replace_heads(model: MaskRCNN, num_classes: int) -> MaskRCNN:
@@ -129,30 +130,43 @@ def coco_rows() -> list[int]:
     return rows
 
 
+#: State-dict prefixes of the class-dependent layers; everything else is class-agnostic.
+CLASS_LAYERS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
+
+
 @torch.no_grad()
 def transfer_coco_heads(coco_model: MaskRCNN, urban_model: MaskRCNN) -> MaskRCNN:
-    """Copy the matching COCO class rows into ``urban_model``'s 9-class predictors (in place).
+    """Initialise the 9-class ``urban_model`` from the 91-slot ``coco_model`` (same arch), in place.
 
-    Layers and shapes (C = 91 COCO slots, K = 9 course classes, D = box feature size, M = mask dim):
+    Class-agnostic layers (backbone, FPN, RPN, box head, mask head, ``conv5_mask``) are copied
+    whole. Of the class-dependent layers, the rows of the matching COCO classes are copied
+    (C = 91 COCO slots, K = 9 course classes, D = box feature size, M = mask head width):
 
     * ``box_predictor.cls_score``: weight ``[C, D] -> [K, D]``, bias ``[C] -> [K]``
     * ``box_predictor.bbox_pred``: weight ``[4C, D] -> [4K, D]`` (rows ``4c..4c+3`` per class)
     * ``mask_predictor.mask_fcn_logits`` (1x1 conv): weight ``[C, M, 1, 1] -> [K, M, 1, 1]``
 
-    ``mask_predictor.conv5_mask`` (the class-agnostic deconvolution that :func:`replace_heads`
-    re-creates) is copied whole. The other class-agnostic layers are expected to be shared
-    already: ``urban = replace_heads(copy.deepcopy(coco), 9)``, as :func:`build` does.
+    Which COCO slot feeds which class, and why rider starts from person: :func:`coco_rows`.
     """
-    rows = torch.tensor(coco_rows())
-    box_rows = (rows[:, None] * 4 + torch.arange(4)).reshape(-1)  # [4K]: x1,y1,x2,y2 deltas per class
     src_box, dst_box = coco_model.roi_heads.box_predictor, urban_model.roi_heads.box_predictor
-    src_mask = coco_model.roi_heads.mask_predictor.mask_fcn_logits
-    dst_mask = urban_model.roi_heads.mask_predictor.mask_fcn_logits
     if src_box.cls_score.out_features != COCO_NUM_SLOTS or dst_box.cls_score.out_features != len(CLASSES):
         raise ValueError(
             f"expected a {COCO_NUM_SLOTS}-slot COCO model and a {len(CLASSES)}-class urban model, got "
             f"{src_box.cls_score.out_features} and {dst_box.cls_score.out_features} classes"
         )
+    shared = {k: v for k, v in coco_model.state_dict().items() if not k.startswith(CLASS_LAYERS)}
+    mismatch = "the two models differ beyond their class layers: build both with the same arch"
+    try:
+        missing, unexpected = urban_model.load_state_dict(shared, strict=False)
+    except RuntimeError as error:  # shape mismatch
+        raise ValueError(f"{mismatch} ({error})") from None
+    if unexpected or any(not k.startswith(CLASS_LAYERS) for k in missing):
+        raise ValueError(f"{mismatch} (missing {missing}, unexpected {unexpected})")
+
+    rows = torch.tensor(coco_rows())
+    box_rows = (rows[:, None] * 4 + torch.arange(4)).reshape(-1)  # [4K]: the 4 box deltas per class
+    src_mask = coco_model.roi_heads.mask_predictor.mask_fcn_logits
+    dst_mask = urban_model.roi_heads.mask_predictor.mask_fcn_logits
     for src, dst, index in (
         (src_box.cls_score, dst_box.cls_score, rows),
         (src_box.bbox_pred, dst_box.bbox_pred, box_rows),
@@ -160,8 +174,6 @@ def transfer_coco_heads(coco_model: MaskRCNN, urban_model: MaskRCNN) -> MaskRCNN
     ):
         dst.weight.copy_(src.weight[index])
         dst.bias.copy_(src.bias[index])
-    dst_mask_conv5 = urban_model.roi_heads.mask_predictor.conv5_mask
-    dst_mask_conv5.load_state_dict(coco_model.roi_heads.mask_predictor.conv5_mask.state_dict())
     return urban_model
 
 

@@ -43,7 +43,8 @@ def test_torchvision_archs_without_weights_train_their_norm_layers(arch):
     assert not frozen, "a randomly initialised backbone needs trainable normalisation"
 
 
-def test_build_rejects_unknown_arch():
+def test_build_accepts_short_names_and_rejects_unknown_arch():
+    assert models.build("r50_fpn_v2", min_size=320, max_size=512).roi_heads.mask_head[0][1].__class__ is nn.BatchNorm2d
     with pytest.raises(ValueError, match="toycity_small"):
         models.build("resnet9000")
 
@@ -61,7 +62,7 @@ def test_replace_heads_changes_only_class_layers():
 def test_transfer_coco_heads_copies_matching_rows():
     torch.manual_seed(0)
     coco = models.build("toycity_small", num_classes=models.COCO_NUM_SLOTS)  # random 91-slot model
-    urban = models.replace_heads(copy.deepcopy(coco), NUM_CLASSES)
+    urban = models.build("toycity_small")  # a fresh model: everything must come from coco
     models.transfer_coco_heads(coco, urban)
     src, dst = coco.roi_heads, urban.roi_heads
     expected_slot = {name: COCO_CATEGORY_ID.get(name, 0) for name in CLASSES}
@@ -75,9 +76,13 @@ def test_transfer_coco_heads_copies_matching_rows():
         assert torch.equal(dst.mask_predictor.mask_fcn_logits.weight[k], src.mask_predictor.mask_fcn_logits.weight[slot]), name
         assert torch.equal(dst.mask_predictor.mask_fcn_logits.bias[k], src.mask_predictor.mask_fcn_logits.bias[slot]), name
     assert torch.equal(dst.mask_predictor.conv5_mask.weight, src.mask_predictor.conv5_mask.weight)
+    assert torch.equal(urban.backbone.body.layer2[0].conv1.weight, coco.backbone.body.layer2[0].conv1.weight)
 
 
 def test_transfer_coco_heads_rejects_wrong_shapes():
     small = models.build("toycity_small")
     with pytest.raises(ValueError, match="91"):
         models.transfer_coco_heads(small, copy.deepcopy(small))
+    coco = models.build("toycity_small", num_classes=models.COCO_NUM_SLOTS)
+    with pytest.raises(ValueError, match="same arch"):
+        models.transfer_coco_heads(coco, models.build("toycity_small", fpn_channels=64))
