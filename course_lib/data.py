@@ -1,0 +1,222 @@
+"""Datasets in torchvision's detection format: Cityscapes instances, a COCO urban subset, ToyCity.
+
+Every dataset returns ``(image, target)`` with ``image`` a ``tv_tensors.Image`` float [3, H, W] in
+[0, 1] and ``target`` a dict of
+
+- ``boxes``: ``tv_tensors.BoundingBoxes`` [N, 4] XYXY in pixels, the tight box of each mask
+  (``x2 = last column + 1``: a box covers whole pixels);
+- ``masks``: ``tv_tensors.Mask`` [N, H, W] uint8 {0, 1};
+- ``labels``: int64 [N], course class indices (:data:`course_lib.classes.CLASSES`);
+- ``image_id``: int; ``area``: float32 [N] mask pixel counts; ``iscrowd``: int64 [N].
+
+Crowd regions. Cityscapes labels a cluster of objects too tangled to separate as a *group*
+(``cargroup``, ``persongroup``, ...): its pixels carry the plain label id (< 1000) instead of
+``label id * 1000 + k``. The official instance evaluation (cityscapesscripts
+``evalInstanceLevelSemanticLabeling``) never counts a group as an object to find, and does not
+count a prediction lying mostly on a group (or on void) as a false positive. COCO's ``iscrowd=1``
+regions play the same role in pycocotools. So with ``crowd=True`` groups come back as
+``iscrowd=1`` entries, which :func:`course_lib.evaluate.coco_metrics` treats as ignore regions;
+with the default ``crowd=False`` they are dropped, because torchvision's Mask R-CNN has no notion
+of crowds and would learn a whole car park as one "car" (torchvision's reference training drops
+COCO crowds for the same reason). Classes that are ignored in the evaluation (caravan, trailer)
+and stuff classes are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.ops import masks_to_boxes
+from torchvision.transforms.v2 import functional as F
+
+from course_lib.classes import CITYSCAPES_ID_TO_INDEX, CLASS_TO_INDEX, COCO_CATEGORY_ID
+
+Transforms = Callable[[tv_tensors.Image, dict], tuple[tv_tensors.Image, dict]]
+DOWNLOAD_CITYSCAPES = "python data_scripts/download_cityscapes.py --dest {root}"
+DOWNLOAD_COCO = "python data_scripts/download_coco.py --dest {root}"
+
+
+def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
+    """[N, H, W] masks -> [N, 4] float XYXY tight boxes covering whole pixels (empty mask -> zeros)."""
+    if masks.shape[0] == 0:
+        return torch.zeros(0, 4)
+    masks = masks.as_subclass(torch.Tensor).bool()
+    boxes = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0])
+    empty = ~masks.flatten(1).any(dim=1)
+    boxes[empty] = 0.0  # masks_to_boxes gives nonsense for an empty mask; a zero box is sanitised later
+    return boxes
+
+
+def make_target(masks: torch.Tensor, labels: torch.Tensor, iscrowd: torch.Tensor, image_id: int) -> dict:
+    """The target dict of the module docstring from [N, H, W] masks, [N] labels and [N] crowd flags."""
+    masks = masks.to(torch.uint8)
+    return {
+        "boxes": tv_tensors.BoundingBoxes(boxes_from_masks(masks), format="XYXY", canvas_size=tuple(masks.shape[-2:])),
+        "masks": tv_tensors.Mask(masks),
+        "labels": labels.to(torch.int64),
+        "image_id": image_id,
+        "area": masks.flatten(1).sum(dim=1).to(torch.float32),
+        "iscrowd": iscrowd.to(torch.int64),
+    }
+
+
+def collate(batch: Sequence[tuple]) -> tuple[list, list]:
+    """DataLoader collate for detection: images differ in size, so keep lists instead of stacking."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)
+
+
+def _rgb(path: Path) -> tv_tensors.Image:
+    """An RGB file -> tv_tensors.Image float [3, H, W] in [0, 1]."""
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("RGB"))
+    return tv_tensors.Image(torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cityscapes
+# ---------------------------------------------------------------------------------------------
+
+def cityscapes_pairs(root: str | Path | None, split: str) -> list[tuple[Path, Path]]:
+    """Sorted (``*_leftImg8bit.png``, ``*_gtFine_instanceIds.png``) pairs of a split.
+
+    Raises FileNotFoundError naming the missing folder or file and the download command.
+    """
+    if root is None:
+        root = os.environ.get("CITYSCAPES_DATASET")
+    if not root:
+        raise FileNotFoundError(
+            "Cityscapes location unknown: pass root=... or set CITYSCAPES_DATASET=/path/to/cityscapes. "
+            "To get it (free account at cityscapes-dataset.com): " + DOWNLOAD_CITYSCAPES.format(root="/path/to/cityscapes")
+        )
+    root = Path(root).expanduser()
+    command = DOWNLOAD_CITYSCAPES.format(root=root)
+    images_dir, gt_dir = root / "leftImg8bit" / split, root / "gtFine" / split
+    for folder, package in ((images_dir, "leftImg8bit_trainvaltest.zip"), (gt_dir, "gtFine_trainvaltest.zip")):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"missing folder {folder} (Cityscapes package {package}); run: {command}")
+    images = sorted(images_dir.glob("*/*_leftImg8bit.png"))
+    if not images:
+        raise FileNotFoundError(f"no */*_leftImg8bit.png under {images_dir} (a half-extracted download?); run: {command}")
+    pairs = []
+    for image in images:
+        gt = gt_dir / image.parent.name / image.name.replace("_leftImg8bit.png", "_gtFine_instanceIds.png")
+        if not gt.is_file():
+            raise FileNotFoundError(f"missing file {gt} for image {image} (a half-extracted gtFine?); run: {command}")
+        pairs.append((image, gt))
+    return pairs
+
+
+def read_instance_ids(path: Path) -> np.ndarray:
+    """A ``*_instanceIds.png`` -> int32 [H, W] ids (label id * 1000 + k, or a plain label id)."""
+    with Image.open(path) as image:  # 16-bit PNG: Pillow opens it as mode I;16 or I
+        return np.asarray(image).astype(np.int32)
+
+
+def instances_from_ids(ids: torch.Tensor, crowd: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """int [H, W] Cityscapes id map -> (masks [N, H, W] uint8, labels [N], iscrowd [N]) of the 8 classes."""
+    masks, labels, iscrowd = [], [], []
+    for value in torch.unique(ids).tolist():
+        is_group = value < 1000
+        index = CITYSCAPES_ID_TO_INDEX.get(value if is_group else value // 1000)
+        if index is None or (is_group and not crowd):
+            continue  # stuff, void, an evaluation-ignored class (caravan, trailer), or a dropped group
+        masks.append(ids == value)
+        labels.append(index)
+        iscrowd.append(int(is_group))
+    if not masks:
+        return torch.zeros(0, *ids.shape, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
+    return torch.stack(masks).to(torch.uint8), torch.tensor(labels), torch.tensor(iscrowd)
+
+
+class CityscapesInstances(torch.utils.data.Dataset):
+    """Cityscapes fine instance annotations of one split, in the module's target format.
+
+    ``root`` defaults to ``$CITYSCAPES_DATASET``; ``scale`` < 1 downsizes (image bilinear with
+    antialiasing, id map nearest, so no id is blended into another). ``crowd``: see the module
+    docstring. ``files`` lists the (image, instanceIds) pairs in item order.
+    """
+
+    def __init__(self, root: str | Path | None = None, split: str = "train", transforms: Transforms | None = None,
+                 scale: float = 1.0, crowd: bool = False) -> None:
+        if not 0 < scale <= 1:
+            raise ValueError(f"scale must be in (0, 1], got {scale}")
+        self.files = cityscapes_pairs(root, split)
+        self.transforms, self.scale, self.crowd = transforms, scale, crowd
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, dict]:
+        image_path, ids_path = self.files[index]
+        image = _rgb(image_path)
+        ids = torch.from_numpy(read_instance_ids(ids_path))
+        if self.scale != 1:
+            size = [round(image.shape[-2] * self.scale), round(image.shape[-1] * self.scale)]
+            image = F.resize(image, size, antialias=True)
+            ids = F.resize(tv_tensors.Mask(ids[None]), size)[0].as_subclass(torch.Tensor)
+        target = make_target(*instances_from_ids(ids, self.crowd), image_id=index)
+        return self.transforms(image, target) if self.transforms else (image, target)
+
+
+# ---------------------------------------------------------------------------------------------
+# COCO person + vehicle subset
+# ---------------------------------------------------------------------------------------------
+
+#: COCO category id -> course class index ("rider" has no COCO category).
+COCO_TO_INDEX = {coco_id: CLASS_TO_INDEX[name] for name, coco_id in COCO_CATEGORY_ID.items()}
+
+
+class CocoUrbanSubset(torch.utils.data.Dataset):
+    """COCO images holding at least one person or vehicle, with only those annotations kept.
+
+    ``root`` holds ``annotations/instances_{split}.json`` (or pass ``ann_file``) and ``{split}/``
+    images, as ``data_scripts/download_coco.py`` writes them. Categories are mapped to course
+    classes by :data:`COCO_TO_INDEX`; crowd annotations follow ``crowd`` as for Cityscapes.
+    """
+
+    def __init__(self, root: str | Path, split: str = "val2017", ann_file: str | Path | None = None,
+                 transforms: Transforms | None = None, crowd: bool = False) -> None:
+        from pycocotools.coco import COCO
+
+        self.root = Path(root).expanduser()
+        ann_file = Path(ann_file) if ann_file else self.root / "annotations" / f"instances_{split}.json"
+        if not ann_file.is_file():
+            raise FileNotFoundError(f"missing COCO annotation file {ann_file}; run: {DOWNLOAD_COCO.format(root=self.root)}")
+        self.coco = COCO(str(ann_file))
+        self.images_dir = self.root / split
+        self.transforms, self.crowd = transforms, crowd
+        wanted = set(COCO_TO_INDEX)
+        self.image_ids = sorted({a["image_id"] for a in self.coco.dataset["annotations"] if a["category_id"] in wanted})
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, dict]:
+        image_id = self.image_ids[index]
+        info = self.coco.imgs[image_id]
+        path = self.images_dir / info["file_name"]
+        if not path.is_file():
+            raise FileNotFoundError(f"missing COCO image {path}; run: {DOWNLOAD_COCO.format(root=self.root)}")
+        image = _rgb(path)
+        annotations = [a for a in self.coco.imgToAnns[image_id]
+                       if a["category_id"] in COCO_TO_INDEX and (self.crowd or not a["iscrowd"])]
+        masks = torch.from_numpy(np.stack([self.coco.annToMask(a) for a in annotations])) if annotations \
+            else torch.zeros(0, info["height"], info["width"], dtype=torch.uint8)
+        labels = torch.tensor([COCO_TO_INDEX[a["category_id"]] for a in annotations], dtype=torch.int64)
+        iscrowd = torch.tensor([a["iscrowd"] for a in annotations], dtype=torch.int64)
+        target = make_target(masks, labels, iscrowd, image_id=image_id)
+        return self.transforms(image, target) if self.transforms else (image, target)
+
+
+def toycity(*args, **kwargs) -> torch.utils.data.Dataset:
+    """``course_lib.toycity.ToyCityDataset(*args, **kwargs)``: the synthetic offline dataset."""
+    from course_lib.toycity import ToyCityDataset
+
+    return ToyCityDataset(*args, **kwargs)
