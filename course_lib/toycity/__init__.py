@@ -1,0 +1,12 @@
+"""ToyCity: a procedural street with exact ground truth (instances, amodal masks, occlusion, tracks).
+
+``scene(seed)`` gives one image and its target; ``clip(seed, n)`` a short video with track ids;
+``ToyCityDataset`` wraps scenes as a torch ``Dataset``. Modules: ``world`` (camera, street,
+actors, in metres), ``draw`` (OpenCV drawing), ``scene`` (compositing and ground truth),
+``video`` (motion), ``dataset``, ``export`` (COCO and Cityscapes files).
+"""
+
+from .dataset import ToyCityDataset, to_tv_tensors
+from .scene import MAX_OCCLUSION, MIN_VISIBLE_AREA, scene, tight_boxes
+
+__all__ = ["scene", "ToyCityDataset", "to_tv_tensors", "tight_boxes", "MIN_VISIBLE_AREA", "MAX_OCCLUSION"]

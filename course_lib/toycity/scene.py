@@ -1,0 +1,159 @@
+"""One ToyCity image and its exact ground truth: compositing actors far to near.
+
+Each actor's patch is pasted in depth order (far first), writing its colour and its index into
+an instance-id map. An actor's *amodal* mask is everything it painted (inside the frame); its
+*visible* mask is where its index survived in the id map. Because every pixel holds one index,
+visible masks are disjoint by construction, and occlusion is exact:
+
+    occlusion = 1 - |visible| / |amodal|.
+
+Leaving the frame is truncation, not occlusion: both masks are clipped to the image first.
+
+Box convention (stated once, used by every exporter): ``boxes`` are XYXY in pixel-edge
+coordinates, ``x2 = last mask column + 1``, so a box spans exactly the mask's pixels, a one-pixel
+object has width 1 (torchvision rejects zero-width boxes in training), and the COCO box
+``[x1, y1, x2 - x1, y2 - y1]`` equals ``pycocotools.mask.toBbox`` of the mask.
+``torchvision.ops.masks_to_boxes`` returns the last column itself; add 1 to x2 and y2.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from course_lib.classes import CLASS_TO_INDEX
+
+from .draw import draw_actor, draw_background
+from .world import CLASS_WEIGHTS, Actor, Street, populate, sample_camera, sample_street
+
+#: Objects whose visible area is smaller than this (pixels) are dropped from the ground truth.
+MIN_VISIBLE_AREA = 20
+#: Objects hidden by more than this fraction of their (in-frame) amodal area are dropped.
+MAX_OCCLUSION = 0.9
+
+
+def check_options(height: int, width: int, occlusion: float, small_share: float, classes) -> tuple[str, ...]:
+    """Validate scene options; return the classes to draw as a tuple of names."""
+    if height < 64 or width < 64:
+        raise ValueError(f"ToyCity images must be at least 64x64 pixels, got height={height}, width={width}.")
+    for name, value in (("occlusion", occlusion), ("small_share", small_share)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} is a probability in [0, 1], got {value}.")
+    classes = tuple(CLASS_WEIGHTS) if classes is None else tuple(classes)
+    unknown = [c for c in classes if c not in CLASS_WEIGHTS]
+    if unknown or not classes:
+        raise ValueError(f"classes must be a non-empty subset of {list(CLASS_WEIGHTS)}, got {list(classes)}.")
+    return classes
+
+
+def tight_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Pixel-edge XYXY boxes of binary masks: uint8/bool [N, H, W] -> float32 [N, 4] (see module doc)."""
+    if masks.numel() == 0:
+        return torch.zeros((0, 4), dtype=torch.float32)
+    rows = masks.any(dim=2)
+    cols = masks.any(dim=1)
+    if not bool(rows.any(dim=1).all()):
+        raise ValueError("tight_boxes got an empty mask; drop empty instances first.")
+    h, w = masks.shape[1:]
+    first = lambda hit: hit.float().argmax(dim=1)  # noqa: E731 - first True along a row
+    last = lambda hit, n: n - hit.flip(1).float().argmax(dim=1)  # noqa: E731 - one past the last True
+    return torch.stack([first(cols), first(rows), last(cols, w), last(rows, h)], dim=1).float()
+
+
+def render(
+    street: Street, actors: list[Actor], background: np.ndarray, image_id: int
+) -> tuple[np.ndarray, dict[str, torch.Tensor], list[Actor]]:
+    """Composite ``actors`` onto ``background``; return image, target and the labelled actors kept.
+
+    image: uint8 [H, W, 3]; target: ``boxes`` [N, 4] float32, ``labels`` [N] int64, ``masks`` and
+    ``amodal_masks`` uint8 [N, H, W], ``occlusion``/``area`` [N] float32, ``iscrowd`` [N] int64,
+    ``image_id`` int64 scalar. The i-th kept actor is the i-th instance.
+    """
+    image = background.copy()
+    H, W = image.shape[:2]
+    ids = np.zeros((H, W), np.int32)  # 0 = background or stuff, k = labelled actor k - 1
+    pasted = []  # (actor, region slices, amodal mask inside the region)
+    for actor in sorted(actors, key=lambda a: -a.z):
+        patch, left, top = draw_actor(actor, street.camera)
+        ph, pw = patch.mask.shape
+        y0, y1, x0, x1 = max(top, 0), min(top + ph, H), max(left, 0), min(left + pw, W)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        mask = patch.mask[y0 - top:y1 - top, x0 - left:x1 - left].astype(bool)
+        region = (slice(y0, y1), slice(x0, x1))
+        image[region][mask] = patch.rgb[y0 - top:y1 - top, x0 - left:x1 - left][mask]
+        index = len(pasted) + 1 if actor.labelled else 0
+        ids[region][mask] = index
+        if actor.labelled:
+            pasted.append((actor, region, mask))
+
+    kept, visible_masks, amodal_masks = [], [], []
+    for index, (actor, region, amodal) in enumerate(pasted, start=1):
+        visible = ids[region] == index
+        visible_area, amodal_area = int(visible.sum()), int(amodal.sum())
+        if visible_area < MIN_VISIBLE_AREA or 1 - visible_area / amodal_area > MAX_OCCLUSION:
+            continue
+        kept.append(actor)
+        visible_masks.append((region, visible))
+        amodal_masks.append((region, amodal))
+    return image, make_target(kept, visible_masks, amodal_masks, (H, W), image_id), kept
+
+
+def make_target(actors, visible_masks, amodal_masks, size: tuple[int, int], image_id: int) -> dict[str, torch.Tensor]:
+    """Full-size mask tensors and the derived boxes, areas and occlusion fractions."""
+    n = len(actors)
+    masks = np.zeros((n, *size), np.uint8)
+    amodal = np.zeros((n, *size), np.uint8)
+    for i, ((region, vis), (_, amo)) in enumerate(zip(visible_masks, amodal_masks)):
+        masks[i][region] = vis
+        amodal[i][region] = amo
+    masks_t, amodal_t = torch.from_numpy(masks), torch.from_numpy(amodal)
+    area = torch.tensor([float(vis.sum()) for _, vis in visible_masks], dtype=torch.float32)
+    amodal_area = torch.tensor([float(amo.sum()) for _, amo in amodal_masks], dtype=torch.float32)
+    return {
+        "boxes": tight_boxes(masks_t),
+        "labels": torch.tensor([CLASS_TO_INDEX[a.kind] for a in actors], dtype=torch.int64),
+        "masks": masks_t,
+        "amodal_masks": amodal_t,
+        "occlusion": (1 - area / amodal_area.clamp(min=1)) if n else torch.zeros(0),
+        "area": area,
+        "iscrowd": torch.zeros(n, dtype=torch.int64),
+        "image_id": torch.tensor(image_id, dtype=torch.int64),
+    }
+
+
+def finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Camera effects: a per-scene colour cast and exposure, slight blur, sensor noise."""
+    gain = rng.uniform(0.75, 1.2) * rng.uniform(0.9, 1.1, 3)
+    table = np.clip(np.arange(256)[:, None] * gain[None, :], 0, 255).astype(np.uint8)
+    out = cv2.LUT(image, table.reshape(256, 1, 3))  # a per-channel lookup table
+    out = cv2.GaussianBlur(out, (3, 3), 0.6)
+    noise = rng.integers(-6, 7, size=out.shape[:2], dtype=np.int16)[..., None]
+    return np.clip(out.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def scene(
+    seed: int,
+    height: int = 512,
+    width: int = 1024,
+    *,
+    num_objects: int | None = None,
+    occlusion: float = 0.5,
+    small_share: float = 0.3,
+    classes=None,
+) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+    """A random street scene and its exact instance ground truth; the same ``seed`` gives the same scene.
+
+    Returns ``image`` uint8 [H, W, 3] RGB and a torchvision-style ``target`` (see :func:`render`).
+    ``num_objects`` (default: 5..14) is how many objects are placed before hidden ones are
+    dropped; ``occlusion`` and ``small_share`` are probabilities (see ``world.populate``);
+    ``classes`` restricts the classes placed (names from ``course_lib.classes.CLASSES``).
+    """
+    classes = check_options(height, width, occlusion, small_share, classes)
+    rng = np.random.default_rng(seed)
+    street = sample_street(rng, sample_camera(rng, height, width))
+    count = int(rng.integers(5, 15)) if num_objects is None else int(num_objects)
+    actors = populate(rng, street, count, classes, occlusion, small_share)
+    image, target, _ = render(street, actors, draw_background(rng, street), image_id=seed)
+    return finish(rng, image), target
