@@ -1,0 +1,81 @@
+"""course_lib.augment: tight boxes after rotation, sanitising, and the training pipeline's contract."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torchvision import tv_tensors
+from torchvision.ops import box_iou
+from torchvision.transforms.v2 import functional as F
+
+from course_lib.augment import BoxesFromMasks, eval_transforms, sanitize, train_transforms
+from course_lib.data import make_target
+
+H, W = 120, 160
+
+
+def ellipse_mask(cx: float, cy: float, a: float, b: float) -> torch.Tensor:
+    """[H, W] uint8 axis-aligned ellipse with semi-axes a (x) and b (y) centred on (cx, cy)."""
+    y, x = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    return (((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 <= 1).to(torch.uint8)
+
+
+def sample(masks: list[torch.Tensor], labels: list[int]) -> tuple[tv_tensors.Image, dict]:
+    image = tv_tensors.Image(torch.rand(3, H, W))
+    return image, make_target(torch.stack(masks), torch.tensor(labels), torch.zeros(len(labels)), image_id=0)
+
+
+def rotated_ellipse_box(cx: float, cy: float, a: float, b: float, degrees: float) -> torch.Tensor:
+    """Exact tight box of the ellipse rotated about its centre: half-extents from the rotated axes."""
+    t = math.radians(degrees)
+    half_w = math.sqrt((a * math.cos(t)) ** 2 + (b * math.sin(t)) ** 2)
+    half_h = math.sqrt((a * math.sin(t)) ** 2 + (b * math.cos(t)) ** 2)
+    return torch.tensor([[cx - half_w, cy - half_h, cx + half_w, cy + half_h]])
+
+
+def test_v2_rotation_gives_loose_boxes_and_boxes_from_masks_are_tight():
+    cx, cy, a, b = W / 2, H / 2, 40.0, 20.0
+    image, target = sample([ellipse_mask(cx, cy, a, b)], [3])
+    # rotate about the image centre, which is also the ellipse's centre
+    rotated_image, rotated = F.rotate(image, 30.0), dict(target)
+    rotated["boxes"], rotated["masks"] = F.rotate(target["boxes"], 30.0), F.rotate(target["masks"], 30.0)
+    exact = rotated_ellipse_box(cx, cy, a, b, 30.0)
+
+    v2_iou = box_iou(rotated["boxes"].as_subclass(torch.Tensor), exact).item()
+    _, tightened = BoxesFromMasks()(rotated_image, rotated)
+    ours_iou = box_iou(tightened["boxes"].as_subclass(torch.Tensor), exact).item()
+    assert v2_iou < 0.9, v2_iou
+    assert ours_iou > 0.95, ours_iou
+    assert tightened["area"].item() == pytest.approx(math.pi * a * b, rel=0.03)
+
+
+def test_sanitize_drops_instances_that_left_the_frame_with_all_their_fields():
+    image, target = sample([ellipse_mask(30, 30, 10, 10), ellipse_mask(100, 60, 20, 10)], [1, 3])
+    target["iscrowd"] = torch.tensor([0, 1])
+    target["masks"][0] = 0  # e.g. rotated out of the image
+    _, target = sanitize()(*BoxesFromMasks()(image, target))
+    assert target["labels"].tolist() == [3]
+    assert target["iscrowd"].tolist() == [1]
+    assert target["masks"].shape == (1, H, W) and target["boxes"].shape == (1, 4) and target["area"].shape == (1,)
+
+
+def test_train_transforms_keep_boxes_tight_and_images_in_range():
+    torch.manual_seed(0)
+    image, target = sample([ellipse_mask(40, 40, 25, 15), ellipse_mask(110, 80, 30, 20)], [1, 3])
+    pipeline = train_transforms(max_rotation=30.0)
+    for _ in range(5):
+        out_image, out = pipeline(image, target)
+        assert out_image.shape == (3, H, W) and 0 <= out_image.min() and out_image.max() <= 1
+        assert len(out["labels"]) == len(out["masks"]) == len(out["boxes"]) == len(out["area"])
+        assert torch.equal(out["boxes"].as_subclass(torch.Tensor), make_target(out["masks"], out["labels"],
+                                                                                out["iscrowd"], 0)["boxes"])
+
+
+def test_eval_transforms_accept_uint8_and_do_nothing_else():
+    image, target = sample([ellipse_mask(40, 40, 25, 15)], [1])
+    uint8_image = tv_tensors.Image((image * 255).round().to(torch.uint8))
+    out_image, out = eval_transforms()(uint8_image, target)
+    assert out_image.dtype == torch.float32 and torch.allclose(out_image, image, atol=1 / 255)
+    assert torch.equal(out["masks"], target["masks"])
