@@ -152,3 +152,18 @@ def trace(model: MaskRCNN, image: Tensor) -> Trace:
         mask_probs=mask_probs,
         final=final,
     )
+
+
+def gradient_receptive_field(backbone: torch.nn.Module, batch: Tensor, level: str, position: tuple[int, int]) -> Tensor:
+    """Which input pixels influence one feature position: ``|d sum_c F[level][0, c, p_y, p_x] / d input|``.
+
+    ``batch`` is ``Tensor[1, 3, H, W]`` as the backbone sees it (e.g. ``Trace.batch``); ``position`` is
+    ``(p_x, p_y)``. Returns ``Tensor[H, W]`` summed over colour channels. Its non-zero support is the
+    theoretical receptive field; where the mass concentrates is the (much smaller) effective one.
+    """
+    batch = batch.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        features = backbone(batch)
+        p_x, p_y = position
+        features[level][0, :, p_y, p_x].sum().backward()
+    return batch.grad[0].abs().sum(0)
