@@ -170,15 +170,100 @@ def coco_metrics(
     return results
 
 
-def format_metrics(metrics: dict[str, dict]) -> str:
-    """A plain-text summary and per-class table of :func:`coco_metrics` output."""
-    lines = []
-    for iou_type, m in metrics.items():
-        lines.append(f"{iou_type:5s} " + "  ".join(f"{k} {m[k]:.3f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")))
-    iou_types = list(metrics)
-    lines.append(f"{'class':12s} {'n_gt':>5s} " + " ".join(f"{t + ' AP':>8s} {t + ' AP50':>9s}" for t in iou_types))
-    for name, row in metrics[iou_types[0]]["per_class"].items():
-        cells = " ".join(f"{metrics[t]['per_class'][name]['AP']:8.3f} {metrics[t]['per_class'][name]['AP50']:9.3f}"
-                         for t in iou_types)
+def format_metrics(metrics: dict) -> str:
+    """A plain-text summary and per-class table of :func:`coco_metrics` (or :func:`evaluate_model`) output."""
+    by_type = {iou_type: m for iou_type, m in metrics.items() if isinstance(m, dict)}
+    lines = [f"{iou_type:5s} " + "  ".join(f"{k} {m[k]:.3f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
+             for iou_type, m in by_type.items()]
+    if "mask_iou" in metrics:
+        lines.append(f"mean mask IoU of matched pairs: {metrics['mask_iou']:.3f}")
+    lines.append(f"{'class':12s} {'n_gt':>5s} " + " ".join(f"{t + ' AP':>8s} {t + ' AP50':>9s}" for t in by_type))
+    first = next(iter(by_type.values()))
+    for name, row in first["per_class"].items():
+        cells = " ".join(f"{m['per_class'][name]['AP']:8.3f} {m['per_class'][name]['AP50']:9.3f}" for m in by_type.values())
         lines.append(f"{name:12s} {row['n_gt']:5d} {cells}")
     return "\n".join(lines)
+
+
+def mask_iou_matrix(pred_masks: torch.Tensor, gt_masks: torch.Tensor) -> np.ndarray:
+    """IoU of every predicted mask with every target mask: float [P, G] (masks as in :func:`binary_masks`)."""
+    if len(pred_masks) == 0 or len(gt_masks) == 0:
+        return np.zeros((len(pred_masks), len(gt_masks)))
+    ious = mask_utils.iou(encode_masks(pred_masks), encode_masks(gt_masks), [0] * len(gt_masks))
+    return np.asarray(ious, dtype=np.float64).reshape(len(pred_masks), len(gt_masks))
+
+
+def match_pairs(ious: np.ndarray, iou_threshold: float) -> list[tuple[int, int]]:
+    """One-to-one (prediction, target) pairs maximising total IoU, each pair with IoU >= threshold.
+
+    ``ious`` [P, G]. The Hungarian algorithm (scipy ``linear_sum_assignment``) finds the best
+    global assignment; pairs under the threshold are then dropped.
+    """
+    if ious.size == 0:
+        return []
+    rows, cols = linear_sum_assignment(ious, maximize=True)
+    return [(int(p), int(g)) for p, g in zip(rows, cols) if ious[p, g] >= iou_threshold]
+
+
+def kept_indices(prediction: dict, score_threshold: float) -> torch.Tensor:
+    """Indices of the predictions scoring at least ``score_threshold``."""
+    return torch.nonzero(torch.as_tensor(prediction["scores"]) >= score_threshold).flatten()
+
+
+def object_indices(target: dict) -> torch.Tensor:
+    """Indices of the target instances that are objects, not crowd regions."""
+    crowd = torch.as_tensor(target.get("iscrowd", torch.zeros(len(target["labels"]))))
+    return torch.nonzero(crowd == 0).flatten()
+
+
+def mean_matched_mask_iou(
+    predictions: Sequence[dict], targets: Sequence[dict], iou_threshold: float = 0.5, score_threshold: float = 0.5
+) -> float:
+    """Mean mask IoU over matched (prediction, target) pairs of the same class.
+
+    Predictions scoring under ``score_threshold`` are left out (the ones a user would see); within
+    each image and class, predictions and targets are matched one-to-one by :func:`match_pairs`.
+    This measures how well the masks that *are* found fit, which AP mixes with detection quality.
+    NaN when nothing matched.
+    """
+    matched = []
+    for prediction, target in zip(predictions, targets):
+        kept, objects = kept_indices(prediction, score_threshold), object_indices(target)
+        pred_labels, gt_labels = prediction["labels"][kept], target["labels"][objects]
+        ious = mask_iou_matrix(prediction["masks"][kept], target["masks"][objects])
+        ious[(pred_labels[:, None] != gt_labels[None, :]).numpy()] = 0.0  # only same-class pairs
+        matched += [ious[p, g] for p, g in match_pairs(ious, iou_threshold)]
+    return float(np.mean(matched)) if matched else float("nan")
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, dataset: torch.utils.data.Dataset, device: torch.device | str | None = None,
+            batch_size: int = 2) -> tuple[list[dict], list[dict]]:
+    """Run ``model`` over ``dataset``: (predictions, targets) on the CPU, in dataset order.
+
+    Predicted masks are binarised at 0.5 and stored as uint8 [P, 1, H, W]: the soft float masks of
+    a whole dataset would not fit in memory, and every metric here thresholds at 0.5 anyway.
+    """
+    from course_lib.data import collate
+    from course_lib.runtime import device as default_device
+
+    device = torch.device(device) if device is not None else default_device()
+    model.eval().to(device)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    predictions, targets = [], []
+    for images, batch_targets in tqdm(loader, desc="evaluating", unit="batch"):
+        for output in model([image.to(device) for image in images]):
+            output = {key: value.cpu() for key, value in output.items()}
+            output["masks"] = (output["masks"] > MASK_THRESHOLD).to(torch.uint8)
+            predictions.append(output)
+        targets += batch_targets
+    return predictions, targets
+
+
+def evaluate_model(model: torch.nn.Module, dataset: torch.utils.data.Dataset, device: torch.device | str | None = None,
+                   batch_size: int = 2) -> tuple[dict, list[dict]]:
+    """(metrics, predictions): :func:`coco_metrics` plus ``metrics["mask_iou"]`` (:func:`mean_matched_mask_iou`)."""
+    predictions, targets = predict(model, dataset, device, batch_size)
+    metrics = coco_metrics(predictions, targets)
+    metrics["mask_iou"] = mean_matched_mask_iou(predictions, targets)
+    return metrics, predictions

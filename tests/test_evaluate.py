@@ -8,10 +8,11 @@ import torch
 from torchvision import tv_tensors
 
 from course_lib.classes import CLASS_TO_INDEX
-from course_lib.evaluate import coco_metrics
+from course_lib.evaluate import coco_metrics, format_metrics, match_pairs, mean_matched_mask_iou
+from course_lib.failures import draw_errors, failure_analysis
 
 H, W = 64, 96
-CAR, PERSON, BUS = CLASS_TO_INDEX["car"], CLASS_TO_INDEX["person"], CLASS_TO_INDEX["bus"]
+CAR, PERSON, BUS, TRUCK = (CLASS_TO_INDEX[name] for name in ("car", "person", "bus", "truck"))
 # COCO's ten IoU thresholds 0.50, 0.55, ..., 0.95, written out rather than taken from pycocotools.
 THRESHOLDS = [0.5 + 0.05 * i for i in range(10)]
 
@@ -114,3 +115,64 @@ def test_empty_predictions_give_zero_and_misaligned_lists_fail():
     assert coco_metrics([prediction([], [], [])], targets)["bbox"]["AP"] == 0.0
     with pytest.raises(ValueError, match="aligned"):
         coco_metrics([], targets)
+
+
+def test_format_metrics_lists_every_class():
+    metrics = coco_metrics([prediction([(4, 4, 40, 30)], [CAR], [0.9])], [target([(4, 4, 40, 30)], [CAR])])
+    text = format_metrics(metrics)
+    assert "segm" in text and all(name in text for name in ("person", "bicycle"))
+
+
+def test_match_pairs_is_globally_optimal_not_greedy():
+    # Greedy would pair prediction 0 with target 0 (0.9) and leave prediction 1 unmatched (0.0 < 0.5).
+    ious = np.array([[0.9, 0.8], [0.6, 0.0]])
+    assert sorted(match_pairs(ious, 0.5)) == [(0, 1), (1, 0)]
+    assert match_pairs(np.zeros((0, 3)), 0.5) == []
+
+
+def test_mean_matched_mask_iou_averages_same_class_pairs_only():
+    gt_a, gt_b, shifted = (10, 10, 30, 30), (50, 20, 80, 50), (16, 10, 36, 30)
+    targets = [target([gt_a, gt_b], [CAR, PERSON])]
+    predictions = [prediction([shifted, gt_b, gt_b], [CAR, PERSON, CAR], [0.9, 0.8, 0.95])]
+    expected = (rect_iou(gt_a, shifted) + 1.0) / 2  # the car on the person is not a pair
+    assert mean_matched_mask_iou(predictions, targets) == pytest.approx(expected)
+    assert np.isnan(mean_matched_mask_iou(predictions, targets, score_threshold=0.99))
+
+
+def failure_case() -> tuple[list[dict], list[dict]]:
+    """A found car, a bus called truck, a missed person, a detection on a crowd region, a false car."""
+    car, person, bus, crowd = (4, 4, 40, 30), (50, 10, 60, 40), (0, 40, 96, 64), (62, 0, 96, 20)
+    t = target([car, person, bus, crowd], [CAR, PERSON, BUS, CAR], iscrowd=[0, 0, 0, 1])
+    t["occlusion"] = torch.tensor([0.0, 0.6, 0.2, 0.0])
+    p = prediction([car, bus, (64, 2, 94, 18), (42, 30, 48, 38), person],
+                   [CAR, TRUCK, CAR, CAR, PERSON], [0.9, 0.8, 0.7, 0.6, 0.1])
+    return [p], [t]
+
+
+def test_failure_analysis_counts_a_hand_made_case():
+    predictions, targets = failure_case()
+    report = failure_analysis(predictions, targets)
+    errors = report.images[0]
+    assert errors.found == [(0, 0)] and errors.confused == [(1, 2)]
+    assert errors.missed == [1]  # the person: its only detection scores 0.1 < 0.5
+    assert errors.false == [3]  # detection 2 lies on the crowd region: ignored
+    per_class = report.per_class()
+    assert per_class["car"] == {"objects": 1, "found": 1, "confused": 0, "missed": 0, "detections": 2, "false": 1}
+    assert per_class["bus"]["confused"] == 1 and per_class["truck"]["detections"] == 1
+    assert per_class["person"]["missed"] == 1
+    assert report.confusion[BUS, TRUCK] == 1 and report.confusion.sum() == 4
+    # areas: car 936, person 300 (small, < 32^2); bus 2304 (medium)
+    assert report.by_size["small"] == {"objects": 2, "missed": 1}
+    assert report.by_size["medium"] == {"objects": 1, "missed": 0}
+    assert report.by_occlusion["mostly (>=50%)"] == {"objects": 1, "missed": 1}
+    assert report.by_occlusion["partly (10-50%)"] == {"objects": 1, "missed": 0}
+    assert report.worst_images(1)[0].n_errors == 3
+    assert "miss rate" in report.table()
+
+
+def test_draw_errors_paints_each_kind():
+    predictions, targets = failure_case()
+    errors = failure_analysis(predictions, targets).images[0]
+    canvas = draw_errors(torch.zeros(3, H, W), predictions[0], targets[0], errors)
+    assert canvas.dtype == torch.uint8 and canvas.shape == (3, H, W)
+    assert canvas[1, 20, 20] > 0 and canvas[0, 25, 55] > 0  # green found car, red missed person
