@@ -1,0 +1,221 @@
+"""course_lib.track: mask geometry, the assignment step, the track state machine, and ids on ToyCity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.track import (
+    FORBIDDEN,
+    Tracker,
+    TrackState,
+    assign,
+    iou_cost_matrix,
+    mask_iou,
+    masks_to_rois,
+    paste_rois,
+    roi_mask_iou,
+    track_color,
+    tracks_to_frame,
+)
+
+H, W = 96, 160
+
+
+def ellipses(boxes: list[list[float]]) -> torch.Tensor:
+    """Filled ellipses inscribed in ``boxes``: uint8 [N, H, W]."""
+    ys, xs = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    masks = []
+    for x0, y0, x1, y1 in boxes:
+        cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+        masks.append((((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2 <= 1).to(torch.uint8))
+    return torch.stack(masks)
+
+
+def detections(boxes: list[list[float]], labels: list[int] | None = None) -> dict:
+    """Ellipse detections in ``boxes`` (label 3, car, unless given)."""
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32),
+        "labels": torch.tensor(labels or [3] * len(boxes)),
+        "scores": torch.ones(len(boxes)),
+        "masks": ellipses(boxes),
+    }
+
+
+NO_DETECTIONS = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, H, W)}
+
+
+# ------------------------------------------------------------------ geometry
+
+
+def test_rois_round_trip_keeps_the_mask():
+    boxes = [[10, 10, 40, 50], [60, 20, 150, 60], [100, 70, 124, 90]]
+    masks = ellipses(boxes)
+    rois = masks_to_rois(masks, torch.tensor(boxes, dtype=torch.float32), 28)
+    assert rois.shape == (3, 28, 28)
+    pasted = paste_rois(rois, torch.tensor(boxes, dtype=torch.float32), H, W)
+    assert pasted.dtype == torch.uint8 and pasted.shape == (3, H, W)
+    assert mask_iou(pasted, masks).diag().min() > 0.9
+
+
+def test_paste_clips_boxes_that_leave_the_image():
+    boxes = torch.tensor([[-20.0, -10.0, 30.0, 40.0], [W + 5.0, 0.0, W + 30.0, 10.0]])
+    pasted = paste_rois(torch.ones(2, 28, 28), boxes, H, W)
+    assert pasted[0].sum() == 30 * 40  # only the part inside the image
+    assert pasted[1].sum() == 0
+
+
+def test_mask_iou_exact_on_rectangles():
+    a = torch.zeros(1, H, W, dtype=torch.uint8)
+    b = torch.zeros(2, H, W, dtype=torch.uint8)
+    a[0, 0:10, 0:10] = 1
+    b[0, 0:10, 5:15] = 1  # half overlapping: 50 / 150
+    b[1, 50:60, 50:60] = 1  # disjoint
+    assert torch.allclose(mask_iou(a, b), torch.tensor([[50 / 150, 0.0]]))
+
+
+def test_roi_mask_iou_approximates_full_resolution_iou():
+    boxes_a = [[10, 10, 50, 60], [70, 20, 130, 70], [20, 60, 60, 90]]
+    boxes_b = [[14, 12, 52, 58], [80, 25, 140, 75], [100, 5, 150, 30]]
+    ta, tb = torch.tensor(boxes_a, dtype=torch.float32), torch.tensor(boxes_b, dtype=torch.float32)
+    ma, mb = ellipses(boxes_a), ellipses(boxes_b)
+    approx = roi_mask_iou(ta, masks_to_rois(ma, ta, 28), tb, masks_to_rois(mb, tb, 28))
+    exact = mask_iou(ma, mb)
+    assert exact[0, 0] > 0.6 and exact[0, 2] == 0  # the test covers overlapping and disjoint pairs
+    assert (approx - exact).abs().max() < 0.06
+
+
+# ------------------------------------------------------------------ matching
+
+
+def test_cost_matrix_forbids_other_classes_and_low_iou():
+    track_boxes = torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]])
+    det_boxes = torch.tensor([[0.0, 0, 10, 10], [21, 21, 31, 31], [0, 0, 10, 40]])
+    cost, iou = iou_cost_matrix(track_boxes, torch.tensor([3, 1]), det_boxes, torch.tensor([1, 1, 3]), iou_gate=0.3)
+    assert cost[0, 0] == FORBIDDEN  # same box, other class
+    assert cost[0, 2] == FORBIDDEN  # same class, IoU 0.25 < gate
+    assert cost[1, 1] == pytest.approx(1 - iou[1, 1].item()) and iou[1, 1] > 0.6
+
+
+def test_assign_finds_the_global_optimum_and_drops_forbidden_pairs():
+    # Greedy on the smallest cost would take (0, 0) and leave track 1 with a forbidden pair;
+    # the optimum gives detection 0 to track 1 and detection 1 to track 0.
+    cost = torch.tensor([[0.1, 0.2, FORBIDDEN], [0.15, FORBIDDEN, FORBIDDEN], [FORBIDDEN, FORBIDDEN, FORBIDDEN]])
+    matches, unmatched_tracks, unmatched_dets = assign(cost)
+    assert sorted(matches) == [(0, 1), (1, 0)]
+    assert unmatched_tracks == [2] and unmatched_dets == [2]
+
+
+def test_assign_on_empty_matrices():
+    assert assign(torch.zeros(0, 3)) == ([], [], [0, 1, 2])
+    assert assign(torch.zeros(2, 0)) == ([], [0, 1], [])
+
+
+# ------------------------------------------------------------------ state machine
+
+
+def states(tracker: Tracker) -> dict[int, TrackState]:
+    return {t.track_id: t.state for t in tracker.tracks}
+
+
+def test_tentative_then_confirmed_after_min_hits():
+    tracker = Tracker(min_hits=3)
+    box = [[20, 20, 60, 60]]
+    first = tracker.update(detections(box))
+    assert [t.state for t in first] == [TrackState.TENTATIVE]  # reported while the stream warms up
+    tracker.update(detections(box))
+    out = tracker.update(detections(box))
+    assert [(t.track_id, t.state) for t in out] == [(1, TrackState.CONFIRMED)]
+
+
+def test_a_tentative_track_that_misses_is_dropped_and_not_reported():
+    tracker = Tracker(min_hits=2)
+    for _ in range(3):
+        tracker.update(detections([[20, 20, 60, 60]]))
+    out = tracker.update(detections([[20, 20, 60, 60], [100, 10, 140, 50]]))  # a new object appears
+    assert [t.track_id for t in out] == [1]  # the newcomer is tentative: not reported yet
+    tracker.update(detections([[20, 20, 60, 60]]))  # and vanishes
+    assert states(tracker) == {1: TrackState.CONFIRMED}
+
+
+def test_lost_track_is_reidentified_within_max_age_then_removed():
+    tracker = Tracker(min_hits=2, max_age=3, motion=False)
+    box = [[20, 20, 60, 60]]
+    for _ in range(3):
+        tracker.update(detections(box))
+    for _ in range(3):
+        assert tracker.update(NO_DETECTIONS) == []
+        assert states(tracker) == {1: TrackState.LOST}
+    out = tracker.update(detections(box))
+    assert [(t.track_id, t.state) for t in out] == [(1, TrackState.CONFIRMED)]
+    for _ in range(4):
+        tracker.update(NO_DETECTIONS)
+    assert states(tracker) == {}  # max_age exceeded: removed
+    tracker.update(detections(box))
+    assert [t.track_id for t in tracker.tracks] == [2]
+    assert [s for _, s in tracker_history_of(tracker, 2)] == [TrackState.TENTATIVE]
+
+
+def tracker_history_of(tracker: Tracker, track_id: int):
+    return next(t.history for t in tracker.tracks if t.track_id == track_id)
+
+
+def test_constant_velocity_carries_a_lost_track_to_where_it_reappears():
+    def run(motion: bool) -> list[int]:
+        tracker = Tracker(min_hits=2, max_age=5, motion=motion, iou_gate=0.3)
+        ids = []
+        for frame in range(10):
+            x = 10 + 8 * frame  # 8 px per frame; detections missing in frames 4-6
+            if frame in (4, 5, 6):
+                tracker.update(NO_DETECTIONS)
+                continue
+            ids += [t.track_id for t in tracker.update(detections([[x, 30, x + 24, 60]]))]
+        return ids
+
+    assert set(run(motion=True)) == {1}
+    assert len(set(run(motion=False))) == 2  # waiting where it was last seen, the track misses it
+
+
+def test_classes_never_share_a_track():
+    tracker = Tracker(min_hits=1)
+    tracker.update(detections([[20, 20, 60, 60]], labels=[3]))
+    out = tracker.update(detections([[20, 20, 60, 60]], labels=[1]))
+    assert [t.track_id for t in out] == [2]
+
+
+def test_smoothing_moves_confirmed_tracks_part_way_and_alpha_one_follows_detections():
+    boxes = [[[20, 20, 60, 60]], [[20, 20, 60, 60]], [[30, 20, 70, 60]]]
+    smooth, follow = Tracker(min_hits=1, box_alpha=0.5, motion=False), Tracker(min_hits=1, box_alpha=1.0, mask_alpha=1.0)
+    for b in boxes:
+        out_smooth, out_follow = smooth.update(detections(b)), follow.update(detections(b))
+    assert out_smooth[0].box[0] == pytest.approx(25.0)
+    assert out_follow[0].box[0] == pytest.approx(30.0)
+    assert torch.equal(out_follow[0].roi, masks_to_rois(ellipses(boxes[-1]), torch.tensor(boxes[-1], dtype=torch.float32), 28)[0])
+
+
+def test_no_tracking_and_iou_only_presets_behave_as_documented():
+    box = [[20, 20, 60, 60]]
+    fresh = Tracker(iou_gate=1.01, min_hits=1)
+    assert [fresh.update(detections(box))[0].track_id for _ in range(3)] == [1, 2, 3]
+    iou_only = Tracker(min_hits=1, max_age=0, mask_alpha=1, box_alpha=1, motion=False)
+    iou_only.update(detections(box))
+    iou_only.update(NO_DETECTIONS)
+    assert iou_only.update(detections(box))[0].track_id == 2  # no memory across a gap
+
+
+def test_tracks_to_frame_and_colours():
+    tracker = Tracker(min_hits=1)
+    frame = tracks_to_frame(tracker.update(detections([[20, 20, 60, 60], [80, 10, 120, 70]])), H, W)
+    assert frame["track_ids"].tolist() == [1, 2] and frame["masks"].shape == (2, H, W)
+    assert frame["boxes"].dtype == torch.float32 and frame["labels"].dtype == torch.int64
+    assert tracks_to_frame([], H, W)["masks"].shape == (0, H, W)
+    colours = [track_color(i) for i in range(1, 21)]
+    assert colours == [track_color(i) for i in range(1, 21)] and len(set(colours)) == 20
+
+
+def test_mismatched_detections_raise_a_clear_error():
+    bad = detections([[20, 20, 60, 60]])
+    bad["labels"] = torch.tensor([3, 3])
+    with pytest.raises(ValueError, match="disagree"):
+        Tracker().update(bad)
