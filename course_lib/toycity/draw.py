@@ -349,6 +349,9 @@ def draw_buildings(rng: np.random.Generator, image: np.ndarray, cam: Camera, z: 
     x = x_lo - rng.uniform(0, 10)
     while x < x_hi:
         width, height = rng.uniform(8, 22), rng.uniform(8, 35)
+        if rng.random() < 0.15:  # a side street: sky shows through
+            x += width
+            continue
         c0 = int(cam.col(x, z))
         c1 = int(cam.col(x + width, z))
         top = int(ground - height * scale)

@@ -123,10 +123,14 @@ def make_target(actors, visible_masks, amodal_masks, size: tuple[int, int], imag
     }
 
 
-def finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Camera effects: a per-scene colour cast and exposure, slight blur, sensor noise."""
-    gain = rng.uniform(0.75, 1.2) * rng.uniform(0.9, 1.1, 3)
-    table = np.clip(np.arange(256)[:, None] * gain[None, :], 0, 255).astype(np.uint8)
+def sample_exposure(rng: np.random.Generator) -> np.ndarray:
+    """Per-channel gains [3]: the scene's overall brightness and colour cast."""
+    return rng.uniform(0.75, 1.2) * rng.uniform(0.9, 1.1, 3)
+
+
+def finish(rng: np.random.Generator, image: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+    """Camera effects: exposure and colour cast, slight blur, fresh sensor noise from ``rng``."""
+    table = np.clip(np.arange(256)[:, None] * exposure[None, :], 0, 255).astype(np.uint8)
     out = cv2.LUT(image, table.reshape(256, 1, 3))  # a per-channel lookup table
     out = cv2.GaussianBlur(out, (3, 3), 0.6)
     noise = rng.integers(-6, 7, size=out.shape[:2], dtype=np.int16)[..., None]
@@ -156,4 +160,4 @@ def scene(
     count = int(rng.integers(5, 15)) if num_objects is None else int(num_objects)
     actors = populate(rng, street, count, classes, occlusion, small_share)
     image, target, _ = render(street, actors, draw_background(rng, street), image_id=seed)
-    return finish(rng, image), target
+    return finish(rng, image, sample_exposure(rng)), target

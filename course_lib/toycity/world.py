@@ -98,6 +98,7 @@ class Actor:
     phase: float = 0.0  # walking / pedalling phase, radians
     track_id: int = 0
     labelled: bool = True
+    band: str = "near"  # "lane<i>", "bike<i>", "near", "far" or "crossing" (see ``place_depth``)
 
     @property
     def length(self) -> float:
@@ -204,34 +205,45 @@ SPEEDS = {  # metres per second: (low, high)
 }
 
 
-def lane_speed(rng: np.random.Generator) -> float:
-    """One speed per lane, so that vehicles in a lane never run into each other."""
-    return rng.uniform(5.0, 9.0)
+def choose_band(rng: np.random.Generator, street: Street, kind: str, far: bool) -> str:
+    """Where a new actor of class ``kind`` goes.
 
-
-def place_depth(rng: np.random.Generator, street: Street, kind: str, far: bool) -> tuple[float, int, str]:
-    """Depth, direction and band name (``"lane2"``, ``"near"``, ``"far"``, ``"crossing"``) for a new actor.
-
+    Bands: ``"lane<i>"`` (vehicles), ``"bike<i>"`` (riders, by the curb of the outer lane ``i``),
+    ``"near"``/``"far"`` (sidewalks), ``"crossing"`` (pedestrians on the zebra crossing).
     ``far`` puts it in the far half of the street (far lanes, far sidewalk), where it is small.
     """
-    lanes = street.lanes
-    if kind in VEHICLES or kind in ("rider",):
-        half = len(lanes) // 2
-        choices = range(half, len(lanes)) if far else range(0, half)
-        if kind == "rider":  # riders keep to the outer lanes, by the curb
-            choices = [len(lanes) - 1] if far else [0]
-        index = int(rng.choice(list(choices)))
-        centre, direction = lanes[index]
-        return centre + rng.uniform(-0.3, 0.3), direction, f"lane{index}"
+    num_lanes = len(street.lanes)
+    if kind == "rider":
+        return f"bike{num_lanes - 1}" if far else "bike0"
+    if kind in VEHICLES:
+        half = num_lanes // 2
+        return f"lane{int(rng.choice(list(range(half, num_lanes) if far else range(0, half))))}"
     if kind == "person" and rng.random() < 0.15:
-        return rng.uniform(*street.road), int(rng.choice([-1, 1])), "crossing"
-    z0, z1 = street.far_sidewalk if far else street.near_sidewalk
+        return "crossing"
+    return "far" if far else "near"
+
+
+def band_depth(rng: np.random.Generator, street: Street, band: str, kind: str) -> tuple[float, int]:
+    """A depth (metres) inside ``band`` and the direction an actor there faces."""
+    if band.startswith("bike"):
+        index = int(band[4:])
+        z = street.road[0] + 0.9 if index == 0 else street.road[1] - 0.9
+        return z, street.lanes[index][1]
+    if band.startswith("lane"):
+        centre, direction = street.lanes[int(band[4:])]
+        return centre + rng.uniform(-0.3, 0.3), direction
+    direction = int(rng.choice([-1, 1]))
+    if band == "crossing":
+        return rng.uniform(*street.road), direction
+    z0, z1 = street.far_sidewalk if band == "far" else street.near_sidewalk
     if kind in ("bicycle", "motorcycle"):  # parked by the curb
-        z = z0 + 0.6 if far else z1 - 0.6
-    else:
-        lo = z0 + 0.5 if not far else z0 + 0.3
-        z = rng.uniform(lo, z1 - 0.3)
-    return z, int(rng.choice([-1, 1])), "far" if far else "near"
+        return (z0 + 0.6 if band == "far" else z1 - 0.6), direction
+    return rng.uniform(z0 + (0.3 if band == "far" else 0.5), z1 - 0.3), direction
+
+
+def in_traffic(band: str) -> bool:
+    """Whether actors in ``band`` drive in a queue (lanes, bike lanes) and must not overlap."""
+    return band.startswith("lane") or band.startswith("bike")
 
 
 def overlaps(x: float, length: float, taken: list[tuple[float, float]], gap: float = 0.8) -> bool:
@@ -264,15 +276,16 @@ def make_actors(
     classes: tuple[str, ...],
 ) -> list[Actor]:
     """The actor(s) for one sampled object: a rider comes with its two-wheeler (a separate instance)."""
-    moving = band.startswith("lane") or band == "crossing" or kind == "person"
+    moving = band != "near" and band != "far" or kind == "person"
     speed = rng.uniform(*SPEEDS[kind]) if moving else 0.0
     if kind == "rider":
         vehicle = two_wheeler_for(rng, classes)
-        ride = Actor(vehicle, x, z + 0.01, direction, speed, sample_look(rng, vehicle), labelled=vehicle in classes)
+        ride = Actor(vehicle, x, z + 0.01, direction, speed, sample_look(rng, vehicle), labelled=vehicle in classes,
+                     phase=rng.uniform(0, 2 * math.pi), band=band)
         look["vehicle"] = vehicle
-        rider = Actor("rider", x, z - 0.01, direction, speed, look, phase=rng.uniform(0, 2 * math.pi))
+        rider = Actor("rider", x, z - 0.01, direction, speed, look, phase=ride.phase, band=band)
         return [ride, rider]
-    actor = Actor(kind, x, z, direction, speed, look, phase=rng.uniform(0, 2 * math.pi))
+    actor = Actor(kind, x, z, direction, speed, look, phase=rng.uniform(0, 2 * math.pi), band=band)
     if band == "crossing":
         actor.vz, actor.speed = actor.speed * float(rng.choice([-1, 1])), 0.0
     return [actor]
@@ -298,18 +311,21 @@ def populate(
     taken: dict[str, list[tuple[float, float]]] = {}
     for _ in range(num_objects):
         kind = sample_kind(rng, classes)
-        z, direction, band = place_depth(rng, street, kind, far=rng.random() < small_share)
+        band = choose_band(rng, street, kind, far=rng.random() < small_share)
+        z, direction = band_depth(rng, street, band, kind)
         look = sample_look(rng, kind)
         length = look["length"]
         for _attempt in range(10):
-            if actors and rng.random() < occlusion:
+            if band == "crossing":
+                x = street.crosswalk_x + rng.uniform(-1.8, 1.8)
+            elif actors and rng.random() < occlusion:
                 anchor = actors[int(rng.integers(len(actors)))]
                 u = camera.col(anchor.x, anchor.z)
                 x = (u - camera.cx) * z / camera.focal + rng.uniform(-0.5, 0.5) * max(length, anchor.length)
             else:
                 lo, hi = camera.x_range(z)
                 x = rng.uniform(lo - 0.3 * length, hi + 0.3 * length)
-            if not band.startswith("lane") or not overlaps(x, length, taken.get(band, [])):
+            if not in_traffic(band) or not overlaps(x, length, taken.get(band, [])):
                 break
         else:
             continue  # the lane is full here; skip this object rather than stack vehicles

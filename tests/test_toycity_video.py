@@ -1,0 +1,49 @@
+"""ToyCity clips: determinism, per-frame ground truth, and track ids that follow moving objects."""
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.toycity import clip, tight_boxes
+
+SIZE = dict(height=128, width=256)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return clip(3, 30, **SIZE)
+
+
+def test_same_seed_same_clip(frames):
+    again = clip(3, 30, **SIZE)
+    for (image_a, target_a), (image_b, target_b) in zip(frames, again):
+        assert np.array_equal(image_a, image_b)
+        assert all(torch.equal(target_a[k], target_b[k]) for k in target_a)
+
+
+def test_every_frame_has_consistent_ground_truth(frames):
+    for t, (image, target) in enumerate(frames):
+        assert image.shape == (128, 256, 3) and int(target["image_id"]) == t
+        ids = target["track_ids"]
+        assert ids.dtype == torch.int64 and len(ids) == len(target["labels"]) and len(set(ids.tolist())) == len(ids)
+        assert target["masks"].sum(0).max() <= 1
+        if len(ids):
+            assert torch.equal(target["boxes"], tight_boxes(target["masks"]))
+
+
+def test_tracks_keep_their_class_move_and_come_and_go(frames):
+    label_of, first_box, moved = {}, {}, set()
+    for _, target in frames:
+        for track, label, box in zip(target["track_ids"].tolist(), target["labels"].tolist(), target["boxes"]):
+            assert label_of.setdefault(track, label) == label
+            if track in first_box and not torch.equal(first_box[track], box):
+                moved.add(track)
+            first_box.setdefault(track, box)
+    first, last = set(frames[0][1]["track_ids"].tolist()), set(frames[-1][1]["track_ids"].tolist())
+    assert moved, "no object moved"
+    assert first - last and last - first, "no object left or entered the view"
+
+
+def test_bad_frame_count_is_rejected():
+    with pytest.raises(ValueError, match="num_frames"):
+        clip(0, 0, **SIZE)
