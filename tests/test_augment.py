@@ -79,3 +79,16 @@ def test_eval_transforms_accept_uint8_and_do_nothing_else():
     out_image, out = eval_transforms()(uint8_image, target)
     assert out_image.dtype == torch.float32 and torch.allclose(out_image, image, atol=1 / 255)
     assert torch.equal(out["masks"], target["masks"])
+
+
+def test_toycity_items_keep_every_per_instance_field_aligned_when_instances_leave_the_frame():
+    from course_lib.toycity import ToyCityDataset
+
+    torch.manual_seed(0)
+    zoom_in = train_transforms(scale_range=(2.0, 2.0), max_rotation=20.0)  # pushes objects out of frame
+    image, target = ToyCityDataset(1, height=64, width=128)[0]
+    _, out = zoom_in(image, target)
+    n = len(out["labels"])
+    assert n < len(target["labels"])
+    for key in ("boxes", "masks", "amodal_masks", "occlusion", "area", "iscrowd"):
+        assert len(out[key]) == n, key
