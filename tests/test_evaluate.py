@@ -176,3 +176,35 @@ def test_draw_errors_paints_each_kind():
     canvas = draw_errors(torch.zeros(3, H, W), predictions[0], targets[0], errors)
     assert canvas.dtype == torch.uint8 and canvas.shape == (3, H, W)
     assert canvas[1, 20, 20] > 0 and canvas[0, 25, 55] > 0  # green found car, red missed person
+
+
+def test_official_cityscapes_evaluator_on_a_cityscapes_layout_fixture(tmp_path):
+    from test_data import CAR as CS_CAR, fixture_ids, write_cityscapes_frame
+
+    from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
+    from course_lib.data import CityscapesInstances
+
+    write_cityscapes_frame(tmp_path, "val", "frankfurt", "000000_000294", fixture_ids())
+    write_cityscapes_frame(tmp_path, "val", "lindau", "000001_000019", np.full(fixture_ids().shape, 7))
+    dataset = CityscapesInstances(tmp_path, "val")
+    (_, first), (_, second) = dataset[0], dataset[1]
+    group = torch.from_numpy(fixture_ids() == CS_CAR)[None, None].float()
+
+    def as_prediction(t: dict, extra_masks: torch.Tensor | None = None) -> dict:
+        masks = t["masks"][:, None].float()
+        labels, scores = t["labels"], torch.ones(len(t["labels"])) * 0.5
+        if extra_masks is not None:  # a confident car prediction covering the car *group*
+            masks, labels, scores = torch.cat([masks, extra_masks]), torch.cat([labels, torch.tensor([CAR])]), \
+                torch.cat([scores, torch.tensor([0.99])])
+        return {"masks": masks, "labels": labels, "scores": scores, "boxes": t["boxes"]}
+
+    result = cityscapes_official_eval([as_prediction(first, group), as_prediction(second)], tmp_path, "val",
+                                      tmp_path / "results")
+    assert result["per_class"]["car"]["AP"] == pytest.approx(1.0)  # the group prediction is ignored
+    assert result["per_class"]["person"]["AP"] == pytest.approx(1.0)
+    assert np.isnan(result["per_class"]["bus"]["AP"])
+    assert result["AP"] == pytest.approx(1.0)
+    assert (tmp_path / "results" / "frankfurt_000000_000294_pred.txt").read_text().count("\n") == 4
+    assert "person" in format_official(result)
+    with pytest.raises(ValueError, match="1 predictions for the 2 images"):
+        cityscapes_official_eval([as_prediction(first)], tmp_path, "val", tmp_path / "results")
