@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import math
+import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -267,3 +268,82 @@ def evaluate_model(model: torch.nn.Module, dataset: torch.utils.data.Dataset, de
     metrics = coco_metrics(predictions, targets)
     metrics["mask_iou"] = mean_matched_mask_iou(predictions, targets)
     return metrics, predictions
+
+
+def _load_model(name: str, arch: str, device: torch.device) -> torch.nn.Module:
+    """``toycity`` / ``coco`` from the zoo, or a checkpoint file written by ``python -m course_lib train``."""
+    from course_lib import zoo
+
+    if name == "toycity":
+        return zoo.load("toycity", device=device)
+    if name == "coco":
+        return zoo.load("coco", device=device, urban=True)
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise SystemExit(f"--model {name}: expected 'toycity', 'coco' or the path of a checkpoint file")
+    from course_lib.model import build
+    from course_lib.train import load_checkpoint
+
+    model = build(arch)
+    state = load_checkpoint(path)
+    model.load_state_dict(state.get("model", state))  # a training checkpoint or a bare state dict
+    return model.eval().to(device)
+
+
+def _dataset(args: argparse.Namespace) -> torch.utils.data.Dataset:
+    from course_lib import data
+
+    if args.data == "toycity":
+        return data.toycity(args.length, seed=args.data_seed, height=args.height, width=args.width)
+    if args.data == "cityscapes":
+        return data.CityscapesInstances(args.root, split=args.split, scale=args.scale, crowd=True)
+    if args.root is None:
+        raise SystemExit("--data coco needs --root (the folder data_scripts/download_coco.py wrote)")
+    return data.CocoUrbanSubset(args.root, split=args.split, crowd=True)
+
+
+def cli(argv: list[str]) -> int:
+    """``python -m course_lib eval --data toycity|cityscapes|coco --model toycity|coco|CHECKPOINT [...]``."""
+    from course_lib import runtime
+    from course_lib.failures import failure_analysis
+
+    parser = argparse.ArgumentParser(prog="python -m course_lib eval", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=("toycity", "cityscapes", "coco"), required=True)
+    parser.add_argument("--model", required=True, help="toycity, coco (COCO weights mapped to the urban classes) or a checkpoint path")
+    parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
+    parser.add_argument("--root", help="Cityscapes / COCO folder (Cityscapes default: $CITYSCAPES_DATASET)")
+    parser.add_argument("--split", help="dataset split (default: val for Cityscapes, val2017 for COCO)")
+    parser.add_argument("--scale", type=float, default=1.0, help="Cityscapes: downscale factor, e.g. 0.5")
+    parser.add_argument("--length", type=int, default=100, help="ToyCity: number of held-out scenes")
+    parser.add_argument("--data-seed", type=int, default=100_000, help="ToyCity: first scene seed (training uses 0..length-1)")
+    parser.add_argument("--height", type=int, default=128, help="ToyCity image height")
+    parser.add_argument("--width", type=int, default=256, help="ToyCity image width")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--official", metavar="OUT_DIR", help="Cityscapes: also run the official evaluator, writing its files here")
+    parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON to FILE")
+    args = parser.parse_args(argv)
+    args.split = args.split or ("val2017" if args.data == "coco" else "val")
+    if args.official and args.data != "cityscapes":
+        parser.error("--official needs --data cityscapes")
+
+    device = runtime.device()
+    dataset = _dataset(args)
+    if args.limit:
+        dataset = torch.utils.data.Subset(dataset, range(min(args.limit, len(dataset))))
+    model = _load_model(args.model, args.arch, device)
+    predictions, targets = predict(model, dataset, device, args.batch_size)
+    metrics = coco_metrics(predictions, targets)
+    metrics["mask_iou"] = mean_matched_mask_iou(predictions, targets)
+    runtime.print_banner(args.model, f"{args.data} {args.split} ({len(dataset)} images)")
+    print(format_metrics(metrics))
+    print(failure_analysis(predictions, targets).table())
+    if args.official:
+        from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
+
+        official = cityscapes_official_eval(predictions, args.root, args.split, args.official)
+        print(format_official(official))
+        metrics["cityscapes_official"] = official
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2, default=float))
+    return 0

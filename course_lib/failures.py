@@ -79,7 +79,7 @@ class FailureReport:
         for title, bins in (("size", self.by_size), ("occlusion", self.by_occlusion)):
             for name, r in (bins or {}).items():
                 rate = r["missed"] / r["objects"] if r["objects"] else float("nan")
-                rows.append(f"{title} {name:18s} objects {r['objects']:5d}  missed {r['missed']:5d}  miss rate {rate:.2f}")
+                rows.append(f"{title:9s} {name:16s} objects {r['objects']:5d}  missed {r['missed']:5d}  miss rate {rate:.2f}")
         return "\n".join(rows)
 
 

@@ -208,3 +208,23 @@ def test_official_cityscapes_evaluator_on_a_cityscapes_layout_fixture(tmp_path):
     assert "person" in format_official(result)
     with pytest.raises(ValueError, match="1 predictions for the 2 images"):
         cityscapes_official_eval([as_prediction(first)], tmp_path, "val", tmp_path / "results")
+
+
+def test_eval_cli_on_toycity_with_a_checkpoint(tmp_path, capsys):
+    import json
+
+    from course_lib.evaluate import cli
+    from course_lib.model import build
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"model": build("toycity_small").state_dict()}, checkpoint)
+    out = tmp_path / "metrics.json"
+    assert cli(["--data", "toycity", "--model", str(checkpoint), "--length", "2", "--height", "64", "--width", "128",
+                "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "[results from] model:" in printed and "miss rate" in printed
+    metrics = json.loads(out.read_text())
+    assert set(metrics) == {"bbox", "segm", "mask_iou"} and "car" in metrics["segm"]["per_class"]
+    with pytest.raises(SystemExit, match="expected 'toycity', 'coco' or the path"):
+        cli(["--data", "toycity", "--model", str(tmp_path / "missing.pt"), "--length", "1"])
