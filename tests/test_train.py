@@ -124,3 +124,17 @@ def test_batch_indices_visit_every_item_once_per_epoch():
     per_epoch = [i for step in range(5) for i in training.batch_indices(step, batch_size=2, dataset_length=10, seed=0)]
     assert sorted(per_epoch) == list(range(10))
     assert training.batch_indices(5, batch_size=2, dataset_length=10, seed=0) != training.batch_indices(0, batch_size=2, dataset_length=10, seed=0)
+
+
+def test_cli_trains_toycity_and_resumes(tmp_path, capsys):
+    argv = ["--data", "toycity", "--length", "4", "--height", "64", "--width", "128", "--steps", "2",
+            "--batch-size", "2", "--warmup", "1", "--checkpoint-every", "1", "--out", str(tmp_path)]
+    assert training.cli(argv) == 0
+    assert training.load_checkpoint(tmp_path / "last.pt")["step"] == 2
+    assert (tmp_path / "model.pt").is_file() and (tmp_path / "history.json").is_file()
+    assert any((tmp_path / "tensorboard").iterdir())
+    argv[argv.index("--steps") + 1] = "3"
+    assert training.cli(argv + ["--resume"]) == 0
+    state = training.load_checkpoint(tmp_path / "last.pt")
+    assert state["step"] == 3 and [r["step"] for r in state["history"]["loss"]] == [0, 1, 2]
+    assert "[results from]" in capsys.readouterr().out
