@@ -24,6 +24,8 @@ and stuff classes are skipped.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -173,12 +175,29 @@ class CityscapesInstances(torch.utils.data.Dataset):
 COCO_TO_INDEX = {coco_id: CLASS_TO_INDEX[name] for name, coco_id in COCO_CATEGORY_ID.items()}
 
 
+def coco_urban_subset(instances: dict, max_images: int | None = None) -> dict:
+    """A COCO instances dict cut down to the images holding a non-crowd person or vehicle.
+
+    Keeps the first ``max_images`` such images by id (deterministic), all their annotations and
+    every category, so the result is again a valid COCO instances file.
+    """
+    wanted = {a["image_id"] for a in instances["annotations"] if a["category_id"] in COCO_TO_INDEX and not a["iscrowd"]}
+    image_ids = sorted(wanted)[:max_images]
+    keep = set(image_ids)
+    return {
+        **{k: v for k, v in instances.items() if k not in ("images", "annotations")},
+        "images": sorted((image for image in instances["images"] if image["id"] in keep), key=lambda i: i["id"]),
+        "annotations": [a for a in instances["annotations"] if a["image_id"] in keep],
+    }
+
+
 class CocoUrbanSubset(torch.utils.data.Dataset):
     """COCO images holding at least one person or vehicle, with only those annotations kept.
 
-    ``root`` holds ``annotations/instances_{split}.json`` (or pass ``ann_file``) and ``{split}/``
-    images, as ``data_scripts/download_coco.py`` writes them. Categories are mapped to course
-    classes by :data:`COCO_TO_INDEX`; crowd annotations follow ``crowd`` as for Cityscapes.
+    ``root`` holds ``{split}/`` images and, under ``annotations/``, either the subset file
+    ``urban_{split}.json`` written by ``data_scripts/download_coco.py`` or the official
+    ``instances_{split}.json`` (the subset file wins; or pass ``ann_file``). Categories are mapped
+    to course classes by :data:`COCO_TO_INDEX`; crowd annotations follow ``crowd`` as for Cityscapes.
     """
 
     def __init__(self, root: str | Path, split: str = "val2017", ann_file: str | Path | None = None,
@@ -186,14 +205,17 @@ class CocoUrbanSubset(torch.utils.data.Dataset):
         from pycocotools.coco import COCO
 
         self.root = Path(root).expanduser()
-        ann_file = Path(ann_file) if ann_file else self.root / "annotations" / f"instances_{split}.json"
+        if ann_file is None:
+            subset = self.root / "annotations" / f"urban_{split}.json"
+            ann_file = subset if subset.is_file() else self.root / "annotations" / f"instances_{split}.json"
+        ann_file = Path(ann_file)
         if not ann_file.is_file():
             raise FileNotFoundError(f"missing COCO annotation file {ann_file}; run: {DOWNLOAD_COCO.format(root=self.root)}")
-        self.coco = COCO(str(ann_file))
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints timing lines
+            self.coco = COCO(str(ann_file))
         self.images_dir = self.root / split
         self.transforms, self.crowd = transforms, crowd
-        wanted = set(COCO_TO_INDEX)
-        self.image_ids = sorted({a["image_id"] for a in self.coco.dataset["annotations"] if a["category_id"] in wanted})
+        self.image_ids = [image["id"] for image in coco_urban_subset(self.coco.dataset)["images"]]
 
     def __len__(self) -> int:
         return len(self.image_ids)

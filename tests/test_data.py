@@ -103,3 +103,78 @@ def test_no_root_and_no_environment_says_how_to_get_cityscapes(monkeypatch):
     monkeypatch.delenv("CITYSCAPES_DATASET", raising=False)
     with pytest.raises(FileNotFoundError, match="CITYSCAPES_DATASET.*download_cityscapes.py"):
         CityscapesInstances()
+
+
+# ---------------------------------------------------------------------------------------------
+# COCO subset: data_scripts/download_coco.py against a loopback server, read by CocoUrbanSubset
+# ---------------------------------------------------------------------------------------------
+
+def coco_fixture(base_url: str) -> dict:
+    """Image 1: person + car + dog; image 2: only a dog; image 3: a crowd of people + a bus."""
+    def image(i: int) -> dict:
+        return {"id": i, "file_name": f"{i:012d}.jpg", "height": H, "width": W, "coco_url": f"{base_url}/{i:012d}.jpg"}
+
+    def polygon(i: int, image_id: int, category: int, x0: int, y0: int, x1: int, y1: int) -> dict:
+        return {"id": i, "image_id": image_id, "category_id": category, "iscrowd": 0, "area": float((x1 - x0) * (y1 - y0)),
+                "bbox": [x0, y0, x1 - x0, y1 - y0], "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]}
+
+    crowd_rle = {"size": [H, W], "counts": [40 * H, 10 * H, (W - 50) * H]}  # column-major: columns 40..49
+    return {
+        "images": [image(1), image(2), image(3)],
+        "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}, {"id": 6, "name": "bus"}, {"id": 18, "name": "dog"}],
+        "annotations": [
+            polygon(1, 1, 1, 2, 2, 12, 30), polygon(2, 1, 3, 20, 10, 50, 25), polygon(3, 1, 18, 52, 2, 60, 10),
+            polygon(4, 2, 18, 5, 5, 20, 20),
+            {"id": 5, "image_id": 3, "category_id": 1, "iscrowd": 1, "area": 10.0 * H, "bbox": [40, 0, 10, H],
+             "segmentation": crowd_rle},
+            polygon(6, 3, 6, 2, 2, 30, 20),
+        ],
+    }
+
+
+def test_download_coco_builds_a_subset_that_coco_urban_subset_reads(tmp_path: Path, monkeypatch):
+    import functools
+    import hashlib
+    import http.server
+    import importlib.util
+    import json
+    import threading
+    import zipfile
+
+    served = tmp_path / "server"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        with zipfile.ZipFile(served / "annotations.zip", "w") as archive:
+            archive.writestr("annotations/instances_val2017.json", json.dumps(coco_fixture(base_url)))
+        for i in (1, 2, 3):
+            Image.fromarray(np.full((H, W, 3), 40 * i, dtype=np.uint8)).save(served / f"{i:012d}.jpg")
+
+        spec = importlib.util.spec_from_file_location("download_coco", Path(__file__).parents[1] / "data_scripts/download_coco.py")
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        monkeypatch.setattr(script, "ANNOTATIONS_URL", f"{base_url}/annotations.zip")
+        monkeypatch.setattr(script, "ANNOTATIONS_MD5", hashlib.md5((served / "annotations.zip").read_bytes()).hexdigest())
+        dest = tmp_path / "coco"
+        assert script.main(["--dest", str(dest)]) == 0
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+    assert sorted(p.name for p in (dest / "val2017").iterdir()) == ["000000000001.jpg", "000000000003.jpg"]
+    from course_lib.data import CocoUrbanSubset
+
+    dataset = CocoUrbanSubset(dest)
+    assert dataset.image_ids == [1, 3]
+    image, target = dataset[0]
+    assert image.shape == (3, H, W)
+    assert target["labels"].tolist() == [CLASS_TO_INDEX["person"], CLASS_TO_INDEX["car"]]  # the dog is dropped
+    assert target["boxes"].tolist() == [[2, 2, 12, 30], [20, 10, 50, 25]]  # the rectangles of the polygons
+    _, target = dataset[1]
+    assert target["labels"].tolist() == [CLASS_TO_INDEX["bus"]] and target["iscrowd"].tolist() == [0]
+    _, with_crowd = CocoUrbanSubset(dest, crowd=True)[1]
+    assert with_crowd["iscrowd"].tolist() == [1, 0] and with_crowd["area"][0].item() == 10 * H
