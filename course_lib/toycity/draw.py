@@ -14,6 +14,8 @@ import math
 import cv2
 import numpy as np
 
+from cityscapesscripts.helpers.labels import name2label
+
 from .world import LANE_WIDTH, Actor, Camera, Street
 
 SHIFT = 3  # OpenCV fixed-point bits: coordinates are given in 1/8 pixel
@@ -293,10 +295,16 @@ def draw_actor(actor: Actor, camera: Camera) -> tuple[Patch, int, int]:
 
 # --- background -----------------------------------------------------------------------------
 
-def draw_background(rng: np.random.Generator, street: Street) -> np.ndarray:
+#: Cityscapes label id of what each actor kind paints (stuff occluders included).
+LABEL_ID = {kind: name2label[name].id for kind, name in {
+    "sky": "sky", "building": "building", "road": "road", "sidewalk": "sidewalk", "pole": "pole",
+    "tree": "vegetation", **{k: k for k in DRAWERS if k not in ("pole", "tree")}}.items()}
+
+
+def draw_background(rng: np.random.Generator, street: Street) -> tuple[np.ndarray, np.ndarray]:
     """Sky, building facades, far sidewalk, road with lane marks and a zebra crossing, near sidewalk.
 
-    Returns uint8 [H, W, 3] RGB.
+    Returns the image, uint8 [H, W, 3] RGB, and its Cityscapes label ids, uint8 [H, W].
     """
     cam = street.camera
     H, W = cam.image_height, cam.image_width
@@ -304,20 +312,26 @@ def draw_background(rng: np.random.Generator, street: Street) -> np.ndarray:
     top_sky, low_sky = rng.integers(90, 200, 3), rng.integers(170, 250, 3)
     t = np.linspace(0, 1, H)[:, None]
     image[:] = (top_sky * (1 - t) + low_sky * t).astype(np.uint8)[:, None, :]
+    labels = np.full((H, W), LABEL_ID["sky"], np.uint8)
 
     far_z = street.far_sidewalk[1]
-    draw_buildings(rng, image, cam, far_z)
+    draw_buildings(rng, image, labels, cam, far_z)
     band = lambda z0, z1: (int(round(cam.row(z1))), int(round(cam.row(z0))))  # noqa: E731 - rows of a depth band
     pave = rng.integers(120, 190)
     r0, r1 = band(*street.far_sidewalk)
     image[r0:r1] = (pave, pave - 5, pave - 12)  # pave >= 120: no underflow
+    labels[r0:r1] = LABEL_ID["sidewalk"]
     r0, r1 = band(*street.road)
     asphalt = int(rng.integers(55, 100))
     image[r0:r1] = (asphalt, asphalt, asphalt + 4)
+    labels[r0:r1] = LABEL_ID["road"]
     r0, r1 = band(*street.near_sidewalk)
     image[r0:] = (pave + 10, pave + 3, pave - 5)
+    labels[r0:] = LABEL_ID["sidewalk"]
     for z in (street.road[0], street.road[1]):  # curbs
-        image[int(cam.row(z + 0.15)):int(cam.row(z - 0.15)) + 1] = (200, 200, 195)
+        curb = slice(int(cam.row(z + 0.15)), int(cam.row(z - 0.15)) + 1)
+        image[curb] = (200, 200, 195)
+        labels[curb] = LABEL_ID["sidewalk"]
     joint = (int(pave) - 25, int(pave) - 30, int(pave) - 35)
     for z in np.arange(street.near_sidewalk[0] + 1.0, street.near_sidewalk[1], 1.2):  # paving joints
         cv2.line(image, (0, int(cam.row(z))), (W, int(cam.row(z))), joint, 1)
@@ -338,10 +352,10 @@ def draw_background(rng: np.random.Generator, street: Street) -> np.ndarray:
     x = street.crosswalk_x
     for z in np.arange(street.road[0] + 0.4, street.road[1] - 0.6, 1.0):  # zebra: bars along the traffic
         cv2.fillPoly(image, [ground_quad(x - 2.0, x + 2.0, z, z + 0.5)], (225, 225, 225))
-    return image
+    return image, labels
 
 
-def draw_buildings(rng: np.random.Generator, image: np.ndarray, cam: Camera, z: float) -> None:
+def draw_buildings(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray, cam: Camera, z: float) -> None:
     """A row of facades at depth ``z``: random widths, heights, colours and window grids."""
     x_lo, x_hi = cam.x_range(z)
     scale = cam.scale(z)
@@ -357,6 +371,7 @@ def draw_buildings(rng: np.random.Generator, image: np.ndarray, cam: Camera, z: 
         top = int(ground - height * scale)
         wall = tuple(int(v) for v in rng.integers(70, 220, 3))
         cv2.rectangle(image, (c0, top), (c1, int(ground)), wall, -1)
+        cv2.rectangle(labels, (c0, top), (c1, int(ground)), LABEL_ID["building"], -1)
         glass = tuple(int(v) for v in rng.integers(30, 110, 3))
         lit = rng.random()
         for wx in np.arange(x + 1.0, x + width - 1.5, 2.6):

@@ -18,13 +18,16 @@ object has width 1 (torchvision rejects zero-width boxes in training), and the C
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 import torch
+from cityscapesscripts.helpers.labels import id2label
 
 from course_lib.classes import CLASS_TO_INDEX
 
-from .draw import draw_actor, draw_background
+from .draw import LABEL_ID, draw_actor, draw_background
 from .world import CLASS_WEIGHTS, Actor, Street, populate, sample_camera, sample_street
 
 #: Objects whose visible area is smaller than this (pixels) are dropped from the ground truth.
@@ -61,19 +64,28 @@ def tight_boxes(masks: torch.Tensor) -> torch.Tensor:
     return torch.stack([first(cols), first(rows), last(cols, w), last(rows, h)], dim=1).float()
 
 
-def render(
-    street: Street, actors: list[Actor], background: np.ndarray, image_id: int
-) -> tuple[np.ndarray, dict[str, torch.Tensor], list[Actor]]:
-    """Composite ``actors`` onto ``background``; return image, target and the labelled actors kept.
+@dataclass
+class Rendering:
+    """What :func:`render` produces; ``layers`` lists every painted actor, far to near."""
 
-    image: uint8 [H, W, 3]; target: ``boxes`` [N, 4] float32, ``labels`` [N] int64, ``masks`` and
-    ``amodal_masks`` uint8 [N, H, W], ``occlusion``/``area`` [N] float32, ``iscrowd`` [N] int64,
-    ``image_id`` int64 scalar. The i-th kept actor is the i-th instance.
+    image: np.ndarray  # uint8 [H, W, 3]
+    label_ids: np.ndarray  # uint8 [H, W] Cityscapes label id of every pixel
+    target: dict[str, torch.Tensor]
+    kept: list[Actor]  # the labelled actors in the target, in target order
+    layers: list[tuple[Actor, tuple[slice, slice], np.ndarray]]  # (actor, region, amodal mask in region)
+
+
+def render(street: Street, actors: list[Actor], background: tuple[np.ndarray, np.ndarray], image_id: int) -> Rendering:
+    """Composite ``actors`` onto ``background`` (image, label ids), far to near, and derive the target.
+
+    target: ``boxes`` [N, 4] float32, ``labels`` [N] int64, ``masks`` and ``amodal_masks`` uint8
+    [N, H, W], ``occlusion``/``area``/``depth`` [N] float32, ``iscrowd`` [N] int64, ``image_id``
+    int64 scalar. Objects dropped from the target keep their class id in ``label_ids``.
     """
-    image = background.copy()
+    image, label_ids = background[0].copy(), background[1].copy()
     H, W = image.shape[:2]
-    ids = np.zeros((H, W), np.int32)  # 0 = background or stuff, k = labelled actor k - 1
-    pasted = []  # (actor, region slices, amodal mask inside the region)
+    ids = np.zeros((H, W), np.int32)  # 0 = background or stuff, k = the k-th layer
+    layers = []
     for actor in sorted(actors, key=lambda a: -a.z):
         patch, left, top = draw_actor(actor, street.camera)
         ph, pw = patch.mask.shape
@@ -81,15 +93,18 @@ def render(
         if y0 >= y1 or x0 >= x1:
             continue
         mask = patch.mask[y0 - top:y1 - top, x0 - left:x1 - left].astype(bool)
+        if not mask.any():
+            continue
         region = (slice(y0, y1), slice(x0, x1))
         image[region][mask] = patch.rgb[y0 - top:y1 - top, x0 - left:x1 - left][mask]
-        index = len(pasted) + 1 if actor.labelled else 0
-        ids[region][mask] = index
-        if actor.labelled:
-            pasted.append((actor, region, mask))
+        layers.append((actor, region, mask))
+        ids[region][mask] = len(layers)
+        label_ids[region][mask] = LABEL_ID[actor.kind]
 
     kept, visible_masks, amodal_masks = [], [], []
-    for index, (actor, region, amodal) in enumerate(pasted, start=1):
+    for index, (actor, region, amodal) in enumerate(layers, start=1):
+        if not actor.labelled:
+            continue
         visible = ids[region] == index
         visible_area, amodal_area = int(visible.sum()), int(amodal.sum())
         if visible_area < MIN_VISIBLE_AREA or 1 - visible_area / amodal_area > MAX_OCCLUSION:
@@ -97,7 +112,39 @@ def render(
         kept.append(actor)
         visible_masks.append((region, visible))
         amodal_masks.append((region, amodal))
-    return image, make_target(kept, visible_masks, amodal_masks, (H, W), image_id), kept
+    target = make_target(kept, visible_masks, amodal_masks, (H, W), image_id)
+    return Rendering(image, label_ids, target, kept, layers)
+
+
+def outline(mask: np.ndarray, offset: tuple[int, int]) -> list[list[int]]:
+    """The outer contour of a binary mask's largest part, as [[x, y], ...] image pixels (shifted by ``offset``)."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    largest = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
+    return (largest[:, 0, :] + np.asarray(offset)).tolist()
+
+
+def paint_outlines(background_labels: np.ndarray, rendering: Rendering) -> list[dict]:
+    """Cityscapes-style polygons in paint order: background stuff first, then every actor far to near.
+
+    Like Cityscapes' annotators, each object is outlined whole (amodal) and nearer outlines
+    overwrite farther ones, so filling the polygons in order gives back the label map. Each
+    entry: ``label`` (a cityscapesscripts label name; ``<class>group`` for objects not in the
+    target), ``instance`` (index into the target, or -1) and ``polygon``.
+    """
+    polygons = []
+    for name in ("sky", "building", "road", "sidewalk"):
+        parts, _ = cv2.findContours((background_labels == LABEL_ID[name]).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                    cv2.CHAIN_APPROX_SIMPLE)
+        polygons += [{"label": name, "instance": -1, "polygon": part[:, 0, :].tolist()} for part in parts]
+    instance_of = {id(actor): i for i, actor in enumerate(rendering.kept)}
+    for actor, region, amodal in rendering.layers:
+        name = id2label[LABEL_ID[actor.kind]].name
+        instance = instance_of.get(id(actor), -1)
+        if instance < 0 and id2label[LABEL_ID[actor.kind]].hasInstances:
+            name += "group"  # dropped or unrequested objects: a class region without an instance
+        polygons.append({"label": name, "instance": instance,
+                         "polygon": outline(amodal, (region[1].start, region[0].start))})
+    return polygons
 
 
 def make_target(actors, visible_masks, amodal_masks, size: tuple[int, int], image_id: int) -> dict[str, torch.Tensor]:
@@ -119,6 +166,7 @@ def make_target(actors, visible_masks, amodal_masks, size: tuple[int, int], imag
         "occlusion": (1 - area / amodal_area.clamp(min=1)) if n else torch.zeros(0),
         "area": area,
         "iscrowd": torch.zeros(n, dtype=torch.int64),
+        "depth": torch.tensor([a.z for a in actors], dtype=torch.float32),
         "image_id": torch.tensor(image_id, dtype=torch.int64),
     }
 
@@ -146,6 +194,7 @@ def scene(
     occlusion: float = 0.5,
     small_share: float = 0.3,
     classes=None,
+    semantic: bool = False,
 ) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
     """A random street scene and its exact instance ground truth; the same ``seed`` gives the same scene.
 
@@ -153,11 +202,24 @@ def scene(
     ``num_objects`` (default: 5..14) is how many objects are placed before hidden ones are
     dropped; ``occlusion`` and ``small_share`` are probabilities (see ``world.populate``);
     ``classes`` restricts the classes placed (names from ``course_lib.classes.CLASSES``).
+    ``target['depth']`` is each object's distance from the camera in metres.
+    ``semantic=True`` adds what the Cityscapes exporter needs: ``target['semantic']``, uint8
+    [H, W] Cityscapes label ids of every pixel (sky, building, road, ... and the objects'
+    classes), and ``target['outlines']``, the polygons of :func:`paint_outlines`.
     """
     classes = check_options(height, width, occlusion, small_share, classes)
     rng = np.random.default_rng(seed)
     street = sample_street(rng, sample_camera(rng, height, width))
     count = int(rng.integers(5, 15)) if num_objects is None else int(num_objects)
     actors = populate(rng, street, count, classes, occlusion, small_share)
-    image, target, _ = render(street, actors, draw_background(rng, street), image_id=seed)
-    return finish(rng, image, sample_exposure(rng)), target
+    background = draw_background(rng, street)
+    rendering = render(street, actors, background, image_id=seed)
+    if semantic:
+        add_semantic(rendering, background[1])
+    return finish(rng, rendering.image, sample_exposure(rng)), rendering.target
+
+
+def add_semantic(rendering: Rendering, background_labels: np.ndarray) -> None:
+    """Put ``semantic`` and ``outlines`` into the rendering's target (see :func:`scene`)."""
+    rendering.target["semantic"] = torch.from_numpy(rendering.label_ids)
+    rendering.target["outlines"] = paint_outlines(background_labels, rendering)

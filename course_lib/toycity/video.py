@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .draw import draw_background
-from .scene import check_options, finish, render, sample_exposure
+from .scene import add_semantic, check_options, finish, render, sample_exposure
 from .world import VEHICLES, Actor, Street, band_depth, in_traffic, make_actors, overlaps, populate, sample_camera, \
     sample_look, sample_street
 
@@ -102,11 +102,12 @@ def clip(
     occlusion: float = 0.5,
     small_share: float = 0.3,
     classes=None,
+    semantic: bool = False,
 ) -> list[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """``num_frames`` frames of one street at ``fps``; each target also holds ``track_ids`` int64 [N].
 
     Frame ``t``'s target is as in :func:`course_lib.toycity.scene` with ``image_id = t``; the
-    other options mean what they mean there and describe the first frame.
+    other options (``semantic`` included) mean what they mean there and describe the first frame.
     """
     classes = check_options(height, width, occlusion, small_share, classes)
     if num_frames < 1 or fps <= 0:
@@ -123,9 +124,11 @@ def clip(
     dt = 1.0 / fps
     frames = []
     for t in range(num_frames):
-        image, target, kept = render(street, actors, background, image_id=t)
-        target["track_ids"] = torch.tensor([a.track_id for a in kept], dtype=torch.int64)
-        frames.append((finish(rng, image, exposure), target))
+        rendering = render(street, actors, background, image_id=t)
+        rendering.target["track_ids"] = torch.tensor([a.track_id for a in rendering.kept], dtype=torch.int64)
+        if semantic:
+            add_semantic(rendering, background[1])
+        frames.append((finish(rng, rendering.image, exposure), rendering.target))
         move(actors, street, dt)
         actors = [a for a in actors if in_view(a, street)] + spawn(rng, street, actors, classes, speeds, dt)
         next_id = number_tracks(actors, next_id)
