@@ -228,3 +228,22 @@ def test_eval_cli_on_toycity_with_a_checkpoint(tmp_path, capsys):
     assert set(metrics) == {"bbox", "segm", "mask_iou"} and "car" in metrics["segm"]["per_class"]
     with pytest.raises(SystemExit, match="expected 'toycity', 'coco' or the path"):
         cli(["--data", "toycity", "--model", str(tmp_path / "missing.pt"), "--length", "1"])
+
+
+def test_official_evaluator_and_coco_metrics_on_an_exported_toycity_split(tmp_path):
+    from course_lib.cityscapes_eval import cityscapes_official_eval
+    from course_lib.data import CityscapesInstances
+    from course_lib.toycity import scene
+    from course_lib.toycity.export import write_cityscapes
+
+    group_area = 80  # ToyCity objects under 80 pixels (three in scene 8) become <class>group regions
+    write_cityscapes(tmp_path, "val", [scene(seed, 128, 256, semantic=True) for seed in (7, 8)], group_area=group_area)
+    dataset = CityscapesInstances(tmp_path, "val", crowd=True)
+    targets = [dataset[i][1] for i in range(len(dataset))]
+    assert sum(int(t["iscrowd"].sum()) for t in targets) > 0, "pick seeds with at least one group region"
+    perfect = [{"boxes": t["boxes"][t["iscrowd"] == 0], "labels": t["labels"][t["iscrowd"] == 0],
+                "scores": torch.linspace(0.9, 0.5, int((t["iscrowd"] == 0).sum())),
+                "masks": t["masks"][t["iscrowd"] == 0][:, None].float()} for t in targets]
+    assert coco_metrics(perfect, targets)["segm"]["AP"] == pytest.approx(1.0)
+    official = cityscapes_official_eval(perfect, tmp_path, "val", tmp_path / "results")
+    assert official["AP"] == pytest.approx(1.0)
