@@ -1,0 +1,183 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # From anchors to proposals: decoding, top-k and NMS
+#
+# For every anchor the RPN head predicts one **objectness** logit and four **deltas**
+# $(d_x, d_y, d_w, d_h)$. This chapter follows those numbers through torchvision's
+# `RegionProposalNetwork` on a real model:
+#
+# 1. decode every anchor with its deltas into a box;
+# 2. keep the **top-k anchors per FPN level** by objectness (no score threshold at 0.5);
+# 3. clip to the image, drop tiny boxes, run **NMS per level**, keep the best `post_nms_top_n`.
+#
+# and compares it with the simplified pipeline the roadmap describes.
+
+# %%
+# Colab: install the course library (a no-op everywhere else).
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
+
+# %%
+import torch
+import torchvision
+
+from course_lib import boxes, exercises, runtime, viz
+from course_lib.inspect import chapter_subject, trace
+
+runtime.seed_everything(0)
+subject = chapter_subject()
+runtime.print_banner(subject.model_name, subject.data_name)
+t = trace(subject.model, subject.image)
+image = viz.image_in_trace_coordinates(subject.image, t)  # proposals live in the resized image
+rpn = subject.model.rpn
+print(f"{len(t.objectness)} anchors, each with 1 objectness logit and 4 deltas: {tuple(t.rpn_deltas.shape)}")
+
+# %% [markdown]
+# ## Decoding: how deltas move an anchor
+#
+# Let an anchor have centre $(x_a, y_a)$, width $w_a$ and height $h_a$. torchvision's `BoxCoder`
+# works on the **centre** and in **relative, log-space** units, divided by per-coordinate weights
+# $(w_x, w_y, w_w, w_h)$:
+#
+# $$ x = x_a + \frac{d_x}{w_x} w_a, \quad y = y_a + \frac{d_y}{w_y} h_a, \quad
+#    w = w_a \exp\!\Big(\min\big(\tfrac{d_w}{w_w}, \log\tfrac{1000}{16}\big)\Big), \quad
+#    h = h_a \exp\!\Big(\min\big(\tfrac{d_h}{w_h}, \log\tfrac{1000}{16}\big)\Big). $$
+#
+# The RPN uses weights (1, 1, 1, 1), the box head (10, 10, 5, 5); the clamp stops a wild
+# prediction from growing a box more than 62.5 times. Relative units make one delta mean the same
+# for a 16-pixel and a 512-pixel anchor; log-space keeps widths positive. The roadmap writes the
+# update as $x_a + \Delta x$, $w_a + \Delta w$ (pixels added to the corner and the size), and a
+# common tutorial version is $x_1 = x_{1,a} + w_a d_x$, $w = w_a e^{d_w}$ on the corner with no
+# weights or clamp (`course_lib.boxes.decode_simple`). Here are all of them on the model's
+# actual predictions:
+
+# %%
+print("RPN box coder weights     :", rpn.box_coder.weights)
+print("box head box coder weights:", subject.model.roi_heads.box_coder.weights)
+anchors_all = torch.cat(t.anchors)
+ours = boxes.decode(t.rpn_deltas, anchors_all, rpn.box_coder.weights)
+assert torch.equal(ours, t.decoded), "course_lib.boxes.decode reproduces the model's proposals exactly"
+simple = boxes.decode_simple(t.rpn_deltas, anchors_all)
+additive = anchors_all + t.rpn_deltas  # the roadmap's literal x + dx, w + dw, read as pixels on the corners
+best = t.objectness.topk(5).indices
+for i in best.tolist():
+    print(f"anchor {anchors_all[i].round().tolist()} deltas {[round(v, 2) for v in t.rpn_deltas[i].tolist()]}")
+    print(f"   torchvision  {t.decoded[i].round().tolist()}")
+    print(f"   corner-based {simple[i].round().tolist()}   additive {additive[i].round().tolist()}")
+gap = (simple - t.decoded).abs().max(dim=1).values
+print(f"corner-based vs torchvision: median gap {gap.median():.2f} px, max {gap.max():.1f} px over {len(gap)} anchors")
+assert gap.max() > 0.5, "growing from the corner instead of the centre moves the box"
+
+# %% [markdown]
+# ## Step 2: top-k per level, not a score threshold
+#
+# The roadmap filters with "objectness > 0.5, then sort". torchvision has no such threshold at
+# test time (`score_thresh` is 0.0): per FPN level it keeps the `pre_nms_top_n` anchors with the
+# highest objectness, whatever their absolute score. Per-level selection guarantees that the
+# thousands of small anchors on the finest map cannot crowd out the few large ones on coarse maps.
+
+# %%
+top_n, post_n = rpn.pre_nms_top_n(), rpn.post_nms_top_n()
+probability = t.objectness.sigmoid()
+print(f"pre_nms_top_n = {top_n} per level, post_nms_top_n = {post_n}, nms_thresh = {rpn.nms_thresh}, score_thresh = {rpn.score_thresh}")
+print(f"anchors with objectness > 0.5: {int((probability > 0.5).sum())} of {len(probability)}")
+for level, name in enumerate(t.features):
+    in_level = int((t.anchor_levels == level).sum())
+    kept = int((t.pre_nms_levels == level).sum())
+    low = int(((t.pre_nms_levels == level) & (t.pre_nms_scores <= 0.5)).sum())
+    print(f"level {name:>4}: {in_level:>6} anchors -> {kept:>5} candidates ({low} of them with objectness <= 0.5)")
+    assert kept <= min(top_n, in_level)
+
+# %% [markdown]
+# ## Step 3: NMS per level, then the best `post_nms_top_n`
+#
+# Non-maximum suppression visits boxes from the highest score down and deletes every box that
+# overlaps an already kept one by IoU > 0.7. torchvision runs it separately per level
+# (`batched_nms`), then keeps the `post_nms_top_n` best survivors overall. Our greedy
+# `course_lib.boxes.nms` keeps exactly the same boxes:
+
+# %%
+for level, name in enumerate(t.features):
+    sel = t.pre_nms_levels == level
+    assert torch.equal(boxes.nms(t.pre_nms_boxes[sel], t.pre_nms_scores[sel], rpn.nms_thresh),
+                       torchvision.ops.nms(t.pre_nms_boxes[sel], t.pre_nms_scores[sel], rpn.nms_thresh))
+print(f"{len(t.pre_nms_boxes)} candidates -> NMS per level -> {len(t.proposals)} proposals (cap {post_n})")
+assert len(t.proposals) <= post_n
+
+# %%
+viz.proposals_before_after_nms(image, (t.pre_nms_boxes, t.pre_nms_scores), (t.proposals, t.proposal_scores))
+
+# %% [markdown]
+# torchvision's R50-FPN keeps 1000 proposals per image at test time (`rpn_post_nms_top_n_test`);
+# the ToyCity model is configured for fewer, since its images are small. Either way the RPN
+# **over-proposes**: many proposals sit on the same object, and the second stage sorts them out.
+# We count, for each final detection, how many proposals overlap it with IoU > 0.5:
+
+# %%
+if len(t.boxes):
+    overlapping = (boxes.box_iou(t.boxes, t.proposals) > 0.5).sum(dim=1)
+    print("proposals with IoU > 0.5 per detection:", overlapping.tolist())
+    assert (overlapping >= 1).all()
+print(f"{len(t.proposals)} proposals -> {len(t.boxes)} detections")
+
+# %% [markdown]
+# ## Explore: the NMS threshold
+#
+# Move the slider: at a low IoU threshold NMS is aggressive and may merge neighbouring objects; at
+# 1.0 nothing is suppressed. (Interactive in Jupyter and Colab; the static book shows the default.)
+
+# %%
+level_fine = t.pre_nms_levels == 0
+viz.nms_explorer(image, t.pre_nms_boxes[level_fine], t.pre_nms_scores[level_fine])
+
+# %% [markdown]
+# ## Exercise: write NMS
+#
+# Write `my_nms(boxes, scores, iou_threshold)` returning the indices of the kept boxes, highest
+# score first. `boxes` is a `Tensor[N, 4]` of (x1, y1, x2, y2); you may use `torchvision.ops.box_iou`
+# (or your own IoU). The check compares with `torchvision.ops.nms` on several random cases.
+
+# %% tags=["hide-input"]
+def my_nms(boxes, scores, iou_threshold):
+    order = scores.argsort(descending=True)
+    iou = torchvision.ops.box_iou(boxes, boxes)
+    keep = []
+    for i in order.tolist():
+        if all(iou[i, j] <= iou_threshold for j in keep):
+            keep.append(i)
+    return keep
+
+
+# %%
+exercises.check_nms(my_nms)
+
+# %% [markdown]
+# ## Exercise: IoU of two boxes
+#
+# NMS rests on IoU. Write `my_iou(box_a, box_b)` for two `(x1, y1, x2, y2)` lists. Mind boxes that
+# do not overlap at all.
+
+# %% tags=["hide-input"]
+def my_iou(box_a, box_b):
+    inter_w = max(0.0, min(box_a[2], box_b[2]) - max(box_a[0], box_b[0]))
+    inter_h = max(0.0, min(box_a[3], box_b[3]) - max(box_a[1], box_b[1]))
+    inter = inter_w * inter_h
+    area_a = (box_a[2] - box_a[0]) * (box_a[3] - box_a[1])
+    area_b = (box_b[2] - box_b[0]) * (box_b[3] - box_b[1])
+    return inter / (area_a + area_b - inter)
+
+
+# %%
+exercises.check_iou(my_iou)

@@ -1,0 +1,154 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # RoI Pool vs RoI Align
+#
+# The second stage needs a fixed-size feature for every proposal, whatever its size: 7 x 7 for
+# the box head, 14 x 14 for the mask head. The proposal is a real-valued box in image pixels; the
+# feature map is a grid of cells `stride` pixels apart. Two ways to bridge them:
+#
+# * **RoI Pool** (Fast R-CNN) rounds the box to whole cells, cuts it into whole-cell bins and
+#   takes each bin's maximum. Every rounding can move the features by up to half a cell, i.e.
+#   `stride / 2` image pixels.
+# * **RoI Align** (Mask R-CNN) keeps the exact box, places a few sample points in each bin, reads
+#   each point by **bilinear interpolation** of the four surrounding cells, and averages.
+#
+# `course_lib.roi` implements both by hand; the tests check them against `torchvision.ops`
+# (identical for RoI Pool, within 1e-5 for RoI Align).
+
+# %%
+# Colab: install the course library (a no-op everywhere else).
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
+
+# %%
+import torch
+import torchvision
+from matplotlib.figure import Figure
+
+from course_lib import exercises, roi, runtime, viz
+from course_lib.inspect import chapter_subject, trace
+
+runtime.seed_everything(0)
+subject = chapter_subject()
+runtime.print_banner(subject.model_name, subject.data_name)
+t = trace(subject.model, subject.image)
+heads = subject.model.roi_heads
+print("box head pooler :", heads.box_roi_pool)
+print("mask head pooler:", heads.mask_roi_pool)
+
+# %% [markdown]
+# torchvision's Mask R-CNN uses RoI Align everywhere (`MultiScaleRoIAlign`, two samples per bin
+# side, `aligned=False` for backward compatibility with the original weights).
+#
+# ## Bilinear interpolation at one point
+#
+# A feature cell $(i, j)$ holds the value at the point $(y, x) = (i, j)$. To read the map at a
+# real-valued point, take the four cells around it, $y_0 = \lfloor y \rfloor$,
+# $x_0 = \lfloor x \rfloor$, and weight each by the area of the opposite sub-rectangle
+# ($l_y = y - y_0$, $l_x = x - x_0$):
+#
+# $$ f(y, x) = (1-l_y)(1-l_x) f_{y_0 x_0} + (1-l_y)\,l_x f_{y_0, x_0+1} + l_y (1-l_x) f_{y_0+1, x_0} + l_y l_x f_{y_0+1, x_0+1}. $$
+#
+# The roadmap's example point $(x, y) = (10.7, 20.3)$: RoI Pool would use cell (20, 11) only.
+
+# %%
+level = 0  # the finest level: enough cells for the example point
+fmap = t.features[list(t.features)[level]][0]
+y, x = min(20.3, fmap.shape[1] - 1.5), min(10.7, fmap.shape[2] - 1.5)
+interpolated = roi.bilinear_sample(fmap, torch.tensor(y), torch.tensor(x))
+rounded = fmap[:, round(y), round(x)]
+print(f"point (x, y) = ({x}, {y}); channel 0: bilinear {interpolated[0]:.4f}, rounded cell {rounded[0]:.4f}")
+# a 1 x 1-cell box around the point with one bin and one sample reads exactly the point
+reference = torchvision.ops.roi_align(fmap[None], [torch.tensor([[x - 0.5, y - 0.5, x + 0.5, y + 0.5]])], 1, 1.0, 1)[:, :, 0, 0]
+assert torch.allclose(interpolated, reference[0], atol=1e-5), "one sample of RoI Align is exactly this interpolation"
+
+# %% [markdown]
+# ## Where each method looks
+#
+# Below, one box on a stride-16 grid split into 2 x 2 bins (the real heads use 7 x 7 and 14 x 14;
+# 2 x 2 keeps the picture readable). Left: the cells RoI Pool maxes over; the dashed exact box
+# has been snapped outwards and the bins overlap. Right: RoI Align's bins follow the exact box,
+# and each has 2 x 2 sample points.
+
+# %%
+box = torch.tensor([37.0, 21.0, 141.0, 99.0])
+viz.roi_pool_vs_align(box, feature_size=(8, 11), output_size=2, spatial_scale=1 / 16, sampling_ratio=2)
+
+# %% [markdown]
+# ## Both, on the model's real features
+#
+# We pool the first proposals from one FPN level with our implementations and torchvision's:
+
+# %%
+stride = t.strides[level][0]
+rois = t.proposals[:32]
+align = roi.roi_align(t.features[list(t.features)[level]], [rois], 7, 1 / stride, 2, False)
+pool = roi.roi_pool(t.features[list(t.features)[level]], [rois], 7, 1 / stride)
+feature_batch = t.features[list(t.features)[level]]
+align_error = (align - torchvision.ops.roi_align(feature_batch, [rois], 7, 1 / stride, 2, False)).abs().max()
+print(f"RoI Align: {tuple(align.shape)}, max difference to torchvision {align_error:.2e}")
+assert align_error <= 1e-5
+assert torch.equal(pool, torchvision.ops.roi_pool(feature_batch, [rois], 7, 1 / stride))
+
+# %% [markdown]
+# ## The quantisation, measured
+#
+# Slide a box to the right one image pixel at a time, over one full cell, and watch the pooled
+# features. RoI Align's output changes smoothly with the shift. RoI Pool's output stays frozen and
+# then jumps when the rounded box snaps to the next cell: for up to `stride` pixels of real motion,
+# the features cannot tell where the box is. For a class label that hardly matters; for a 28 x 28
+# mask that must line up with object edges, it does.
+
+# %%
+shifts = torch.arange(0, 2 * stride + 1)
+base = rois[0]
+change_align, change_pool = [], []
+for s in shifts.tolist():
+    moved = base + torch.tensor([s, 0.0, s, 0.0])
+    change_align.append((roi.roi_align(feature_batch, [moved[None]], 7, 1 / stride, 2) - align[:1]).abs().mean().item())
+    change_pool.append((roi.roi_pool(feature_batch, [moved[None]], 7, 1 / stride) - pool[:1]).abs().mean().item())
+fig = Figure(figsize=(7, 3), layout="constrained")
+ax = fig.subplots()
+ax.plot(shifts, change_align, "o-", label="RoI Align")
+ax.step(shifts, change_pool, where="post", label="RoI Pool")
+ax.set_xlabel(f"shift of the box in image pixels (stride {stride})")
+ax.set_ylabel("mean |change| of the 7x7 features")
+ax.legend()
+distinct_pool = len(set(round(v, 6) for v in change_pool))
+distinct_align = len(set(round(v, 6) for v in change_align))
+print(f"over {len(shifts)} shifts: RoI Pool gives {distinct_pool} distinct outputs, RoI Align {distinct_align}")
+assert distinct_pool < distinct_align
+fig
+
+# %% [markdown]
+# ## Exercise: one bilinear sample
+#
+# Write `my_bilinear(feature_map, y, x)` for a 2-D `Tensor[H, W]` and a point inside the map.
+# The check compares with the interpolation RoI Align uses.
+
+# %% tags=["hide-input"]
+import math
+
+
+def my_bilinear(feature_map, y, x):
+    y0, x0 = math.floor(y), math.floor(x)
+    y1, x1 = min(y0 + 1, feature_map.shape[0] - 1), min(x0 + 1, feature_map.shape[1] - 1)
+    ly, lx = y - y0, x - x0
+    return float((1 - ly) * (1 - lx) * feature_map[y0, x0] + (1 - ly) * lx * feature_map[y0, x1]
+                 + ly * (1 - lx) * feature_map[y1, x0] + ly * lx * feature_map[y1, x1])
+
+
+# %%
+exercises.check_bilinear(my_bilinear)

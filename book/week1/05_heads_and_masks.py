@@ -1,0 +1,196 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The heads: class scores, class-specific boxes and masks
+#
+# After RoI Align every proposal is a small feature tensor, and three branches read it:
+#
+# * the **classifier** gives one probability per class, background included, for *every* proposal;
+# * the **box regressor** gives one refined box *per class* for every proposal;
+# * the **mask head** gives one 28 x 28 mask *per class* for every detected box.
+#
+# Detections are made by post-processing the first two; the mask of the predicted class is picked
+# only at the very end. This chapter shows all of these intermediate outputs, which
+# `model([image])` never returns, then looks at training: which mask the loss uses, and how the
+# five losses add up.
+
+# %%
+# Colab: install the course library (a no-op everywhere else).
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
+
+# %%
+import copy
+import inspect as python_inspect
+
+import torch
+from torchvision.models.detection.roi_heads import maskrcnn_loss, paste_masks_in_image
+
+from course_lib import boxes, runtime, viz
+from course_lib.classes import CLASSES
+from course_lib.inspect import chapter_subject, trace
+from course_lib.toycity.scene import scene
+
+runtime.seed_everything(0)
+subject = chapter_subject()
+runtime.print_banner(subject.model_name, subject.data_name)
+t = trace(subject.model, subject.image)
+image = viz.image_in_trace_coordinates(subject.image, t)
+print(f"{len(t.proposals)} proposals -> class probabilities {tuple(t.class_probs.shape)}, "
+      f"box deltas {tuple(t.box_deltas.shape)} -> {len(t.boxes)} detections -> mask logits {tuple(t.mask_logits.shape)}")
+assert len(t.boxes) > 0, "this chapter needs at least one detection"
+
+# %% [markdown]
+# ## Class probabilities for every proposal
+#
+# The classifier sees the whole 7 x 7 RoI feature, flattened, and outputs one score per class:
+# one decision per proposal, never per pixel. Below, the softmax of every proposal (rows sorted by
+# their best non-background probability). Most proposals are background; a few rows light up.
+
+# %%
+viz.class_heatmap(t.class_probs, CLASSES, max_rows=200)
+
+# %% [markdown]
+# The proposal that became the top detection, and its probabilities:
+
+# %%
+top = int(t.detection_proposal[0])
+print(f"detection 0: {CLASSES[int(t.labels[0])]} ({float(t.scores[0]):.2f}) came from proposal {top}")
+assert t.class_probs[top, t.labels[0]] == t.scores[0]
+viz.class_probabilities(t.class_probs[top], CLASSES, title=f"proposal {top}")
+
+# %% [markdown]
+# Use the slider to walk through the proposals from most to least confident (interactive in
+# Jupyter and Colab): the yellow box is the proposal, the red one its refined box for the
+# winning class.
+
+# %%
+viz.proposal_explorer(subject.image, t, CLASSES)
+
+# %% [markdown]
+# ## One box per class, and how detections are made
+#
+# The regressor predicts $4C$ numbers per proposal: a separate refinement for every class,
+# decoded with weights (10, 10, 5, 5). Post-processing then treats every (proposal, class) pair
+# as a candidate: drop background, drop scores below `box_score_thresh`, run NMS **per class**
+# (IoU 0.5), keep at most `detections_per_img`. So two classes can both claim the same proposal.
+
+# %%
+heads = subject.model.roi_heads
+assert torch.equal(boxes.decode(t.box_deltas, t.proposals, heads.box_coder.weights).view(-1, len(CLASSES), 4), t.class_boxes)
+spread = (t.class_boxes[top, 1:] - t.class_boxes[top, 1:].mean(0)).abs().max()
+print(f"proposal {top}: the {len(CLASSES) - 1} class-specific boxes differ by up to {spread:.1f} px")
+candidates = int((t.class_probs[:, 1:] > heads.score_thresh).sum())
+print(f"score_thresh {heads.score_thresh}, nms_thresh {heads.nms_thresh}, detections_per_img {heads.detections_per_img}")
+print(f"{candidates} (proposal, class) candidates -> {len(t.boxes)} detections")
+shared = len(t.detection_proposal) - len(t.detection_proposal.unique())
+print(f"detections that share their proposal with another detection: {shared}")
+
+# %% [markdown]
+# ## Every class's mask
+#
+# For each detected box the mask head predicts $C$ masks of 28 x 28, one per class. Inference
+# keeps only the mask of the predicted class; the others are still computed. Here are all of them
+# for the top detection, the predicted one framed in red:
+
+# %%
+viz.class_masks(t.mask_logits[0], int(t.labels[0]), CLASSES)
+
+# %%
+chosen = t.mask_logits[torch.arange(len(t.labels)), t.labels].sigmoid()
+assert torch.equal(t.mask_probs[:, 0], chosen), "inference = sigmoid of the predicted class's channel"
+viz.mask_class_picker(t, 0, CLASSES)
+
+# %% [markdown]
+# ## In training, the mask loss reads the ground-truth class
+#
+# Which of the $C$ masks does the loss train? Not the predicted one: during training torchvision
+# takes the mask channel of the **ground-truth** class of the box the RoI was matched to, and
+# applies a per-pixel binary cross-entropy between that channel and the ground-truth mask cropped
+# to the RoI and resized to 28 x 28. The other channels get no gradient from this RoI at all. The
+# code:
+
+# %%
+print(python_inspect.getsource(maskrcnn_loss))
+
+# %% [markdown]
+# We check it with a gradient. Take the detected boxes as RoIs, pretend their ground truth is
+# their own current mask but with a **different class** than the one predicted, and backpropagate
+# the mask loss to the logits of all classes:
+
+# %%
+logits = t.mask_logits.clone().requires_grad_(True)
+gt_masks = paste_masks_in_image(t.mask_probs, t.boxes, t.image_size)[:, 0] > 0.5
+gt_labels = t.labels % (len(CLASSES) - 1) + 1  # another foreground class than the prediction
+loss = maskrcnn_loss(logits, [t.boxes], [gt_masks.float()], [gt_labels], [torch.arange(len(t.boxes))])
+loss.backward()
+touched = logits.grad.abs().sum(dim=(2, 3)) > 0  # [D, C]: which class channels got a gradient
+print(f"mask loss {loss.item():.3f}")
+print("channels with gradient, per RoI:", [torch.nonzero(row).flatten().tolist() for row in touched[:5]])
+assert torch.equal(touched.nonzero()[:, 1], gt_labels[touched.nonzero()[:, 0]]), "only the ground-truth class channel learns"
+assert not touched[torch.arange(len(t.labels)), t.labels].any()
+
+# %% [markdown]
+# So the person channel learns person shapes from person RoIs only, and a misclassified RoI still
+# trains the right class's mask. This decoupling (a sigmoid per class instead of a softmax across
+# classes) is what lets masks specialise by class.
+#
+# ## The multi-task loss
+#
+# In training mode the model returns five losses, and the total torchvision optimises is their
+# plain sum:
+#
+# $$ L = \underbrace{L_\text{objectness} + L_\text{rpn box}}_{\text{RPN}} + \underbrace{L_\text{cls} + L_\text{box} + L_\text{mask}}_{\text{heads}} $$
+#
+# $L_\text{cls}$ is cross-entropy over $C$ classes, the box losses are smooth-L1 on the deltas of
+# positive samples only (for the head: of the ground-truth class's box), $L_\text{mask}$ is the
+# per-pixel binary cross-entropy above. We compute them on a ToyCity scene with its exact ground
+# truth (on a copy of the model, so its state is untouched):
+
+# %%
+height, width = 128, 256
+array, target = scene(11, height, width)
+scene_image = torch.from_numpy(array).permute(2, 0, 1).float() / 255
+target = {k: target[k] for k in ("boxes", "labels", "masks")}
+trainable = copy.deepcopy(subject.model).train()
+runtime.print_banner(subject.model_name, f"ToyCity scene 11 ({height}x{width}) with ground truth")
+losses = trainable([scene_image], [target])
+for name, value in losses.items():
+    print(f"{name:<18} {value.item():.3f}")
+total = sum(losses.values())
+print(f"{'total':<18} {total.item():.3f}")
+assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+
+# %% [markdown]
+# ## Overlapping instances
+#
+# Each detection gets its own RoI and its own mask, computed independently. Nothing stops two
+# masks from claiming the same pixel; the model does not reason about "person 1 versus person 2".
+# We count such pixels, then draw the result with one colour per instance (same-class instances in
+# lighter shades); where masks overlap, the more confident instance is painted on top.
+
+# %%
+threshold = 0.5
+confident = t.final["scores"] >= threshold
+binary = t.final["masks"][confident, 0] >= 0.5
+claims = binary.sum(0)
+print(f"{int(confident.sum())} detections with score >= {threshold}; "
+      f"{int((claims > 1).sum())} pixels are claimed by more than one of their masks")
+viz.detections_overlay(subject.image, t.final, CLASSES, score_threshold=threshold)
+
+# %% [markdown]
+# **Takeaways.** The classifier scores every proposal for every class; the regressor proposes a
+# box per class; detections are (proposal, class) pairs that survive a threshold and per-class
+# NMS; the mask head predicts every class's mask and inference keeps the predicted one, while
+# training reads the ground-truth one; the five losses are summed with equal weights.

@@ -1,0 +1,201 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Common misconceptions, tested
+#
+# Explanations of Mask R-CNN repeat a few claims, some wrong, some half right. Instead of arguing,
+# each section below states a claim, computes something on a real model that decides it, and
+# asserts the result. The verdicts: **false**, **true**, or **half true** (with the correction).
+
+# %%
+# Colab: install the course library (a no-op everywhere else).
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
+
+# %%
+import copy
+import math
+import time
+
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from course_lib import boxes, runtime
+from course_lib.inspect import chapter_subject, trace
+
+runtime.seed_everything(0)
+subject = chapter_subject()
+runtime.print_banner(subject.model_name, subject.data_name)
+model = subject.model
+t = trace(model, subject.image)
+num_classes = t.class_probs.shape[1]
+print(f"{len(t.proposals)} proposals, {len(t.boxes)} detections, {num_classes} classes (background included)")
+
+# %% [markdown]
+# ## 1. "The classification branch looks at individual pixels" — false
+#
+# The classifier receives one pooled feature per proposal (a `C x 7 x 7` tensor, flattened) and
+# returns one score vector per proposal. There is no per-pixel output anywhere in that branch:
+
+# %%
+heads = model.roi_heads
+pooled = heads.box_roi_pool(t.features, [t.proposals], [t.image_size])
+hidden = heads.box_head(pooled)
+logits, _ = heads.box_predictor(hidden)
+print(f"RoI features {tuple(pooled.shape)} -> box head {tuple(hidden.shape)} -> class logits {tuple(logits.shape)}")
+assert logits.shape == (len(t.proposals), num_classes)
+assert torch.equal(logits, t.class_logits)
+
+# %% [markdown]
+# (The roadmap gives the RoI feature as 7 x 7 x 256: that is the R50-FPN's width. The printed
+# shape is the width of the model in use.)
+#
+# ## 2. "The mask head refines the bounding boxes" — false
+#
+# Boxes come from the box regressor, before the mask head runs. We scramble the mask head of a copy
+# of the model and run it again: every box, label and score stays identical, only the masks change.
+
+# %%
+scrambled = copy.deepcopy(model)
+with torch.no_grad():
+    for parameter in scrambled.roi_heads.mask_predictor.parameters():
+        parameter.copy_(torch.randn_like(parameter))
+ours = t.final  # equal to model([image]) (tested in course_lib)
+with torch.no_grad():
+    (other,) = scrambled([subject.image])
+for key in ("boxes", "labels", "scores"):
+    assert torch.equal(ours[key], other[key]), key
+print("boxes, labels, scores identical; masks differ:", not torch.equal(ours["masks"], other["masks"]))
+assert len(ours["masks"]) == 0 or not torch.equal(ours["masks"], other["masks"])
+
+# %% [markdown]
+# ## 3. "The mask head outputs one mask per proposal" — false
+#
+# It outputs one 28 x 28 mask **per class** for every detected box, including a channel for the
+# background class (torchvision's COCO model has 91 channels, the 80 classes plus background and
+# unused ids; the course's models have 9). Inference picks the predicted class's channel:
+
+# %%
+print("mask logits:", tuple(t.mask_logits.shape), "= [detections, classes, 28, 28]")
+assert t.mask_logits.shape[1] == num_classes
+assert torch.equal(t.mask_probs[:, 0], t.mask_logits[torch.arange(len(t.labels)), t.labels].sigmoid())
+
+# %% [markdown]
+# ## 4. "The mask loss is computed for the predicted class" — half true
+#
+# At inference the *predicted* class's mask is used. In training, the loss uses the channel of the
+# **ground-truth** class of the RoI (chapter 5 shows the gradient). The code says it directly:
+# `maskrcnn_loss` indexes the logits with the labels of the matched ground-truth boxes.
+
+# %%
+import inspect as python_inspect
+
+from torchvision.models.detection.roi_heads import maskrcnn_loss
+
+source = python_inspect.getsource(maskrcnn_loss)
+print([line.strip() for line in source.splitlines() if "gt_label[idxs]" in line][0])
+assert "gt_label[idxs]" in source
+
+# %% [markdown]
+# ## 5. "The RPN proposes exactly one box per object" — false
+#
+# It proposes hundreds to a thousand boxes, and several overlap each object:
+
+# %%
+if len(t.boxes):
+    per_detection = (boxes.box_iou(t.boxes, t.proposals) > 0.5).sum(dim=1)
+    print(f"{len(t.proposals)} proposals; proposals with IoU > 0.5 per detection: min {int(per_detection.min())}, "
+          f"median {int(per_detection.median())}, max {int(per_detection.max())}")
+    assert len(t.proposals) > len(t.boxes)
+
+# %% [markdown]
+# ## 6. "The RPN keeps anchors with objectness > 0.5" — false
+#
+# torchvision keeps the `pre_nms_top_n` best anchors **per FPN level**, whatever their score (its
+# `score_thresh` is 0). Anchors far below 0.5 can therefore become proposals:
+
+# %%
+rpn = model.rpn
+print(f"score_thresh = {rpn.score_thresh}, pre_nms_top_n = {rpn.pre_nms_top_n()} per level")
+print(f"proposals with objectness < 0.5: {int((t.proposal_scores < 0.5).sum())} of {len(t.proposal_scores)}; "
+      f"lowest {float(t.proposal_scores.min()):.3f}")
+assert rpn.score_thresh < 0.5
+
+# %% [markdown]
+# ## 7. "Anchors must fit inside the stride cell (the 16 x 16 region)" — false
+#
+# Anchors are centred on their position but sized for objects, not for the cell. On every level
+# the smallest anchor is already larger than the stride:
+
+# %%
+for name, level_anchors, (stride, _) in zip(t.features, t.anchors, t.strides):
+    sides = (level_anchors[:, 2:] - level_anchors[:, :2]).min(dim=1).values
+    print(f"level {name:>4}: stride {stride:>2}, shortest anchor side {float(sides.min()):.0f} px, longest {float((level_anchors[:, 2:] - level_anchors[:, :2]).max()):.0f} px")
+    assert float(sides.min()) >= stride
+
+# %% [markdown]
+# ## 8. "Each channel detects exactly one rigid pattern" — false
+#
+# Take the backbone's first convolution, find the filter that responds most to a vertical edge,
+# and rotate the edge step by step. The response falls off gradually with the angle: a channel
+# responds by degree, not all-or-nothing (deeper channels mix many such inputs).
+
+# %%
+first_conv = next(m for m in model.backbone.modules() if isinstance(m, nn.Conv2d))
+size = first_conv.kernel_size[0] * 3
+ys, xs = torch.meshgrid(torch.arange(size) - size // 2, torch.arange(size) - size // 2, indexing="ij")
+angles = list(range(0, 181, 15))
+
+
+def edge(angle: float) -> torch.Tensor:
+    """A dark-to-bright step edge through the centre; 0 degrees = vertical edge."""
+    normal = (math.cos(math.radians(angle)), math.sin(math.radians(angle)))
+    return (xs * normal[0] + ys * normal[1] > 0).float().expand(3, -1, -1)
+
+
+with torch.no_grad():
+    centre = [first_conv(edge(a)[None])[0, :, (size // 2) // first_conv.stride[0], (size // 2) // first_conv.stride[1]] for a in angles]
+responses = torch.stack(centre)  # [angles, filters]
+best = int(responses[0].argmax())
+curve = responses[:, best]
+print(f"filter {best} of {first_conv}: response by angle", [round(float(v), 2) for v in curve])
+distinct = len(set(round(float(v), 3) for v in curve))
+assert distinct > 3, "graded, not binary"
+fig = Figure(figsize=(6, 2.8), layout="constrained")
+ax = fig.subplots()
+ax.plot(angles, curve.numpy(), "o-")
+ax.set_xlabel("edge angle (degrees, 0 = vertical)")
+ax.set_ylabel(f"filter {best} response")
+fig
+
+# %% [markdown]
+# ## 9. "Mask R-CNN runs at 5-10 FPS" — depends entirely on the hardware
+#
+# Speed figures are properties of a model *and* a machine and an image size. Measured here:
+
+# %%
+with torch.no_grad():
+    model([subject.image])  # warm-up
+    start = time.perf_counter()
+    runs = runtime.pick(2, 5)
+    for _ in range(runs):
+        model([subject.image])
+    seconds = (time.perf_counter() - start) / runs
+print(f"{seconds * 1000:.0f} ms per image ({1 / seconds:.1f} FPS) on {next(model.parameters()).device} "
+      f"at {t.image_size[0]}x{t.image_size[1]} with {torch.get_num_threads()} threads")
+assert seconds > 0
+
+# %% [markdown]
+# Week 3 measures where this time goes and how to cut it.
