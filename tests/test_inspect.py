@@ -64,3 +64,26 @@ def test_trace_refuses_training_mode(small_model, image):
             trace(small_model, image)
     finally:
         small_model.eval()
+
+
+def test_chapter_subject_falls_back_to_toycity_offline(monkeypatch, small_model):
+    from course_lib import inspect as course_inspect
+    from course_lib import zoo
+
+    monkeypatch.setattr(zoo, "course_model", lambda prefer_coco=None: (small_model, "ToyCity model (test)"))
+    subject = course_inspect.chapter_subject(seed=2)
+    assert subject.model_name == "ToyCity model (test)" and subject.data_name.startswith("ToyCity scene 2")
+    assert subject.image.shape == (3, small_model.transform.min_size[0], small_model.transform.max_size)
+    assert 0.0 <= float(subject.image.min()) and float(subject.image.max()) <= 1.0
+
+
+def test_real_street_image_is_none_without_network_or_cityscapes(monkeypatch):
+    from course_lib import download, runtime
+    from course_lib import inspect as course_inspect
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(runtime, "cityscapes_root", lambda: None)
+    monkeypatch.setattr(download, "download", offline)
+    assert course_inspect._real_street_image() is None
