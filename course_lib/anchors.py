@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.nn.modules.utils import _pair
 
 #: torchvision's Mask R-CNN FPN anchor configuration: one size per level, the same 3 ratios on each.
 FPN_SIZES: tuple[tuple[int, ...], ...] = ((32,), (64,), (128,), (256,), (512,))
@@ -44,10 +45,6 @@ def cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float]) -> Tens
     ws = (w_ratios[:, None] * scales[None, :]).view(-1)
     hs = (h_ratios[:, None] * scales[None, :]).view(-1)
     return (torch.stack([-ws, -hs, ws, hs], dim=1) / 2).round()
-
-
-def _pair(stride: int | Sequence[int]) -> tuple[int, int]:
-    return (stride, stride) if isinstance(stride, int) else (int(stride[0]), int(stride[1]))
 
 
 def grid_anchors(cell: Tensor, grid_size: Sequence[int], stride: int | Sequence[int]) -> Tensor:

@@ -62,10 +62,11 @@ class Trace:
     final: dict[str, Tensor]  # boxes, labels, scores, masks [D, 1, H, W] in original-image pixels
 
 
-def _pre_nms_candidates(model: MaskRCNN, decoded: Tensor, objectness: Tensor, num_per_level: list[int], image_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+def _pre_nms_candidates(
+    model: MaskRCNN, decoded: Tensor, objectness: Tensor, levels: Tensor, num_per_level: list[int], image_size: tuple[int, int]
+) -> tuple[Tensor, Tensor, Tensor]:
     """The first half of ``rpn.filter_proposals``: per-level top-k, clip, drop tiny and low boxes."""
     rpn = model.rpn
-    levels = torch.cat([torch.full((n,), i, dtype=torch.int64) for i, n in enumerate(num_per_level)])
     top_n = rpn._get_top_n_idx(objectness[None], num_per_level)[0]  # per level, not a global score cut
     boxes = box_ops.clip_boxes_to_image(decoded[top_n], image_size)
     scores, levels = torch.sigmoid(objectness[top_n]), levels[top_n]
@@ -107,7 +108,8 @@ def trace(model: MaskRCNN, image: Tensor) -> Trace:
     objectness, rpn_deltas = concat_box_prediction_layers(objectness_maps, delta_maps)
     decoded = rpn.box_coder.decode(rpn_deltas, [anchors]).view(-1, 4)
     objectness = objectness.flatten()
-    pre_boxes, pre_scores, pre_levels = _pre_nms_candidates(model, decoded, objectness, num_per_level, image_size)
+    levels = torch.cat([torch.full((n,), i, dtype=torch.int64) for i, n in enumerate(num_per_level)])
+    pre_boxes, pre_scores, pre_levels = _pre_nms_candidates(model, decoded, objectness, levels, num_per_level, image_size)
     proposals, proposal_scores = rpn.filter_proposals(decoded[None], objectness[None], images.image_sizes, num_per_level)
 
     heads = model.roi_heads
@@ -133,7 +135,7 @@ def trace(model: MaskRCNN, image: Tensor) -> Trace:
         strides=feature_strides(images.tensors.shape[-2:], [f.shape[-2:] for f in feature_list]),
         objectness=objectness,
         rpn_deltas=rpn_deltas,
-        anchor_levels=torch.cat([torch.full((n,), i) for i, n in enumerate(num_per_level)]),
+        anchor_levels=levels,
         decoded=decoded,
         pre_nms_boxes=pre_boxes,
         pre_nms_scores=pre_scores,

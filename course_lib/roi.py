@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.nn.modules.utils import _pair
 
 
 def _as_rois(rois: Tensor | Sequence[Tensor]) -> Tensor:
@@ -33,10 +34,6 @@ def _as_rois(rois: Tensor | Sequence[Tensor]) -> Tensor:
             )
         return rois
     return torch.cat([torch.cat([torch.full((len(b), 1), i, dtype=b.dtype), b], dim=1) for i, b in enumerate(rois)])
-
-
-def _pair(size: int | Sequence[int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def bilinear_sample(feature_map: Tensor, y: Tensor, x: Tensor) -> Tensor:
