@@ -315,7 +315,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--split", help="dataset split (default: val for Cityscapes, val2017 for COCO)")
     parser.add_argument("--scale", type=float, default=1.0, help="Cityscapes: downscale factor, e.g. 0.5")
     parser.add_argument("--length", type=int, default=100, help="ToyCity: number of held-out scenes")
-    parser.add_argument("--data-seed", type=int, default=100_000, help="ToyCity: first scene seed (training uses 0..length-1)")
+    parser.add_argument("--data-seed", type=int, default=1_000_000, help="ToyCity: first scene seed (the held-out split of data_scripts/train_toycity.py)")
     parser.add_argument("--height", type=int, default=128, help="ToyCity image height")
     parser.add_argument("--width", type=int, default=256, help="ToyCity image width")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
