@@ -80,7 +80,9 @@ def anchors_at_position(anchors: Tensor, image: Tensor | None = None, image_size
     _show(ax, image, title or f"{len(anchors)} anchors at one position")
     colors = colormaps["tab10"](np.arange(len(anchors)) % 10)
     for box, color in zip(anchors, colors):
-        _box(ax, box, color, 1.5)
+        width, height = (box[2:] - box[:2]).tolist()
+        _box(ax, box, color, 1.5).set_label(f"{width:.0f} x {height:.0f}")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), title="w x h", title_fontsize=7)
     extent = torch.cat([anchors.reshape(-1, 2), torch.tensor([[0.0, 0.0]])])
     if image_size is not None:
         extent = torch.cat([extent, torch.tensor([[image_size[1], image_size[0]]], dtype=extent.dtype)])
@@ -88,7 +90,8 @@ def anchors_at_position(anchors: Tensor, image: Tensor | None = None, image_size
     ax.set_xlim(x_min - 10, x_max + 10)
     ax.set_ylim(y_max + 10, y_min - 10)
     if image_size is not None:  # the image frame: anchors may stick out of it
-        _box(ax, (0, 0, image_size[1], image_size[0]), "black", 1.0)
+        frame = Rectangle((0, 0), image_size[1], image_size[0], facecolor="0.92", edgecolor="black", zorder=0)
+        ax.add_patch(frame)
     ax.set_aspect("equal")
     return fig
 
@@ -249,12 +252,14 @@ def detections_overlay(image: Tensor, detections: Mapping[str, Tensor], class_na
     colors = instance_colors(labels, class_names)
     if len(keep):
         masks = detections["masks"][keep, 0] >= mask_threshold
-        canvas = draw_segmentation_masks(canvas, masks, alpha=0.55, colors=colors)
-        names = [f"{class_names[int(l)]} {float(s):.2f}" for l, s in zip(labels, scores)]
-        canvas = draw_bounding_boxes(canvas, boxes, names, colors=colors, width=2)
+        canvas = draw_segmentation_masks(canvas, masks, alpha=0.6, colors=colors)
+        canvas = draw_bounding_boxes(canvas, boxes, colors=colors, width=2)
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
     _show(ax, canvas.float() / 255, title or f"{len(keep)} detections with score >= {score_threshold}")
+    for box, label, score, color in zip(boxes.tolist(), labels.tolist(), scores.tolist(), colors):
+        ax.text(box[0], box[1], f"{class_names[label]} {score:.2f}", fontsize=7, color="white", va="bottom",
+                bbox=dict(facecolor=np.array(color) / 255, edgecolor="none", pad=1, alpha=0.85))
     return fig
 
 

@@ -88,6 +88,7 @@ def test_detections_overlay_and_instance_colours(small_trace, image):
     t = small_trace[1]
     fig = viz.detections_overlay(image, t.final, score_threshold=0.0)
     assert len(fig.axes) == 1 and len(fig.axes[0].images) == 1
+    assert len(fig.axes[0].texts) == len(t.final["scores"])  # one label per instance
     colours = viz.instance_colors(torch.tensor([3, 3, 1]))
     assert colours[0] != colours[1] and len(set(colours)) == 3
 
