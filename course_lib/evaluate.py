@@ -217,15 +217,14 @@ def object_indices(target: dict) -> torch.Tensor:
     return torch.nonzero(crowd == 0).flatten()
 
 
-def mean_matched_mask_iou(
+def matched_mask_ious(
     predictions: Sequence[dict], targets: Sequence[dict], iou_threshold: float = 0.5, score_threshold: float = 0.5
-) -> float:
-    """Mean mask IoU over matched (prediction, target) pairs of the same class.
+) -> list[float]:
+    """Mask IoU of every matched (prediction, target) pair of the same class.
 
     Predictions scoring under ``score_threshold`` are left out (the ones a user would see); within
-    each image and class, predictions and targets are matched one-to-one by :func:`match_pairs`.
-    This measures how well the masks that *are* found fit, which AP mixes with detection quality.
-    NaN when nothing matched.
+    each image, predictions and targets of the same class are matched one-to-one by
+    :func:`match_pairs`. Crowd targets are not objects and take no part.
     """
     matched = []
     for prediction, target in zip(predictions, targets):
@@ -233,7 +232,16 @@ def mean_matched_mask_iou(
         pred_labels, gt_labels = prediction["labels"][kept], target["labels"][objects]
         ious = mask_iou_matrix(prediction["masks"][kept], target["masks"][objects])
         ious[(pred_labels[:, None] != gt_labels[None, :]).numpy()] = 0.0  # only same-class pairs
-        matched += [ious[p, g] for p, g in match_pairs(ious, iou_threshold)]
+        matched += [float(ious[p, g]) for p, g in match_pairs(ious, iou_threshold)]
+    return matched
+
+
+def mean_matched_mask_iou(
+    predictions: Sequence[dict], targets: Sequence[dict], iou_threshold: float = 0.5, score_threshold: float = 0.5
+) -> float:
+    """Mean of :func:`matched_mask_ious`: how well the masks that *are* found fit, which AP mixes
+    with detection quality. NaN when nothing matched."""
+    matched = matched_mask_ious(predictions, targets, iou_threshold, score_threshold)
     return float(np.mean(matched)) if matched else float("nan")
 
 
