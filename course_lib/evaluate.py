@@ -11,6 +11,9 @@ the model output for the image whose target is ``targets[i]``):
 pycocotools computes the numbers; this module only builds its COCO objects in memory. Crowd
 targets (``iscrowd=1``, e.g. Cityscapes group regions) are ignore regions, exactly as in COCO: a
 detection that falls on one is neither a true nor a false positive.
+
+Related modules: :mod:`course_lib.failures` (missed / false / confused detections) and
+:mod:`course_lib.cityscapes_eval` (the official Cityscapes instance evaluator).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
 from course_lib.classes import CLASSES
 from course_lib.data import CityscapesInstances
 from course_lib.evaluate import coco_metrics, format_metrics, matched_mask_ious, mean_matched_mask_iou, predict
-from course_lib.failures import OCCLUSION_BINS, SIZE_BINS, draw_errors, failure_analysis
+from course_lib.failures import draw_errors, failure_analysis
 from course_lib.toycity import ToyCityDataset, scene
 from course_lib.toycity.export import write_cityscapes
 
