@@ -215,7 +215,8 @@ def chapter_subject(seed: int = 3) -> Subject:
     if real is not None:
         image, data_name = real
     else:
-        height, width = model.transform.min_size[0], model.transform.max_size
+        height = min(model.transform.min_size[0], 512)  # the model's working height, at most Cityscapes' half size
+        width = 2 * height
         array, _ = scene(seed, height, width)
         image, data_name = torch.from_numpy(array).permute(2, 0, 1).float() / 255, f"ToyCity scene {seed} ({height}x{width})"
     return Subject(model=model.cpu().eval(), image=image, model_name=model_name, data_name=data_name)

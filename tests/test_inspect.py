@@ -73,7 +73,7 @@ def test_chapter_subject_falls_back_to_toycity_offline(monkeypatch, small_model)
     monkeypatch.setattr(zoo, "course_model", lambda prefer_coco=None: (small_model, "ToyCity model (test)"))
     subject = course_inspect.chapter_subject(seed=2)
     assert subject.model_name == "ToyCity model (test)" and subject.data_name.startswith("ToyCity scene 2")
-    assert subject.image.shape == (3, small_model.transform.min_size[0], small_model.transform.max_size)
+    assert subject.image.shape == (3, small_model.transform.min_size[0], 2 * small_model.transform.min_size[0])
     assert 0.0 <= float(subject.image.min()) and float(subject.image.max()) <= 1.0
 
 

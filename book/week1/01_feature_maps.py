@@ -63,16 +63,21 @@ for (name, fmap), (stride_y, stride_x) in zip(t.features.items(), t.strides):
 # `max_size`) and pads the batch to a multiple of 32. The stride of a level is then simply
 # $\text{stride} = \text{padded size} / \text{map size}$: every ResNet stage halves the
 # resolution (rounding up), and FPN's extra `pool` level halves it once more.
-# `course_lib.anchors.fpn_grid_sizes` predicts the map sizes from the padded size alone:
+# `course_lib.anchors.fpn_grid_sizes` predicts the map sizes from the padded size alone. (When the
+# last level's size is odd, torchvision's anchor generator uses the integer division
+# `padded // map`, e.g. 672 // 11 = 61 instead of 64; the cell prints it if that happens here.)
 
 # %%
 padded = tuple(t.batch.shape[-2:])
-predicted = fpn_grid_sizes(padded, [s for s, _ in t.strides])
+nominal = [2 ** (k + 2) for k in range(len(t.features))]  # P2 has stride 4, each level doubles it
+predicted = fpn_grid_sizes(padded, nominal)
 measured = [tuple(f.shape[-2:]) for f in t.features.values()]
 print("predicted", predicted)
 print("measured ", measured)
 assert predicted == measured
-assert all(s == 2 ** (k + 2) for k, (s, _) in enumerate(t.strides)), "strides 4, 8, 16, ... for P2, P3, ..."
+for name, stride, (stride_y, stride_x) in zip(t.features, nominal, t.strides):
+    if (stride_y, stride_x) != (stride, stride):
+        print(f"level {name}: the anchors use stride {stride_y} x {stride_x} = padded size // map size, not {stride}")
 
 # %% [markdown]
 # ## What the channels look like
