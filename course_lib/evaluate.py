@@ -335,8 +335,8 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON to FILE")
     args = parser.parse_args(argv)
     args.split = args.split or ("val2017" if args.data == "coco" else "val")
-    if args.official and args.data != "cityscapes":
-        parser.error("--official needs --data cityscapes")
+    if args.official and (args.data != "cityscapes" or args.limit):
+        parser.error("--official needs --data cityscapes and every image of the split (no --limit)")
 
     device = runtime.device()
     dataset = _dataset(args)

@@ -93,10 +93,12 @@ def main(argv: list[str] | None = None) -> int:
 
         dest.mkdir(parents=True, exist_ok=True)
         todo = [p for p in args.packages if not (dest / f".{p}.extracted").exists()]
-        session = login(*credentials()) if todo else None
+        # a complete zip has its central directory; an absent or partial one needs downloading
+        missing = [p for p in todo if not zipfile.is_zipfile(dest / p)]
+        session = login(*credentials()) if missing else None
         for package in todo:
             zip_path = dest / package
-            if not zipfile.is_zipfile(zip_path):  # absent or partial (no central directory yet)
+            if package in missing:
                 download_packages(session=session, package_names=[package], destination_path=str(dest),
                                   resume=zip_path.exists())
             extract(zip_path, dest)
