@@ -32,6 +32,20 @@ def test_trace_equals_model_output(small_model, image):
         assert torch.equal(t.final[key], expected[key]), key
 
 
+def test_trace_equals_torchvision_r50_fpn_output(image):
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=NUM_CLASSES, min_size=96,
+                                  max_size=160, box_score_thresh=0.0, box_detections_per_img=10).eval()
+    t = trace(model, image)
+    with torch.no_grad():
+        (expected,) = model([image])
+    assert len(t.features) == 5 and len(t.final["boxes"]) > 0
+    for key in ("boxes", "labels", "scores", "masks"):
+        assert torch.equal(t.final[key], expected[key]), key
+
+
 def test_trace_shapes_and_bookkeeping(small_model, image):
     t = trace(small_model, image)
     num_anchors = sum(len(a) for a in t.anchors)
