@@ -9,7 +9,8 @@ from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 
 from course_lib.classes import CLASS_TO_INDEX, NUM_CLASSES
-from course_lib.toycity import MAX_OCCLUSION, MIN_VISIBLE_AREA, ToyCityDataset, scene, tight_boxes
+from course_lib.data import boxes_from_masks
+from course_lib.toycity import MAX_OCCLUSION, MIN_VISIBLE_AREA, ToyCityDataset, scene
 
 SIZE = dict(height=128, width=256)
 SEEDS = range(12)
@@ -76,14 +77,6 @@ def test_occlusion_and_area_follow_from_the_masks(scenes):
     assert occluded > 0  # the scenes do contain occlusion
 
 
-def test_tight_boxes_rejects_empty_masks():
-    masks = torch.zeros((2, 8, 8), dtype=torch.uint8)
-    masks[0, 2:4, 3:7] = 1
-    with pytest.raises(ValueError, match="empty mask"):
-        tight_boxes(masks)
-    assert tight_boxes(masks[:1]).tolist() == [[3.0, 2.0, 7.0, 4.0]]
-
-
 def test_classes_option_restricts_the_labels():
     labels = torch.cat([scene(s, **SIZE, classes=["car", "bus"])[1]["labels"] for s in range(6)])
     assert set(labels.tolist()) <= {CLASS_TO_INDEX["car"], CLASS_TO_INDEX["bus"]} and len(labels) > 0
@@ -126,5 +119,5 @@ def test_dataset_items_are_tv_tensors_matching_the_scene():
 
 def test_dataset_transforms_move_boxes_with_masks():
     image, target = ToyCityDataset(1, seed=2, transforms=v2.RandomHorizontalFlip(p=1.0), **SIZE)[0]
-    assert torch.equal(target["boxes"].as_subclass(torch.Tensor), tight_boxes(target["masks"]))
+    assert torch.equal(target["boxes"].as_subclass(torch.Tensor), boxes_from_masks(target["masks"]))
     assert torch.equal(target["masks"], scene(2, **SIZE)[1]["masks"].flip(-1))

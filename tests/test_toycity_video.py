@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.toycity import clip, tight_boxes
+from course_lib.data import boxes_from_masks
+from course_lib.toycity import clip
 
 SIZE = dict(height=128, width=256)
 
@@ -28,7 +29,7 @@ def test_every_frame_has_consistent_ground_truth(frames):
         assert ids.dtype == torch.int64 and len(ids) == len(target["labels"]) and len(set(ids.tolist())) == len(ids)
         assert target["masks"].sum(0).max() <= 1
         if len(ids):
-            assert torch.equal(target["boxes"], tight_boxes(target["masks"]))
+            assert torch.equal(target["boxes"], boxes_from_masks(target["masks"]))
 
 
 def test_tracks_keep_their_class_move_and_come_and_go(frames):

@@ -7,7 +7,7 @@ actors, in metres), ``draw`` (OpenCV drawing), ``scene`` (compositing and ground
 """
 
 from .dataset import ToyCityDataset, to_tv_tensors
-from .scene import MAX_OCCLUSION, MIN_VISIBLE_AREA, scene, tight_boxes
+from .scene import MAX_OCCLUSION, MIN_VISIBLE_AREA, scene
 from .video import clip
 
-__all__ = ["scene", "clip", "ToyCityDataset", "to_tv_tensors", "tight_boxes", "MIN_VISIBLE_AREA", "MAX_OCCLUSION"]
+__all__ = ["scene", "clip", "ToyCityDataset", "to_tv_tensors", "MIN_VISIBLE_AREA", "MAX_OCCLUSION"]

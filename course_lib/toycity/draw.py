@@ -24,29 +24,33 @@ Colour = tuple[int, int, int]
 
 
 class Patch:
-    """A canvas for one actor: ``rgb`` (h, w, 3) uint8 and ``mask`` (h, w) uint8, in metres.
+    """A canvas for one actor: ``rgb`` (h, w, 3) uint8 and ``mask`` (h, w) uint8, drawn in metres.
 
     Actor coordinates are metres with the origin at the actor's ground contact point, ``x``
-    forward (the direction it faces) and ``y`` up. ``direction=-1`` mirrors the drawing.
+    forward (the direction it faces) and ``y`` up. ``direction=-1`` mirrors the drawing. The
+    canvas is only the part of the actor's box that lies inside the image, so a bus that is
+    mostly out of view costs no more than its visible part: ``left``, ``top`` are the image
+    column and row of the canvas's top-left pixel.
     """
 
-    def __init__(self, half_width: float, height: float, scale: float, direction: int):
-        self.scale = scale
-        self.direction = direction
-        self.half_width = half_width
-        self.height = height
-        w = int(math.ceil(2 * half_width * scale)) + 2
-        h = int(math.ceil(height * scale)) + 2
-        self.rgb = np.zeros((h, w, 3), np.uint8)
-        self.mask = np.zeros((h, w), np.uint8)
-
-    @property
-    def origin(self) -> tuple[float, float]:
-        """Pixel (column, row) of the ground contact point inside the patch."""
-        return self.half_width * self.scale + 1, self.height * self.scale + 1
+    def __init__(self, half_width: float, height: float, scale: float, direction: int, camera: Camera,
+                 anchor: tuple[float, float]):
+        self.scale, self.direction = scale, direction
+        full_w = int(math.ceil(2 * half_width * scale)) + 2
+        self.full_h = int(math.ceil(height * scale)) + 2
+        origin = (half_width * scale + 1, height * scale + 1)  # ground contact point in the full box
+        box_left = int(round(anchor[0] - origin[0]))
+        box_top = int(round(anchor[1] - origin[1]))
+        self.left, self.top = max(box_left, 0), max(box_top, 0)
+        right = min(box_left + full_w, camera.image_width)
+        bottom = min(box_top + self.full_h, camera.image_height)
+        self.row_offset = self.top - box_top  # rows of the full box above the canvas
+        self.origin = (origin[0] - (self.left - box_left), origin[1] - self.row_offset)
+        self.rgb = np.zeros((max(bottom - self.top, 0), max(right - self.left, 0), 3), np.uint8)
+        self.mask = np.zeros(self.rgb.shape[:2], np.uint8)
 
     def px(self, points) -> np.ndarray:
-        """Metres (x forward, y up) -> fixed-point pixel coordinates, int32 [N, 2]."""
+        """Metres (x forward, y up) -> fixed-point canvas pixel coordinates, int32 [N, 2]."""
         p = np.asarray(points, np.float64).reshape(-1, 2)
         ox, oy = self.origin
         cols = ox + p[:, 0] * self.direction * self.scale
@@ -80,7 +84,8 @@ class Patch:
 
     def shade(self, top: float, bottom: float) -> None:
         """Multiply brightness from ``top`` at the top row to ``bottom`` at the bottom (daylight from above)."""
-        gain = np.linspace(top, bottom, self.rgb.shape[0], dtype=np.float32)[:, None, None]
+        rows = slice(self.row_offset, self.row_offset + self.rgb.shape[0])
+        gain = np.linspace(top, bottom, self.full_h, dtype=np.float32)[rows, None, None]
         self.rgb = np.clip(self.rgb * gain, 0, 255).astype(np.uint8)
 
 
@@ -280,17 +285,16 @@ DRAWERS = {
 HEADROOM = {"train": 0.7, "pole": 0.0}  # metres drawn above ``look['height']`` (pantograph)
 
 
-def draw_actor(actor: Actor, camera: Camera) -> tuple[Patch, int, int]:
-    """Draw one actor; return its patch and the image (column, row) of the patch's top-left pixel."""
+def draw_actor(actor: Actor, camera: Camera) -> Patch:
+    """Draw one actor on a patch clipped to the image (possibly empty, when it is out of view)."""
     look = actor.look
     half_width = look["length"] / 2 + 0.5 if actor.kind != "pole" else 1.2
     height = look["height"] + HEADROOM.get(actor.kind, 0.15)
-    patch = Patch(half_width, height, camera.scale(actor.z), actor.direction)
-    DRAWERS[actor.kind](patch, look, actor.phase)
-    ox, oy = patch.origin
-    left = int(round(camera.col(actor.x, actor.z) - ox))
-    top = int(round(camera.row(actor.z) - oy))
-    return patch, left, top
+    anchor = (camera.col(actor.x, actor.z), camera.row(actor.z))
+    patch = Patch(half_width, height, camera.scale(actor.z), actor.direction, camera, anchor)
+    if patch.mask.size:
+        DRAWERS[actor.kind](patch, look, actor.phase)
+    return patch
 
 
 # --- background -----------------------------------------------------------------------------

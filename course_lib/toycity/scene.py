@@ -50,20 +50,6 @@ def check_options(height: int, width: int, occlusion: float, small_share: float,
     return classes
 
 
-def tight_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """Pixel-edge XYXY boxes of binary masks: uint8/bool [N, H, W] -> float32 [N, 4] (see module doc)."""
-    if masks.numel() == 0:
-        return torch.zeros((0, 4), dtype=torch.float32)
-    rows = masks.any(dim=2)
-    cols = masks.any(dim=1)
-    if not bool(rows.any(dim=1).all()):
-        raise ValueError("tight_boxes got an empty mask; drop empty instances first.")
-    h, w = masks.shape[1:]
-    first = lambda hit: hit.float().argmax(dim=1)  # noqa: E731 - first True along a row
-    last = lambda hit, n: n - hit.flip(1).float().argmax(dim=1)  # noqa: E731 - one past the last True
-    return torch.stack([first(cols), first(rows), last(cols, w), last(rows, h)], dim=1).float()
-
-
 @dataclass
 class Rendering:
     """What :func:`render` produces; ``layers`` lists every painted actor, far to near."""
@@ -87,16 +73,13 @@ def render(street: Street, actors: list[Actor], background: tuple[np.ndarray, np
     ids = np.zeros((H, W), np.int32)  # 0 = background or stuff, k = the k-th layer
     layers = []
     for actor in sorted(actors, key=lambda a: -a.z):
-        patch, left, top = draw_actor(actor, street.camera)
-        ph, pw = patch.mask.shape
-        y0, y1, x0, x1 = max(top, 0), min(top + ph, H), max(left, 0), min(left + pw, W)
-        if y0 >= y1 or x0 >= x1:
-            continue
-        mask = patch.mask[y0 - top:y1 - top, x0 - left:x1 - left].astype(bool)
+        patch = draw_actor(actor, street.camera)
+        mask = patch.mask.astype(bool)
         if not mask.any():
             continue
-        region = (slice(y0, y1), slice(x0, x1))
-        image[region][mask] = patch.rgb[y0 - top:y1 - top, x0 - left:x1 - left][mask]
+        h, w = mask.shape
+        region = (slice(patch.top, patch.top + h), slice(patch.left, patch.left + w))
+        np.copyto(image[region], patch.rgb, where=mask[:, :, None])
         layers.append((actor, region, mask))
         ids[region][mask] = len(layers)
         label_ids[region][mask] = LABEL_ID[actor.kind]
@@ -147,6 +130,13 @@ def paint_outlines(background_labels: np.ndarray, rendering: Rendering) -> list[
     return polygons
 
 
+def box_of(region: tuple[slice, slice], mask: np.ndarray) -> list[int]:
+    """Pixel-edge XYXY box (see module doc) of a non-empty ``mask`` lying at ``region`` in the image."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    y0, x0 = region[0].start, region[1].start
+    return [x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1]
+
+
 def make_target(actors, visible_masks, amodal_masks, size: tuple[int, int], image_id: int) -> dict[str, torch.Tensor]:
     """Full-size mask tensors and the derived boxes, areas and occlusion fractions."""
     n = len(actors)
@@ -156,10 +146,11 @@ def make_target(actors, visible_masks, amodal_masks, size: tuple[int, int], imag
         masks[i][region] = vis
         amodal[i][region] = amo
     masks_t, amodal_t = torch.from_numpy(masks), torch.from_numpy(amodal)
+    boxes = torch.tensor([box_of(region, vis) for region, vis in visible_masks], dtype=torch.float32).reshape(n, 4)
     area = torch.tensor([float(vis.sum()) for _, vis in visible_masks], dtype=torch.float32)
     amodal_area = torch.tensor([float(amo.sum()) for _, amo in amodal_masks], dtype=torch.float32)
     return {
-        "boxes": tight_boxes(masks_t),
+        "boxes": boxes,
         "labels": torch.tensor([CLASS_TO_INDEX[a.kind] for a in actors], dtype=torch.int64),
         "masks": masks_t,
         "amodal_masks": amodal_t,
