@@ -141,8 +141,8 @@ print("ids in image 0:", np.unique(ids).tolist())
 fig, axes = plt.subplots(1, 2, figsize=(12, 3))
 for ax, crowd in zip(axes, (False, True)):
     image_cs, target_cs = CityscapesInstances(export_root, "val", crowd=crowd)[0]
-    show(image_cs, target_cs, title=f"crowd={crowd}: {len(target_cs['labels'])} entries, "
-                                    f"{int(target_cs['iscrowd'].sum())} crowd")
+    show(image_cs, target_cs, ax=ax, title=f"crowd={crowd}: {len(target_cs['labels'])} entries, "
+                                           f"{int(target_cs['iscrowd'].sum())} crowd")
 plt.show()
 assert all(value >= 1000 or value < 34 for value in np.unique(ids).tolist())
 
@@ -187,7 +187,8 @@ ax_size.axhline(32**2, color="gray", linestyle="--", label="small / medium (32²
 ax_size.set_title("object area in pixels")
 ax_size.legend()
 for ax in (ax_count, ax_size):
-    ax.tick_params(axis="x", rotation=45)
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+fig.tight_layout()
 plt.show()
 all_areas = np.concatenate([np.asarray(v) for v in sizes.values() if v])
 print(f"{len(all_areas)} objects; {np.mean(all_areas < 32**2):.0%} small, {np.mean(all_areas >= 96**2):.0%} large")
