@@ -121,6 +121,7 @@ ax.set_xticks(x, [f"{n}\n({metrics['segm']['per_class'][n]['n_gt']})" for n in n
 ax.set_ylabel("AP (IoU 0.50:0.95)")
 ax.set_title("per-class AP on held-out ToyCity (number of test objects in brackets)")
 ax.legend()
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -185,6 +186,7 @@ for ax, (title, groups) in zip(axes, (("object size (COCO ranges)", report.by_si
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("miss rate")
     ax.set_title(f"missed objects by {title}")
+fig.tight_layout()
 plt.show()
 assert sum(g["objects"] for g in report.by_size.values()) == sum(g["objects"] for g in report.by_occlusion.values())
 
@@ -203,6 +205,7 @@ ax.set_yticks(range(len(labels)), labels)
 ax.set_xlabel("predicted class ((none) = missed)")
 ax.set_ylabel("true class ((none) = false detection)")
 ax.set_title("detection confusion matrix (colour: log(1 + count))")
+fig.tight_layout()
 plt.show()
 confused = [(labels[r], labels[c], int(n)) for (r, c), n in np.ndenumerate(report.confusion) if r and c and r != c and n]
 print("confusions (true -> predicted, count):", sorted(confused, key=lambda e: -e[2])[:5] or "none")
