@@ -247,3 +247,30 @@ def test_official_evaluator_and_coco_metrics_on_an_exported_toycity_split(tmp_pa
     assert coco_metrics(perfect, targets)["segm"]["AP"] == pytest.approx(1.0)
     official = cityscapes_official_eval(perfect, tmp_path, "val", tmp_path / "results")
     assert official["AP"] == pytest.approx(1.0)
+
+
+class OracleModel(torch.nn.Module):
+    """Returns the ground truth of each image it is shown (looked up by its first pixel) as soft masks."""
+
+    def __init__(self, samples: list[tuple[torch.Tensor, dict]]) -> None:
+        super().__init__()
+        self.by_key = {float(image[0, 0, 0]): target for image, target in samples}
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict]:
+        outputs = []
+        for image in images:
+            t = self.by_key[float(image[0, 0, 0])]
+            outputs.append({"boxes": t["boxes"].as_subclass(torch.Tensor), "labels": t["labels"],
+                            "scores": torch.ones(len(t["labels"])), "masks": t["masks"][:, None].float() * 0.8})
+        return outputs
+
+
+def test_evaluate_model_batches_binarises_and_scores_an_oracle():
+    from course_lib.evaluate import evaluate_model
+
+    samples = [(torch.full((3, H, W), i / 10), target([(4, 4, 40, 30), (50, 10, 90, 60)][: i + 1], [CAR, PERSON][: i + 1]))
+               for i in range(2)] + [(torch.full((3, H, W), 0.5), target([(0, 0, 20, 20)], [BUS]))]
+    metrics, predictions = evaluate_model(OracleModel(samples), samples, device="cpu", batch_size=2)
+    assert metrics["segm"]["AP"] == pytest.approx(1.0) and metrics["mask_iou"] == pytest.approx(1.0)
+    assert len(predictions) == 3 and predictions[2]["masks"].dtype == torch.uint8
+    assert predictions[2]["masks"].shape == (1, 1, H, W) and int(predictions[2]["masks"].sum()) == 400
