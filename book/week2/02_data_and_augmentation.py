@@ -167,8 +167,8 @@ else:
 # Two numbers predict much of a detector's per-class accuracy: how many training examples a
 # class has, and how large its objects are. COCO calls an object *small* below $32^2$ pixels,
 # *medium* below $96^2$ and *large* above, and reports AP separately for each range (APs, APm,
-# APl). On Cityscapes as in ToyCity, people and cars dominate and trains are rare; most objects
-# are small.
+# APl). On Cityscapes as in ToyCity, people and cars dominate, trains are rare, and distant
+# objects are only a few dozen pixels across. Count them on the scenes you train on:
 
 # %%
 counts, sizes = Counter(), {name: [] for name in CLASSES[1:]}
