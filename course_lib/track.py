@@ -214,8 +214,13 @@ class Track:
     history: list[tuple[int, TrackState]] = field(default_factory=list)  # (frame, state) per frame
 
     def predicted_box(self) -> np.ndarray:
-        """Where the box should be in the coming frame under constant velocity: ``[4]``."""
-        return self.box + self.velocity * (self.misses + 1)
+        """Where the box should be in the coming frame under constant velocity: ``[4]``.
+
+        Boxes clipped at the image edge shrink as their object leaves, so the extrapolated box is
+        kept at least one pixel wide and high rather than turning inside out.
+        """
+        box = self.box + self.velocity * (self.misses + 1)
+        return np.concatenate([box[:2], np.maximum(box[2:], box[:2] + 1)])
 
     @property
     def color(self) -> tuple[int, int, int]:
@@ -241,11 +246,11 @@ class Tracker:
 
     def __init__(
         self,
-        iou_gate: float = 0.3,
+        iou_gate: float = 0.1,
         min_hits: int = 2,
         max_age: int = 5,
         min_score: float = 0.5,
-        mask_alpha: float = 0.6,
+        mask_alpha: float = 0.5,
         box_alpha: float = 0.6,
         motion: bool = True,
         roi_size: int = 28,

@@ -219,3 +219,55 @@ def test_mismatched_detections_raise_a_clear_error():
     bad["labels"] = torch.tensor([3, 3])
     with pytest.raises(ValueError, match="disagree"):
         Tracker().update(bad)
+
+
+# ------------------------------------------------------------------ on a ToyCity clip
+
+
+def crossings(targets: list[dict], min_iou: float = 0.2) -> dict[tuple[int, int], list[int]]:
+    """Pairs of same-class track ids whose boxes overlap by ``min_iou``, with the frames they do."""
+    from torchvision.ops import box_iou
+
+    pairs: dict[tuple[int, int], list[int]] = {}
+    for frame, target in enumerate(targets):
+        same_class = target["labels"][:, None] == target["labels"][None, :]
+        for a, b in ((box_iou(target["boxes"], target["boxes"]) > min_iou) & same_class).triu(1).nonzero().tolist():
+            pairs.setdefault((int(target["track_ids"][a]), int(target["track_ids"][b])), []).append(frame)
+    return pairs
+
+
+def predicted_id(target: dict, frame: dict, gt_id: int) -> int | None:
+    from course_lib.track_eval import match_to_ground_truth
+
+    return match_to_ground_truth(target, frame).get(gt_id)
+
+
+def visible(target: dict, gt_id: int, min_area: int = 150) -> bool:
+    index = (target["track_ids"] == gt_id).nonzero()
+    return len(index) > 0 and int(target["masks"][index[0, 0]].sum()) >= min_area
+
+
+def test_ids_survive_a_crossing_and_a_short_occlusion_on_toycity():
+    from course_lib.toycity import clip
+    from course_lib.track_eval import MODES, id_switches, noisy_detections, run_tracker
+
+    targets = [target for _, target in clip(6, 30, 256, 512, fps=25)]
+    # Two same-class objects whose boxes overlap for some frames; right after, one of them also
+    # goes undetected for 3 frames. Both stay well visible from 2 frames before to 2 frames after.
+    candidates = []
+    for (a, b), overlap in crossings(targets).items():
+        gap = range(overlap[-1] + 1, overlap[-1] + 4)
+        before, after = overlap[0] - 2, gap[-1] + 2
+        if before >= 0 and after < len(targets) and all(visible(targets[k], i) for k in range(before, after + 1) for i in (a, b)):
+            candidates.append((a, b, gap, before, after))
+    assert candidates, "the clip should contain a crossing of two well-visible objects"
+    a, b, gap, before, after = candidates[0]
+    detections = noisy_detections(targets, seed=0, hide={a: gap})
+    full = run_tracker(detections, 256, 512)
+    for gt_id in (a, b):
+        assert predicted_id(targets[before], full[before], gt_id) == predicted_id(targets[after], full[after], gt_id) is not None
+    assert predicted_id(targets[after], full[after], a) != predicted_id(targets[after], full[after], b)
+    # Plain IoU matching has no memory: the hidden object comes back with a new id.
+    iou_only = run_tracker(detections, 256, 512, **MODES["iou"])
+    assert predicted_id(targets[before], iou_only[before], a) != predicted_id(targets[after], iou_only[after], a)
+    assert id_switches(targets, full) < id_switches(targets, iou_only)
