@@ -258,8 +258,9 @@ def draw_train(p: Patch, look: dict, phase: float) -> None:
 # --- stuff occluders ------------------------------------------------------------------------
 
 def draw_pole(p: Patch, look: dict, phase: float) -> None:
+    """A street-lamp post with a 1 m arm at the top."""
     p.rect(-0.08, 0, 0.08, look["height"], look["colour"])
-    p.rect(-0.08, look["height"] - 0.15, 0.09 + 0.9 * 0.99, look["height"], look["colour"])
+    p.rect(-0.08, look["height"] - 0.15, 1.0, look["height"], look["colour"])
 
 
 def draw_tree(p: Patch, look: dict, phase: float) -> None:
@@ -282,13 +283,13 @@ DRAWERS = {
     "pole": draw_pole,
     "tree": draw_tree,
 }
-HEADROOM = {"train": 0.7, "pole": 0.0}  # metres drawn above ``look['height']`` (pantograph)
+HEADROOM = {"train": 0.7, "pole": 0.0}  # metres drawn above ``look['height']`` (pantograph; none for poles)
 
 
 def draw_actor(actor: Actor, camera: Camera) -> Patch:
     """Draw one actor on a patch clipped to the image (possibly empty, when it is out of view)."""
     look = actor.look
-    half_width = look["length"] / 2 + 0.5 if actor.kind != "pole" else 1.2
+    half_width = look["length"] / 2 + 0.5 if actor.kind != "pole" else 1.2  # room for the lamp arm
     height = look["height"] + HEADROOM.get(actor.kind, 0.15)
     anchor = (camera.col(actor.x, actor.z), camera.row(actor.z))
     patch = Patch(half_width, height, camera.scale(actor.z), actor.direction, camera, anchor)

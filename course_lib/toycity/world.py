@@ -148,8 +148,8 @@ def sample_look(rng: np.random.Generator, kind: str) -> dict:
 
     if kind == "person" or kind == "rider":
         height = rng.uniform(1.55, 1.95)
-        skin = (int(rng.uniform(90, 240)), 0, 0)
-        skin = (skin[0], int(skin[0] * rng.uniform(0.65, 0.8)), int(skin[0] * rng.uniform(0.45, 0.65)))
+        red = int(rng.uniform(90, 240))  # skin tones: red first, green and blue as fractions of it
+        skin = (red, int(red * rng.uniform(0.65, 0.8)), int(red * rng.uniform(0.45, 0.65)))
         return {
             "length": 0.5 if kind == "person" else 1.7,
             "height": height,
