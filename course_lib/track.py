@@ -250,8 +250,8 @@ class Tracker:
         min_hits: int = 2,
         max_age: int = 5,
         min_score: float = 0.5,
-        mask_alpha: float = 0.5,
-        box_alpha: float = 0.6,
+        mask_alpha: float = 0.6,
+        box_alpha: float = 0.8,
         motion: bool = True,
         roi_size: int = 28,
     ) -> None:

@@ -131,3 +131,25 @@ def mask_flicker(frames: Sequence[dict], roi_size: int = 56) -> float:
                 changes.append(1 - float((roi & before).sum() / union) if union else 0.0)
         previous = current
     return float(np.mean(changes)) if changes else float("nan")
+
+
+def compare_trackers(
+    targets: Sequence[dict],
+    detections: Sequence[dict],
+    workdir: str,
+    modes: dict[str, dict] = MODES,
+) -> dict[str, dict[str, float]]:
+    """Track ``detections`` in each mode and score against ``targets`` (one clip).
+
+    Returns ``{mode: {HOTA, DetA, AssA, IDF1, MOTA, IDSW, flicker}}`` with TrackEval's class-aware
+    combination (``"all"`` of :func:`course_lib.mots.evaluate_mots`) and :func:`mask_flicker`;
+    plus ``"ground truth": {"flicker": ...}`` for reference. TrackEval's files go under ``workdir``.
+    """
+    from course_lib.mots import evaluate_mots
+
+    height, width = targets[0]["masks"].shape[-2:]
+    tracked = {mode: run_tracker(detections, height, width, **settings) for mode, settings in modes.items()}
+    scores = evaluate_mots(targets, tracked, workdir)
+    table = {mode: {**scores[mode]["all"], "flicker": mask_flicker(frames)} for mode, frames in tracked.items()}
+    table["ground truth"] = {"flicker": mask_flicker(targets)}
+    return table

@@ -271,3 +271,30 @@ def test_ids_survive_a_crossing_and_a_short_occlusion_on_toycity():
     iou_only = run_tracker(detections, 256, 512, **MODES["iou"])
     assert predicted_id(targets[before], iou_only[before], a) != predicted_id(targets[after], iou_only[after], a)
     assert id_switches(targets, full) < id_switches(targets, iou_only)
+
+
+def test_trackeval_scores_the_three_modes_in_the_expected_order(tmp_path):
+    from course_lib.toycity import clip
+    from course_lib.track_eval import compare_trackers, noisy_detections
+
+    targets = [target for _, target in clip(6, 20, 256, 512, fps=25)]
+    table = compare_trackers(targets, noisy_detections(targets, seed=0), str(tmp_path))
+    assert set(table) == {"none", "iou", "full", "ground truth"}
+    assert table["full"]["IDSW"] < table["iou"]["IDSW"] < table["none"]["IDSW"]
+    assert table["none"]["HOTA"] < table["iou"]["HOTA"] and table["none"]["HOTA"] < table["full"]["HOTA"]
+    assert table["full"]["flicker"] < table["iou"]["flicker"]  # smoothing steadies the masks
+
+
+def test_id_switches_and_flicker_on_hand_made_frames():
+    from course_lib.track_eval import id_switches, mask_flicker
+
+    boxes = [[[10 + 5 * t, 20, 40 + 5 * t, 50]] for t in range(4)]
+    gt = [{**detections(b), "track_ids": torch.tensor([7])} for b in boxes]
+    same = [{**detections(b), "track_ids": torch.tensor([1])} for b in boxes]
+    switching = [{**detections(b), "track_ids": torch.tensor([1 if t < 2 else 2])} for t, b in enumerate(boxes)]
+    assert id_switches(gt, same) == 0 and id_switches(gt, switching) == 1
+    assert mask_flicker(gt) == 0.0  # pure translation: no shape change once aligned by the box
+    grown = [{**detections([[10, 20, 40, 50 + 4 * (t % 2)]]), "track_ids": torch.tensor([7])} for t in range(4)]
+    assert mask_flicker(grown) < 0.05  # scaling is aligned away too, up to rasterisation
+    half = [{"masks": m, "track_ids": torch.tensor([7])} for m in (ellipses([[10, 20, 40, 50]]), ellipses([[10, 20, 40, 50]]).tril(30))]
+    assert mask_flicker(half) > 0.1
