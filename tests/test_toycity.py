@@ -4,11 +4,12 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
+from cityscapesscripts.helpers.labels import name2label
 from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 
-from course_lib.classes import CLASS_TO_INDEX, NUM_CLASSES
+from course_lib.classes import CLASS_TO_INDEX, CLASSES, INDEX_TO_CITYSCAPES_ID, NUM_CLASSES
 from course_lib.data import boxes_from_masks
 from course_lib.toycity import MAX_OCCLUSION, MIN_VISIBLE_AREA, ToyCityDataset, scene
 
@@ -83,6 +84,21 @@ def test_classes_option_restricts_the_labels():
     # a rider brings its bicycle along as a second instance
     rider_scene = scene(0, **SIZE, classes=["rider", "bicycle"], num_objects=3, occlusion=0.0)[1]
     assert CLASS_TO_INDEX["rider"] in rider_scene["labels"].tolist()
+
+
+@pytest.mark.parametrize("name", [c for c in CLASSES if c != "__background__"])
+def test_every_class_can_be_drawn_alone(name):
+    labels = torch.cat([scene(s, **SIZE, classes=[name], num_objects=4)[1]["labels"] for s in range(3)])
+    assert len(labels) > 0 and (labels == CLASS_TO_INDEX[name]).all()
+
+
+def test_semantic_map_holds_each_instance_class_and_the_street():
+    _, target = scene(4, **SIZE, semantic=True)
+    semantic = target["semantic"]
+    for mask, label in zip(target["masks"].bool(), target["labels"].tolist()):
+        assert (semantic[mask] == INDEX_TO_CITYSCAPES_ID[label]).all()
+    street = {name2label[n].id for n in ("road", "sidewalk", "building")}
+    assert street <= set(semantic.unique().tolist())
 
 
 def test_small_share_and_occlusion_options_act_in_the_right_direction():

@@ -178,7 +178,13 @@ assert abs(float(target["occlusion"][j]) - (1 - visible / amodal)) < 1e-6
 # easy street from a hard one.
 
 # %%
-stats = [scene(seed, HEIGHT, WIDTH)[1] for seed in range(100, 100 + N_STATS)]
+def summary(target: dict) -> dict:
+    """The per-instance numbers this section needs (a full target holds [N, H, W] masks: too big to keep 400)."""
+    keys = ("labels", "occlusion", "depth", "boxes")
+    return {**{k: target[k] for k in keys}, "amodal_area": target["amodal_masks"].flatten(1).sum(1).float()}
+
+
+stats = [summary(scene(seed, HEIGHT, WIDTH)[1]) for seed in range(100, 100 + N_STATS)]
 runtime.print_banner("no model", f"ToyCity scenes 100..{99 + N_STATS}, {HEIGHT}x{WIDTH}")
 car = CLASSES.index("car")
 log_depth, log_area = [], []  # per scene: centred on the scene's mean
@@ -186,7 +192,7 @@ for t in stats:
     inside = (t["boxes"][:, 0] > 0) & (t["boxes"][:, 2] < WIDTH)
     keep = (t["labels"] == car) & inside
     if keep.sum() >= 2:
-        d, a = t["depth"][keep].log(), t["amodal_masks"][keep].flatten(1).sum(1).float().log()
+        d, a = t["depth"][keep].log(), t["amodal_area"][keep].log()
         log_depth += (d - d.mean()).tolist()
         log_area += (a - a.mean()).tolist()
 slope = np.polyfit(log_depth, log_area, 1)[0]
