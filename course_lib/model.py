@@ -88,9 +88,9 @@ def build(
 
     builder = _TORCHVISION_BUILDERS[arch]
     if weights is None:
-        # Random init: without weights torchvision would use frozen BatchNorm (= no normalisation).
-        return builder(weights=None, weights_backbone=None, num_classes=num_classes,
-                       norm_layer=nn.BatchNorm2d, **sizes, **kw)
+        # Random init: these builders then use trainable BatchNorm (frozen BatchNorm, i.e. no
+        # normalisation at all, is the default only of a bare resnet_fpn_backbone; a test checks).
+        return builder(weights=None, weights_backbone=None, num_classes=num_classes, **sizes, **kw)
     coco = builder(weights=weights, **sizes, **kw)
     if num_classes == COCO_NUM_SLOTS:
         return coco
