@@ -112,7 +112,8 @@ def test_small_share_and_occlusion_options_act_in_the_right_direction():
 
 @pytest.mark.parametrize(
     "options, message",
-    [(dict(occlusion=1.5), "occlusion"), (dict(classes=["dog"]), "classes"), (dict(height=10), "64x64")],
+    [(dict(occlusion=1.5), "occlusion"), (dict(classes=["dog"]), "classes"), (dict(height=10), "64x64"),
+     (dict(num_objects=-1), "num_objects")],
 )
 def test_bad_options_say_what_is_wrong(options, message):
     with pytest.raises(ValueError, match=message):

@@ -36,14 +36,17 @@ MIN_VISIBLE_AREA = 20
 MAX_OCCLUSION = 0.9
 
 
-def check_options(height: int, width: int, occlusion: float, small_share: float, classes) -> tuple[str, ...]:
+def check_options(height: int, width: int, num_objects: int | None, occlusion: float, small_share: float,
+                  classes) -> tuple[str, ...]:
     """Validate scene options; return the classes to draw as a tuple of names."""
     if height < 64 or width < 64:
         raise ValueError(f"ToyCity images must be at least 64x64 pixels, got height={height}, width={width}.")
+    if num_objects is not None and num_objects < 0:
+        raise ValueError(f"num_objects must be >= 0 (or None for a random 5..14), got {num_objects}.")
     for name, value in (("occlusion", occlusion), ("small_share", small_share)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} is a probability in [0, 1], got {value}.")
-    classes = tuple(CLASS_WEIGHTS) if classes is None else tuple(classes)
+    classes = tuple(CLASS_WEIGHTS) if classes is None else (classes,) if isinstance(classes, str) else tuple(classes)
     unknown = [c for c in classes if c not in CLASS_WEIGHTS]
     if unknown or not classes:
         raise ValueError(f"classes must be a non-empty subset of {list(CLASS_WEIGHTS)}, got {list(classes)}.")
@@ -154,7 +157,7 @@ def make_target(actors, visible_masks, amodal_masks, size: tuple[int, int], imag
         "labels": torch.tensor([CLASS_TO_INDEX[a.kind] for a in actors], dtype=torch.int64),
         "masks": masks_t,
         "amodal_masks": amodal_t,
-        "occlusion": (1 - area / amodal_area.clamp(min=1)) if n else torch.zeros(0),
+        "occlusion": 1 - area / amodal_area,  # every kept actor painted at least MIN_VISIBLE_AREA pixels
         "area": area,
         "iscrowd": torch.zeros(n, dtype=torch.int64),
         "depth": torch.tensor([a.z for a in actors], dtype=torch.float32),
@@ -198,7 +201,7 @@ def scene(
     [H, W] Cityscapes label ids of every pixel (sky, building, road, ... and the objects'
     classes), and ``target['outlines']``, the polygons of :func:`paint_outlines`.
     """
-    classes = check_options(height, width, occlusion, small_share, classes)
+    classes = check_options(height, width, num_objects, occlusion, small_share, classes)
     rng = np.random.default_rng(seed)
     street = sample_street(rng, sample_camera(rng, height, width))
     count = int(rng.integers(5, 15)) if num_objects is None else int(num_objects)

@@ -17,8 +17,10 @@ import torch
 
 from .draw import draw_background
 from .scene import add_semantic, check_options, finish, render, sample_exposure
-from .world import VEHICLES, Actor, Street, band_depth, in_traffic, make_actors, overlaps, populate, sample_camera, \
-    sample_look, sample_street
+from .world import (
+    VEHICLES, Actor, Street, band_depth, in_traffic, make_actors, overlaps, populate, sample_camera, sample_look,
+    sample_street,
+)
 
 #: New actors per second entering each band (a lane, a bike lane, a sidewalk).
 SPAWN_RATE = {"lane": 0.5, "bike": 0.15, "near": 0.4, "far": 0.4}
@@ -76,7 +78,7 @@ def spawn(
         x = lo - look["length"] / 2 if direction > 0 else hi + look["length"] / 2
         if in_traffic(band) and overlaps(x, look["length"], [(a.x, a.length) for a in actors if a.band == band]):
             continue  # the queue reaches the edge: no room to enter
-        for actor in make_actors(rng, street, kind, x, z, direction, band, look, classes):
+        for actor in make_actors(rng, kind, x, z, direction, band, look, classes):
             actor.speed = speeds.get(band, actor.speed)
             new.append(actor)
     return new
@@ -109,7 +111,7 @@ def clip(
     Frame ``t``'s target is as in :func:`course_lib.toycity.scene` with ``image_id = t``; the
     other options (``semantic`` included) mean what they mean there and describe the first frame.
     """
-    classes = check_options(height, width, occlusion, small_share, classes)
+    classes = check_options(height, width, num_objects, occlusion, small_share, classes)
     if num_frames < 1 or fps <= 0:
         raise ValueError(f"need num_frames >= 1 and fps > 0, got num_frames={num_frames}, fps={fps}.")
     rng = np.random.default_rng(seed)

@@ -266,7 +266,6 @@ def two_wheeler_for(rng: np.random.Generator, classes: tuple[str, ...]) -> str:
 
 def make_actors(
     rng: np.random.Generator,
-    street: Street,
     kind: str,
     x: float,
     z: float,
@@ -276,7 +275,7 @@ def make_actors(
     classes: tuple[str, ...],
 ) -> list[Actor]:
     """The actor(s) for one sampled object: a rider comes with its two-wheeler (a separate instance)."""
-    moving = band != "near" and band != "far" or kind == "person"
+    moving = kind == "person" or band not in ("near", "far")  # two-wheelers on a sidewalk are parked
     speed = rng.uniform(*SPEEDS[kind]) if moving else 0.0
     if kind == "rider":
         vehicle = two_wheeler_for(rng, classes)
@@ -330,7 +329,7 @@ def populate(
         else:
             continue  # the lane is full here; skip this object rather than stack vehicles
         taken.setdefault(band, []).append((x, length))
-        actors += make_actors(rng, street, kind, x, z, direction, band, look, classes)
+        actors += make_actors(rng, kind, x, z, direction, band, look, classes)
     actors += street_furniture(rng, street)
     return actors
 
