@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from cityscapesscripts.helpers.annotation import Annotation
+from cityscapesscripts.helpers.labels import id2label
 from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -90,6 +92,11 @@ def test_cityscapes_label_ids_and_polygons_agree_with_the_instance_ids(tmp_path,
         label_ids = read_instance_ids(stem.with_name(stem.name + "_labelIds.png"))
         assert np.array_equal(np.where(ids >= 1000, ids // 1000, ids), label_ids)
         assert np.array_equal(label_ids, target["semantic"].numpy())
+        with Image.open(stem.with_name(stem.name + "_color.png")) as colour:
+            assert colour.mode == "RGBA"
+            rgb = np.asarray(colour)[..., :3]
+        for label_id in np.unique(label_ids):
+            assert (rgb[label_ids == label_id] == id2label[int(label_id)].color).all()
         annotation = Annotation()
         annotation.fromJsonFile(str(stem.with_name(stem.name + "_polygons.json")))
         drawn = np.asarray(createInstanceImage(annotation, "ids"))

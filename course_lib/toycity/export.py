@@ -7,8 +7,9 @@
   the same RLE form, ``amodal_segmentation``.
 * Cityscapes: the exact ``leftImg8bit``/``gtFine`` layout, with ``*_gtFine_instanceIds.png``
   (uint16: label id * 1000 + k for instances, the plain label id for stuff and for groups),
-  ``*_gtFine_labelIds.png`` (uint8) and ``*_gtFine_polygons.json``, using cityscapesscripts'
-  label table. Needs targets made with ``semantic=True``.
+  ``*_gtFine_labelIds.png`` (uint8), ``*_gtFine_color.png`` (RGBA, the label table's colours)
+  and ``*_gtFine_polygons.json``, using cityscapesscripts' label table. Needs targets made with
+  ``semantic=True``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,24 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 import torch
+from cityscapesscripts.helpers.labels import labels as cityscapes_labels
 
 from course_lib.classes import CLASSES, INDEX_TO_CITYSCAPES_ID
 
 Sample = tuple[np.ndarray, dict]
+
+
+
+def color_table() -> np.ndarray:
+    """Cityscapes label id -> its colour in ``*_gtFine_color.png``: uint8 [256, 4], BGRA for OpenCV."""
+    table = np.zeros((256, 4), np.uint8)
+    for label in cityscapes_labels:
+        if label.id >= 0:  # "license plate" has id -1 and no pixels in gtFine
+            table[label.id] = (*label.color[::-1], 255)
+    return table
+
+
+COLOR_TABLE = color_table()
 
 
 def encode_masks(masks: torch.Tensor) -> list[dict]:
@@ -139,7 +154,9 @@ def write_cityscapes(
         ids = instance_ids(target, group_area)
         cv2.imwrite(str(image_dir / f"{stem}_leftImg8bit.png"), image[:, :, ::-1])
         cv2.imwrite(str(gt_dir / f"{stem}_gtFine_instanceIds.png"), ids)
-        cv2.imwrite(str(gt_dir / f"{stem}_gtFine_labelIds.png"), target["semantic"].numpy())
+        label_ids = target["semantic"].numpy()
+        cv2.imwrite(str(gt_dir / f"{stem}_gtFine_labelIds.png"), label_ids)
+        cv2.imwrite(str(gt_dir / f"{stem}_gtFine_color.png"), COLOR_TABLE[label_ids])
         (gt_dir / f"{stem}_gtFine_polygons.json").write_text(json.dumps(polygons_json(target, group_area)))
         written.append(image_dir / f"{stem}_leftImg8bit.png")
     return written
