@@ -1,0 +1,415 @@
+"""Benchmark inference variants: latency, FPS, time per stage, peak memory and mask AP, side by side.
+
+Timing rules that make numbers trustworthy: warm up first (the first calls pay for lazy
+initialisation, allocator growth and, on a GPU, kernel selection), synchronise the device before
+reading the clock (CUDA calls return before the GPU is done), and report the median and the 90th
+percentile rather than the mean (a single hiccup of the OS should not move the result).
+
+``python -m course_lib bench --help`` runs it from the shell; notebooks call :func:`run_benchmark`
+and read committed results with :func:`load_results`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from course_lib import runtime, speed
+
+#: The stages of Mask R-CNN's forward, in order (the order of ``course_lib.inspect.trace``).
+STAGES = ("transform", "backbone", "rpn", "box_head", "mask_head", "paste")
+#: Held-out ToyCity scenes: the seeds ``data_scripts/train_toycity.py`` evaluates the model on.
+VAL_SEED = 1_000_000
+RESULTS_DIR = "assets/results"
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until ``device`` has finished its queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@contextlib.contextmanager
+def stage_timer(model: nn.Module) -> Iterator[dict[str, float]]:
+    """Add the seconds each stage of ``model``'s forward takes to the yielded dict, while inside.
+
+    Stages are timed with forward hooks on the submodules (``transform``, ``backbone``, ``rpn``,
+    the box and mask RoI pools, heads and predictors) and by wrapping two methods: the box
+    post-processing (per-class NMS) counts as ``box_head`` and ``transform.postprocess`` (resizing
+    boxes and pasting 28x28 masks into the full image) as ``paste``. Every boundary synchronises
+    the device, which costs a little overlap on a GPU: use it to see where time goes, and plain
+    :func:`measure_latency` for the latency itself.
+    """
+    device = _model_device(model)
+    totals = {stage: 0.0 for stage in STAGES}
+    heads = model.roi_heads
+    modules = {
+        "transform": [model.transform],
+        "backbone": [model.backbone],
+        "rpn": [model.rpn],
+        "box_head": [heads.box_roi_pool, heads.box_head, heads.box_predictor],
+        "mask_head": [heads.mask_roi_pool, heads.mask_head, heads.mask_predictor],
+    }
+    handles = []
+    for stage, stage_modules in modules.items():
+        for module in stage_modules:
+            handles.append(module.register_forward_pre_hook(_start_clock(device)))
+            handles.append(module.register_forward_hook(_stop_clock(device, totals, stage)))
+    methods = [(heads, "postprocess_detections", "box_head"), (model.transform, "postprocess", "paste")]
+    for owner, name, stage in methods:
+        setattr(owner, name, _timed(getattr(owner, name), device, totals, stage))
+    try:
+        yield totals
+    finally:
+        for handle in handles:
+            handle.remove()
+        for owner, name, _ in methods:
+            del owner.__dict__[name]  # the class's method shows through again
+
+
+def _start_clock(device: torch.device) -> Callable:
+    def hook(module: nn.Module, args) -> None:
+        synchronize(device)
+        module._bench_start = time.perf_counter()
+
+    return hook
+
+
+def _stop_clock(device: torch.device, totals: dict[str, float], stage: str) -> Callable:
+    def hook(module: nn.Module, args, output) -> None:
+        synchronize(device)
+        totals[stage] += time.perf_counter() - module.__dict__.pop("_bench_start")
+
+    return hook
+
+
+def _timed(method: Callable, device: torch.device, totals: dict[str, float], stage: str) -> Callable:
+    def timed(*args, **kwargs):
+        synchronize(device)
+        start = time.perf_counter()
+        result = method(*args, **kwargs)
+        synchronize(device)
+        totals[stage] += time.perf_counter() - start
+        return result
+
+    return timed
+
+
+class PeakMemory:
+    """Peak memory while inside: CUDA's allocator peak on a GPU, sampled process RSS on the CPU.
+
+    ``megabytes`` is the peak above the level on entry (activations and workspaces, not weights).
+    On the CPU the resident set size is read from ``/proc/self/statm`` every millisecond by a
+    thread, so it is approximate and Linux-only (None elsewhere). Python's ``tracemalloc`` would
+    not see it at all: tensors are allocated by torch's C++ allocator, not by Python.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.megabytes: float | None = None
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+        elif (start := _rss_bytes()) is not None:
+            self._start, self._peak, self._running = start, start, True
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while self._running:
+            self._peak = max(self._peak, _rss_bytes() or 0)
+            time.sleep(0.001)
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.megabytes = (torch.cuda.max_memory_allocated(self.device) - self._start) / 1e6
+        elif hasattr(self, "_thread"):
+            self._running = False
+            self._thread.join()
+            self.megabytes = (self._peak - self._start) / 1e6
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@torch.inference_mode()
+def measure_latency(model: nn.Module, images: Sequence[Tensor], batch_size: int = 1, warmup: int = 2,
+                    repeats: int = 10) -> list[float]:
+    """Seconds per image of ``repeats`` timed calls, after ``warmup`` untimed ones.
+
+    Each call runs the next ``batch_size`` images (cycling through ``images``); a call's time is
+    divided by ``batch_size``.
+    """
+    device = _model_device(model)
+    batches = [[images[(i * batch_size + j) % len(images)].to(device) for j in range(batch_size)] for i in range(warmup + repeats)]
+    times = []
+    for i, batch in enumerate(batches):
+        synchronize(device)
+        start = time.perf_counter()
+        model(batch)
+        synchronize(device)
+        if i >= warmup:
+            times.append((time.perf_counter() - start) / batch_size)
+    return times
+
+
+@torch.inference_mode()
+def measure_stages(model: nn.Module, images: Sequence[Tensor], repeats: int = 3) -> tuple[dict[str, float], float | None]:
+    """(mean seconds per image for each stage of :data:`STAGES`, peak memory in MB) over ``repeats`` images."""
+    device = _model_device(model)
+    inputs = [images[i % len(images)].to(device) for i in range(repeats)]
+    model(inputs[:1])  # warm-up outside the clock
+    with stage_timer(model) as totals, PeakMemory(device) as memory:
+        for image in inputs:
+            model([image])
+    return {stage: seconds / repeats for stage, seconds in totals.items()}, memory.megabytes
+
+
+@torch.inference_mode()
+def mask_ap(model: nn.Module, dataset: Sequence[tuple[Tensor, dict]], batch_size: int = 1) -> dict[str, float]:
+    """COCO mask and box AP of ``model`` on ``(image, target)`` pairs: ``{"mask_AP", "mask_AP50", "box_AP"}``."""
+    from course_lib.evaluate import MASK_THRESHOLD, coco_metrics
+
+    device = _model_device(model)
+    predictions = []
+    for start in range(0, len(dataset), batch_size):
+        images = [image.to(device) for image, _ in dataset[start : start + batch_size]]
+        for output in model(images):
+            output = {key: value.cpu() for key, value in output.items()}
+            output["masks"] = (output["masks"] > MASK_THRESHOLD).to(torch.uint8)
+            predictions.append(output)
+    metrics = coco_metrics(predictions, [target for _, target in dataset])
+    return {"mask_AP": metrics["segm"]["AP"], "mask_AP50": metrics["segm"]["AP50"], "box_AP": metrics["bbox"]["AP"]}
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def toycity_val(length: int, height: int = 128, width: int = 256) -> list[tuple[Tensor, dict]]:
+    """The first ``length`` held-out ToyCity scenes (seeds from :data:`VAL_SEED`), as the model's trainer saw them."""
+    from course_lib.toycity import ToyCityDataset
+
+    dataset = ToyCityDataset(length, seed=VAL_SEED, height=height, width=width)
+    return [dataset[i] for i in range(length)]
+
+
+def run_benchmark(
+    model: nn.Module,
+    dataset: Sequence[tuple[Tensor, dict]],
+    variants: Sequence[str | speed.Variant] = ("baseline",),
+    *,
+    model_name: str = "model",
+    data_name: str = "ToyCity val",
+    warmup: int = 2,
+    repeats: int = 10,
+    stage_repeats: int = 3,
+    evaluate: bool = True,
+    progress: Callable[[str], None] | None = print,
+) -> dict:
+    """Measure every variant on the same images; return a JSON-ready dict (see :func:`save_results`).
+
+    Latency is timed on the images of ``dataset``; mask AP is computed on all of it (skip with
+    ``evaluate=False``). Variants the model's device cannot run are listed under ``skipped`` with
+    the reason. ``speedup`` and ``mask_AP_drop`` are relative to the first variant.
+    """
+    device = _model_device(model)
+    model.eval()
+    images = [image for image, _ in dataset]
+    rows, skipped = [], {}
+    for item in variants:
+        variant = speed.get(item) if isinstance(item, str) else item
+        reason = variant.supported(device)
+        if reason:
+            skipped[variant.name] = reason
+            continue
+        if progress:
+            progress(f"{variant.name}: {variant.describe()}")
+        with speed.apply(model, variant):
+            compile_start = time.perf_counter()
+            latencies = measure_latency(model, images, variant.batch_size, warmup, repeats)
+            first_calls_s = time.perf_counter() - compile_start - sum(latencies) * variant.batch_size
+            stages, memory = measure_stages(model, images, stage_repeats)
+            row = {
+                "name": variant.name,
+                "description": variant.describe(),
+                "batch_size": variant.batch_size,
+                "model_input_size": list(_resized_size(model, images[0])),
+                "median_ms": 1e3 * statistics.median(latencies),
+                "p90_ms": 1e3 * float(np.percentile(latencies, 90)),
+                "fps": 1.0 / statistics.median(latencies),
+                "warmup_s": first_calls_s,
+                "stages_ms": {stage: 1e3 * seconds for stage, seconds in stages.items()},
+                "peak_memory_mb": memory,
+            }
+            if evaluate:
+                row.update(mask_ap(model, dataset, variant.batch_size))
+        rows.append(row)
+    for row in rows:
+        row["speedup"] = rows[0]["median_ms"] / row["median_ms"]
+        if evaluate:
+            row["mask_AP_drop"] = 100 * (rows[0]["mask_AP"] - row["mask_AP"])  # in AP points
+    return {
+        "model": model_name,
+        "data": data_name,
+        "images": len(dataset),
+        "input_size": list(images[0].shape[-2:]),
+        "device": device_name(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "warmup": warmup,
+        "repeats": repeats,
+        "variants": rows,
+        "skipped": skipped,
+    }
+
+
+def _resized_size(model: nn.Module, image: Tensor) -> tuple[int, int]:
+    """(h, w) the model's transform resizes ``image`` to (before padding)."""
+    with torch.inference_mode():
+        return tuple(model.transform([image.to(_model_device(model))])[0].image_sizes[0])
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name: the GPU's model, or the CPU's (``platform.processor()`` or /proc/cpuinfo)."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    name = platform.processor()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    return f"cpu: {name or platform.machine()} ({os.cpu_count()} logical cores)"
+
+
+# --------------------------------------------------------------------------- results and plots
+
+
+def save_results(results: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
+
+
+def load_results(name: str = "bench_cpu.json") -> dict:
+    """Committed results shipped with the package (``course_lib/assets/results/NAME``)."""
+    path = resources.files("course_lib") / RESULTS_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"no committed benchmark {name!r}: run `python -m course_lib bench --out course_lib/{RESULTS_DIR}/{name}`")
+    return json.loads(path.read_text())
+
+
+def results_table(results: dict) -> str:
+    """A Markdown table of the variants (latency, FPS, speed-up, mask AP and its drop)."""
+    evaluated = "mask_AP" in results["variants"][0]
+    header = "| variant | what changes | median ms | p90 ms | FPS | speed-up |" + (" mask AP | drop (points) |" if evaluated else "")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for row in results["variants"]:
+        line = f"| {row['name']} | {row['description']} | {row['median_ms']:.1f} | {row['p90_ms']:.1f} | {row['fps']:.1f} | {row['speedup']:.2f}x |"
+        if evaluated:
+            line += f" {100 * row['mask_AP']:.1f} | {row['mask_AP_drop']:+.1f} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def pareto_front(results: dict) -> list[str]:
+    """Names of the variants no other variant beats on both latency and mask AP, fastest first."""
+    rows = sorted(results["variants"], key=lambda r: r["median_ms"])
+    front, best_ap = [], -1.0
+    for row in rows:
+        if row["mask_AP"] > best_ap:
+            front.append(row["name"])
+            best_ap = row["mask_AP"]
+    return front
+
+
+def pareto_plot(results: dict, ax=None):
+    """Latency (x, log scale) against mask AP (y), one labelled point per variant, Pareto front joined."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(7, 4.5))[1]
+    rows = {row["name"]: row for row in results["variants"]}
+    for name, row in rows.items():
+        ax.scatter(row["median_ms"], 100 * row["mask_AP"], color="tab:blue")
+        ax.annotate(name, (row["median_ms"], 100 * row["mask_AP"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front = [rows[name] for name in pareto_front(results)]
+    ax.plot([r["median_ms"] for r in front], [100 * r["mask_AP"] for r in front], color="tab:orange", label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("median latency per image (ms, log scale)")
+    ax.set_ylabel("mask AP (%)")
+    ax.set_title(f"{results['model']} on {results['data']}\n{results['device']}", fontsize=9)
+    ax.legend()
+    return ax
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def load_model(source: str, device: torch.device, arch: str = "toycity_small") -> nn.Module:
+    """``toycity``, ``coco`` (mapped to the urban classes) or a checkpoint path of ``arch``, in eval mode."""
+    from course_lib.evaluate import _load_model  # the loader behind `python -m course_lib eval --model`
+
+    return _load_model(source, arch, device)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
+    parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
+    parser.add_argument("--variants", default="baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,scale_0.75,scale_0.5,batch_4,fast",
+                        help=f"comma-separated, from: {', '.join(speed.VARIANTS)}")
+    parser.add_argument("--val", type=int, default=runtime.pick(4, 100), help="held-out ToyCity scenes for mask AP")
+    parser.add_argument("--size", default="128x256", help="HxW of the ToyCity scenes (the model was trained at 128x256)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=runtime.pick(3, 30))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-eval", action="store_true", help="time only, skip mask AP")
+    parser.add_argument("--out", default=None, help="write the results JSON here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    device = runtime.device()
+    model, name = load_model(args.model, device, args.arch), f"{args.model} model"
+    dataset = toycity_val(args.val, height, width)
+    runtime.print_banner(name, f"ToyCity val, {args.val} scenes at {height}x{width}")
+    results = run_benchmark(model, dataset, args.variants.split(","), model_name=name,
+                            data_name=f"ToyCity val ({args.val} scenes, {height}x{width})", warmup=args.warmup,
+                            repeats=args.repeats, evaluate=not args.no_eval)
+    print(results_table(results))
+    for variant, reason in results["skipped"].items():
+        print(f"skipped {variant}: {reason}")
+    if args.out:
+        print("wrote", save_results(results, args.out))
+    return 0

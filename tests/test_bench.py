@@ -1,0 +1,74 @@
+"""course_lib.bench: stage timing, latency statistics, the results file, the Pareto front, the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from course_lib import bench
+from course_lib.model import build
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build("toycity_small").eval()
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return bench.toycity_val(1)
+
+
+def test_stage_timer_accounts_for_the_forward_and_leaves_no_trace(model, dataset):
+    image = dataset[0][0]
+    with torch.inference_mode():
+        model([image])
+        start = time.perf_counter()
+        with bench.stage_timer(model) as stages:
+            model([image])
+        total = time.perf_counter() - start
+    assert list(stages) == list(bench.STAGES) and all(seconds > 0 for seconds in stages.values())
+    assert 0.5 * total < sum(stages.values()) <= total  # the stages are most of the forward, never more
+    assert "postprocess" not in model.transform.__dict__ and "postprocess_detections" not in model.roi_heads.__dict__
+    assert not model.backbone._forward_hooks and not model.backbone._forward_pre_hooks
+
+
+def test_run_benchmark_reports_every_field_and_skips_what_the_device_cannot_run(model, dataset, tmp_path):
+    results = bench.run_benchmark(model, dataset, ["baseline", "det_20", "fp16"], warmup=1, repeats=2, stage_repeats=1,
+                                  progress=None)
+    assert results["skipped"] == {"fp16": bench.speed.get("fp16").supported(torch.device("cpu"))}
+    names = [row["name"] for row in results["variants"]]
+    assert names == ["baseline", "det_20"]
+    row = results["variants"][1]
+    assert row["p90_ms"] >= row["median_ms"] > 0 and row["fps"] == pytest.approx(1000 / row["median_ms"])
+    assert set(row["stages_ms"]) == set(bench.STAGES)
+    assert 0 <= row["mask_AP"] <= 1 and row["speedup"] == pytest.approx(results["variants"][0]["median_ms"] / row["median_ms"])
+    assert results["input_size"] == [128, 256] and results["torch"] == torch.__version__
+    path = bench.save_results(results, tmp_path / "r.json")
+    assert json.loads(path.read_text()) == json.loads(json.dumps(results))
+    table = bench.results_table(results).splitlines()
+    assert len(table) == 2 + 2 and table[2].startswith("| baseline |")
+
+
+def test_pareto_front_keeps_only_unbeaten_variants():
+    rows = [
+        {"name": "slow_good", "median_ms": 100, "mask_AP": 0.5},
+        {"name": "fast_bad", "median_ms": 10, "mask_AP": 0.2},
+        {"name": "dominated", "median_ms": 120, "mask_AP": 0.4},
+        {"name": "middle", "median_ms": 40, "mask_AP": 0.45},
+    ]
+    assert bench.pareto_front({"variants": rows}) == ["fast_bad", "middle", "slow_good"]
+
+
+def test_cli_times_without_evaluation(model, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bench, "load_model", lambda *args, **kwargs: model)
+    out = tmp_path / "bench.json"
+    argv = ["--variants", "baseline,rpn_100", "--val", "1", "--warmup", "1", "--repeats", "2", "--no-eval", "--out", str(out)]
+    assert bench.cli(argv) == 0
+    printed = capsys.readouterr().out
+    assert "[results from]" in printed and "| rpn_100 |" in printed
+    assert [row["name"] for row in json.loads(out.read_text())["variants"]] == ["baseline", "rpn_100"]
