@@ -6,6 +6,12 @@ actors, in metres), ``draw`` (OpenCV drawing), ``scene`` (compositing and ground
 ``video`` (motion), ``dataset``, ``export`` (COCO and Cityscapes files).
 """
 
+try:
+    import cv2  # noqa: F401 - ToyCity draws everything with OpenCV
+except ImportError as error:
+    raise ImportError("course_lib.toycity needs OpenCV: pip install opencv-python-headless "
+                      "(Colab already has it)") from error
+
 from .dataset import ToyCityDataset, to_tv_tensors
 from .scene import MAX_OCCLUSION, MIN_VISIBLE_AREA, scene
 from .video import clip
