@@ -97,7 +97,8 @@ def _annotations(entries: Sequence[dict], iou_type: str, is_prediction: bool) ->
             # pycocotools assigns detections to area ranges by this number: the mask area for segm.
             area = mask_utils.area(rles) if rles is not None else box_areas
         else:
-            rles = encode_masks(entry["masks"]) if "masks" in entry else None
+            needs_masks = "masks" in entry and (iou_type == "segm" or "area" not in entry)
+            rles = encode_masks(entry["masks"]) if needs_masks else None
             crowd = torch.as_tensor(entry.get("iscrowd", torch.zeros(n))).tolist()
             area = (torch.as_tensor(entry["area"]).tolist() if "area" in entry
                     else mask_utils.area(rles) if rles is not None else box_areas)
