@@ -9,8 +9,8 @@ target together. Two details need care for instance segmentation:
   The mask, however, is rotated pixel by pixel, so :class:`BoxesFromMasks` recomputes every box
   (and area) from its transformed mask.
 - Instances can leave the frame or shrink to nothing; ``SanitizeBoundingBoxes`` then removes them
-  together with their masks and the per-instance ``labels``, ``iscrowd``, ``area`` (and ToyCity's
-  ``occlusion``) tensors.
+  together with their masks and the per-instance tensors of
+  ``PER_INSTANCE_KEYS`` (``labels``, ``iscrowd``, ``area``, and ToyCity's ``occlusion``, ``depth``, ``track_ids``).
 
 Scale jitter is a zoom *inside a fixed canvas* (``RandomAffine(scale=...)``), not an image resize:
 Mask R-CNN's own transform resizes every input to ``min_size``, which would undo a resize.
@@ -40,10 +40,14 @@ class BoxesFromMasks:
         return "BoxesFromMasks()"
 
 
+#: Per-instance tensors (besides boxes and masks) that must be filtered together with the boxes.
+PER_INSTANCE_KEYS = ("labels", "iscrowd", "area", "occlusion", "depth", "track_ids")
+
+
 def _per_instance_tensors(inputs: tuple) -> tuple[torch.Tensor, ...]:
     """What SanitizeBoundingBoxes must filter besides boxes and masks (which it finds itself)."""
     target = inputs[1]
-    return tuple(target[key] for key in ("labels", "iscrowd", "area", "occlusion") if key in target)
+    return tuple(target[key] for key in PER_INSTANCE_KEYS if key in target)
 
 
 def sanitize() -> v2.SanitizeBoundingBoxes:

@@ -90,5 +90,16 @@ def test_toycity_items_keep_every_per_instance_field_aligned_when_instances_leav
     _, out = zoom_in(image, target)
     n = len(out["labels"])
     assert n < len(target["labels"])
-    for key in ("boxes", "masks", "amodal_masks", "occlusion", "area", "iscrowd"):
+    for key in ("boxes", "masks", "amodal_masks", "occlusion", "area", "iscrowd", "depth"):
         assert len(out[key]) == n, key
+
+
+def test_clip_frames_keep_track_ids_aligned_when_instances_leave_the_frame():
+    from course_lib.toycity import clip, to_tv_tensors
+
+    torch.manual_seed(0)
+    image, target = to_tv_tensors(*clip(seed=1, num_frames=1, height=64, width=128)[0])
+    _, out = train_transforms(scale_range=(2.0, 2.0), max_rotation=20.0)(image, target)
+    assert len(out["track_ids"]) == len(out["labels"]) < len(target["labels"])
+    kept = [target["track_ids"].tolist().index(t) for t in out["track_ids"].tolist()]
+    assert out["labels"].tolist() == [target["labels"][i].item() for i in kept]
