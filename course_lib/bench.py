@@ -312,6 +312,40 @@ def device_name(device: torch.device) -> str:
     return f"cpu: {name or platform.machine()} ({os.cpu_count()} logical cores)"
 
 
+def tracker_overhead(num_objects: int = 40, num_frames: int = 60, height: int = 512, width: int = 1024,
+                     seed: int = 0) -> dict:
+    """Milliseconds per frame of :class:`course_lib.track.Tracker` alone, on a crowded ToyCity clip.
+
+    Detections are the clip's ground truth with noise (``track_eval.noisy_detections``), so no
+    model runs. ``update_ms`` is matching, state updates and smoothing; ``paste_ms`` the extra cost
+    of turning the reported tracks into full-resolution masks (``tracks_to_frame``).
+    """
+    from course_lib.toycity import clip
+    from course_lib.track import Tracker, tracks_to_frame
+    from course_lib.track_eval import noisy_detections
+
+    targets = [target for _, target in clip(seed, num_frames, height, width, num_objects=num_objects, fps=25)]
+    detections = noisy_detections(targets, seed=seed)
+    tracker = Tracker()
+    update, paste = [], []
+    for frame in detections:
+        start = time.perf_counter()
+        tracks = tracker.update(frame)
+        middle = time.perf_counter()
+        tracks_to_frame(tracks, height, width)
+        update.append(middle - start)
+        paste.append(time.perf_counter() - middle)
+    return {
+        "instances_per_frame": float(np.mean([len(d["boxes"]) for d in detections])),
+        "frame_size": [height, width],
+        "update_ms": 1e3 * statistics.median(update[2:]),  # the first frames only create tracks
+        "update_p90_ms": 1e3 * float(np.percentile(update[2:], 90)),
+        "paste_ms": 1e3 * statistics.median(paste[2:]),
+        "threads": torch.get_num_threads(),
+        "device": device_name(torch.device("cpu")),
+    }
+
+
 # --------------------------------------------------------------------------- results and plots
 
 
@@ -396,9 +430,16 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-eval", action="store_true", help="time only, skip mask AP")
     parser.add_argument("--out", default=None, help="write the results JSON here")
+    parser.add_argument("--tracker", action="store_true", help="time the tracker alone (30 instances per frame) instead")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.tracker:
+        result = tracker_overhead()
+        print(json.dumps(result, indent=2))
+        if args.out:
+            print("wrote", save_results(result, args.out))
+        return 0
     height, width = (int(v) for v in args.size.lower().split("x"))
     device = runtime.device()
     model, name = load_model(args.model, device, args.arch), f"{args.model} model"
