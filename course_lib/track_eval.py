@@ -153,3 +153,18 @@ def compare_trackers(
     table = {mode: {**scores[mode]["all"], "flicker": mask_flicker(frames)} for mode, frames in tracked.items()}
     table["ground truth"] = {"flicker": mask_flicker(targets)}
     return table
+
+
+def crossings(targets: Sequence[dict], min_iou: float = 0.2) -> dict[tuple[int, int], list[int]]:
+    """``{(id a, id b): frames}`` for same-class objects whose boxes overlap with IoU > ``min_iou``.
+
+    These are the moments a tracker can confuse two objects: the hard cases to look at.
+    """
+    from torchvision.ops import box_iou
+
+    pairs: dict[tuple[int, int], list[int]] = {}
+    for frame, target in enumerate(targets):
+        same_class = target["labels"][:, None] == target["labels"][None, :]
+        for a, b in ((box_iou(target["boxes"], target["boxes"]) > min_iou) & same_class).triu(1).nonzero().tolist():
+            pairs.setdefault((int(target["track_ids"][a]), int(target["track_ids"][b])), []).append(frame)
+    return pairs

@@ -224,18 +224,6 @@ def test_mismatched_detections_raise_a_clear_error():
 # ------------------------------------------------------------------ on a ToyCity clip
 
 
-def crossings(targets: list[dict], min_iou: float = 0.2) -> dict[tuple[int, int], list[int]]:
-    """Pairs of same-class track ids whose boxes overlap by ``min_iou``, with the frames they do."""
-    from torchvision.ops import box_iou
-
-    pairs: dict[tuple[int, int], list[int]] = {}
-    for frame, target in enumerate(targets):
-        same_class = target["labels"][:, None] == target["labels"][None, :]
-        for a, b in ((box_iou(target["boxes"], target["boxes"]) > min_iou) & same_class).triu(1).nonzero().tolist():
-            pairs.setdefault((int(target["track_ids"][a]), int(target["track_ids"][b])), []).append(frame)
-    return pairs
-
-
 def predicted_id(target: dict, frame: dict, gt_id: int) -> int | None:
     from course_lib.track_eval import match_to_ground_truth
 
@@ -249,7 +237,7 @@ def visible(target: dict, gt_id: int, min_area: int = 150) -> bool:
 
 def test_ids_survive_a_crossing_and_a_short_occlusion_on_toycity():
     from course_lib.toycity import clip
-    from course_lib.track_eval import MODES, id_switches, noisy_detections, run_tracker
+    from course_lib.track_eval import MODES, crossings, id_switches, noisy_detections, run_tracker
 
     targets = [target for _, target in clip(6, 30, 256, 512, fps=25)]
     # Two same-class objects whose boxes overlap for some frames; right after, one of them also
