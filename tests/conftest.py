@@ -1,0 +1,50 @@
+"""Shared fixtures: the book built once per test session (without executing notebooks: nbval does that)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class BuiltSite:
+    """A Jupyter Book build of the repository: its HTML folder, the build's exit code and its log."""
+
+    html: Path
+    returncode: int
+    log: str
+
+
+def build_site(out: Path) -> BuiltSite:
+    """Build the book from the repository's own config into ``out`` with notebook execution off.
+
+    The config is copied into ``out`` with execution switched off; the paths in it that Jupyter
+    Book resolves against the config file's folder are made absolute so they still point into
+    the repository.
+    """
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"
+    config["sphinx"]["local_extensions"] = {
+        name: str(ROOT / path) for name, path in config["sphinx"]["local_extensions"].items()
+    }
+    config["bibtex_bibfiles"] = [str(ROOT / path) for path in config["bibtex_bibfiles"]]
+    (out / "_config.yml").write_text(yaml.safe_dump(config))
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run(
+        [str(jupyter_book), "build", "-W", "-n", "--keep-going", str(ROOT),
+         "--config", str(out / "_config.yml"), "--path-output", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )
+    return BuiltSite(out / "_build" / "html", result.returncode, result.stdout + result.stderr)
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory) -> BuiltSite:
+    return build_site(tmp_path_factory.mktemp("book"))
