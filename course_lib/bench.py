@@ -263,7 +263,7 @@ def run_benchmark(
                 "name": variant.name,
                 "description": variant.describe(),
                 "batch_size": variant.batch_size,
-                "model_input_size": list(_resized_size(model, images[0])),
+                "model_input_size": list(resized_size(model, images[0])),
                 "median_ms": 1e3 * statistics.median(latencies),
                 "p90_ms": 1e3 * float(np.percentile(latencies, 90)),
                 "fps": 1.0 / statistics.median(latencies),
@@ -295,7 +295,7 @@ def run_benchmark(
     }
 
 
-def _resized_size(model: nn.Module, image: Tensor) -> tuple[int, int]:
+def resized_size(model: nn.Module, image: Tensor) -> tuple[int, int]:
     """(h, w) the model's transform resizes ``image`` to (before padding)."""
     with torch.inference_mode():
         return tuple(model.transform([image.to(_model_device(model))])[0].image_sizes[0])

@@ -1,0 +1,224 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Where the time goes
+#
+# Before making a model faster, measure where its time is spent; the answer is rarely what one
+# guesses, and it changes with the input size, the number of objects and the hardware. This
+# chapter
+#
+# 1. times Mask R-CNN **correctly** (warm-up, synchronisation, median and 90th percentile);
+# 2. splits one forward pass into its **stages**: transform, backbone + FPN, RPN, box head, mask
+#    head, paste;
+# 3. shows how each stage **scales**: the backbone with the number of pixels, the heads with the
+#    number of proposals and detections;
+# 4. compares the small ToyCity model with the ResNet-50 FPN one would use on Cityscapes.
+#
+# The next chapter turns these findings into faster variants and measures what each one costs in
+# accuracy.
+
+# %%
+# Colab: install the course library (a no-op everywhere else).
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from course_lib import bench, runtime, speed, zoo
+from course_lib.model import build
+
+runtime.seed_everything(0)
+torch.set_num_threads(runtime.pick(1, 2))
+REPEATS = runtime.pick(5, 30)
+MODEL_NAME = "ToyCity model (course_lib.zoo.load('toycity'))"
+
+model = zoo.load("toycity", device="cpu")
+val = bench.toycity_val(runtime.pick(4, 10))
+images = [image for image, _ in val]
+DATA_NAME = f"ToyCity held-out scenes ({len(images)} images, {images[0].shape[1]}x{images[0].shape[2]})"
+print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {bench.device_name(torch.device('cpu'))}")
+
+# %% [markdown]
+# ## Timing without fooling yourself
+#
+# Three rules:
+#
+# * **Warm up.** The first calls pay one-off costs: memory allocation, lazy initialisation, and on
+#   a GPU the selection of convolution algorithms. They say nothing about steady-state speed.
+# * **Synchronise.** A CUDA call returns as soon as the work is *queued*; reading the clock right
+#   after it measures the queueing. `torch.cuda.synchronize()` waits until the GPU is done
+#   (`bench.synchronize` does it when the model is on a GPU and nothing on a CPU).
+# * **Report the median and a high percentile**, not the mean of a few runs: an OS hiccup or
+#   another process shifts a mean, and the 90th percentile (p90) says how bad a slow frame gets,
+#   which matters for video.
+
+# %%
+with torch.inference_mode():
+    start = time.perf_counter()
+    model(images[:1])
+    first_call = time.perf_counter() - start
+latencies = np.array(bench.measure_latency(model, images, warmup=2, repeats=REPEATS))
+runtime.print_banner(MODEL_NAME, DATA_NAME)
+print(f"first call {first_call * 1e3:.0f} ms | median {np.median(latencies) * 1e3:.1f} ms | "
+      f"p90 {np.percentile(latencies, 90) * 1e3:.1f} ms | {1 / np.median(latencies):.1f} images/s")
+
+fig, ax = plt.subplots(figsize=(7, 2.5))
+ax.hist(latencies * 1e3, bins=15)
+ax.axvline(np.median(latencies) * 1e3, color="k", label="median")
+ax.axvline(np.percentile(latencies, 90) * 1e3, color="r", label="p90")
+ax.set_xlabel("ms per image")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# The spread comes from the images (the number of detections varies) and from the machine.
+#
+# ## The stages of one forward pass
+#
+# `bench.stage_timer` puts forward hooks on the submodules that `GeneralizedRCNN.forward` calls
+# (the same order `course_lib.inspect.trace` replays in Week 1) and adds up their time:
+#
+# | stage | what runs | scales with |
+# |---|---|---|
+# | transform | normalise, resize, pad to a multiple of 32 | pixels (cheap) |
+# | backbone | ResNet + FPN | pixels |
+# | rpn | objectness and deltas on every anchor, decode, top-k, NMS | pixels (anchors), pre-NMS top-k |
+# | box_head | RoIAlign 7x7 per proposal, MLP, per-class NMS | proposals |
+# | mask_head | RoIAlign 14x14 per detection, 4 convs, deconv | detections |
+# | paste | resize 28x28 masks and write them into the full image | detections x image size |
+
+# %%
+stages, memory = bench.measure_stages(model, images, repeats=runtime.pick(4, 10))
+runtime.print_banner(MODEL_NAME, DATA_NAME)
+total = sum(stages.values())
+for stage, seconds in stages.items():
+    print(f"{stage:>10}: {seconds * 1e3:6.1f} ms  {100 * seconds / total:5.1f}%")
+print(f"peak memory above the model's weights: {memory:.0f} MB" if memory is not None else "peak memory: not measurable here")
+assert set(stages) == set(bench.STAGES) and all(s > 0 for s in stages.values())
+
+
+def stage_bars(ax, stages_by_name: dict[str, dict[str, float]]) -> None:
+    """Stacked horizontal bars of per-stage milliseconds, one bar per entry."""
+    for row, (name, stages_) in enumerate(stages_by_name.items()):
+        left = 0.0
+        for k, stage in enumerate(bench.STAGES):
+            ms = stages_[stage] * 1e3
+            ax.barh(row, ms, left=left, color=plt.cm.tab10(k), label=stage if row == 0 else None)
+            left += ms
+    ax.set_yticks(range(len(stages_by_name)), list(stages_by_name))
+    ax.set_xlabel("ms per image")
+    ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left")
+
+
+fig, ax = plt.subplots(figsize=(8, 1.6))
+stage_bars(ax, {"ToyCity model": stages})
+plt.show()
+
+# %% [markdown]
+# ## How the backbone scales with the input size
+#
+# A convolution's cost is proportional to the number of output positions, so the backbone's time
+# should grow linearly with the number of pixels. The `scale` variants of `course_lib.speed`
+# change the transform's `min_size` and `max_size` (and undo it afterwards), so the same images
+# can be fed at several sizes:
+
+# %%
+scales = runtime.pick([0.5, 1.0, 1.5], [0.5, 0.75, 1.0, 1.5, 2.0])
+pixels, backbone_ms, by_scale = [], [], {}
+for scale in scales:
+    with speed.apply(model, speed.Variant(f"x{scale}", scale=scale)):
+        stages_at, _ = bench.measure_stages(model, images, repeats=runtime.pick(3, 6))
+        h, w = bench.resized_size(model, images[0])
+    pixels.append(h * w / 1e3)
+    backbone_ms.append(stages_at["backbone"] * 1e3)
+    by_scale[f"{h}x{w}"] = stages_at
+slope, intercept = np.polyfit(pixels, backbone_ms, 1)
+runtime.print_banner(MODEL_NAME, DATA_NAME)
+for p, ms in zip(pixels, backbone_ms):
+    print(f"{p:7.1f} kpixels: backbone {ms:6.1f} ms (linear fit {slope * p + intercept:6.1f})")
+
+fig, axes = plt.subplots(1, 2, figsize=(13, 3))
+axes[0].plot(pixels, backbone_ms, "o-", label="measured")
+axes[0].plot(pixels, slope * np.array(pixels) + intercept, "--", label=f"{slope:.2f} ms per kpixel")
+axes[0].set_xlabel("input kpixels")
+axes[0].set_ylabel("backbone ms")
+axes[0].legend()
+stage_bars(axes[1], by_scale)
+plt.tight_layout()
+plt.show()
+assert backbone_ms[-1] > backbone_ms[0]  # more pixels, more backbone time
+
+# %% [markdown]
+# ## How the heads scale with detections
+#
+# The mask head and the paste run once per *detection*. The ToyCity model keeps up to 50 per image
+# with a score of at least 0.05 (the COCO convention: low-score detections still add a little
+# recall, and AP rewards recall). Most of them are background clutter that no one will look at.
+# Raising the score threshold shows what they cost:
+
+# %%
+thresholds = [0.05, 0.3, 0.5, 0.7]
+head_ms, counts = [], []
+for threshold in thresholds:
+    with speed.apply(model, speed.Variant(f"score {threshold}", score_thresh=threshold)):
+        stages_at, _ = bench.measure_stages(model, images, repeats=runtime.pick(3, 6))
+        with torch.inference_mode():
+            counts.append(np.mean([len(o["scores"]) for o in model(images)]))
+    head_ms.append((stages_at["mask_head"] + stages_at["paste"]) * 1e3)
+runtime.print_banner(MODEL_NAME, DATA_NAME)
+for threshold, n, ms in zip(thresholds, counts, head_ms):
+    print(f"score >= {threshold:4.2f}: {n:5.1f} detections per image, mask head + paste {ms:5.1f} ms")
+
+# %% [markdown]
+# ## A ResNet-50 FPN for comparison
+#
+# The ToyCity model is deliberately small (a ResNet-18 trunk cut after `layer3`, a 128-channel
+# FPN, 128x256 inputs). The model one fine-tunes on Cityscapes is torchvision's ResNet-50 FPN at
+# 1024x2048 or so. Its weights do not matter for timing, so we build it untrained. An untrained
+# model always fills its detection cap, which would inflate the head stages; we cap it at 20
+# detections, a typical count for a street scene, and say so.
+
+# %%
+r50 = build("maskrcnn_resnet50_fpn", min_size=runtime.pick(256, 512), max_size=runtime.pick(512, 1024),
+            box_detections_per_img=20).eval()
+street = torch.nn.functional.interpolate(images[0][None], scale_factor=runtime.pick(2, 4), mode="bilinear")[0]
+r50_stages, _ = bench.measure_stages(r50, [street], repeats=runtime.pick(2, 4))
+runtime.print_banner("untrained Mask R-CNN R50-FPN (timing only), 20 detections", f"one ToyCity image upscaled to {street.shape[1]}x{street.shape[2]}")
+r50_total = sum(r50_stages.values())
+for stage, seconds in r50_stages.items():
+    print(f"{stage:>10}: {seconds * 1e3:7.1f} ms  {100 * seconds / r50_total:5.1f}%")
+fig, ax = plt.subplots(figsize=(8, 1.8))
+stage_bars(ax, {"R50-FPN": r50_stages, "ToyCity": stages})
+ax.set_xscale("log")
+plt.show()
+
+# %% [markdown]
+# ## What to take away
+#
+# * Time only after a warm-up, synchronise on a GPU, and report median and p90.
+# * The **backbone** cost follows the pixel count: the input size is the strongest lever, and the
+#   only one that speeds up the backbone without changing the network.
+# * The **heads** cost follows the number of proposals (box head) and detections (mask head and
+#   paste). Fewer proposals and a sensible score threshold are nearly free in accuracy when the
+#   scenes hold a few dozen objects, not hundreds.
+# * The balance depends on the model: in the big R50-FPN the backbone dominates; in the small
+#   ToyCity model the heads take a large share, so the levers that pay off differ.
+#
+# **Exercise.** Time the stages with `torch.set_num_threads(1)` and with all your cores. Which
+# stages gain from more threads, and why do the ones that run per detection gain least?

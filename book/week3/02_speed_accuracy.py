@@ -1,0 +1,169 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Speed against accuracy
+#
+# The previous chapter showed where the time goes. This one changes the model's test-time
+# settings one at a time, measures **latency and mask AP side by side**, and looks for the
+# variants that are worth it: the ones no other variant beats on both counts (the **Pareto
+# front**). We also look at what **quantization** does and why it helps so little here.
+#
+# The table and plot below are read from a committed file, `course_lib/assets/results/bench_cpu.json`,
+# written by one run of
+#
+# ```
+# python -m course_lib bench --model toycity --val 100 --repeats 30 --threads 2 \
+#     --out course_lib/assets/results/bench_cpu.json
+# ```
+#
+# so the text and the numbers come from the same measurement. At the end, a small live run on
+# your machine shows how much timings move with the hardware.
+
+# %%
+# Colab: install the course library (a no-op everywhere else).
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Markdown, display
+
+from course_lib import bench, runtime, speed, zoo
+
+runtime.seed_everything(0)
+torch.set_num_threads(runtime.pick(1, 2))
+
+# %% [markdown]
+# ## The variants
+#
+# Each variant of `course_lib.speed` is a named, reversible change of a built model
+# (`with speed.apply(model, "rpn_100"): ...` restores every setting on exit):
+
+# %%
+for variant in speed.VARIANTS.values():
+    print(f"{variant.name:>14}: {variant.describe()}")
+
+# %% [markdown]
+# ## The committed measurement
+
+# %%
+results = bench.load_results("bench_cpu.json")
+print(f"[results from] model: {results['model']} | data: {results['data']} | device: {results['device']}, "
+      f"{results['threads']} threads | torch {results['torch']}, torchvision {results['torchvision']} | {results['date']}")
+display(Markdown(bench.results_table(results)))
+for name, reason in results["skipped"].items():
+    print(f"not measured: {name}: {reason}")
+rows = {row["name"]: row for row in results["variants"]}
+assert results["variants"][0]["name"] == "baseline" and rows["baseline"]["speedup"] == 1.0
+
+# %%
+fig, ax = plt.subplots(figsize=(8, 5))
+bench.pareto_plot(results, ax)
+plt.show()
+front = bench.pareto_front(results)
+print("Pareto front, fastest first:", " -> ".join(front))
+
+# %% [markdown]
+# ## Reading the table
+#
+# The goal set for this week was a variant with **at least 3x the baseline's throughput for at
+# most 1.0 point of mask AP lost**, on the CPU. The check below reads it off the table:
+
+# %%
+meets = [r for r in results["variants"] if r["speedup"] >= 3.0 and r["mask_AP_drop"] <= 1.0]
+best = max((r for r in results["variants"] if r["mask_AP_drop"] <= 1.0), key=lambda r: r["speedup"])
+print(f"fastest variant within 1.0 AP point of the baseline: {best['name']} ({best['description']}): "
+      f"{best['speedup']:.2f}x, mask AP {100 * best['mask_AP']:.1f} ({best['mask_AP_drop']:+.1f} points)")
+print("goal (>= 3x at <= 1.0 point) met by:", ", ".join(r["name"] for r in meets) or "no variant")
+for name in ("baseline", best["name"]):
+    stages = rows[name]["stages_ms"]
+    print(f"{name:>10}: " + ", ".join(f"{s} {ms:.1f}" for s, ms in stages.items()) + " (ms)")
+
+# %% [markdown]
+# What each lever does, and why it helps or not on this model:
+#
+# * **Detections per image and score threshold** (`det_20`). The ToyCity model keeps up to 50
+#   detections with a score of at least 0.05, and the mask head and paste run on every one of them.
+#   ToyCity scenes hold 5 to 15 objects, so most of those detections are low-score clutter. Dropping
+#   them removes most of the mask head's work. It costs a little AP, because AP also gives credit for
+#   the few true objects found only at a low score.
+# * **RPN proposals** (`rpn_300`, `rpn_100`). Every proposal goes through RoIAlign and the box head's
+#   MLP. The ToyCity model already keeps only 300 (torchvision's R50 keeps 1000 at test time), and
+#   a street with a dozen objects needs far fewer than that.
+# * **Input size** (`scale_0.75`, `scale_0.5`). The backbone's time falls with the pixel count, but
+#   the ToyCity objects are small (8 to 100 pixels at 128x256), and shrinking the image
+#   loses the smallest ones first: AP drops fast.
+# * **channels_last** stores activations as NHWC, which some convolution kernels prefer (on GPUs
+#   with tensor cores in particular). On this CPU it is not faster, and the conversions at the
+#   boundaries cost time.
+# * **bfloat16 autocast** on a CPU without native bf16 arithmetic adds conversions and gains
+#   nothing; it also moves boxes by a few pixels.
+# * **Batching** (`batch_4`) amortises Python overhead and fills wide hardware. On a 2-core CPU
+#   with tiny images there is little to gain; on a GPU it is the first thing to do.
+# * **`torch.compile`** fuses operators of the backbone. It needs a compiler and a long first call
+#   (a minute on a laptop CPU), so it was left out of the committed run
+#   (`python -m course_lib bench --variants baseline,compile` measures it).
+#
+# ## Quantization
+#
+# Quantization stores numbers with fewer bits. **INT8 dynamic quantization** (the `int8` variant)
+# converts the weights of the `nn.Linear` layers to 8-bit integers once, and at run time
+# quantizes each layer's input with a scale computed on the fly:
+#
+# $$ x_q = \operatorname{round}(x / s) + z, \qquad s = \frac{\max x - \min x}{255}, $$
+#
+# then multiplies integers and converts back. It needs no calibration data, which is why it is the
+# usual first try. But in Mask R-CNN the Linear layers are only the box head's MLP and predictor;
+# the convolutions (backbone, FPN, RPN head, mask head) are untouched, and they hold most of the
+# time. Quantizing convolutions needs **static** quantization: observers record activation ranges
+# on calibration images, and BatchNorm/ReLU are fused into the convolutions first. PyTorch now
+# develops this in the separate `torchao` package (`torch.ao.quantization` is deprecated), and
+# on a GPU the usual choice is simply **float16** with tensor cores.
+#
+# On this model, what the INT8 box head does to size and outputs:
+
+# %%
+model = zoo.load("toycity", device="cpu")
+images = [image for image, _ in bench.toycity_val(runtime.pick(2, 8))]
+int8_heads = speed.quantize_linear_int8(model.roi_heads)
+size_fp32 = sum(p.numel() * 4 for m in model.roi_heads.box_head.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters())
+size_int8 = sum(m.weight().numel() + 4 * m.bias().numel() for m in int8_heads.box_head.modules() if hasattr(m, "_packed_params"))
+with torch.inference_mode():
+    reference = model(images)
+    with speed.apply(model, "int8"):
+        quantized = model(images)
+runtime.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", f"{len(images)} held-out ToyCity scenes")
+print(f"box head Linear weights: {size_fp32 / 1e6:.2f} MB in float32 -> {size_int8 / 1e6:.2f} MB in INT8")
+agreements = [speed.agreement(r, q) for r, q in zip(reference, quantized)]
+print("share of confident detections reproduced (same class, box IoU >= 0.9):", [f"{a:.2f}" for a in agreements])
+assert size_int8 < size_fp32 / 3
+
+# %% [markdown]
+# The head becomes four times smaller and the detections hardly move, yet the latency barely
+# changes: the quantized layers were never the bottleneck. Measure first, then optimise.
+#
+# ## A live run on this machine
+#
+# The same harness, on a few images (no AP, to keep it short). Expect other absolute numbers than
+# the committed ones: they depend on the CPU, the number of threads and what else is running.
+
+# %%
+live = bench.run_benchmark(model, bench.toycity_val(runtime.pick(2, 10)), list(dict.fromkeys(["baseline", "det_20", "rpn_100", best["name"]])),
+                           model_name="ToyCity model", warmup=1, repeats=runtime.pick(3, 20), stage_repeats=runtime.pick(1, 3),
+                           evaluate=False, progress=None)
+runtime.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", live["data"] + f", {live['images']} images")
+print(live["device"])
+display(Markdown(bench.results_table(live)))
+assert all(row["median_ms"] > 0 for row in live["variants"])
