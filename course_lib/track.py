@@ -172,8 +172,10 @@ def assign(cost: Tensor) -> tuple[list[tuple[int, int]], list[int], list[int]]:
     The Hungarian algorithm may still pair a row with a :data:`FORBIDDEN` column when nothing
     better is left; such pairs are dropped and both sides count as unmatched.
     """
-    rows, cols = linear_sum_assignment(cost.numpy()) if cost.numel() else (np.empty(0, int), np.empty(0, int))
-    matches = [(r, c) for r, c in zip(rows.tolist(), cols.tolist()) if cost[r, c] < FORBIDDEN]
+    cost = cost.numpy()
+    rows, cols = linear_sum_assignment(cost) if cost.size else (np.empty(0, int), np.empty(0, int))
+    allowed = cost[rows, cols] < FORBIDDEN
+    matches = list(zip(rows[allowed].tolist(), cols[allowed].tolist()))
     matched_rows = {r for r, _ in matches}
     matched_cols = {c for _, c in matches}
     unmatched_rows = [r for r in range(cost.shape[0]) if r not in matched_rows]
