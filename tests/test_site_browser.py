@@ -37,6 +37,7 @@ CHROMIUM_FLAGS = [
 # resource ...") are reported by the browser itself, with the failing file as the source.
 ERROR_MARK = "[console.error]"
 PROBE = f'<script>console.error = console.error.bind(console, "{ERROR_MARK}");</script>'.encode()
+ERROR_KINDS = (ERROR_MARK, "Uncaught", "Failed to load resource")
 CONSOLE_LINE = re.compile(r':CONSOLE[:(]\d+\)?\] "(?P<text>.*)", source: (?P<source>\S*) \(\d+\)$')
 
 
@@ -98,8 +99,7 @@ def console_errors(log: str, origin: str) -> list[str]:
         if not match:
             continue
         text, source = match["text"], match["source"]
-        own = source.startswith(origin)
-        if text.startswith(ERROR_MARK) or (own and (text.startswith("Uncaught") or "Failed to load resource" in text)):
+        if source.startswith(origin) and text.startswith(ERROR_KINDS):
             errors.append(f"{text} ({source})")
     return errors
 
