@@ -421,7 +421,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
-    parser.add_argument("--variants", default="baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,scale_0.75,scale_0.5,batch_4,fast",
+    parser.add_argument("--variants", default="baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,scale_0.75,scale_0.5,batch_4,fast,fast_small",
                         help=f"comma-separated, from: {', '.join(speed.VARIANTS)}")
     parser.add_argument("--val", type=int, default=runtime.pick(4, 100), help="held-out ToyCity scenes for mask AP")
     parser.add_argument("--size", default="128x256", help="HxW of the ToyCity scenes (the model was trained at 128x256)")

@@ -81,9 +81,9 @@ print(f"mean absolute difference after MP4 round trip: {error.mean():.2f} grey l
 #
 # `video.annotate` runs the model on batches of frames (`batch_size` frames per forward pass),
 # passes each frame's detections (score >= 0.5) to the tracker, and draws the reported tracks.
-# The `det_20` variant (at most 20 detections, score >= 0.3 inside the model) skips mask-head work
-# on detections that the 0.5 threshold would throw away anyway. We time the three parts
-# separately.
+# The `det_20` variant keeps at most 20 detections inside the model, and only those scoring at
+# least 0.2, so the mask head does no work on detections that the 0.5 threshold would throw away
+# anyway. We time the three parts separately.
 
 # %%
 model = zoo.load("toycity", device="cpu")
