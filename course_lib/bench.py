@@ -72,11 +72,11 @@ def stage_timer(model: nn.Module) -> Iterator[dict[str, float]]:
         "box_head": [heads.box_roi_pool, heads.box_head, heads.box_predictor],
         "mask_head": [heads.mask_roi_pool, heads.mask_head, heads.mask_predictor],
     }
-    handles = []
+    handles, starts = [], {}  # starts: id(module) -> clock at its forward's start
     for stage, stage_modules in modules.items():
         for module in stage_modules:
-            handles.append(module.register_forward_pre_hook(_start_clock(device)))
-            handles.append(module.register_forward_hook(_stop_clock(device, totals, stage)))
+            handles.append(module.register_forward_pre_hook(_start_clock(device, starts)))
+            handles.append(module.register_forward_hook(_stop_clock(device, starts, totals, stage)))
     methods = [(heads, "postprocess_detections", "box_head"), (model.transform, "postprocess", "paste")]
     for owner, name, stage in methods:
         setattr(owner, name, _timed(getattr(owner, name), device, totals, stage))
@@ -89,18 +89,18 @@ def stage_timer(model: nn.Module) -> Iterator[dict[str, float]]:
             del owner.__dict__[name]  # the class's method shows through again
 
 
-def _start_clock(device: torch.device) -> Callable:
+def _start_clock(device: torch.device, starts: dict[int, float]) -> Callable:
     def hook(module: nn.Module, args) -> None:
         synchronize(device)
-        module._bench_start = time.perf_counter()
+        starts[id(module)] = time.perf_counter()
 
     return hook
 
 
-def _stop_clock(device: torch.device, totals: dict[str, float], stage: str) -> Callable:
+def _stop_clock(device: torch.device, starts: dict[int, float], totals: dict[str, float], stage: str) -> Callable:
     def hook(module: nn.Module, args, output) -> None:
         synchronize(device)
-        totals[stage] += time.perf_counter() - module.__dict__.pop("_bench_start")
+        totals[stage] += time.perf_counter() - starts.pop(id(module))
 
     return hook
 
