@@ -285,6 +285,7 @@ def run_benchmark(
         "input_size": list(images[0].shape[-2:]),
         "device": device_name(device),
         "threads": torch.get_num_threads(),
+        "cpu_bf16_units": cpu_has_bf16_units(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -344,6 +345,16 @@ def tracker_overhead(num_objects: int = 40, num_frames: int = 60, height: int = 
         "threads": torch.get_num_threads(),
         "device": device_name(torch.device("cpu")),
     }
+
+
+def cpu_has_bf16_units() -> bool | None:
+    """Whether the CPU computes bfloat16 natively (AMX or AVX512-BF16 flags); None if unknown (not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return None
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 # --------------------------------------------------------------------------- results and plots
@@ -421,7 +432,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
-    parser.add_argument("--variants", default="baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,scale_0.75,scale_0.5,batch_4,fast,fast_small",
+    parser.add_argument("--variants", default="baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,scale_0.75,scale_0.5,batch_4,fast,fast_small,fast_bf16",
                         help=f"comma-separated, from: {', '.join(speed.VARIANTS)}")
     parser.add_argument("--val", type=int, default=runtime.pick(4, 100), help="held-out ToyCity scenes for mask AP")
     parser.add_argument("--size", default="128x256", help="HxW of the ToyCity scenes (the model was trained at 128x256)")
