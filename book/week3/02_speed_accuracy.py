@@ -22,7 +22,8 @@
 # written by one run of
 #
 # ```
-# python -m course_lib bench --model toycity --val 100 --repeats 30 --threads 2 \
+# python -m course_lib bench --model toycity --val 100 --repeats 30 --threads 1 \
+#     --variants baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,compile,scale_0.75,scale_0.5,batch_4,fast,fast_small,fast_bf16 \
 #     --out course_lib/assets/results/bench_cpu.json
 # ```
 #
@@ -65,6 +66,7 @@ print(f"[results from] model: {results['model']} | data: {results['data']} | dev
 display(Markdown(bench.results_table(results)))
 for name, reason in results["skipped"].items():
     print(f"not measured: {name}: {reason}")
+print(f"bfloat16 units on the benchmark's CPU: {results.get('cpu_bf16_units')}; on this machine: {bench.cpu_has_bf16_units()}")
 rows = {row["name"]: row for row in results["variants"]}
 assert results["variants"][0]["name"] == "baseline" and rows["baseline"]["speedup"] == 1.0
 
@@ -92,30 +94,43 @@ for name in ("baseline", best["name"]):
     print(f"{name:>10}: " + ", ".join(f"{s} {ms:.1f}" for s, ms in stages.items()) + " (ms)")
 
 # %% [markdown]
-# What each lever does, and why it helps or not on this model:
+# What each lever does, and what decides whether it pays:
 #
 # * **Detections per image and score threshold** (`det_20`). The ToyCity model keeps up to 50
-#   detections with a score of at least 0.05, and the mask head and paste run on every one of them.
-#   ToyCity scenes hold 5 to 15 objects, so most of those detections are low-score clutter. Dropping
-#   them removes most of the mask head's work. It costs a little AP, because AP also gives credit for
-#   the few true objects found only at a low score.
+#   detections with a score of at least 0.05 (the COCO convention), and the mask head and the paste
+#   run on every one of them. ToyCity scenes hold 5 to 15 objects, so most of those detections are
+#   low-score clutter. Dropping them removes most of the mask head's work. It costs a little AP,
+#   because AP also gives credit for the few true objects found only at a low score.
 # * **RPN proposals** (`rpn_300`, `rpn_100`). Every proposal goes through RoIAlign and the box head's
 #   MLP. The ToyCity model already keeps only 300 (torchvision's R50 keeps 1000 at test time), and
 #   a street with a dozen objects needs far fewer than that.
 # * **Input size** (`scale_0.75`, `scale_0.5`). The backbone's time falls with the pixel count, but
-#   the ToyCity objects are small (8 to 100 pixels at 128x256), and shrinking the image
-#   loses the smallest ones first: AP drops fast.
-# * **channels_last** stores activations as NHWC, which some convolution kernels prefer (on GPUs
-#   with tensor cores in particular). On this CPU it is not faster, and the conversions at the
+#   ToyCity objects are small (8 to 100 pixels at 128x256), and shrinking the image loses the
+#   smallest ones first.
+# * **channels_last** stores activations as NHWC, which some convolution kernels prefer (GPUs with
+#   tensor cores in particular); on a CPU it depends on the kernels, and conversions at the
 #   boundaries cost time.
-# * **bfloat16 autocast** on a CPU without native bf16 arithmetic adds conversions and gains
-#   nothing; it also moves boxes by a few pixels.
-# * **Batching** (`batch_4`) amortises Python overhead and fills wide hardware. On a 2-core CPU
-#   with tiny images there is little to gain; on a GPU it is the first thing to do.
-# * **`torch.compile`** fuses operators of the backbone. It needs a compiler and a long first call
-#   (a minute on a laptop CPU), so it was left out of the committed run
-#   (`python -m course_lib bench --variants baseline,compile` measures it).
+# * **bfloat16 autocast** runs matrix products and convolutions in 16-bit "brain floating point"
+#   (8 exponent bits like float32, 8 mantissa bits). It pays only on CPUs with bf16 units (Intel
+#   AMX or AVX512-BF16, recent ARM cores); elsewhere it adds conversions and is slower. It also
+#   moves boxes by a few pixels. `fast_bf16` combines it with channels_last and the head levers.
+# * **Batching** (`batch_4`) amortises Python overhead and fills wide hardware: little to gain on
+#   two cores with tiny images, the first thing to do on a GPU.
+# * **`torch.compile`** fuses the backbone's operators. Its first call compiles (it needs a C++
+#   compiler, and takes from seconds with a warm cache to a minute or more); `warmup_s` in the JSON
+#   records it.
 #
+# The measured effect of each, relative to the baseline, with the stage that moved most:
+
+# %%
+base_stages = rows["baseline"]["stages_ms"]
+for row in results["variants"][1:]:
+    change = {s: row["stages_ms"][s] - base_stages[s] for s in base_stages}
+    stage = min(change, key=change.get) if min(change.values()) < 0 else max(change, key=change.get)
+    print(f"{row['name']:>13}: {row['speedup']:.2f}x, mask AP change {-row['mask_AP_drop']:+.1f} points; "
+          f"largest stage change: {stage} {change[stage]:+.1f} ms")
+
+# %% [markdown]
 # ## Quantization
 #
 # Quantization stores numbers with fewer bits. **INT8 dynamic quantization** (the `int8` variant)
@@ -139,7 +154,8 @@ model = zoo.load("toycity", device="cpu")
 images = [image for image, _ in bench.toycity_val(runtime.pick(2, 8))]
 int8_heads = speed.quantize_linear_int8(model.roi_heads)
 size_fp32 = sum(p.numel() * 4 for m in model.roi_heads.box_head.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters())
-size_int8 = sum(m.weight().numel() + 4 * m.bias().numel() for m in int8_heads.box_head.modules() if hasattr(m, "_packed_params"))
+int8_linears = [m for m in int8_heads.box_head.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
+size_int8 = sum(m.weight().numel() + 4 * m.bias().numel() for m in int8_linears)  # 1 byte per weight, float32 bias
 with torch.inference_mode():
     reference = model(images)
     with speed.apply(model, "int8"):
@@ -148,11 +164,16 @@ runtime.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", f"{len(im
 print(f"box head Linear weights: {size_fp32 / 1e6:.2f} MB in float32 -> {size_int8 / 1e6:.2f} MB in INT8")
 agreements = [speed.agreement(r, q) for r, q in zip(reference, quantized)]
 print("share of confident detections reproduced (same class, box IoU >= 0.9):", [f"{a:.2f}" for a in agreements])
+if "int8" in rows:
+    print(f"committed run: int8 {rows['int8']['speedup']:.2f}x overall; box head "
+          f"{rows['baseline']['stages_ms']['box_head']:.1f} -> {rows['int8']['stages_ms']['box_head']:.1f} ms")
 assert size_int8 < size_fp32 / 3
 
 # %% [markdown]
-# The head becomes four times smaller and the detections hardly move, yet the latency barely
-# changes: the quantized layers were never the bottleneck. Measure first, then optimise.
+# The box head's Linear weights shrink about four times and the confident detections barely
+# move. What it does to latency is in the `int8` row of the table: the box head's MLP is a
+# small part of the time (see its stage times), so even a much faster MLP cannot speed up the
+# whole model much. Measure first, then optimise.
 #
 # ## A live run on this machine
 #
