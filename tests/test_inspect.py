@@ -64,7 +64,7 @@ def test_trace_shapes_and_bookkeeping(small_model, image):
     num_det = len(t.boxes)
     assert t.mask_logits.shape == (num_det, NUM_CLASSES, 28, 28)
     # inference keeps the predicted class's mask out of all C of them
-    chosen = t.mask_logits[torch.arange(num_det), t.labels].sigmoid()
+    chosen = t.mask_logits.sigmoid()[torch.arange(num_det), t.labels]
     assert torch.equal(t.mask_probs[:, 0], chosen)
     # each detection is the per-class box and probability of a proposal
     assert torch.equal(t.class_probs[t.detection_proposal, t.labels], t.scores)

@@ -108,7 +108,7 @@ print(f"detections that share their proposal with another detection: {shared}")
 viz.class_masks(t.mask_logits[0], int(t.labels[0]), CLASSES)
 
 # %%
-chosen = t.mask_logits[torch.arange(len(t.labels)), t.labels].sigmoid()
+chosen = t.mask_logits.sigmoid()[torch.arange(len(t.labels)), t.labels]  # the same ops as maskrcnn_inference
 assert torch.equal(t.mask_probs[:, 0], chosen), "inference = sigmoid of the predicted class's channel"
 viz.mask_class_picker(t, 0, CLASSES)
 

@@ -90,7 +90,7 @@ assert len(ours["masks"]) == 0 or not torch.equal(ours["masks"], other["masks"])
 # %%
 print("mask logits:", tuple(t.mask_logits.shape), "= [detections, classes, 28, 28]")
 assert t.mask_logits.shape[1] == num_classes
-assert torch.equal(t.mask_probs[:, 0], t.mask_logits[torch.arange(len(t.labels)), t.labels].sigmoid())
+assert torch.equal(t.mask_probs[:, 0], t.mask_logits.sigmoid()[torch.arange(len(t.labels)), t.labels])
 
 # %% [markdown]
 # ## 4. "The mask loss is computed for the predicted class" — half true
@@ -149,8 +149,9 @@ for name, level_anchors, (stride, _) in zip(t.features, t.anchors, t.strides):
 # ## 8. "Each channel detects exactly one rigid pattern" — false
 #
 # Take the backbone's first convolution, find the filter that responds most to a vertical edge,
-# and rotate the edge step by step. The response falls off gradually with the angle: a channel
-# responds by degree, not all-or-nothing (deeper channels mix many such inputs).
+# and rotate the edge step by step. The response changes gradually with the angle (and flips sign
+# when the edge's dark side flips): a channel responds by degree, not all-or-nothing. Deeper
+# channels mix many such graded inputs.
 
 # %%
 first_conv = next(m for m in model.backbone.modules() if isinstance(m, nn.Conv2d))
