@@ -18,13 +18,16 @@ trained = pytest.mark.skipif(not zoo.available("toycity"), reason="needs the shi
 
 #: variant -> (box IoU, share of confident baseline detections reproduced at that IoU)
 CLOSE = {
-    "channels_last": (0.99, 1.0),  # same arithmetic, another memory layout
-    "rpn_300": (0.9, 0.9),
-    "rpn_100": (0.9, 0.9),
+    "channels_last": (0.95, 0.95),  # same arithmetic, another memory layout
+    "rpn_300": (0.9, 0.95),
+    "det_20": (0.9, 1.0),  # keeps all detections scoring >= 0.2 while a scene has fewer than 20
     "int8": (0.9, 0.9),
-    "bf16": (0.7, 0.8),  # bfloat16 keeps 8 bits of mantissa: boxes move by a few pixels
-    "scale_0.75": (0.7, 0.8),  # a smaller input sees small objects differently
-    "fast": (0.7, 0.8),
+    "bf16": (0.7, 0.9),  # bfloat16 keeps 8 bits of mantissa: boxes move by a few pixels
+    "rpn_100": (0.7, 0.75),  # fewer proposals: a few objects are found less well or not at all
+    "fast": (0.7, 0.75),
+    "fast_bf16": (0.7, 0.7),
+    "scale_0.75": (0.5, 0.65),  # a smaller input sees small objects differently
+    "fast_small": (0.5, 0.6),
 }
 
 
