@@ -162,14 +162,14 @@ def train(
         steps: total optimisation steps (a resumed run continues up to the same total).
         lr: base learning rate for ``batch_size`` (torchvision's reference: 0.02 for 16 images).
         warmup_steps, schedule: see :func:`lr_factor`.
-        grad_clip: max global gradient norm (``None``: no clipping). From-scratch Mask R-CNN
-            starts with a mask loss near 7 and large gradients; clipping keeps step one sane.
+        grad_clip: max global gradient norm (``None``: no clipping). A from-scratch Mask R-CNN
+            starts with large losses and gradients; clipping keeps the first steps sane.
         checkpoint_dir: where ``last.pt`` is written every ``checkpoint_every`` steps and at the end.
         log_dir: TensorBoard directory (losses and lr per step, a sample prediction per eval).
         amp: mixed precision; ``None`` means on for CUDA, off on CPU (bf16 on CPU is slower here).
         resume: continue from ``checkpoint_dir/last.pt`` if it exists.
         eval_fn: ``eval_fn(model) -> {metric: value}``, called every ``eval_every`` steps and at
-            the end with the model in eval mode; the RNG streams are left untouched by it.
+            the last step with the model in eval mode; the RNG streams are left untouched by it.
 
     Returns:
         ``{"loss": [{"step", "lr", "loss", <each loss>}...], "eval": [{"step", "train_wall_s",
@@ -267,12 +267,10 @@ def train(
                 if name != "step":
                     writer.add_scalar(f"train/{name}", value, step)
         done = step + 1
-        if eval_every and done % eval_every == 0 and done < steps:
+        if done == steps or (eval_every and done % eval_every == 0):
             run_eval(done)
-        if done % checkpoint_every == 0 or done == steps:
+        if done == steps or done % checkpoint_every == 0:
             save(done)
-    if start < steps or not history["eval"]:
-        run_eval(steps)
     if writer is not None:
         writer.close()
     model.eval()

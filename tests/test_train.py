@@ -60,7 +60,11 @@ SETTINGS = dict(batch_size=2, lr=0.01, warmup_steps=2, checkpoint_every=2, seed=
 def test_resume_after_interrupt_gives_identical_weights(tmp_path):
     steps = 6
     reference = _model(0)
-    training.train(reference, Shapes(), steps=steps, checkpoint_dir=tmp_path / "a", **SETTINGS)
+    # An evaluation that draws random numbers must not shift the training's random streams.
+    noisy_eval = lambda model: {"noise": torch.rand(1).item()}
+    history = training.train(reference, Shapes(), steps=steps, checkpoint_dir=tmp_path / "a",
+                             eval_fn=noisy_eval, eval_every=1, **SETTINGS)
+    assert [r["step"] for r in history["eval"]] == list(range(1, steps + 1))
 
     interrupted = _model(0)
     with pytest.raises(KeyboardInterrupt):  # dies while loading the batch of step 3 (6 items read)
