@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import datetime
 import json
 import os
@@ -122,7 +123,8 @@ class PeakMemory:
 
     ``megabytes`` is the peak above the level on entry (activations and workspaces, not weights).
     On the CPU the resident set size is read from ``/proc/self/statm`` every millisecond by a
-    thread, so it is approximate and Linux-only (None elsewhere). Python's ``tracemalloc`` would
+    thread, after returning freed heap memory to the OS, so it is approximate and Linux-only
+    (None elsewhere). Python's ``tracemalloc`` would
     not see it at all: tensors are allocated by torch's C++ allocator, not by Python.
     """
 
@@ -134,7 +136,7 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
-        elif (start := _rss_bytes()) is not None:
+        elif _release_free_heap() and (start := _rss_bytes()) is not None:
             self._start, self._peak, self._running = start, start, True
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -152,6 +154,15 @@ class PeakMemory:
             self._running = False
             self._thread.join()
             self.megabytes = (self._peak - self._start) / 1e6
+
+
+def _release_free_heap() -> bool:
+    """Hand freed heap memory back to the OS (glibc ``malloc_trim``), so that the resident set size
+    falls back after a forward and the next peak is measured from a clean level. True on glibc."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0) or True)
+    except (OSError, AttributeError):
+        return False
 
 
 def _rss_bytes() -> int | None:
