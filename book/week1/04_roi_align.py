@@ -105,7 +105,7 @@ assert torch.equal(pool, torchvision.ops.roi_pool(feature_batch, [rois], 7, 1 / 
 # %% [markdown]
 # ## The quantisation, measured
 #
-# Slide a box to the right one image pixel at a time, over one full cell, and watch the pooled
+# Slide a box to the right one image pixel at a time, over two cells, and watch the pooled
 # features. RoI Align's output changes smoothly with the shift. RoI Pool's output stays frozen and
 # then jumps when the rounded box snaps to the next cell: for up to `stride` pixels of real motion,
 # the features cannot tell where the box is. For a class label that hardly matters; for a 28 x 28
