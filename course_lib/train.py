@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -64,17 +65,35 @@ def lr_factor(step: int, *, steps: int, warmup_steps: int, schedule: str, warmup
     raise ValueError(f"schedule must be 'cosine' or 'step', got {schedule!r}")
 
 
+@functools.lru_cache(maxsize=4)
+def _epoch_order(seed: int, epoch: int, length: int) -> tuple[int, ...]:
+    return tuple(torch.randperm(length, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist())
+
+
 def batch_indices(step: int, *, batch_size: int, dataset_length: int, seed: int) -> list[int]:
     """Dataset indices of the batch at ``step``: a fresh permutation per epoch, seeded by (seed, epoch).
 
     A pure function of its arguments, so the data "sampler position" is just the step.
     """
-    indices = []
-    for position in range(step * batch_size, (step + 1) * batch_size):
-        epoch, offset = divmod(position, dataset_length)
-        order = torch.randperm(dataset_length, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        indices.append(int(order[offset]))
-    return indices
+    positions = range(step * batch_size, (step + 1) * batch_size)
+    return [_epoch_order(seed, p // dataset_length, dataset_length)[p % dataset_length] for p in positions]
+
+
+def batches(dataset: Sequence[Sample], *, start: int, steps: int, batch_size: int, seed: int,
+            num_workers: int = 0) -> Iterator[list[Sample]]:
+    """The batches (lists of samples) of steps ``start .. steps-1``.
+
+    With ``num_workers=0`` they are loaded in this process, so random augmentations draw from the
+    RNG state that checkpoints save (exact resume). With workers (faster on a GPU machine), each
+    worker is seeded from (seed, start): reproducible, but a resumed run augments differently
+    from an uninterrupted one.
+    """
+    plan = [batch_indices(s, batch_size=batch_size, dataset_length=len(dataset), seed=seed) for s in range(start, steps)]
+    if num_workers == 0:
+        return ([dataset[i] for i in indices] for indices in plan)
+    generator = torch.Generator().manual_seed(seed * 100_003 + start)
+    return iter(torch.utils.data.DataLoader(dataset, batch_sampler=plan, num_workers=num_workers,
+                                            collate_fn=list, generator=generator))
 
 
 def rng_state() -> dict[str, Any]:
@@ -153,6 +172,7 @@ def train(
     eval_fn: EvalFn | None = None,
     eval_every: int | None = None,
     device: torch.device | None = None,
+    num_workers: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``model`` in place for ``steps`` SGD steps and return the history.
@@ -168,6 +188,7 @@ def train(
         log_dir: TensorBoard directory (losses and lr per step, a sample prediction per eval).
         amp: mixed precision; ``None`` means on for CUDA, off on CPU (bf16 on CPU is slower here).
         resume: continue from ``checkpoint_dir/last.pt`` if it exists.
+        num_workers: data-loading processes (see :func:`batches`; 0 keeps resume exact).
         eval_fn: ``eval_fn(model) -> {metric: value}``, called every ``eval_every`` steps and at
             the last step with the model in eval mode; the RNG streams are left untouched by it.
 
@@ -233,10 +254,10 @@ def train(
             }, checkpoint)
 
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", disable=not progress)
-    for step in bar:
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        indices = batch_indices(step, batch_size=batch_size, dataset_length=len(dataset), seed=seed)
-        images, targets = collate([dataset[i] for i in indices], device)
+    loader = batches(dataset, start=start, steps=steps, batch_size=batch_size, seed=seed, num_workers=num_workers)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for step, samples in zip(bar, loader):
+        images, targets = collate(samples, device)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
             losses = model(images, targets)
         loss = sum(losses.values())
@@ -271,6 +292,7 @@ def train(
             run_eval(done)
         if done == steps or done % checkpoint_every == 0:
             save(done)
+        wall0, cpu0 = time.perf_counter(), time.process_time()  # the next step's clock includes loading its batch
     if writer is not None:
         writer.close()
     model.eval()
@@ -340,6 +362,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--grad-clip", type=float, default=10.0)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0: exact resume; 2-4 on a GPU machine)")
     parser.add_argument("--out", required=True, help="output folder: last.pt, model.pt, history.json, tensorboard/")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     args = parser.parse_args(argv)
@@ -351,7 +374,7 @@ def cli(argv: list[str]) -> int:
     history = train(
         model, dataset, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
         schedule=args.schedule, grad_clip=args.grad_clip, checkpoint_dir=out, checkpoint_every=args.checkpoint_every,
-        log_dir=out / "tensorboard", seed=args.seed, resume=args.resume,
+        log_dir=out / "tensorboard", seed=args.seed, resume=args.resume, num_workers=args.workers,
     )
     torch.save(model.state_dict(), out / "model.pt")
     (out / "history.json").write_text(json.dumps(history, indent=1))

@@ -124,6 +124,15 @@ def test_lr_schedule_warms_up_then_decays():
         factor(20, "linear")
 
 
+def test_worker_processes_load_the_same_batches():
+    in_process = list(training.batches(Shapes(), start=1, steps=3, batch_size=2, seed=0))
+    in_workers = list(training.batches(Shapes(), start=1, steps=3, batch_size=2, seed=0, num_workers=1))
+    assert len(in_process) == len(in_workers) == 2
+    for batch_a, batch_b in zip(in_process, in_workers):
+        for (image_a, target_a), (image_b, target_b) in zip(batch_a, batch_b):
+            assert torch.equal(image_a, image_b) and torch.equal(target_a["boxes"], target_b["boxes"])
+
+
 def test_batch_indices_visit_every_item_once_per_epoch():
     per_epoch = [i for step in range(5) for i in training.batch_indices(step, batch_size=2, dataset_length=10, seed=0)]
     assert sorted(per_epoch) == list(range(10))
