@@ -280,10 +280,13 @@ assert metrics["segm"]["AP50"] > 0.5 * manifest["metrics"]["segm_AP50"], "the sh
 # python -m course_lib train --data cityscapes --root /content/cityscapes --scale 0.5 --augment \
 #     --arch r50_fpn_v2 --weights DEFAULT --min-size 512 --max-size 1024 \
 #     --steps 12000 --batch-size 8 --lr 0.02 --warmup 500 --schedule step \
-#     --checkpoint-every 500 --out /content/drive/MyDrive/urban-maskrcnn
+#     --workers 2 --checkpoint-every 500 --out /content/drive/MyDrive/urban-maskrcnn
 # ```
 #
 # * On CUDA, `train` turns on mixed precision (`torch.autocast` with float16 and a `GradScaler`).
+# * `--workers 2` decodes PNGs in two background processes so the GPU does not wait; the batch
+#   order still follows (seed, step), but random augmentations after a resume differ from an
+#   uninterrupted run (with `--workers 0` resume is bit-exact).
 # * Colab sessions end without warning: write `--out` to Google Drive and rerun the same command
 #   with `--resume` to continue from `last.pt`, same step, same batches, same random state.
 # * `tensorboard --logdir OUT/tensorboard` shows the five losses, the learning rate and a sample
