@@ -1,0 +1,136 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Baseline metrics
+#
+# Before changing anything — training in Week 2, speed-ups in Week 3 — we need the number every
+# change will be compared against. Instance segmentation is scored with **average precision**
+# (AP), computed by pycocotools the way the COCO benchmark does it:
+#
+# 1. sort all detections of a class by score;
+# 2. walk down the list: a detection is a true positive if its IoU with a not-yet-matched
+#    ground-truth object of the same class is at least $t$, otherwise a false positive;
+# 3. AP at threshold $t$ is the area under the resulting precision–recall curve (interpolated at
+#    101 recall points); **AP** averages it over $t \in \{0.50, 0.55, \dots, 0.95\}$ and over the
+#    classes, **AP50** uses $t = 0.5$ only.
+#
+# The same procedure scores boxes (`bbox`, IoU of boxes) and masks (`segm`, IoU of pixel sets).
+# A mask IoU of 0.75 is much harder to reach than a box IoU of 0.75, which is why mask AP sits
+# below box AP for every model in this course.
+#
+# **Which baseline?** With COCO weights and Cityscapes on disk, the baseline is the
+# COCO-pretrained model, its heads mapped to the urban classes, on Cityscapes val, scored by the
+# official Cityscapes evaluator. Offline it is the shipped ToyCity model on held-out ToyCity
+# scenes, scored by pycocotools. The two are never mixed in one table.
+
+# %%
+# Colab: install the course library (a no-op everywhere else).
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
+
+# %%
+import math
+
+import torch
+
+from course_lib import evaluate, model as model_lib, runtime, zoo
+from course_lib.toycity import ToyCityDataset
+
+runtime.seed_everything(0)
+use_cityscapes = zoo.available("coco") and runtime.cityscapes_root() is not None
+print("baseline:", "COCO model on Cityscapes val" if use_cityscapes else "ToyCity model on held-out ToyCity scenes")
+
+# %% [markdown]
+# ## The ToyCity baseline
+#
+# The held-out split is the one the training script evaluated on (scene seeds from 1,000,000 on,
+# never seen in training), at the model's working size. Fast mode scores its first few scenes; the
+# full run scores all of them and must reproduce the number stored in the checkpoint's manifest.
+
+# %%
+manifest = zoo.toycity_manifest()
+size = manifest["build_kwargs"]["min_size"], manifest["build_kwargs"]["max_size"]
+val_scenes = runtime.pick(12, 100)
+held_out = ToyCityDataset(val_scenes, seed=1_000_000, height=size[0], width=size[1])
+
+toycity_model = zoo.load("toycity", device="cpu")
+runtime.print_banner("ToyCity model (shipped)", f"ToyCity held-out, {val_scenes} scenes, {size[0]}x{size[1]}")
+metrics, predictions = evaluate.evaluate_model(toycity_model, held_out, device="cpu", batch_size=4)
+print(evaluate.format_metrics(metrics))
+print(f"mean mask IoU of matched pairs: {metrics['mask_iou']:.3f}")
+
+# %%
+for iou_type in ("bbox", "segm"):
+    m = metrics[iou_type]
+    # precision can only fall as the IoU threshold rises, so AP50 bounds both AP75 and the average
+    assert 0 <= m["AP75"] <= m["AP50"] <= 1 and m["AP"] <= m["AP50"], m
+assert metrics["segm"]["AP"] < metrics["bbox"]["AP"], "masks are harder to get right than boxes"
+if val_scenes == 100:  # the full run re-scores exactly the manifest's split
+    stored = manifest["metrics"]["segm_AP"]
+    assert math.isclose(metrics["segm"]["AP"], stored, abs_tol=0.01), (metrics["segm"]["AP"], stored)
+    print(f"reproduces the manifest's held-out mask AP {stored:.3f}")
+
+# %% [markdown]
+# ## Against what? An untrained model of the same shape
+#
+# A metric means little without a floor. The same architecture with random weights (the heads'
+# default initialisation) is scored on the same scenes: whatever the trained model gains over it
+# was learned from ToyCity.
+
+# %%
+untrained = model_lib.build(manifest["arch"], **manifest["build_kwargs"]).eval()
+untrained_metrics, _ = evaluate.evaluate_model(untrained, held_out, device="cpu", batch_size=4)
+runtime.print_banner("untrained toycity_small (random weights)", f"ToyCity held-out, {val_scenes} scenes")
+print(f"mask AP50: untrained {untrained_metrics['segm']['AP50']:.3f}  vs trained {metrics['segm']['AP50']:.3f}")
+assert metrics["segm"]["AP50"] > untrained_metrics["segm"]["AP50"] + 0.2
+
+# %% [markdown]
+# ## Per class
+#
+# The per-class table is where a single AP hides most: classes with few or thin instances
+# (bicycles are mostly wheels and a frame; riders overlap their bicycle) score far below cars and
+# buses. Week 2's failure analysis looks at *why*.
+
+# %%
+print(f"{'class':12s} {'mask AP':>8s} {'mask AP50':>10s} {'box AP':>8s} {'#gt':>5s}")
+for name, row in metrics["segm"]["per_class"].items():
+    box_row = metrics["bbox"]["per_class"][name]
+    print(f"{name:12s} {row['AP']:8.3f} {row['AP50']:10.3f} {box_row['AP']:8.3f} {row['n_gt']:5d}")
+with_objects = [row for row in metrics["segm"]["per_class"].values() if row["n_gt"] > 0]
+assert with_objects and all(0 <= row["AP"] <= 1 for row in with_objects if not math.isnan(row["AP"]))
+
+# %% [markdown]
+# ## The Cityscapes baseline (COCO weights + Cityscapes)
+#
+# This cell runs only where both exist (e.g. on Colab with your Cityscapes copy in
+# `CITYSCAPES_DATASET`). It maps torchvision's COCO model to the 8 urban classes — rider, which
+# COCO lacks, starts from the person rows — and scores all 500 val images with the official
+# evaluator (`cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling`). For reference, the
+# Mask R-CNN paper reports 36.4 mask AP on val after *fine-tuning* on Cityscapes from COCO; the
+# un-fine-tuned mapping here is the starting point of that fine-tuning.
+
+# %%
+if use_cityscapes:
+    from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
+    from course_lib.data import CityscapesInstances
+
+    coco_urban = zoo.load("coco", urban=True, min_size=1024, max_size=2048)
+    val = CityscapesInstances(split="val")
+    cs_predictions, _ = evaluate.predict(coco_urban, val, batch_size=1)
+    runtime.print_banner("COCO-pretrained R50-FPN mapped to urban classes", "Cityscapes val (official evaluator)")
+    official = cityscapes_official_eval(cs_predictions, runtime.cityscapes_root(), "val", out_dir="cityscapes_results")
+    print(format_official(official))
+    assert 0 <= official["AP"] <= official["AP50"] <= 1
+else:
+    print("skipped: needs COCO weights (internet) and Cityscapes (CITYSCAPES_DATASET); the ToyCity baseline above stands alone")
