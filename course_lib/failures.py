@@ -144,17 +144,24 @@ def failure_analysis(predictions: Sequence[dict], targets: Sequence[dict], iou: 
 
 
 def draw_errors(image: torch.Tensor, prediction: dict, target: dict, errors: ImageErrors,
-                class_names: Sequence[str] = CLASSES) -> torch.Tensor:
-    """uint8 [3, H, W] picture of one image's errors: found green, confused orange, missed
-    (target masks) red, false detections magenta, each box labelled with its class."""
-    canvas = (torch.as_tensor(image).clamp(0, 1) * 255).to(torch.uint8).cpu()
+                class_names: Sequence[str] = CLASSES, scale: int = 1) -> torch.Tensor:
+    """uint8 [3, scale*H, scale*W] picture of one image's errors: found green, confused orange,
+    missed (target masks) red, false detections magenta, each box labelled with its class.
+
+    ``scale`` enlarges small images (nearest neighbour) so that the fixed-size labels stay readable.
+    """
+    def enlarge(pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+
+    canvas = enlarge((torch.as_tensor(image).clamp(0, 1) * 255).to(torch.uint8).cpu())
     layers = [("green", prediction, [p for p, _ in errors.found]), ("orange", prediction, [p for p, _ in errors.confused]),
               ("red", target, errors.missed), ("magenta", prediction, errors.false)]
     for color, source, indices in layers:
         if not indices:
             continue
-        masks = torch.from_numpy(binary_masks(source["masks"][indices])).bool()
+        masks = enlarge(torch.from_numpy(binary_masks(source["masks"][indices])).bool())
         canvas = draw_segmentation_masks(canvas, masks, alpha=0.45, colors=color)
         labels = [class_names[int(source["labels"][i])] for i in indices]
-        canvas = draw_bounding_boxes(canvas, torch.as_tensor(source["boxes"][indices]).float(), labels=labels, colors=color)
+        boxes = torch.as_tensor(source["boxes"][indices]).float() * scale
+        canvas = draw_bounding_boxes(canvas, boxes, labels=labels, colors=color)
     return canvas

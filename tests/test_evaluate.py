@@ -176,6 +176,8 @@ def test_draw_errors_paints_each_kind():
     canvas = draw_errors(torch.zeros(3, H, W), predictions[0], targets[0], errors)
     assert canvas.dtype == torch.uint8 and canvas.shape == (3, H, W)
     assert canvas[1, 20, 20] > 0 and canvas[0, 25, 55] > 0  # green found car, red missed person
+    enlarged = draw_errors(torch.zeros(3, H, W), predictions[0], targets[0], errors, scale=3)
+    assert enlarged.shape == (3, 3 * H, 3 * W) and enlarged[0, 3 * 25, 3 * 55] > 0
 
 
 def test_official_cityscapes_evaluator_on_a_cityscapes_layout_fixture(tmp_path):
