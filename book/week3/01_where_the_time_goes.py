@@ -215,8 +215,8 @@ plt.show()
 # * The **backbone** cost follows the pixel count: the input size is the strongest lever, and the
 #   only one that speeds up the backbone without changing the network.
 # * The **heads** cost follows the number of proposals (box head) and detections (mask head and
-#   paste). Fewer proposals and a sensible score threshold are nearly free in accuracy when the
-#   scenes hold a few dozen objects, not hundreds.
+#   paste). When scenes hold a dozen objects rather than hundreds, fewer proposals and a sensible
+#   score threshold cost little accuracy (the next chapter measures how little).
 # * The balance depends on the model: in the big R50-FPN the backbone dominates; in the small
 #   ToyCity model the heads take a large share, so the levers that pay off differ.
 #
