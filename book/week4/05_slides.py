@@ -1,0 +1,184 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "skip"}
+# # Slides
+#
+# This notebook is also a slide deck. Each markdown cell marked as a slide in its cell metadata
+# (`slideshow.slide_type`) starts a new slide; the code below it computes the slide's figure with
+# `course_lib`, at the small sizes of fast mode, so the deck rebuilds in seconds. The site build
+# turns the executed notebook into a reveal.js presentation without the code:
+#
+# ```
+# jupyter nbconvert --to slides --no-input _build/jupyter_execute/book/week4/05_slides.ipynb \
+#     --output-dir _build/html/slides --output index
+# ```
+#
+# and publishes it next to the book as `slides/index.html`. The deck's HTML loads reveal.js from a
+# CDN (nbconvert's default), so presenting it needs an internet connection; everything else, the
+# figures included, is inside the one HTML file. Cells marked "skip", like this one, stay out of
+# the deck.
+
+# %% slideshow={"slide_type": "skip"}
+# Colab: install the course library (a no-op everywhere else).
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
+
+# %% slideshow={"slide_type": "skip"}
+# course_lib.viz returns matplotlib Figure objects; Jupyter draws them only once the inline backend is on.
+# %matplotlib inline
+import matplotlib.pyplot as plt
+import torch
+
+from course_lib import bench, runtime, viz, zoo
+from course_lib.inspect import trace
+from course_lib.toycity import clip, scene
+from course_lib.track_eval import noisy_detections, run_tracker
+from course_lib.video import draw_instances
+
+runtime.seed_everything(0)
+HEIGHT, WIDTH = 256, 512
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # Urban scene instance segmentation
+# ## Mask R-CNN, taken apart, trained, made fast and tracked
+#
+# A four-week open course: notebooks that compute what they claim, on a library with tests,
+# running offline on a CPU.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The problem: which pixels belong to which object?
+#
+# Boxes say *where*; instance masks say *which pixels*, per object, even when a pedestrian stands
+# in front of a car. The course's model on a ToyCity street:
+
+# %%
+model = zoo.load("toycity", device="cpu")  # the deck always shows the offline model, wherever it is built
+image = torch.from_numpy(scene(3, HEIGHT, WIDTH)[0]).permute(2, 0, 1).float() / 255
+t = trace(model, image)
+runtime.print_banner("ToyCity model (course_lib.zoo)", f"ToyCity scene 3 ({HEIGHT}x{WIDTH})")
+assert len(t.boxes) > 0, "the model finds nothing: is the ToyCity checkpoint installed?"
+viz.detections_overlay(image, t.final, title="")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## The architecture, as tensors
+#
+# Backbone + FPN → RPN (anchors → proposals) → RoI Align → box head (class, box) and mask head
+# (one 28 × 28 mask per class). Shapes of one image through the model:
+
+# %%
+for name, feature in t.features.items():
+    print(f"FPN level {name:>4}: {tuple(feature.shape)}")
+print(f"anchors: {sum(len(a) for a in t.anchors)}   proposals after NMS: {len(t.proposals)}")
+print(f"class scores: {tuple(t.class_probs.shape)}   detections: {len(t.boxes)}   mask logits: {tuple(t.mask_logits.shape)}")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Anchors and the RPN
+#
+# One anchor size per FPN level, three aspect ratios, at every position. The RPN scores and shifts
+# all of them; NMS keeps the best of each overlapping group as proposals.
+
+# %%
+viz.proposals_before_after_nms(viz.image_in_trace_coordinates(image, t), (t.pre_nms_boxes, t.pre_nms_scores), (t.proposals, t.proposal_scores), max_boxes=60)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Heads and class-specific masks
+#
+# The mask head predicts a mask for **every** class for each detection; inference keeps the
+# channel of the predicted class (red), training the channel of the ground-truth class.
+
+# %%
+viz.class_masks(t.mask_logits[0], int(t.labels[0]))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## ToyCity: a street with exact ground truth
+#
+# A procedural world rendered far to near, so every object's visible *and* full (amodal) mask is
+# known, and occlusion is a measured fraction, not a guess.
+
+# %%
+street, target = scene(11, HEIGHT, WIDTH, occlusion=1.0)
+most_hidden = int(target["occlusion"].argmax())
+amodal = target["amodal_masks"][most_hidden]
+rows, cols = amodal.nonzero(as_tuple=True)
+window = (slice(max(int(rows.min()) - 8, 0), int(rows.max()) + 9), slice(max(int(cols.min()) - 8, 0), int(cols.max()) + 9))
+fig, axes = plt.subplots(1, 3, figsize=(13, 2.8), layout="constrained", width_ratios=(2, 1, 1))
+axes[0].imshow(street)
+axes[0].add_patch(plt.Rectangle((window[1].start, window[0].start), window[1].stop - window[1].start,
+                                window[0].stop - window[0].start, fill=False, color="red"))
+axes[1].imshow(target["masks"][most_hidden][window], cmap="gray")
+axes[2].imshow(amodal[window], cmap="gray")
+for ax, title in zip(axes, ("scene", "visible mask", "amodal (full) mask")):
+    ax.set_title(title)
+    ax.axis("off")
+fig.suptitle(f"the most hidden object (red frame): {float(target['occlusion'][most_hidden]):.0%} occluded, exactly")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Training on a CPU
+#
+# The small ToyCity model, trained by `data_scripts/train_toycity.py`: held-out mask AP against
+# training time (read from the committed results file).
+
+# %%
+training = bench.load_results("toycity_training.json")
+curve = training["curve"]
+print(runtime.banner("toycity_small (training run)", training["training"]["val_scenes"]))
+fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
+ax.plot([r["train_wall_s"] / 60 for r in curve], [100 * r["segm_AP"] for r in curve], "o-", label="mask AP")
+ax.plot([r["train_wall_s"] / 60 for r in curve], [100 * r["segm_AP50"] for r in curve], "o-", label="mask AP50")
+ax.set_xlabel("training time (minutes, CPU)")
+ax.set_ylabel("held-out ToyCity AP (%)")
+ax.legend()
+plt.show()
+assert curve[-1]["segm_AP"] > curve[0]["segm_AP"], "the committed curve should show learning"
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Speed against accuracy
+#
+# Week 3's variants (fewer proposals, smaller input, INT8, ...) on the CPU, each timed and
+# evaluated on the same held-out scenes; the orange line joins the ones nothing else beats.
+
+# %%
+speed_run = bench.load_results("bench_cpu.json")
+fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+bench.pareto_plot(speed_run, ax=ax)
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Tracking instances over time
+#
+# Detections of consecutive frames are matched (Hungarian assignment on mask IoU with a motion
+# prediction), ids carry over, and masks are smoothed. One colour per track id:
+
+# %%
+frames = clip(6, 24, HEIGHT, WIDTH, fps=25)
+tracked = run_tracker(noisy_detections([target for _, target in frames], seed=0), HEIGHT, WIDTH)
+overhead = bench.load_results("tracker_cpu.json")
+fig, axes = plt.subplots(1, 3, figsize=(13, 2.6), layout="constrained")
+for ax, k in zip(axes, (0, 11, 23)):
+    ax.imshow(draw_instances(frames[k][0], tracked[k]))
+    ax.set_title(f"frame {k}")
+    ax.axis("off")
+fig.suptitle(f"tracker update: {overhead['update_ms']:.1f} ms per frame at {overhead['instances_per_frame']:.0f} instances "
+             f"({overhead['device']}, committed)")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Lessons
+#
+# * Read the code, not the diagram: anchors are per FPN level, masks are per class, NMS happens twice.
+# * Exact synthetic ground truth (ToyCity) makes every claim testable, offline, in seconds.
+# * Label every number with its model, data and device; a ToyCity number is not a Cityscapes number.
+# * Speed is a property of a model *and* a machine: measure the variants, keep the Pareto front.
+# * "YOLO struggles with overlaps" was about one object per grid cell; measure the assignment.
