@@ -55,6 +55,7 @@ torch.set_num_threads(runtime.pick(1, 2))
 # %%
 for variant in speed.VARIANTS.values():
     print(f"{variant.name:>14}: {variant.describe()}")
+print("\nnot on a CPU:", speed.get("fp16").name, "-", speed.get("fp16").supported(torch.device("cpu")))
 
 # %% [markdown]
 # ## The committed measurement
