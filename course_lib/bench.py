@@ -30,7 +30,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from course_lib import runtime, speed
+from course_lib import runtime, speed, zoo
 
 #: The stages of Mask R-CNN's forward, in order (the order of ``course_lib.inspect.trace``).
 STAGES = ("transform", "backbone", "rpn", "box_head", "mask_head", "paste")
@@ -437,13 +437,6 @@ def pareto_plot(results: dict, ax=None):
 # --------------------------------------------------------------------------- command line
 
 
-def load_model(source: str, device: torch.device, arch: str = "toycity_small") -> nn.Module:
-    """``toycity``, ``coco`` (mapped to the urban classes) or a checkpoint path of ``arch``, in eval mode."""
-    from course_lib.evaluate import _load_model  # the loader behind `python -m course_lib eval --model`
-
-    return _load_model(source, arch, device)
-
-
 def cli(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
@@ -469,7 +462,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
         return 0
     height, width = (int(v) for v in args.size.lower().split("x"))
     device = runtime.device()
-    model, name = load_model(args.model, device, args.arch), f"{args.model} model"
+    model, name = zoo.from_command_line(args.model, args.arch, device), f"{args.model} model"
     dataset = toycity_val(args.val, height, width)
     runtime.print_banner(name, f"ToyCity val, {args.val} scenes at {height}x{width}")
     results = run_benchmark(model, dataset, args.variants.split(","), model_name=name,

@@ -282,26 +282,6 @@ def evaluate_model(model: torch.nn.Module, dataset: torch.utils.data.Dataset, de
     return metrics, predictions
 
 
-def _load_model(name: str, arch: str, device: torch.device) -> torch.nn.Module:
-    """``toycity`` / ``coco`` from the zoo, or a checkpoint file written by ``python -m course_lib train``."""
-    from course_lib import zoo
-
-    if name == "toycity":
-        return zoo.load("toycity", device=device)
-    if name == "coco":
-        return zoo.load("coco", device=device, urban=True)
-    path = Path(name).expanduser()
-    if not path.is_file():
-        raise SystemExit(f"--model {name}: expected 'toycity', 'coco' or the path of a checkpoint file")
-    from course_lib.model import build
-    from course_lib.train import load_checkpoint
-
-    model = build(arch)
-    state = load_checkpoint(path)
-    model.load_state_dict(state.get("model", state))  # a training checkpoint or a bare state dict
-    return model.eval().to(device)
-
-
 def _dataset(args: argparse.Namespace) -> torch.utils.data.Dataset:
     from course_lib import data
 
@@ -316,7 +296,7 @@ def _dataset(args: argparse.Namespace) -> torch.utils.data.Dataset:
 
 def cli(argv: list[str]) -> int:
     """``python -m course_lib eval --data toycity|cityscapes|coco --model toycity|coco|CHECKPOINT [...]``."""
-    from course_lib import runtime
+    from course_lib import runtime, zoo
     from course_lib.failures import failure_analysis
 
     parser = argparse.ArgumentParser(prog="python -m course_lib eval", description=__doc__.splitlines()[0])
@@ -343,7 +323,7 @@ def cli(argv: list[str]) -> int:
     dataset = _dataset(args)
     if args.limit:
         dataset = torch.utils.data.Subset(dataset, range(min(args.limit, len(dataset))))
-    model = _load_model(args.model, args.arch, device)
+    model = zoo.from_command_line(args.model, args.arch, device)
     predictions, targets = predict(model, dataset, device, args.batch_size)
     metrics = coco_metrics(predictions, targets)
     metrics["mask_iou"] = mean_matched_mask_iou(predictions, targets)

@@ -227,7 +227,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.input is None:
         parser.error("give an INPUT video or frame folder (or --toycity to generate one)")
-    from course_lib.bench import load_model
+    from course_lib import zoo
 
     variant = speed.get(args.variant)
     frames = read_frames(args.input)
@@ -237,7 +237,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     fps = frames_per_second(args.input)
-    model = load_model(args.model, runtime.device(), args.arch)
+    model = zoo.from_command_line(args.model, args.arch, runtime.device())
     runtime.print_banner(f"{args.model} model, variant {variant.name}", str(args.input))
 
     def all_frames() -> Iterator[np.ndarray]:

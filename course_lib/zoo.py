@@ -146,15 +146,20 @@ def _toycity_file(manifest: dict) -> Path:
     )
 
 
-def _load_checkpoint_file(path: Path, sha256: str, arch: str, build_kwargs: dict) -> nn.Module:
-    if not sha256_of(path).startswith(sha256):
-        raise WeightsUnavailable(f"{path} does not match its sha256 {sha256}: the file is corrupt or was replaced")
+def _build_from_file(path: Path, arch: str, build_kwargs: dict, weights_only: bool = True) -> nn.Module:
+    """Build ``arch`` and load a bare state dict or a training checkpoint's ``"model"`` entry."""
     from course_lib import model as model_lib
 
     model = model_lib.build(arch, **build_kwargs)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state.get("model", state))  # a training checkpoint or a bare state dict
+    state = torch.load(path, map_location="cpu", weights_only=weights_only)
+    model.load_state_dict(state.get("model", state))
     return model
+
+
+def _load_checkpoint_file(path: Path, sha256: str, arch: str, build_kwargs: dict) -> nn.Module:
+    if not sha256_of(path).startswith(sha256):
+        raise WeightsUnavailable(f"{path} does not match its sha256 {sha256}: the file is corrupt or was replaced")
+    return _build_from_file(path, arch, build_kwargs)
 
 
 def _load_toycity(**build_options: Any) -> nn.Module:
@@ -189,6 +194,21 @@ def load(name: str, device: torch.device | str | None = None, **options: Any) ->
         raise ValueError(f"unknown model {name!r}: choose one of {sorted(LOADERS)}")
     model = LOADERS[name](**options)
     return model.eval().to(device or runtime.device())
+
+
+def from_command_line(source: str, arch: str = "toycity_small", device: torch.device | str | None = None) -> nn.Module:
+    """The model a ``--model`` option names: ``toycity``, ``coco`` (mapped to the urban classes), or
+    the path of a checkpoint written by ``python -m course_lib train`` for architecture ``arch``.
+
+    Such a checkpoint is your own file and also holds optimizer and RNG states, so it is loaded with
+    ``weights_only=False``; weights from elsewhere go through ``load("checkpoint", sha256=...)``.
+    """
+    if source in ("toycity", "coco"):
+        return load(source, device=device, **({"urban": True} if source == "coco" else {}))
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise WeightsUnavailable(f"--model {source}: expected 'toycity', 'coco' or the path of a checkpoint file")
+    return _build_from_file(path, arch, {}, weights_only=False).eval().to(device or runtime.device())
 
 
 def status(name: str) -> str:

@@ -65,7 +65,7 @@ def test_pareto_front_keeps_only_unbeaten_variants():
 
 
 def test_cli_times_without_evaluation(model, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(bench, "load_model", lambda *args, **kwargs: model)
+    monkeypatch.setattr(bench.zoo, "from_command_line", lambda *args, **kwargs: model)
     out = tmp_path / "bench.json"
     argv = ["--variants", "baseline,rpn_100", "--val", "1", "--warmup", "1", "--repeats", "2", "--no-eval", "--out", str(out)]
     assert bench.cli(argv) == 0

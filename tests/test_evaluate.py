@@ -7,6 +7,7 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
+from course_lib import zoo
 from course_lib.classes import CLASS_TO_INDEX
 from course_lib.evaluate import coco_metrics, format_metrics, match_pairs, mean_matched_mask_iou
 from course_lib.failures import draw_errors, failure_analysis
@@ -228,7 +229,7 @@ def test_eval_cli_on_toycity_with_a_checkpoint(tmp_path, capsys):
     assert "[results from] model:" in printed and "miss rate" in printed
     metrics = json.loads(out.read_text())
     assert set(metrics) == {"bbox", "segm", "mask_iou"} and "car" in metrics["segm"]["per_class"]
-    with pytest.raises(SystemExit, match="expected 'toycity', 'coco' or the path"):
+    with pytest.raises(zoo.WeightsUnavailable, match="expected 'toycity', 'coco' or the path"):
         cli(["--data", "toycity", "--model", str(tmp_path / "missing.pt"), "--length", "1"])
 
 

@@ -33,7 +33,7 @@ def small_model(monkeypatch):
     """The CLI with an untrained ToyCity-sized model: tests the plumbing, not the detections."""
     torch.manual_seed(0)
     model = build("toycity_small").eval()
-    monkeypatch.setattr("course_lib.bench.load_model", lambda *args, **kwargs: model)
+    monkeypatch.setattr("course_lib.zoo.from_command_line", lambda *args, **kwargs: model)
     return model
 
 

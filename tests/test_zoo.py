@@ -135,3 +135,13 @@ def test_toycity_model_ships_and_loads():
     assert not model.training
     size_mb = (Path(zoo.__file__).parent / "assets" / manifest["file"]).stat().st_size / 2**20
     assert size_mb <= 25, f"the shipped checkpoint is {size_mb:.1f} MB; the limit is 25 MB"
+
+
+def test_command_line_model_names(tmp_path, capsys):
+    from course_lib.__main__ import main
+
+    assert not zoo.from_command_line("toycity", device="cpu").training
+    missing = tmp_path / "missing.pt"
+    assert main(["eval", "--data", "toycity", "--model", str(missing), "--length", "1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --model") and "\n" not in error
