@@ -1,0 +1,71 @@
+"""The README's results table, generated from the committed results files (never typed by hand).
+
+``python -m course_lib.report`` prints it; ``tests/test_readme.py`` fails when the README's copy
+differs from what the files say, so every number in the README traces to a file and its label.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from course_lib import bench, zoo
+
+
+def _row(result: str, value: str, source: str, where: str) -> str:
+    return f"| {result} | {value} | {source} | {where} |"
+
+
+def readme_results() -> str:
+    """A Markdown table: result, value, what it was measured on, and the file it comes from (AP in points)."""
+    manifest = zoo.toycity_manifest()
+    metrics, training = manifest["metrics"], manifest["training"]
+    speed = bench.load_results("bench_cpu.json")
+    tracker = bench.load_results("tracker_cpu.json")
+    toycity_speed = bench.load_results("toycity_speed.json")
+    curve = bench.load_results("toycity_training.json")["curve"]
+    # the last evaluation within the first 10 CPU-minutes of training (the issue's budget)
+    early = max((point for point in curve if point["train_cpu_s"] <= 600), key=lambda point: point["step"])
+    variants = {row["name"]: row for row in speed["variants"]}
+    held_out = f"ToyCity model, ToyCity held-out ({training['val_scenes']})"
+    speed_label = f"{speed['model']}, {speed['data']}, {speed['device']}, {speed['threads']} thread(s)"
+    rows = [
+        "| Result | Value | Model, data, device | From |",
+        "|---|---|---|---|",
+        _row("Mask AP / AP50", f"{100 * metrics['segm_AP']:.1f} / {100 * metrics['segm_AP50']:.1f}", held_out,
+             "`course_lib/assets/toycity_maskrcnn.json`"),
+        _row("Box AP / AP50", f"{100 * metrics['bbox_AP']:.1f} / {100 * metrics['bbox_AP50']:.1f}", held_out,
+             "`course_lib/assets/toycity_maskrcnn.json`"),
+        _row("Training time", f"{training['train_wall_s'] / 60:.0f} min wall ({training['steps']} steps)",
+             f"CPU, {training['threads']} threads, shared machine", "`course_lib/assets/toycity_maskrcnn.json`"),
+        _row("Mask AP within 10 CPU-min of training",
+             f"{100 * early['segm_AP']:.1f} (step {early['step']}, {early['train_cpu_s'] / 60:.1f} CPU-min)",
+             held_out, "`course_lib/assets/results/toycity_training.json`"),
+        _row("Inference, baseline", f"{variants['baseline']['median_ms']:.0f} ms/image, mask AP {100 * variants['baseline']['mask_AP']:.1f}", speed_label,
+             "`course_lib/assets/results/bench_cpu.json`"),
+    ]
+    for name in ("fast", "fast_bf16"):
+        row = variants[name]
+        rows.append(_row(f"Inference, `{name}`",
+                         f"{row['speedup']:.2f}x faster, mask AP {-row['mask_AP_drop']:+.1f} points",  # drop is in points
+                         speed_label, "`course_lib/assets/results/bench_cpu.json`"))
+    rows += [
+        _row("Tracker overhead", f"{tracker['update_ms']:.2f} ms/frame at {tracker['instances_per_frame']:.1f} instances",
+             f"ToyCity frames {tracker['frame_size'][0]}x{tracker['frame_size'][1]}, {tracker['device']}",
+             "`course_lib/assets/results/tracker_cpu.json`"),
+        _row("ToyCity generation", f"{toycity_speed['scene_images_per_s']:.0f} scenes/s with ground truth",
+             f"{toycity_speed['size'][0]}x{toycity_speed['size'][1]}, 1 CPU thread",
+             "`course_lib/assets/results/toycity_speed.json`"),
+    ]
+    return "\n".join(rows)
+
+
+def results_files() -> list[str]:
+    """Names of the committed results files."""
+    folder = resources.files("course_lib") / bench.RESULTS_DIR
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+if __name__ == "__main__":
+    print(readme_results())
+    print(json.dumps(results_files()))
