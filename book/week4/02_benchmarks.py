@@ -35,13 +35,17 @@ from course_lib import bench
 training = bench.load_results("toycity_training.json")
 speed_run = bench.load_results("bench_cpu.json")
 tracker = bench.load_results("tracker_cpu.json")
+generation = bench.load_results("toycity_speed.json")
 
 assert "ToyCity" in training["training"]["val_scenes"] and training["training"]["threads"], "training: data and CPU threads"
 assert "ToyCity" in speed_run["data"] and speed_run["device"] and speed_run["model"], "benchmark: model, data, device"
 assert tracker["device"] and tracker["frame_size"], "tracker: device and frame size"
+assert generation["size"] and generation["cpu_count"] and generation["omp_num_threads"], "ToyCity generation: size and CPU"
 for name, labels in (("toycity_training.json", f"{training['training']['val_scenes']}, CPU with {training['training']['threads']} threads"),
                      ("bench_cpu.json", f"{speed_run['model']} | {speed_run['data']} | {speed_run['device']}"),
-                     ("tracker_cpu.json", f"ToyCity frames {tracker['frame_size']} | {tracker['device']}")):
+                     ("tracker_cpu.json", f"ToyCity frames {tracker['frame_size']} | {tracker['device']}"),
+                     ("toycity_speed.json", f"ToyCity scenes {generation['size']} | {generation['cpu_count']} CPUs, "
+                                            f"OMP_NUM_THREADS={generation['omp_num_threads']}")):
     print(f"{name:<22} {labels}")
 
 # %% [markdown]
@@ -116,3 +120,18 @@ ax.set_title(f"detection: {speed_run['device']}; tracker: {tracker['instances_pe
              fontsize=9)
 plt.show()
 assert tracker["update_ms"] > 0 and baseline["median_ms"] > 0
+
+# %% [markdown]
+# ## ToyCity: how fast the data is made
+#
+# Every ToyCity chapter draws its scenes on the fly, ground truth included (masks, amodal masks,
+# occlusion, track ids), so generation must stay cheap next to the model:
+
+# %%
+height, width = generation["size"]
+print("command:", generation["command"])
+print(f"{generation['scene_images_per_s']:.0f} scenes per second at {height}x{width} "
+      f"({1000 * generation['scene_seconds_each']:.0f} ms each, {1000 * generation['scene_cpu_seconds_each']:.0f} ms of CPU); "
+      f"{generation['clip_frames_per_s']:.0f} video frames per second; {generation['cpu_count']} CPUs, "
+      f"OMP_NUM_THREADS={generation['omp_num_threads']}, load average {generation['load_average_1min']:.2f}")
+assert generation["scene_images_per_s"] > 0 and generation["clip_frames_per_s"] > 0
