@@ -242,3 +242,41 @@ def toycity(*args, **kwargs) -> torch.utils.data.Dataset:
     from course_lib.toycity import ToyCityDataset
 
     return ToyCityDataset(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line datasets (shared by `python -m course_lib train` and `... eval`)
+# ---------------------------------------------------------------------------------------------
+
+#: Default split per dataset and purpose.
+DEFAULT_SPLITS = {("cityscapes", "train"): "train", ("cityscapes", "eval"): "val",
+                  ("coco", "train"): "train2017", ("coco", "eval"): "val2017"}
+
+
+def add_dataset_arguments(parser: "argparse.ArgumentParser", toycity_length: int, toycity_seed: int) -> None:
+    """Add ``--data --root --split --scale --length --data-seed --height --width`` to ``parser``."""
+    parser.add_argument("--data", choices=("toycity", "cityscapes", "coco"), required=True)
+    parser.add_argument("--root", help="Cityscapes folder (default $CITYSCAPES_DATASET) or COCO folder (what data_scripts/download_coco.py wrote)")
+    parser.add_argument("--split", help="Cityscapes / COCO split (default: train/train2017 to train, val/val2017 to evaluate)")
+    parser.add_argument("--scale", type=float, default=1.0, help="Cityscapes: downscale factor in (0, 1], e.g. 0.5 for 512x1024")
+    parser.add_argument("--length", type=int, default=toycity_length, help="ToyCity: number of generated scenes")
+    parser.add_argument("--data-seed", type=int, default=toycity_seed, help="ToyCity: seed of the first scene")
+    parser.add_argument("--height", type=int, default=128, help="ToyCity image height")
+    parser.add_argument("--width", type=int, default=256, help="ToyCity image width")
+
+
+def dataset_from_arguments(args: "argparse.Namespace", purpose: str, transforms: Transforms | None = None) -> torch.utils.data.Dataset:
+    """The dataset the options of :func:`add_dataset_arguments` name, for ``purpose`` ``"train"`` or ``"eval"``.
+
+    Evaluation keeps Cityscapes group regions and COCO crowds as ignore regions (``crowd=True``),
+    as the official evaluations do; training drops them.
+    """
+    if args.data == "toycity":
+        return toycity(args.length, seed=args.data_seed, height=args.height, width=args.width, transforms=transforms)
+    args.split = args.split or DEFAULT_SPLITS[(args.data, purpose)]
+    crowd = purpose == "eval"
+    if args.data == "cityscapes":
+        return CityscapesInstances(args.root, split=args.split, scale=args.scale, transforms=transforms, crowd=crowd)
+    if args.root is None:
+        raise SystemExit("--data coco needs --root (the folder data_scripts/download_coco.py wrote)")
+    return CocoUrbanSubset(args.root, split=args.split, transforms=transforms, crowd=crowd)

@@ -282,52 +282,33 @@ def evaluate_model(model: torch.nn.Module, dataset: torch.utils.data.Dataset, de
     return metrics, predictions
 
 
-def _dataset(args: argparse.Namespace) -> torch.utils.data.Dataset:
-    from course_lib import data
-
-    if args.data == "toycity":
-        return data.toycity(args.length, seed=args.data_seed, height=args.height, width=args.width)
-    if args.data == "cityscapes":
-        return data.CityscapesInstances(args.root, split=args.split, scale=args.scale, crowd=True)
-    if args.root is None:
-        raise SystemExit("--data coco needs --root (the folder data_scripts/download_coco.py wrote)")
-    return data.CocoUrbanSubset(args.root, split=args.split, crowd=True)
-
-
 def cli(argv: list[str]) -> int:
     """``python -m course_lib eval --data toycity|cityscapes|coco --model toycity|coco|CHECKPOINT [...]``."""
-    from course_lib import runtime, zoo
+    from course_lib import data, runtime, zoo
     from course_lib.failures import failure_analysis
 
     parser = argparse.ArgumentParser(prog="python -m course_lib eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", choices=("toycity", "cityscapes", "coco"), required=True)
+    data.add_dataset_arguments(parser, toycity_length=100, toycity_seed=1_000_000)  # the held-out split of train_toycity.py
     parser.add_argument("--model", required=True, help="toycity, coco (COCO weights mapped to the urban classes) or a checkpoint path")
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
-    parser.add_argument("--root", help="Cityscapes / COCO folder (Cityscapes default: $CITYSCAPES_DATASET)")
-    parser.add_argument("--split", help="dataset split (default: val for Cityscapes, val2017 for COCO)")
-    parser.add_argument("--scale", type=float, default=1.0, help="Cityscapes: downscale factor, e.g. 0.5")
-    parser.add_argument("--length", type=int, default=100, help="ToyCity: number of held-out scenes")
-    parser.add_argument("--data-seed", type=int, default=1_000_000, help="ToyCity: first scene seed (the held-out split of data_scripts/train_toycity.py)")
-    parser.add_argument("--height", type=int, default=128, help="ToyCity image height")
-    parser.add_argument("--width", type=int, default=256, help="ToyCity image width")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--official", metavar="OUT_DIR", help="Cityscapes: also run the official evaluator, writing its files here")
     parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON to FILE")
     args = parser.parse_args(argv)
-    args.split = args.split or ("val2017" if args.data == "coco" else "val")
     if args.official and (args.data != "cityscapes" or args.limit):
         parser.error("--official needs --data cityscapes and every image of the split (no --limit)")
 
     device = runtime.device()
-    dataset = _dataset(args)
+    dataset = data.dataset_from_arguments(args, "eval")
     if args.limit:
         dataset = torch.utils.data.Subset(dataset, range(min(args.limit, len(dataset))))
     model = zoo.from_command_line(args.model, args.arch, device)
     predictions, targets = predict(model, dataset, device, args.batch_size)
     metrics = coco_metrics(predictions, targets)
     metrics["mask_iou"] = mean_matched_mask_iou(predictions, targets)
-    runtime.print_banner(args.model, f"{args.data} {args.split} ({len(dataset)} images)")
+    split = args.split or f"scenes from seed {args.data_seed}"  # ToyCity has seeds, not splits
+    runtime.print_banner(args.model, f"{args.data} {split} ({len(dataset)} images)")
     print(format_metrics(metrics))
     print(failure_analysis(predictions, targets).table())
     if args.official:

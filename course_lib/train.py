@@ -326,29 +326,13 @@ def _log_sample_prediction(writer, model: nn.Module, image: torch.Tensor, step: 
     writer.add_image("sample_prediction", canvas, step)
 
 
-def _dataset(args: argparse.Namespace) -> Sequence[Sample]:
-    from course_lib import augment, data
-
-    transforms = augment.train_transforms() if args.augment else None
-    if args.data == "toycity":
-        return data.toycity(args.length, seed=args.data_seed, height=args.height, width=args.width, transforms=transforms)
-    if args.data == "cityscapes":
-        return data.CityscapesInstances(args.root, split="train", scale=args.scale, transforms=transforms)
-    return data.CocoUrbanSubset(args.root, split="train2017", transforms=transforms)
-
-
 def cli(argv: list[str]) -> int:
     """``python -m course_lib train --data toycity|cityscapes|coco --arch ... --steps N --out DIR [--resume]``."""
+    from course_lib import augment, data
     from course_lib import model as models
 
     parser = argparse.ArgumentParser(prog="python -m course_lib train", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", choices=("toycity", "cityscapes", "coco"), required=True)
-    parser.add_argument("--root", help="dataset folder: Cityscapes (default $CITYSCAPES_DATASET) or COCO (with annotations/ and train2017/)")
-    parser.add_argument("--scale", type=float, default=1.0, help="Cityscapes: downscale factor in (0, 1], e.g. 0.5 for 512x1024")
-    parser.add_argument("--length", type=int, default=2000, help="ToyCity: number of generated scenes")
-    parser.add_argument("--data-seed", type=int, default=0, help="ToyCity: seed of the generated scenes")
-    parser.add_argument("--height", type=int, default=128, help="ToyCity image height")
-    parser.add_argument("--width", type=int, default=256, help="ToyCity image width")
+    data.add_dataset_arguments(parser, toycity_length=2000, toycity_seed=0)
     parser.add_argument("--augment", action="store_true", help="flip, scale jitter, small rotation, colour jitter (course_lib.augment)")
     parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small")
     parser.add_argument("--weights", help="COCO weights for the R50 archs (e.g. DEFAULT): heads transferred to the 9 classes")
@@ -368,7 +352,7 @@ def cli(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     out = Path(args.out)
-    dataset = _dataset(args)
+    dataset = data.dataset_from_arguments(args, "train", augment.train_transforms() if args.augment else None)
     model = models.build(args.arch, weights=args.weights, min_size=args.min_size, max_size=args.max_size)
     print(runtime.banner(args.arch, f"{args.data} train ({len(dataset)} images)"))
     history = train(
