@@ -48,3 +48,15 @@ def build_site(out: Path) -> BuiltSite:
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory) -> BuiltSite:
     return build_site(tmp_path_factory.mktemp("book"))
+
+
+@pytest.fixture(scope="module")
+def untrained_toycity_model():
+    """A randomly initialised (seed 0) ``toycity_small`` in eval mode, one per test module:
+    it tests plumbing (timers, variants, CLIs), never the quality of detections."""
+    import torch
+
+    from course_lib.model import build
+
+    torch.manual_seed(0)
+    return build("toycity_small").eval()

@@ -9,13 +9,11 @@ import pytest
 import torch
 
 from course_lib import bench
-from course_lib.model import build
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build("toycity_small").eval()
+def model(untrained_toycity_model):
+    return untrained_toycity_model
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import torch
 
 from course_lib import speed, zoo
 from course_lib.bench import toycity_val
-from course_lib.model import build
 
 trained = pytest.mark.skipif(not zoo.available("toycity"), reason="needs the shipped ToyCity weights")
 
@@ -37,12 +36,6 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def random_model():
-    torch.manual_seed(0)
-    return build("toycity_small").eval()
-
-
-@pytest.fixture(scope="module")
 def trained_model():
     return zoo.load("toycity", device="cpu")
 
@@ -58,19 +51,19 @@ def snapshot(model) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize("name", [n for n in speed.VARIANTS if n != "fp16"])
-def test_apply_then_undo_restores_the_exact_configuration(random_model, images, name):
-    config, state = snapshot(random_model)
-    before = outputs(random_model, images[:1])
-    with speed.apply(random_model, name) as model:
-        assert model is random_model
+def test_apply_then_undo_restores_the_exact_configuration(untrained_toycity_model, images, name):
+    config, state = snapshot(untrained_toycity_model)
+    before = outputs(untrained_toycity_model, images[:1])
+    with speed.apply(untrained_toycity_model, name) as model:
+        assert model is untrained_toycity_model
         if name == "compile":
             assert speed.configuration(model)["backbone"] is not config["backbone"]
         else:  # compiling takes a minute on a CPU: the compiled model is not run here
             outputs(model, images[:1])
-    after_config, after_state = snapshot(random_model)
+    after_config, after_state = snapshot(untrained_toycity_model)
     assert after_config == config
     assert after_state.keys() == state.keys() and all(torch.equal(after_state[k], state[k]) for k in state)
-    after = outputs(random_model, images[:1])
+    after = outputs(untrained_toycity_model, images[:1])
     assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])
 
 
@@ -83,25 +76,25 @@ def test_each_variant_describes_itself_in_one_line():
         speed.get("turbo")
 
 
-def test_float16_autocast_refuses_the_cpu_with_the_reason(random_model):
+def test_float16_autocast_refuses_the_cpu_with_the_reason(untrained_toycity_model):
     with pytest.raises(RuntimeError, match="CUDA"):
-        with speed.apply(random_model, "fp16"):
+        with speed.apply(untrained_toycity_model, "fp16"):
             pass
 
 
-def test_detection_cap_keeps_exactly_the_top_detections(random_model, images):
+def test_detection_cap_keeps_exactly_the_top_detections(untrained_toycity_model, images):
     """Capping detections is a pure filter of the baseline's sorted output, whatever the weights."""
-    base = outputs(random_model, images[:1])[0]
+    base = outputs(untrained_toycity_model, images[:1])[0]
     assert len(base["boxes"]) > 20  # untrained: the 50-detection cap is reached
-    with speed.apply(random_model, speed.Variant("cap_20", detections=20)):
-        capped = outputs(random_model, images[:1])[0]
+    with speed.apply(untrained_toycity_model, speed.Variant("cap_20", detections=20)):
+        capped = outputs(untrained_toycity_model, images[:1])[0]
     # NMS runs per class, but the output is sorted by score overall, so the cap keeps a prefix.
     assert torch.equal(capped["boxes"], base["boxes"][:20]) and torch.equal(capped["labels"], base["labels"][:20])
 
 
-def test_batched_frames_match_single_frames(random_model, images):
-    single = [outputs(random_model, [image])[0] for image in images]
-    batched = outputs(random_model, images)
+def test_batched_frames_match_single_frames(untrained_toycity_model, images):
+    single = [outputs(untrained_toycity_model, [image])[0] for image in images]
+    batched = outputs(untrained_toycity_model, images)
     for one, many in zip(single, batched):
         assert torch.allclose(one["boxes"], many["boxes"], atol=1e-3)
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from course_lib import video
-from course_lib.model import build
 
 
 def frame_count_and_size(path) -> tuple[int, tuple[int, int]]:
@@ -29,10 +28,9 @@ def toycity_mp4(tmp_path_factory):
 
 
 @pytest.fixture
-def small_model(monkeypatch):
+def small_model(monkeypatch, untrained_toycity_model):
     """The CLI with an untrained ToyCity-sized model: tests the plumbing, not the detections."""
-    torch.manual_seed(0)
-    model = build("toycity_small").eval()
+    model = untrained_toycity_model
     monkeypatch.setattr("course_lib.zoo.from_command_line", lambda *args, **kwargs: model)
     return model
 
