@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
     parser.add_argument("--grad-clip", type=float, default=10.0)
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     print(runtime.banner("toycity_small (training)", f"ToyCity {args.height}x{args.width}, held-out {args.val_length} scenes"))
     started = time.perf_counter()
     history = train(
-        model, train_set, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+        model, train_set, steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        weight_decay=args.weight_decay, warmup_steps=args.warmup,
         schedule=args.schedule, grad_clip=args.grad_clip, checkpoint_dir=out, checkpoint_every=args.eval_every,
         log_dir=out / "tensorboard", seed=args.seed, resume=args.resume, eval_fn=eval_fn, eval_every=args.eval_every,
         device=torch.device("cpu"),
@@ -97,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.save(model.state_dict(), weights)
     command = "python data_scripts/train_toycity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     training = {
-        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup,
+        "steps": args.steps, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
+        "weight_decay": args.weight_decay, "warmup_steps": args.warmup,
         "schedule": args.schedule, "grad_clip": args.grad_clip, "seed": args.seed, "threads": args.threads,
         "train_scenes": f"ToyCityDataset(seed=0, length={len(train_set)}) at {args.height}x{args.width}",
         "val_scenes": f"ToyCityDataset(seed={VAL_SEED}, length={args.val_length}) at {args.height}x{args.width}",

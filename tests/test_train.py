@@ -151,3 +151,25 @@ def test_cli_trains_toycity_and_resumes(tmp_path, capsys):
     state = training.load_checkpoint(tmp_path / "last.pt")
     assert state["step"] == 3 and [r["step"] for r in state["history"]["loss"]] == [0, 1, 2]
     assert "[results from]" in capsys.readouterr().out
+
+
+def test_short_toycity_run_reaches_the_stated_ap():
+    """120 AdamW steps on easy ToyCity scenes (two unoccluded cars, 64x128) give a usable detector.
+
+    Stated bar: held-out mask AP50 >= 0.4 and box AP50 >= 0.4 (measured: 0.66 and 0.67; the same
+    run with SGD at lr 0.02 reaches 0.31 and 0.29, an untrained model 0).
+    """
+    from course_lib.evaluate import coco_metrics, predict
+    from course_lib.toycity import ToyCityDataset
+
+    easy = dict(num_objects=2, occlusion=0.0, small_share=0.0, classes=["car"], height=H, width=W)
+    model = _model(0)
+    history = training.train(
+        model, ToyCityDataset(240, seed=0, **easy), steps=120, batch_size=2, lr=1e-3, optimizer="adamw",
+        weight_decay=0.05, warmup_steps=10, progress=False, device=torch.device("cpu"), seed=0,
+    )
+    losses = [r["loss"] for r in history["loss"]]
+    assert sum(losses[-5:]) < 0.6 * sum(losses[:5])
+    metrics = coco_metrics(*predict(model, ToyCityDataset(20, seed=1_000_000, **easy), device="cpu", batch_size=4))
+    assert metrics["segm"]["AP50"] >= 0.4, metrics["segm"]
+    assert metrics["bbox"]["AP50"] >= 0.4, metrics["bbox"]
