@@ -222,8 +222,9 @@ def _toycity_small(
     levels = ["0", "1", "2"]
     box_features = 256
     settings: dict[str, Any] = dict(
-        # Fewer proposals and RoIs than the COCO defaults: ToyCity scenes hold < 20 objects.
-        rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=500,
+        # Fewer proposals and RoIs than the COCO defaults: ToyCity scenes hold < 20 objects, and
+        # in training 200 proposals per image learned as well per step as 500, in less time.
+        rpn_pre_nms_top_n_train=400, rpn_post_nms_top_n_train=200,
         rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_test=300,
         box_batch_size_per_image=64, box_detections_per_img=50,
     )

@@ -14,10 +14,10 @@ small objects the convention decides a large share of the mask AP:
 
 torchvision's own ``paste_masks_in_image`` (the legacy Detectron paste) instead rounds each box to
 whole pixels and resizes the map into that rectangle; for an object a few pixels wide the
-rounding shifts and stretches the mask by up to a pixel. :func:`oracle_mask_ap` measures the cost:
+rounding shifts and stretches the mask by up to a pixel. :func:`oracle_masks` measures the cost:
 perfect boxes and perfect 28 x 28 targets, pasted back, score a mask AP of 0.64 with torchvision's
-paste on ToyCity at 128 x 256, and 0.85 with :func:`paste_masks` (``course_lib/assets/results`` has
-no copy of this: the Week 1 RoI chapter computes it).
+paste and 0.91 with :func:`paste_masks` on 100 held-out ToyCity scenes at 128 x 256 (the Week 2
+evaluation chapter computes both).
 """
 
 from __future__ import annotations
