@@ -86,7 +86,7 @@ def resized_pixel_offset(resized: tuple[int, int], original: tuple[int, int]) ->
     return 0.5 - 0.5 * ow / rw, 0.5 - 0.5 * oh / rh
 
 
-class PixelAlignedTransform(GeneralizedRCNNTransform):
+class ExactPasteTransform(GeneralizedRCNNTransform):
     """torchvision's detection transform with :func:`paste_masks` in place of its rounding paste.
 
     Identical resize, normalisation and box rescaling; only the masks' paste changes.
@@ -107,7 +107,7 @@ class PixelAlignedTransform(GeneralizedRCNNTransform):
         return result
 
 
-PASTES = {"course_lib": PixelAlignedTransform, "torchvision": GeneralizedRCNNTransform}
+PASTES = {"course_lib": ExactPasteTransform, "torchvision": GeneralizedRCNNTransform}
 
 
 def set_paste(model: torch.nn.Module, paste: str = "course_lib") -> torch.nn.Module:

@@ -75,7 +75,7 @@ def test_resized_paste_matches_pasting_at_the_resized_size():
 def test_the_paste_changes_only_the_masks(untrained_toycity_model):
     course_model = untrained_toycity_model  # toycity_small pastes with course_lib.paste by default
     torchvision_model = set_paste(copy.deepcopy(course_model), "torchvision")
-    assert type(course_model.transform).__name__ == "PixelAlignedTransform"
+    assert type(course_model.transform).__name__ == "ExactPasteTransform"
     assert type(torchvision_model.transform).__name__ == "GeneralizedRCNNTransform"
     image = torch.rand(3, 96, 160)  # resized to 128 x 213 inside: the resized offset is exercised
     with torch.no_grad():
