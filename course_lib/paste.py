@@ -110,11 +110,15 @@ class ExactPasteTransform(GeneralizedRCNNTransform):
 PASTES = {"course_lib": ExactPasteTransform, "torchvision": GeneralizedRCNNTransform}
 
 
+def _check_paste(paste: str) -> None:
+    if paste not in PASTES:
+        raise ValueError(f"paste must be one of {', '.join(PASTES)}, got {paste!r}")
+
+
 def set_paste(model: torch.nn.Module, paste: str = "course_lib") -> torch.nn.Module:
     """Make a torchvision Mask R-CNN paste its masks with ``"course_lib"`` (:func:`paste_masks`)
     or ``"torchvision"`` (``paste_masks_in_image``); in place, every other setting kept."""
-    if paste not in PASTES:
-        raise ValueError(f"paste must be one of {', '.join(PASTES)}, got {paste!r}")
+    _check_paste(paste)
     model.transform.__class__ = PASTES[paste]
     return model
 
@@ -128,6 +132,7 @@ def oracle_masks(target: dict[str, Tensor], paste: str = "course_lib", resolutio
     back over the ground-truth boxes with ``paste="course_lib"`` (:func:`paste_masks`) or
     ``"torchvision"`` (``paste_masks_in_image``), then thresholded at 0.5.
     """
+    _check_paste(paste)
     masks = torch.as_tensor(target["masks"])
     boxes = torch.as_tensor(target["boxes"]).float()
     height, width = masks.shape[-2:]
@@ -136,8 +141,6 @@ def oracle_masks(target: dict[str, Tensor], paste: str = "course_lib", resolutio
     maps = project_masks_on_boxes(masks, boxes, torch.arange(len(boxes)), resolution)
     if paste == "course_lib":
         pasted = paste_masks(maps, boxes, height, width)[:, None]
-    elif paste == "torchvision":
-        pasted = paste_masks_in_image(maps[:, None], boxes, (height, width), padding=1)
     else:
-        raise ValueError(f"paste must be one of {', '.join(PASTES)}, got {paste!r}")
+        pasted = paste_masks_in_image(maps[:, None], boxes, (height, width), padding=1)
     return (pasted > 0.5).to(torch.uint8)

@@ -1,4 +1,4 @@
-"""Train a Mask R-CNN: SGD + warmup + schedule, clipping, AMP, atomic checkpoints, exact resume.
+"""Train a Mask R-CNN: SGD or AdamW + warmup + schedule, clipping, AMP, atomic checkpoints, exact resume.
 
 The loop is the classic detection recipe (Detectron / torchvision references), written out so each
 line can be read:
@@ -7,7 +7,7 @@ line can be read:
         images, targets = next batch                   # deterministic in (seed, step)
         losses = model(images, targets)                # dict of the 5 Mask R-CNN losses
         stop if sum(losses) is NaN/inf                 # last good checkpoint stays intact
-        backward (scaled under AMP), unscale, clip the gradient norm, SGD step, schedule step
+        backward (scaled under AMP), unscale, clip the gradient norm, optimizer step, schedule step
         every `checkpoint_every` steps: save model + optimizer + scheduler + scaler + RNG + step
 
 Resume is exact: the batch order is a pure function of (seed, step) and every random number
@@ -186,7 +186,7 @@ def train(
     num_workers: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train ``model`` in place for ``steps`` SGD steps and return the history.
+    """Train ``model`` in place for ``steps`` optimizer steps and return the history.
 
     Args:
         dataset: indexable; ``dataset[i]`` is ``(image [3,H,W] float, target dict)``.
