@@ -6,13 +6,15 @@ reading the clock (CUDA calls return before the GPU is done), and report the med
 percentile rather than the mean (a single hiccup of the OS should not move the result).
 
 ``python -m course_lib bench --help`` runs it from the shell; notebooks call :func:`run_benchmark`
-and read committed results with :func:`load_results`.
+and read committed results with :func:`load_results`. ``--train-step`` times training steps instead
+(:func:`training_step_benchmark`: the RoI pooler and the precision, the two levers on a CPU).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import ctypes
 import datetime
 import json
@@ -31,6 +33,7 @@ import torchvision
 from torch import Tensor, nn
 
 from course_lib import runtime, speed, zoo
+from course_lib.runtime import cpu_has_bf16_units
 
 #: The stages of Mask R-CNN's forward, in order (the order of ``course_lib.inspect.trace``).
 STAGES = ("transform", "backbone", "rpn", "box_head", "mask_head", "paste")
@@ -363,14 +366,64 @@ def tracker_overhead(num_objects: int = 40, num_frames: int = 60, height: int = 
     }
 
 
-def cpu_has_bf16_units() -> bool | None:
-    """Whether the CPU computes bfloat16 natively (AMX or AVX512-BF16 flags); None if unknown (not Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return None
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+#: Training-step variants: which RoI pooler computes RoI Align, and in which precision.
+TRAIN_STEP_VARIANTS = {
+    "kernel_pooler": "torchvision's MultiScaleRoIAlign (per-sample kernel), float32",
+    "separable_pooler": "course_lib.roi.SeparableMultiScaleRoIAlign (matrix products), float32",
+    "separable_amp": "the same under autocast: bfloat16 on a CPU, float16 on CUDA",
+}
+
+
+def training_step_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, dict]], batch_size: int = 2,
+                            warmup: int = 3, repeats: int = 20) -> dict:
+    """Seconds per training step (forward with losses, backward, AdamW step) of each of
+    :data:`TRAIN_STEP_VARIANTS`, on copies of ``model`` (a Mask R-CNN with RoI Align poolers)."""
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from course_lib.train import collate, make_optimizer
+
+    device = _model_device(model)
+    batches = [collate([dataset[(step * batch_size + i) % len(dataset)] for i in range(batch_size)], device)
+               for step in range(warmup + repeats)]
+    rows = []
+    for name, description in TRAIN_STEP_VARIANTS.items():
+        trial = copy.deepcopy(model).train()
+        if name == "kernel_pooler":
+            for attr in ("box_roi_pool", "mask_roi_pool"):
+                pool = getattr(trial.roi_heads, attr)
+                setattr(trial.roi_heads, attr, MultiScaleRoIAlign(pool.featmap_names, pool.output_size, pool.sampling_ratio))
+        opt = make_optimizer("adamw", [p for p in trial.parameters() if p.requires_grad], lr=1e-5)
+        amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        seconds = []
+        for images, targets in batches:
+            start = time.perf_counter()
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=name.endswith("amp")):
+                loss = sum(trial(images, targets).values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            synchronize(device)
+            seconds.append(time.perf_counter() - start)
+        median = statistics.median(seconds[warmup:])
+        rows.append({"name": name, "description": description, "median_ms": 1e3 * median,
+                     "p90_ms": 1e3 * float(np.percentile(seconds[warmup:], 90)), "images_per_s": batch_size / median})
+    for row in rows:
+        row["speedup"] = rows[0]["median_ms"] / row["median_ms"]
+    return {
+        "what": "one training step (forward with losses, backward, AdamW step) per variant",
+        "batch_size": batch_size, "repeats": repeats, "threads": torch.get_num_threads(),
+        "device": device_name(device), "bf16_units": cpu_has_bf16_units() if device.type == "cpu" else None,
+        "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "variants": rows,
+    }
+
+
+def training_step_table(results: dict) -> str:
+    """A Markdown table of :func:`training_step_benchmark`'s variants."""
+    lines = ["| variant | what changes | median ms/step | p90 ms | images/s | speed-up |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['name']} | {r['description']} | {r['median_ms']:.0f} | {r['p90_ms']:.0f} | {r['images_per_s']:.1f} | "
+              f"{r['speedup']:.2f}x |" for r in results["variants"]]
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- results and plots
@@ -451,9 +504,25 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-eval", action="store_true", help="time only, skip mask AP")
     parser.add_argument("--out", default=None, help="write the results JSON here")
     parser.add_argument("--tracker", action="store_true", help="time the tracker alone (30 instances per frame) instead")
+    parser.add_argument("--train-step", action="store_true",
+                        help="time training steps (RoI pooler x precision) on ToyCity training scenes instead")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.train_step:
+        from course_lib.toycity import ToyCityDataset
+
+        height, width = (int(v) for v in args.size.lower().split("x"))
+        device = runtime.device()
+        runtime.print_banner(f"{args.model} model (training steps)", f"ToyCity training scenes at {height}x{width}")
+        result = training_step_benchmark(zoo.from_command_line(args.model, args.arch, device),
+                                         ToyCityDataset(64, seed=0, height=height, width=width),
+                                         warmup=args.warmup, repeats=args.repeats)
+        result["model"], result["data"] = f"{args.model} model", f"ToyCity training scenes, {height}x{width}"
+        print(training_step_table(result))
+        if args.out:
+            print("wrote", save_results(result, args.out))
+        return 0
     if args.tracker:
         result = tracker_overhead()
         print(json.dumps(result, indent=2))

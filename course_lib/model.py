@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -31,11 +31,11 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from course_lib.classes import CLASSES, COCO_CATEGORY_ID, NUM_CLASSES
 from course_lib.paste import set_paste
+from course_lib.roi import SeparableMultiScaleRoIAlign
 
 #: Number of category slots of torchvision's COCO detection models (indexed by COCO category id).
 COCO_NUM_SLOTS = 91
@@ -183,13 +183,17 @@ def _group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(32, channels)
 
 
+#: One anchor size per FPN level (strides 4, 8, 16, 32) for ToyCity objects at 128 x 256 (~8-100 px).
+TOYCITY_ANCHOR_SIZES = (16, 32, 64, 128)
+
+
 def _toycity_small(
     num_classes: int,
     *,
     min_size: int,
     max_size: int,
     fpn_channels: int = 128,
-    anchor_sizes: tuple[int, ...] = (16, 32, 64, 128),
+    anchor_sizes: Sequence[int] = TOYCITY_ANCHOR_SIZES,
     mask_head_convs: int = 2,
     **kw: Any,
 ) -> MaskRCNN:
@@ -201,10 +205,12 @@ def _toycity_small(
     parameters) is dropped: at 128 px its stride-32 map is 4x8 cells, too coarse to help.
     Masks are pasted with :func:`course_lib.paste.paste_masks`, not torchvision's rounding paste.
 
-    Where the training time goes: the mask head runs four 3x3 convs on every positive RoI in
-    torchvision's default (~116 M multiply-adds per RoI at 128 channels, more than the backbone
-    for a batch), so this model uses ``mask_head_convs=2`` and samples 64 RoIs per image
-    (at most 16 positives) instead of 512.
+    Where the training time goes on a CPU: the mask head runs four 3x3 convs on every positive RoI
+    in torchvision's default (~116 M multiply-adds per RoI at 128 channels), so this model uses
+    ``mask_head_convs=2`` and samples 128 RoIs per image (at most 32 positives) instead of 512;
+    and the backward of torchvision's RoI Align kernel scatters one sample at a time (a quarter of
+    a training step here), so both poolers compute RoI Align as matrix products
+    (:class:`course_lib.roi.SeparableMultiScaleRoIAlign`, same outputs).
     """
     trunk = resnet18(weights=None, norm_layer=_group_norm)
     body_layers = OrderedDict((name, getattr(trunk, name)) for name in
@@ -226,7 +232,7 @@ def _toycity_small(
         # in training 200 proposals per image learned as well per step as 500, in less time.
         rpn_pre_nms_top_n_train=400, rpn_post_nms_top_n_train=200,
         rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_test=300,
-        box_batch_size_per_image=64, box_detections_per_img=50,
+        box_batch_size_per_image=128, box_detections_per_img=50,
     )
     settings.update(kw)
     model = MaskRCNN(
@@ -234,10 +240,10 @@ def _toycity_small(
         min_size=min_size,
         max_size=max_size,
         rpn_anchor_generator=anchors,
-        box_roi_pool=MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
+        box_roi_pool=SeparableMultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
         box_head=TwoMLPHead(fpn_channels * 7 * 7, box_features),
         box_predictor=FastRCNNPredictor(box_features, num_classes),
-        mask_roi_pool=MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
+        mask_roi_pool=SeparableMultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
         mask_head=MaskRCNNHeads(fpn_channels, [fpn_channels] * mask_head_convs, 1, norm_layer=_group_norm),
         mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_classes),
         **settings,

@@ -24,6 +24,8 @@ def readme_results() -> str:
     tracker = bench.load_results("tracker_cpu.json")
     toycity_speed = bench.load_results("toycity_speed.json")
     curve = bench.load_results("toycity_training.json")["curve"]
+    step_source = bench.load_results("train_step_cpu.json")
+    steps = {row["name"]: row for row in step_source["variants"]}
     # the last evaluation within the first 10 minutes of training (the course's budget)
     early = max((point for point in curve if point["train_wall_s"] <= 600), key=lambda point: point["step"])
     variants = {row["name"]: row for row in speed["variants"]}
@@ -37,8 +39,15 @@ def readme_results() -> str:
         _row("Box AP / AP50", f"{100 * metrics['bbox_AP']:.1f} / {100 * metrics['bbox_AP50']:.1f}", held_out,
              "`course_lib/assets/toycity_maskrcnn.json`"),
         _row("Training time", f"{training['train_wall_s'] / 60:.1f} min wall, {training['train_cpu_s'] / 60:.1f} CPU-min ({training['steps']} steps)",
-             f"CPU, {training['threads']} threads, load average {training['load_average_1min']['before']:.1f} before",
+             f"CPU, {training['threads']} threads{', bfloat16 autocast' if training.get('amp_bf16') else ''}, "
+             f"load average {training['load_average_1min']['before']:.1f} before",
              "`course_lib/assets/toycity_maskrcnn.json`"),
+        _row("Training step (2 images)",
+             f"{steps['kernel_pooler']['median_ms']:.0f} ms with torchvision's RoI Align kernel, "
+             f"{steps['separable_pooler']['median_ms']:.0f} ms with the separable one, "
+             f"{steps['separable_amp']['median_ms']:.0f} ms adding bfloat16 ({steps['separable_amp']['speedup']:.2f}x)",
+             f"{step_source['model']}, {step_source['data']}, {step_source['device']}, {step_source['threads']} threads",
+             "`course_lib/assets/results/train_step_cpu.json`"),
         _row("Mask AP within 10 min of training",
              f"{100 * early['segm_AP']:.1f} (step {early['step']}, {early['train_wall_s'] / 60:.1f} min wall)",
              held_out, "`course_lib/assets/results/toycity_training.json`"),

@@ -13,16 +13,27 @@ Both divide the RoI (scaled into feature-map coordinates by ``spatial_scale = 1 
 
 Feature cell ``(i, j)`` holds the value at continuous coordinate ``(y, x) = (i, j)``. Results equal
 ``torchvision.ops.roi_pool`` / ``roi_align`` (tests check within 1e-5 in float32).
+
+RoI Align is *linear* in the features, and its bilinear weights split into a row part and a column
+part, so for one RoI it is two small matrix products: ``out[c] = Wy @ F[c] @ Wx.T`` with ``Wy``
+``[PH, H]`` and ``Wx`` ``[PW, W]`` (each row: the mean bilinear weights of one bin's samples).
+:func:`roi_align_separable` computes it that way; its backward is two matrix products too, where
+the per-sample kernel scatters one value at a time. :class:`SeparableMultiScaleRoIAlign` uses it
+inside Mask R-CNN: same result as torchvision's pooler, a faster training step on a CPU.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 from torch.nn.modules.utils import _pair
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import roi_align as roi_align_kernel
+from torchvision.ops.poolers import _setup_scales  # the level scales torchvision's own pooler infers
 
 
 def _as_rois(rois: Tensor | Sequence[Tensor]) -> Tensor:
@@ -33,7 +44,7 @@ def _as_rois(rois: Tensor | Sequence[Tensor]) -> Tensor:
                 f"rois must be Tensor[K, 5] (batch_index, x1, y1, x2, y2) or a list of Tensor[L, 4], got shape {tuple(rois.shape)}"
             )
         return rois
-    return torch.cat([torch.cat([torch.full((len(b), 1), i, dtype=b.dtype), b], dim=1) for i, b in enumerate(rois)])
+    return torch.cat([torch.cat([torch.full((len(b), 1), i, dtype=b.dtype, device=b.device), b], dim=1) for i, b in enumerate(rois)])
 
 
 def bilinear_sample(feature_map: Tensor, y: Tensor, x: Tensor) -> Tensor:
@@ -176,3 +187,95 @@ def roi_pool(
                 if r1 > r0 and c1 > c0:
                     out[k, :, ph, pw] = feature_map[:, r0:r1, c0:c1].amax(dim=(1, 2))
     return out
+
+
+def axis_weights(start: Tensor, length: Tensor, pooled: int, sampling_ratio: int, size: int) -> Tensor:
+    """One axis of RoI Align as a matrix: ``Tensor[K, pooled, size]``.
+
+    ``start``, ``length``: ``Tensor[K]``, each RoI's first coordinate and extent on this axis in
+    feature-map cells. Row ``p`` of RoI ``k`` holds the bilinear weight that each of the ``size``
+    cells gets from the ``sampling_ratio`` samples of bin ``p``, averaged: the 1-D version of
+    :func:`align_sampling_grid` + :func:`bilinear_sample`, with the same border rules.
+    """
+    bin_size = length / pooled
+    arange = functools.partial(torch.arange, dtype=start.dtype, device=start.device)
+    bin_size = bin_size[:, None, None]
+    # the kernel's own arithmetic (start + p * bin + (s + 0.5) * bin / S), so positions agree bit for bit
+    coords = start[:, None, None] + arange(pooled)[:, None] * bin_size + (arange(sampling_ratio) + 0.5) * bin_size / sampling_ratio
+    inside = ((coords >= -1.0) & (coords <= size)).to(coords.dtype)
+    coords = coords.clamp(min=0)
+    low = coords.floor().long()
+    fraction = torch.where(low >= size - 1, 0.0, coords - low)  # on the last cell all weight stays there
+    low = low.clamp(max=size - 1)
+    high = (low + 1).clamp(max=size - 1)
+    weights = coords.new_zeros((*coords.shape, size))
+    weights.scatter_add_(-1, low[..., None], ((1 - fraction) * inside)[..., None])
+    weights.scatter_add_(-1, high[..., None], (fraction * inside)[..., None])
+    return weights.mean(dim=2)
+
+
+def roi_align_separable(
+    features: Tensor,
+    rois: Tensor | Sequence[Tensor],
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = 2,
+    aligned: bool = False,
+) -> Tensor:
+    """RoI Align as ``Wy @ F @ Wx.T`` per RoI: ``Tensor[N, C, H, W] -> Tensor[K, C, PH, PW]``.
+
+    Same arguments and result as ``torchvision.ops.roi_align`` (within float rounding) for a fixed
+    ``sampling_ratio > 0``; the adaptive ``sampling_ratio <= 0`` gives every RoI its own number of
+    samples, which no shared matrix shape holds.
+    """
+    if sampling_ratio <= 0:
+        raise ValueError(f"roi_align_separable needs a fixed sampling_ratio > 0, got {sampling_ratio}; "
+                         "use torchvision.ops.roi_align for the adaptive one")
+    rois = _as_rois(rois)
+    pooled_h, pooled_w = _pair(output_size)
+    _, channels, height, width = features.shape
+    # positions in the kernel's precision: float32, or float64 for float64 features
+    boxes = rois[:, 1:].to(torch.promote_types(features.dtype, torch.float32)) * spatial_scale - (0.5 if aligned else 0.0)
+    roi_w, roi_h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    if not aligned:  # legacy behaviour: a degenerate box still covers one cell
+        roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
+    w_y = axis_weights(boxes[:, 1], roi_h, pooled_h, sampling_ratio, height).to(features.dtype)
+    w_x = axis_weights(boxes[:, 0], roi_w, pooled_w, sampling_ratio, width).to(features.dtype)
+    out = features.new_zeros((len(rois), channels, pooled_h, pooled_w))
+    for image in rois[:, 0].unique().long().tolist():
+        k = torch.where(rois[:, 0] == image)[0]
+        feature_map = features[image]
+        if height <= width:  # contract the longer axis first: the smaller intermediate
+            columns = torch.einsum("chw,kqw->kchq", feature_map, w_x[k])
+            out[k] = torch.einsum("kph,kchq->kcpq", w_y[k], columns)
+        else:
+            rows = torch.einsum("kph,chw->kcpw", w_y[k], feature_map)
+            out[k] = torch.einsum("kcpw,kqw->kcpq", rows, w_x[k])
+    return out
+
+
+class SeparableMultiScaleRoIAlign(MultiScaleRoIAlign):
+    """``torchvision.ops.MultiScaleRoIAlign`` (same level assignment, scales and outputs) that computes
+    RoI Align with :func:`roi_align_separable` whenever a gradient will flow back into the features.
+
+    On a CPU the kernel's backward, which adds every sample's gradient into the map one value at a
+    time, was the largest single cost of a small Mask R-CNN's training step; the matrix form's
+    backward is matrix products. Without a gradient (inference) the kernel stays: its forward
+    touches only the sampled cells, while the dense products cost ~4x more for 300 proposals.
+    """
+
+    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        """``x``: FPN maps by name; ``boxes``: ``Tensor[L_i, 4]`` per image (input pixels) -> ``Tensor[sum L_i, C, PH, PW]``."""
+        features = [x[name] for name in self.featmap_names]
+        if self.scales is None or self.map_levels is None:
+            self.scales, self.map_levels = _setup_scales(features, image_shapes, self.canonical_scale, self.canonical_level)
+        rois = _as_rois(list(boxes))
+        levels = self.map_levels(boxes)
+        out = features[0].new_zeros((len(rois), features[0].shape[1], *self.output_size))
+        for level, (feature_map, scale) in enumerate(zip(features, self.scales)):
+            k = torch.where(levels == level)[0]
+            if len(k):
+                align = roi_align_separable if torch.is_grad_enabled() and feature_map.requires_grad else roi_align_kernel
+                # levels can differ in dtype under autocast: cast into the result's
+                out[k] = align(feature_map, rois[k], self.output_size, scale, self.sampling_ratio).to(out.dtype)
+        return out

@@ -82,3 +82,13 @@ def cityscapes_root() -> "Path | None":
         return None
     path = Path(root).expanduser()
     return path if (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir() else None
+
+
+def cpu_has_bf16_units() -> bool | None:
+    """Whether the CPU computes bfloat16 natively (AMX or AVX512-BF16 flags); None if unknown (not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return None
+    return "amx_bf16" in flags or "avx512_bf16" in flags

@@ -157,7 +157,9 @@ def make_optimizer(name: str, params: list[nn.Parameter], *, lr: float, momentum
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        # fused: one kernel over all parameters instead of a dozen small ops each (~10 ms per step on a CPU)
+        fused = all(p.device.type in ("cpu", "cuda") for p in params)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
     raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {name!r}")
 
 
@@ -199,7 +201,9 @@ def train(
             starts with large losses and gradients; clipping keeps the first steps sane.
         checkpoint_dir: where ``last.pt`` is written every ``checkpoint_every`` steps and at the end.
         log_dir: TensorBoard directory (losses and lr per step, a sample prediction per eval).
-        amp: mixed precision; ``None`` means on for CUDA, off on CPU (bf16 on CPU is slower here).
+        amp: mixed precision: float16 with a gradient scaler on CUDA, bfloat16 on a CPU (fast with
+            AMX or AVX-512 BF16 units, slower without). ``None``: on for CUDA, and on a CPU only
+            where it has those units (:func:`course_lib.runtime.cpu_has_bf16_units`).
         resume: continue from ``checkpoint_dir/last.pt`` if it exists.
         num_workers: data-loading processes (see :func:`batches`; 0 keeps resume exact).
         eval_fn: ``eval_fn(model) -> {metric: value}``, called every ``eval_every`` steps and at
@@ -214,9 +218,10 @@ def train(
         TrainingDiverged: on a NaN/inf loss, before the weights are touched.
     """
     device = device or runtime.device()
-    amp = device.type == "cuda" if amp is None else amp
-    if amp and device.type != "cuda":
-        raise ValueError("amp=True needs a CUDA device (CPU autocast is slower and changes results here)")
+    if amp is None:
+        amp = device.type == "cuda" or (device.type == "cpu" and bool(runtime.cpu_has_bf16_units()))
+    # bfloat16 keeps float32's exponent range, so only float16 needs the loss scaled
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     if len(dataset) == 0:
         raise ValueError("the dataset is empty")
     model.to(device).train()
@@ -225,7 +230,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, steps=steps, warmup_steps=warmup_steps, schedule=schedule)
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     history: dict[str, Any] = {"loss": [], "eval": [], "train_wall_s": 0.0, "train_cpu_s": 0.0, "steps": steps}
     start = 0
@@ -271,7 +276,7 @@ def train(
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for step, samples in zip(bar, loader):
         images, targets = collate(samples, device)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
             losses = model(images, targets)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
@@ -362,6 +367,8 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--grad-clip", type=float, default=10.0)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+                        help="mixed precision (auto: on for CUDA and for CPUs with bfloat16 units)")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0: exact resume; 2-4 on a GPU machine)")
     parser.add_argument("--out", required=True, help="output folder: last.pt, model.pt, history.json, tensorboard/")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -375,7 +382,7 @@ def cli(argv: list[str]) -> int:
         model, dataset, steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         weight_decay=args.weight_decay, warmup_steps=args.warmup, schedule=args.schedule, grad_clip=args.grad_clip,
         checkpoint_dir=out, checkpoint_every=args.checkpoint_every, log_dir=out / "tensorboard", seed=args.seed,
-        resume=args.resume, num_workers=args.workers,
+        resume=args.resume, num_workers=args.workers, amp={"auto": None, "on": True, "off": False}[args.amp],
     )
     torch.save(model.state_dict(), out / "model.pt")
     (out / "history.json").write_text(json.dumps(history, indent=1))

@@ -34,6 +34,7 @@ import torch
 from course_lib import model as models
 from course_lib import runtime
 from course_lib.evaluate import coco_metrics, predict
+from course_lib.mask_target import set_mask_targets
 from course_lib.toycity import ToyCityDataset
 from course_lib.train import train
 from course_lib.zoo import sha256_of
@@ -49,18 +50,24 @@ def ap_summary(metrics: dict) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1700)
-    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=1400)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1.4e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
     parser.add_argument("--grad-clip", type=float, default=10.0)
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+                        help="bfloat16 autocast (auto: where the CPU has AMX / AVX-512 BF16 units)")
+    parser.add_argument("--mask-targets", choices=("soft", "binary"), default="soft",
+                        help="the mask head's 28x28 targets: torchvision's soft ones or the paper's binary ones")
+    parser.add_argument("--input-scale", type=float, default=1.0,
+                        help="the model resizes each scene by this factor before the backbone (anchors scale with it)")
     parser.add_argument("--val-length", type=int, default=100)
-    parser.add_argument("--eval-every", type=int, default=170, help="steps between held-out evaluations")
+    parser.add_argument("--eval-every", type=int, default=140, help="steps between held-out evaluations")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", default="runs/toycity", help="checkpoints and TensorBoard logs")
@@ -68,12 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-install", action="store_true", help="write the weights to --out, not course_lib/assets")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    amp = {"auto": bool(runtime.cpu_has_bf16_units()), "on": True, "off": False}[args.amp]
 
-    build_kwargs = {"min_size": args.height, "max_size": args.width}
+    build_kwargs: dict = {"min_size": round(args.height * args.input_scale), "max_size": round(args.width * args.input_scale)}
+    if args.input_scale != 1:
+        build_kwargs["anchor_sizes"] = [round(s * args.input_scale) for s in models.TOYCITY_ANCHOR_SIZES]
     train_set = ToyCityDataset(args.steps * args.batch_size, seed=0, height=args.height, width=args.width)
     val_set = ToyCityDataset(args.val_length, seed=VAL_SEED, height=args.height, width=args.width)
     runtime.seed_everything(args.seed)
-    model = models.build("toycity_small", **build_kwargs)
+    model = set_mask_targets(models.build("toycity_small", **build_kwargs), args.mask_targets)
 
     latest: dict = {}  # full metrics of the last evaluation (train() evaluates once more at the end)
 
@@ -93,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         weight_decay=args.weight_decay, warmup_steps=args.warmup,
         schedule=args.schedule, grad_clip=args.grad_clip, checkpoint_dir=out, checkpoint_every=args.eval_every,
         log_dir=out / "tensorboard", seed=args.seed, resume=args.resume, eval_fn=eval_fn, eval_every=args.eval_every,
-        device=torch.device("cpu"),
+        device=torch.device("cpu"), amp=amp,
     )
     total_wall = time.perf_counter() - started
     final = latest
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     training = {
         "steps": args.steps, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
         "weight_decay": args.weight_decay, "warmup_steps": args.warmup,
-        "schedule": args.schedule, "grad_clip": args.grad_clip, "seed": args.seed, "threads": args.threads,
+        "schedule": args.schedule, "grad_clip": args.grad_clip, "amp_bf16": amp, "mask_targets": args.mask_targets, "seed": args.seed, "threads": args.threads,
         "train_scenes": f"ToyCityDataset(seed=0, length={len(train_set)}) at {args.height}x{args.width}",
         "val_scenes": f"ToyCityDataset(seed={VAL_SEED}, length={args.val_length}) at {args.height}x{args.width}",
         "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(history["train_cpu_s"], 1),

@@ -70,3 +70,18 @@ def test_cli_times_without_evaluation(model, monkeypatch, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "[results from]" in printed and "| rpn_100 |" in printed
     assert [row["name"] for row in json.loads(out.read_text())["variants"]] == ["baseline", "rpn_100"]
+
+
+def test_training_step_benchmark_times_each_pooler_and_leaves_the_model_alone(model, monkeypatch, tmp_path, capsys):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    monkeypatch.setattr(bench.zoo, "from_command_line", lambda *args, **kwargs: model)
+    out = tmp_path / "train_step.json"
+    assert bench.cli(["--train-step", "--warmup", "1", "--repeats", "2", "--size", "64x128", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert [row["name"] for row in results["variants"]] == list(bench.TRAIN_STEP_VARIANTS)
+    assert all(row["median_ms"] > 0 and row["images_per_s"] > 0 for row in results["variants"])
+    assert results["variants"][0]["speedup"] == 1.0
+    assert "| separable_amp |" in capsys.readouterr().out
+    # the steps trained copies: the caller's model, and its separable pooler, are untouched
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert type(model.roi_heads.box_roi_pool).__name__ == "SeparableMultiScaleRoIAlign"

@@ -74,3 +74,50 @@ def test_pool_bins_cover_the_rounded_box():
 def test_bad_rois_message():
     with pytest.raises(ValueError, match="batch_index"):
         roi.roi_align(torch.zeros(1, 1, 4, 4), torch.zeros(3, 4), 2)
+
+
+@pytest.mark.parametrize("sampling_ratio", [1, 2, 3])
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("feature_hw", [(12, 15), (15, 12)])  # both contraction orders
+def test_separable_roi_align_equals_torchvision_with_its_gradient(sampling_ratio, aligned, feature_hw):
+    g = torch.Generator().manual_seed(sampling_ratio + 10 * aligned + feature_hw[0])
+    features = torch.randn(2, 4, *feature_hw, generator=g, requires_grad=True)
+    rois = _random_rois(25, g)
+    rois[0, 3:] = rois[0, 1:3]  # a degenerate (zero-size) box too
+    ours = roi.roi_align_separable(features, rois, (7, 5), 1 / 8, sampling_ratio, aligned)
+    expected = torchvision.ops.roi_align(features, rois, (7, 5), 1 / 8, sampling_ratio, aligned)
+    assert (ours - expected).abs().max().item() <= 1e-5
+    upstream = torch.randn(expected.shape, generator=g)
+    (grad_ours,) = torch.autograd.grad((ours * upstream).sum(), features)
+    (grad_expected,) = torch.autograd.grad((expected * upstream).sum(), features)
+    assert (grad_ours - grad_expected).abs().max().item() <= 1e-5
+
+
+def test_separable_roi_align_refuses_adaptive_sampling():
+    with pytest.raises(ValueError, match="fixed sampling_ratio"):
+        roi.roi_align_separable(torch.zeros(1, 1, 4, 4), torch.tensor([[0.0, 0, 0, 8, 8]]), 2, 0.5, sampling_ratio=0)
+
+
+def test_separable_pooler_equals_torchvisions_pooler():
+    """Same level assignment, scales and result as torchvision's MultiScaleRoIAlign, for a 256x384 image."""
+    g = torch.Generator().manual_seed(5)
+    features = {name: torch.randn(2, 8, 256 // s, 384 // s, generator=g, requires_grad=True)
+                for name, s in (("0", 4), ("1", 8), ("2", 16))}
+    # sqrt(area) 7, 134 and 274 px: levels stride 4, 8 and 16 (torchvision's LevelMapper)
+    boxes = [torch.tensor([[2.0, 3.0, 10.0, 9.0], [10.0, 10.0, 160.0, 130.0], [0.0, 0.0, 300.0, 250.0]]),
+             torch.tensor([[40.0, 30.0, 41.0, 31.0]])]
+    args = (["0", "1", "2"], 7, 2)
+    pooler = roi.SeparableMultiScaleRoIAlign(*args)
+    ours = pooler(features, boxes, [(256, 384)] * 2)
+    expected = torchvision.ops.MultiScaleRoIAlign(*args)(features, boxes, [(256, 384)] * 2)
+    assert pooler.map_levels(boxes).tolist() == [0, 1, 2, 0]
+    assert ours.shape == expected.shape == (4, 8, 7, 7)
+    assert (ours - expected).abs().max().item() <= 1e-5
+    upstream = torch.randn(expected.shape, generator=g)
+    grads_ours = torch.autograd.grad((ours * upstream).sum(), list(features.values()))
+    grads_expected = torch.autograd.grad((expected * upstream).sum(), list(features.values()))
+    assert all((a - b).abs().max().item() <= 1e-5 for a, b in zip(grads_ours, grads_expected))
+    # without a gradient to compute, it is torchvision's kernel itself
+    with torch.no_grad():
+        assert torch.equal(pooler(features, boxes, [(256, 384)] * 2),
+                           torchvision.ops.MultiScaleRoIAlign(*args)(features, boxes, [(256, 384)] * 2))

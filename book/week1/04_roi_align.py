@@ -134,6 +134,69 @@ assert distinct_pool < distinct_align
 fig
 
 # %% [markdown]
+# ## RoI Align is two small matrix products
+#
+# Every output of RoI Align is a weighted sum of feature cells, with weights that depend only on
+# the box: the operation is *linear* in the features. The bilinear weight of a sample splits into
+# a row factor times a column factor, and so does the mean over a bin's sample grid. So for one
+# RoI and one channel,
+#
+# $$ \text{out}_c = W_y \, F_c \, W_x^\top, \qquad W_y \in \mathbb{R}^{7 \times h},\; W_x \in \mathbb{R}^{7 \times w}, $$
+#
+# where row $p$ of $W_y$ holds the mean interpolation weight that each feature row receives from
+# the samples of bin row $p$ (each row sums to 1 inside the map). `course_lib.roi.axis_weights`
+# builds these rows; below, the product reproduces torchvision's kernel for the first proposal.
+
+# %%
+box = rois[0] / stride  # feature-map coordinates
+height, width = feature_batch.shape[-2:]
+w_y = roi.axis_weights(box[1:2], (box[3] - box[1]).clamp(min=1)[None], 7, 2, height)[0]
+w_x = roi.axis_weights(box[0:1], (box[2] - box[0]).clamp(min=1)[None], 7, 2, width)[0]
+as_matmul = w_y @ feature_batch[0] @ w_x.T  # [C, 7, h] @ ... -> [C, 7, 7]
+print(f"W_y {tuple(w_y.shape)} with {int((w_y > 0).sum(1).max())} non-zero cells per row at most; "
+      f"W_x {tuple(w_x.shape)}")
+matmul_error = (as_matmul - align[0]).abs().max().item()
+print(f"W_y F W_x^T vs torchvision's roi_align: max difference {matmul_error:.1e}")
+assert matmul_error <= 1e-5
+assert torch.allclose(w_y.sum(1), torch.ones(7)), "inside the map, each bin's weights sum to 1"
+
+# %% [markdown]
+# Why write it this way? Training needs the gradient with respect to the features, and the
+# kernel's backward adds every sample's four weighted values into the map one by one. As
+# matrices, the backward is a few more matrix products, which CPUs run fast.
+# `SeparableMultiScaleRoIAlign` does this for all RoIs at once, with torchvision's level
+# assignment, whenever a gradient will flow; the ToyCity model uses it. Without a gradient
+# (inference) it calls the kernel: the dense products do far more arithmetic than the kernel's
+# forward, which reads only the sampled cells. Time one forward + backward of the box pooler on
+# this chapter's proposals (Week 2's training chapter times whole training steps):
+
+# %%
+import time
+
+from torchvision.ops import MultiScaleRoIAlign
+
+
+def pooler_step_ms(pooler, repeats: int = 5) -> float:
+    """Median ms of one forward + backward of `pooler` over this chapter's proposals."""
+    features = {name: f.detach().requires_grad_() for name, f in t.features.items()}
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        pooler(features, [t.proposals], [t.image_size]).sum().backward()
+        times.append(time.perf_counter() - start)
+    return 1e3 * sorted(times)[len(times) // 2]
+
+
+names, sampling = heads.box_roi_pool.featmap_names, heads.box_roi_pool.sampling_ratio
+kernel_pooler, separable_pooler = MultiScaleRoIAlign(names, 7, sampling), roi.SeparableMultiScaleRoIAlign(names, 7, sampling)
+trainable = {name: f.detach().requires_grad_() for name, f in t.features.items()}  # as in training
+pooled_kernel = kernel_pooler(trainable, [t.proposals], [t.image_size])
+pooled_separable = separable_pooler(trainable, [t.proposals], [t.image_size])
+assert (pooled_kernel - pooled_separable).abs().max() <= 1e-4, "the same pooler, computed differently"
+print(f"{len(t.proposals)} proposals, forward + backward: torchvision kernel {pooler_step_ms(kernel_pooler):.1f} ms, "
+      f"two matrix products {pooler_step_ms(separable_pooler):.1f} ms (timings vary with the machine)")
+
+# %% [markdown]
 # ## Exercise: one bilinear sample
 #
 # Write `my_bilinear(feature_map, y, x)` for a 2-D `Tensor[H, W]` and a point inside the map.

@@ -91,6 +91,7 @@ report("course_lib/assets/results/toycity_training.json", f"ToyCity, held out: {
     "optimiser steps x scenes per batch": f"{run['steps']} x {run['batch_size']}",
     "optimiser, peak learning rate, warm-up steps, schedule": f"{run.get('optimizer', 'sgd')}, {run['lr']}, {run['warmup_steps']}, {run['schedule']}",
     "training time, wall / CPU (minutes)": f"{run['train_wall_s'] / 60:.1f} / {run['train_cpu_s'] / 60:.1f}",
+    "precision": "bfloat16 autocast" if run.get("amp_bf16") else "float32",
     "mask AP / AP50 (%)": f"{100 * final['segm']['AP']:.1f} / {100 * final['segm']['AP50']:.1f}",
     "box AP (%)": f"{100 * final['bbox']['AP']:.1f}",
 })
@@ -155,6 +156,7 @@ assert tracker["update_ms"] < baseline["median_ms"], "tracking should cost less 
 # | challenge | what happened | solution | shown in |
 # |---|---|---|---|
 # | training from scratch on a CPU | a randomly initialised ResNet-50 FPN diverged to NaN within a few steps; BatchNorm statistics are noisy at batch 2; SGD learned slowly from scratch | a small backbone with GroupNorm, learning-rate warm-up, gradient clipping, AdamW, a step count fixed in advance | [training](../week2/03_training.ipynb) |
+# | ten minutes of CPU training | a profile of one step showed the backward of torchvision's RoI Align kernel taking about a quarter of it | RoI Align as two matrix products where a gradient flows (`course_lib.roi.SeparableMultiScaleRoIAlign`), bfloat16 autocast on a CPU with AMX; the cheaper steps bought more RoIs and images per minute | [training](../week2/03_training.ipynb), [RoI Align](../week1/04_roi_align.ipynb) |
 # | masks of small objects | torchvision's paste rounds boxes to whole pixels: a perfect model would score a much lower mask AP on ToyCity's small objects | a paste that reads the 28 × 28 map at each pixel's exact coordinate (`course_lib.paste`) | [evaluation](../week2/04_evaluation.ipynb) |
 # | torchvision's backbone default | `resnet_fpn_backbone` without pretrained weights uses frozen BatchNorm, which for random weights means no normalisation at all | build the backbone with a trainable norm layer | `course_lib/model.py` |
 # | boxes after augmentation | rotating a box's corners gives a loose box | recompute boxes from the transformed masks, then drop empty instances | [data and augmentation](../week2/02_data_and_augmentation.ipynb) |
