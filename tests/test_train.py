@@ -156,8 +156,10 @@ def test_cli_trains_toycity_and_resumes(tmp_path, capsys):
 def test_short_toycity_run_reaches_the_stated_ap():
     """120 AdamW steps on easy ToyCity scenes (two unoccluded cars, 64x128) give a usable detector.
 
-    Stated bar: held-out mask AP50 >= 0.4 and box AP50 >= 0.4 (measured: 0.66 and 0.67; the same
-    run with SGD at lr 0.02 reaches 0.31 and 0.29, an untrained model 0).
+    Stated bar: held-out mask AP50 >= 0.6 and box AP50 >= 0.6 (measured with the current model:
+    0.93 and 0.93 under bfloat16 autocast, the default on a CPU with AMX, 0.96 and 0.96 in float32;
+    with the previous 64 RoIs per image and float32 0.66 and 0.67, and SGD at lr 0.02 0.31 and 0.29;
+    an untrained model 0).
     """
     from course_lib.evaluate import coco_metrics, predict
     from course_lib.toycity import ToyCityDataset
@@ -171,5 +173,5 @@ def test_short_toycity_run_reaches_the_stated_ap():
     losses = [r["loss"] for r in history["loss"]]
     assert sum(losses[-5:]) < 0.6 * sum(losses[:5])
     metrics = coco_metrics(*predict(model, ToyCityDataset(20, seed=1_000_000, **easy), device="cpu", batch_size=4))
-    assert metrics["segm"]["AP50"] >= 0.4, metrics["segm"]
-    assert metrics["bbox"]["AP50"] >= 0.4, metrics["bbox"]
+    assert metrics["segm"]["AP50"] >= 0.6, metrics["segm"]
+    assert metrics["bbox"]["AP50"] >= 0.6, metrics["bbox"]

@@ -40,9 +40,10 @@ import torch
 from torchvision.ops import FrozenBatchNorm2d
 
 from course_lib import model as models
-from course_lib import runtime, zoo
+from course_lib import bench, runtime, zoo
 from course_lib.classes import CLASSES
 from course_lib.evaluate import coco_metrics, format_metrics, predict
+from course_lib.mask_target import mean_soft_target
 from course_lib.toycity import ToyCityDataset
 from course_lib.train import load_checkpoint, lr_factor, train
 
@@ -75,7 +76,8 @@ print("fast mode" if runtime.fast_mode() else "full mode", "| device:", runtime.
 # * **`loss_box_reg`**: smooth-L1 on the class-specific deltas of foreground RoIs (only the
 #   4 outputs of the ground-truth class are penalised).
 # * **`loss_mask`**: per-pixel binary cross-entropy between the $28 \times 28$ predicted mask of the
-#   **ground-truth class only** and the ground-truth mask cropped to the RoI. Because the other
+#   **ground-truth class only** and the ground-truth mask cropped to the RoI and resized to
+#   $28 \times 28$ (binary in the paper; torchvision's resize leaves it soft, see below). Because the other
 #   classes' masks receive no gradient, the mask head never has to compete between classes: the
 #   classifier decides *what*, the mask head only *which pixels* (He et al., 2017).
 #
@@ -167,8 +169,29 @@ assert norm_layers == {"GroupNorm"}
 # 0.001 with weight decay 0.05 reached 0.29 (`train(..., optimizer="adamw")`); at step 300 the gap
 # was 0.10 against 0.15. A unit test checks the same effect after 120 steps on easy scenes. Within the
 # same ten minutes, 2 images per step and twice the steps did better again (0.33 vs 0.30 at
-# 4 images), which is the recipe of the shipped model; the Cityscapes command below fine-tunes
-# COCO weights with SGD.
+# 4 images); the Cityscapes command below fine-tunes COCO weights with SGD.
+#
+# **Cheaper steps.** With a fixed budget of minutes, a cheaper step is more steps. A profile of
+# one step on this CPU showed two things worth changing, neither of which changes what the model
+# computes. First, the backward of torchvision's RoI Align kernel, which adds every sample's
+# gradient into the feature map one value at a time, took about a quarter of the step; written as
+# two matrix products (Week 1, *RoI Align*), the same pooler's backward is a few matrix products
+# too. Second, this machine's CPU has bfloat16 matrix units (AMX), so autocast to bfloat16 (`train(...,
+# amp=True)`, the default on such CPUs) runs the convolutions faster; bfloat16 keeps float32's
+# exponent range, so unlike float16 on a GPU it needs no loss scaling. `python -m course_lib bench
+# --train-step` times one step each way:
+
+# %%
+step_bench = bench.load_results("train_step_cpu.json")
+print(f"[results from] {step_bench['model']} | {step_bench['data']} | {step_bench['device']}, {step_bench['threads']} threads")
+print(bench.training_step_table(step_bench))
+step_ms = {row["name"]: row["median_ms"] for row in step_bench["variants"]}
+assert step_ms["separable_amp"] < step_ms["separable_pooler"] < step_ms["kernel_pooler"], "each change made the step cheaper"
+print(f"this machine: bfloat16 units {runtime.cpu_has_bf16_units()}")
+
+# %% [markdown]
+# The cheaper steps paid for twice the RoIs per image (128, so up to 32 mask positives) and more
+# steps in the same ten minutes; that is the shipped model's recipe (below).
 #
 # Here: a few steps on small fresh ToyCity scenes (in fast mode, tiny images and a handful of steps).
 
@@ -211,7 +234,7 @@ assert state["step"] == live_steps and set(state["rng"]) >= {"python", "numpy", 
 #
 # The model that the offline chapters inspect (`course_lib.zoo.load('toycity')`) was trained by
 # `data_scripts/train_toycity.py` with the same `train` function, on this course's 2-core CPU
-# machine. Every 150 steps the script measured pycocotools box and mask AP on a fixed held-out set
+# machine. At regular steps (`--eval-every`) the script measured pycocotools box and mask AP on a fixed held-out set
 # of ToyCity scenes (seeds that training never saw). The manifest stores the exact command.
 
 # %%
@@ -275,6 +298,42 @@ for name, gap in sorted(gaps.items(), key=lambda item: -item[1]):
 # model trains at 512x1024 and more. The evaluation chapter measures the ceiling: even a perfect
 # model, whose boxes and $28 \times 28$ maps are exactly right, scores a bicycle mask AP near 0.4
 # at this resolution.
+#
+# ## Soft or binary mask targets
+#
+# How the ground-truth mask becomes a $28 \times 28$ target is an implementation choice, and the
+# implementations differ. The paper trains on an "$m \times m$ binary mask"; Detectron and
+# detectron2 build it binary (detectron2 runs RoI Align over the 0/1 mask, then keeps `>= 0.5`).
+# torchvision runs the same RoI Align and stops there: each cell holds the interpolated coverage,
+# a *soft* target between 0 and 1. For a solid car the two hardly differ. For a one-pixel tyre the
+# soft target of the cells on the tyre averages well below 1, so a head that learns it and blurs
+# it even a little (it cannot place a one-pixel ring exactly) predicts less than 0.5 there, and
+# the thresholded mask is empty. `course_lib.mask_target.mean_soft_target` measures, per
+# instance, the mean soft target over the cells the binary target marks as object:
+
+# %%
+strength: dict[str, list[float]] = {name: [] for name in CLASSES[1:]}
+for index in range(runtime.pick(8, 40)):
+    _, scene_target = ToyCityDataset(1, seed=1_000_000 + index, height=128, width=256)[0]
+    for label, value in zip(scene_target["labels"].tolist(), mean_soft_target(scene_target).tolist()):
+        strength[CLASSES[label]].append(value)
+runtime.print_banner("ground truth only", "ToyCity held-out scenes, 128x256")
+mean_strength = {name: sum(v) / len(v) for name, v in strength.items() if v}
+for name, value in sorted(mean_strength.items(), key=lambda item: item[1]):
+    print(f"{name:11s} mean soft target on its own cells {value:.2f}  ({len(strength[name])} instances)")
+assert min(mean_strength, key=mean_strength.get) == "bicycle", "the thinnest class has the weakest soft targets"
+
+# %% [markdown]
+# `course_lib.mask_target.set_mask_targets(model, "binary")` switches a model to the paper's
+# targets (inference is unchanged), and `data_scripts/train_toycity.py --mask-targets binary`
+# trains the shipped recipe with them. Did it help here? Not measurably. Two pairs of runs, each
+# pair identical but for the targets (ToyCity held-out mask AP, one run each; the command above
+# with and without `--mask-targets binary` repeats the first pair): the shipped recipe gave 0.417 with soft targets and
+# 0.413 with binary ones, and an earlier recipe (2 images per step) 0.405 and 0.419. Runs differ
+# by a point or two anyway, and bicycle mask AP stayed at 0.0 every time. So the bicycle's
+# trouble is not the target's values but where the head puts a one-pixel ring: it predicts a
+# blurred ring whose peak probability stays near 0.5. The shipped model keeps torchvision's soft
+# targets.
 #
 # A quick check of the shipped weights on a few held-out scenes (this recomputes AP from scratch,
 # so it also tests that the committed file loads and runs):
