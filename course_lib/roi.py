@@ -197,9 +197,8 @@ def axis_weights(start: Tensor, length: Tensor, pooled: int, sampling_ratio: int
     cells gets from the ``sampling_ratio`` samples of bin ``p``, averaged: the 1-D version of
     :func:`align_sampling_grid` + :func:`bilinear_sample`, with the same border rules.
     """
-    bin_size = length / pooled
+    bin_size = (length / pooled)[:, None, None]
     arange = functools.partial(torch.arange, dtype=start.dtype, device=start.device)
-    bin_size = bin_size[:, None, None]
     # the kernel's own arithmetic (start + p * bin + (s + 0.5) * bin / S), so positions agree bit for bit
     coords = start[:, None, None] + arange(pooled)[:, None] * bin_size + (arange(sampling_ratio) + 0.5) * bin_size / sampling_ratio
     inside = ((coords >= -1.0) & (coords <= size)).to(coords.dtype)
