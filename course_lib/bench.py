@@ -33,7 +33,6 @@ import torchvision
 from torch import Tensor, nn
 
 from course_lib import runtime, speed, zoo
-from course_lib.runtime import cpu_has_bf16_units
 
 #: The stages of Mask R-CNN's forward, in order (the order of ``course_lib.inspect.trace``).
 STAGES = ("transform", "backbone", "rpn", "box_head", "mask_head", "paste")
@@ -304,7 +303,7 @@ def run_benchmark(
         "input_size": list(images[0].shape[-2:]),
         "device": device_name(device),
         "threads": torch.get_num_threads(),
-        "cpu_bf16_units": cpu_has_bf16_units(),
+        "cpu_bf16_units": runtime.cpu_has_bf16_units(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -380,11 +379,12 @@ def training_step_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, di
     :data:`TRAIN_STEP_VARIANTS`, on copies of ``model`` (a Mask R-CNN with RoI Align poolers)."""
     from torchvision.ops import MultiScaleRoIAlign
 
-    from course_lib.train import collate, make_optimizer
+    from course_lib.train import amp_setting, collate, make_optimizer
 
     device = _model_device(model)
     batches = [collate([dataset[(step * batch_size + i) % len(dataset)] for i in range(batch_size)], device)
                for step in range(warmup + repeats)]
+    _, amp_dtype = amp_setting(True, device)
     rows = []
     for name, description in TRAIN_STEP_VARIANTS.items():
         trial = copy.deepcopy(model).train()
@@ -393,7 +393,6 @@ def training_step_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, di
                 pool = getattr(trial.roi_heads, attr)
                 setattr(trial.roi_heads, attr, MultiScaleRoIAlign(pool.featmap_names, pool.output_size, pool.sampling_ratio))
         opt = make_optimizer("adamw", [p for p in trial.parameters() if p.requires_grad], lr=1e-5)
-        amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         seconds = []
         for images, targets in batches:
             start = time.perf_counter()
@@ -412,7 +411,7 @@ def training_step_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, di
     return {
         "what": "one training step (forward with losses, backward, AdamW step) per variant",
         "batch_size": batch_size, "repeats": repeats, "threads": torch.get_num_threads(),
-        "device": device_name(device), "bf16_units": cpu_has_bf16_units() if device.type == "cpu" else None,
+        "device": device_name(device), "bf16_units": runtime.cpu_has_bf16_units() if device.type == "cpu" else None,
         "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "variants": rows,
     }

@@ -163,6 +163,22 @@ def make_optimizer(name: str, params: list[nn.Parameter], *, lr: float, momentum
     raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {name!r}")
 
 
+#: The ``--amp`` choices of the command lines, as ``train``'s ``amp`` argument.
+AMP_OPTIONS = {"auto": None, "on": True, "off": False}
+
+
+def amp_setting(amp: bool | None, device: torch.device) -> tuple[bool, torch.dtype]:
+    """Whether to train under autocast on ``device``, and in which dtype.
+
+    float16 on CUDA, bfloat16 elsewhere (it keeps float32's exponent range, so only float16 needs
+    the loss scaled). ``amp=None`` chooses: on for CUDA, and on a CPU only where it has bfloat16
+    units (:func:`course_lib.runtime.cpu_has_bf16_units`; without them bfloat16 is slower).
+    """
+    if amp is None:
+        amp = device.type == "cuda" or (device.type == "cpu" and bool(runtime.cpu_has_bf16_units()))
+    return amp, torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
 def train(
     model: nn.Module,
     dataset: Sequence[Sample],
@@ -201,9 +217,8 @@ def train(
             starts with large losses and gradients; clipping keeps the first steps sane.
         checkpoint_dir: where ``last.pt`` is written every ``checkpoint_every`` steps and at the end.
         log_dir: TensorBoard directory (losses and lr per step, a sample prediction per eval).
-        amp: mixed precision: float16 with a gradient scaler on CUDA, bfloat16 on a CPU (fast with
-            AMX or AVX-512 BF16 units, slower without). ``None``: on for CUDA, and on a CPU only
-            where it has those units (:func:`course_lib.runtime.cpu_has_bf16_units`).
+        amp: mixed precision (float16 with a gradient scaler on CUDA, bfloat16 on a CPU);
+            ``None`` lets :func:`amp_setting` choose.
         resume: continue from ``checkpoint_dir/last.pt`` if it exists.
         num_workers: data-loading processes (see :func:`batches`; 0 keeps resume exact).
         eval_fn: ``eval_fn(model) -> {metric: value}``, called every ``eval_every`` steps and at
@@ -218,10 +233,7 @@ def train(
         TrainingDiverged: on a NaN/inf loss, before the weights are touched.
     """
     device = device or runtime.device()
-    if amp is None:
-        amp = device.type == "cuda" or (device.type == "cpu" and bool(runtime.cpu_has_bf16_units()))
-    # bfloat16 keeps float32's exponent range, so only float16 needs the loss scaled
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    amp, amp_dtype = amp_setting(amp, device)
     if len(dataset) == 0:
         raise ValueError("the dataset is empty")
     model.to(device).train()
@@ -367,7 +379,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--grad-clip", type=float, default=10.0)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+    parser.add_argument("--amp", choices=tuple(AMP_OPTIONS), default="auto",
                         help="mixed precision (auto: on for CUDA and for CPUs with bfloat16 units)")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0: exact resume; 2-4 on a GPU machine)")
     parser.add_argument("--out", required=True, help="output folder: last.pt, model.pt, history.json, tensorboard/")
@@ -382,7 +394,7 @@ def cli(argv: list[str]) -> int:
         model, dataset, steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         weight_decay=args.weight_decay, warmup_steps=args.warmup, schedule=args.schedule, grad_clip=args.grad_clip,
         checkpoint_dir=out, checkpoint_every=args.checkpoint_every, log_dir=out / "tensorboard", seed=args.seed,
-        resume=args.resume, num_workers=args.workers, amp={"auto": None, "on": True, "off": False}[args.amp],
+        resume=args.resume, num_workers=args.workers, amp=AMP_OPTIONS[args.amp],
     )
     torch.save(model.state_dict(), out / "model.pt")
     (out / "history.json").write_text(json.dumps(history, indent=1))

@@ -36,7 +36,7 @@ from course_lib import runtime
 from course_lib.evaluate import coco_metrics, predict
 from course_lib.mask_target import set_mask_targets
 from course_lib.toycity import ToyCityDataset
-from course_lib.train import train
+from course_lib.train import AMP_OPTIONS, amp_setting, train
 from course_lib.zoo import sha256_of
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grad-clip", type=float, default=10.0)
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+    parser.add_argument("--amp", choices=tuple(AMP_OPTIONS), default="auto",
                         help="bfloat16 autocast (auto: where the CPU has AMX / AVX-512 BF16 units)")
     parser.add_argument("--mask-targets", choices=("soft", "binary"), default="soft",
                         help="the mask head's 28x28 targets: torchvision's soft ones or the paper's binary ones")
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-install", action="store_true", help="write the weights to --out, not course_lib/assets")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    amp = {"auto": bool(runtime.cpu_has_bf16_units()), "on": True, "off": False}[args.amp]
+    amp, _ = amp_setting(AMP_OPTIONS[args.amp], torch.device("cpu"))
 
     build_kwargs: dict = {"min_size": round(args.height * args.input_scale), "max_size": round(args.width * args.input_scale)}
     if args.input_scale != 1:

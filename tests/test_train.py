@@ -175,3 +175,11 @@ def test_short_toycity_run_reaches_the_stated_ap():
     metrics = coco_metrics(*predict(model, ToyCityDataset(20, seed=1_000_000, **easy), device="cpu", batch_size=4))
     assert metrics["segm"]["AP50"] >= 0.6, metrics["segm"]
     assert metrics["bbox"]["AP50"] >= 0.6, metrics["bbox"]
+
+
+def test_amp_setting_picks_the_dtype_and_the_cpu_default():
+    from course_lib import runtime
+
+    assert training.amp_setting(None, torch.device("cuda")) == (True, torch.float16)
+    assert training.amp_setting(False, torch.device("cpu")) == (False, torch.bfloat16)
+    assert training.amp_setting(None, torch.device("cpu")) == (bool(runtime.cpu_has_bf16_units()), torch.bfloat16)

@@ -72,7 +72,7 @@ print(f"[results from] model: {results['model']} | data: {results['data']} | dev
 display(Markdown(bench.results_table(results)))
 for name, reason in results["skipped"].items():
     print(f"not measured: {name}: {reason}")
-print(f"bfloat16 units on the benchmark's CPU: {results.get('cpu_bf16_units')}; on this machine: {bench.cpu_has_bf16_units()}")
+print(f"bfloat16 units on the benchmark's CPU: {results.get('cpu_bf16_units')}; on this machine: {runtime.cpu_has_bf16_units()}")
 rows = {row["name"]: row for row in results["variants"]}
 assert results["variants"][0]["name"] == "baseline"
 print(f"noise check: the baseline against itself, timed twice in a row: {rows['baseline']['speedup']:.2f}x")
