@@ -379,6 +379,8 @@ def training_step_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, di
     :data:`TRAIN_STEP_VARIANTS`, on copies of ``model`` (a Mask R-CNN with RoI Align poolers)."""
     from torchvision.ops import MultiScaleRoIAlign
 
+    from course_lib.roi import SeparableMultiScaleRoIAlign
+
     from course_lib.train import amp_setting, collate, make_optimizer
 
     device = _model_device(model)
@@ -389,9 +391,9 @@ def training_step_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, di
     for name, description in TRAIN_STEP_VARIANTS.items():
         trial = copy.deepcopy(model).train()
         if name == "kernel_pooler":
-            for attr in ("box_roi_pool", "mask_roi_pool"):
-                pool = getattr(trial.roi_heads, attr)
-                setattr(trial.roi_heads, attr, MultiScaleRoIAlign(pool.featmap_names, pool.output_size, pool.sampling_ratio))
+            for module in trial.roi_heads.modules():
+                if isinstance(module, SeparableMultiScaleRoIAlign):
+                    module.__class__ = MultiScaleRoIAlign  # the parent class: same settings, kernel forward
         opt = make_optimizer("adamw", [p for p in trial.parameters() if p.requires_grad], lr=1e-5)
         seconds = []
         for images, targets in batches:

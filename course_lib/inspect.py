@@ -28,6 +28,7 @@ from torchvision.models.detection.rpn import concat_box_prediction_layers
 from torchvision.ops import boxes as box_ops
 
 from course_lib.anchors import feature_strides
+from course_lib.mask_skip import fpn_levels
 
 
 @dataclass
@@ -96,9 +97,10 @@ def trace(model: MaskRCNN, image: Tensor) -> Trace:
     images, _ = model.transform([image])
     image_size = images.image_sizes[0]
 
-    features = model.backbone(images.tensors)
-    if isinstance(features, Tensor):
-        features = OrderedDict([("0", features)])
+    all_features = model.backbone(images.tensors)
+    if isinstance(all_features, Tensor):
+        all_features = OrderedDict([("0", all_features)])
+    features = fpn_levels(all_features)  # what the RPN and box head read (a mask head may also read the stem)
     feature_list = list(features.values())
 
     rpn = model.rpn
@@ -119,7 +121,7 @@ def trace(model: MaskRCNN, image: Tensor) -> Trace:
     class_probs = F.softmax(class_logits, -1)
     class_boxes = heads.box_coder.decode(box_deltas, proposals)
 
-    mask_features = heads.mask_head(heads.mask_roi_pool(features, [boxes], images.image_sizes))
+    mask_features = heads.mask_head(heads.mask_roi_pool(all_features, [boxes], images.image_sizes))
     mask_logits = heads.mask_predictor(mask_features)
     (mask_probs,) = maskrcnn_inference(mask_logits, [labels])
 

@@ -5,7 +5,8 @@ Three architectures share one entry point, :func:`build`:
 * ``"maskrcnn_resnet50_fpn"`` and ``"maskrcnn_resnet50_fpn_v2"``: torchvision's models, the ones
   to fine-tune on Cityscapes on a GPU, optionally starting from COCO weights.
 * ``"toycity_small"``: a CPU-sized Mask R-CNN (ResNet-18 cut after ``layer3``, GroupNorm, a
-  128-channel FPN, small heads, anchors sized for ToyCity objects) that trains from scratch in
+  128-channel FPN, small heads, anchors sized for ToyCity objects, a mask head that also reads
+  the stride-2 stem) that trains from scratch in
   minutes. ``course_lib.zoo.load('toycity')`` builds this one and loads the committed weights.
 
 A COCO model predicts 91 category slots; the course predicts 9 classes. :func:`replace_heads`
@@ -34,6 +35,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from course_lib.classes import CLASSES, COCO_CATEGORY_ID, NUM_CLASSES
+from course_lib.mask_skip import STEM, BackboneWithStem, FPNLevelsRPN, StemSkipMaskHead, StemSkipMaskPooler
 from course_lib.paste import set_paste
 from course_lib.roi import SeparableMultiScaleRoIAlign
 
@@ -108,8 +110,10 @@ def replace_heads(model: MaskRCNN, num_classes: int) -> MaskRCNN:
     """
     box_features = model.roi_heads.box_predictor.cls_score.in_features
     model.roi_heads.box_predictor = FastRCNNPredictor(box_features, num_classes)
-    conv5 = model.roi_heads.mask_predictor.conv5_mask
-    model.roi_heads.mask_predictor = MaskRCNNPredictor(conv5.in_channels, conv5.out_channels, num_classes)
+    logits = nn.Conv2d(model.roi_heads.mask_predictor.mask_fcn_logits.in_channels, num_classes, 1)
+    nn.init.kaiming_normal_(logits.weight, mode="fan_out", nonlinearity="relu")  # as MaskRCNNPredictor
+    nn.init.zeros_(logits.bias)
+    model.roi_heads.mask_predictor.mask_fcn_logits = logits
     return model
 
 
@@ -195,6 +199,7 @@ def _toycity_small(
     fpn_channels: int = 128,
     anchor_sizes: Sequence[int] = TOYCITY_ANCHOR_SIZES,
     mask_head_convs: int = 2,
+    mask_stem_channels: int = 32,
     **kw: Any,
 ) -> MaskRCNN:
     """ResNet-18 (GroupNorm, up to ``layer3``) + FPN + small heads; ~5.5 M parameters.
@@ -204,6 +209,10 @@ def _toycity_small(
     ToyCity objects of ~8-100 px) x 3 aspect ratios. ``layer4`` (8.4 M of ResNet-18's 11.7 M
     parameters) is dropped: at 128 px its stride-32 map is 4x8 cells, too coarse to help.
     Masks are pasted with :func:`course_lib.paste.paste_masks`, not torchvision's rounding paste.
+
+    The mask head also reads the stride-2 stem (``mask_stem_channels`` > 0, see
+    :mod:`course_lib.mask_skip`): at 128 x 256 a bicycle's tyres are thinner than a P2 cell.
+    ``mask_stem_channels=0`` gives torchvision's mask head alone.
 
     Where the training time goes on a CPU: the mask head runs four 3x3 convs on every positive RoI
     in torchvision's default (~116 M multiply-adds per RoI at 128 channels), so this model uses
@@ -215,18 +224,28 @@ def _toycity_small(
     trunk = resnet18(weights=None, norm_layer=_group_norm)
     body_layers = OrderedDict((name, getattr(trunk, name)) for name in
                               ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"))
-    backbone = BackboneWithFPN(
-        nn.Sequential(body_layers),
-        return_layers={"layer1": "0", "layer2": "1", "layer3": "2"},
-        in_channels_list=[64, 128, 256],
-        out_channels=fpn_channels,
-        extra_blocks=LastLevelMaxPool(),
-    )
+    return_layers = {"layer1": "0", "layer2": "1", "layer3": "2"}
+    fpn = dict(in_channels_list=[64, 128, 256], out_channels=fpn_channels, extra_blocks=LastLevelMaxPool())
     if len(anchor_sizes) != 4:
         raise ValueError(f"anchor_sizes needs one size per FPN level (4: strides 4, 8, 16, 32), got {anchor_sizes}")
     anchors = AnchorGenerator(sizes=tuple((s,) for s in anchor_sizes), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
     levels = ["0", "1", "2"]
     box_features = 256
+    if mask_stem_channels:
+        backbone = BackboneWithStem(nn.Sequential(body_layers), {"relu": STEM, **return_layers}, **fpn,
+                                    stem_in=64, stem_channels=mask_stem_channels)
+        mask_pooler = StemSkipMaskPooler(levels, output_size=14, sampling_ratio=2)
+        mask_parts = dict(
+            mask_head=StemSkipMaskHead(fpn_channels, mask_stem_channels, mask_head_convs, fpn_channels // 2, _group_norm),
+            mask_predictor=nn.Sequential(OrderedDict(mask_fcn_logits=nn.Conv2d(fpn_channels // 2, num_classes, 1))),
+        )
+    else:
+        backbone = BackboneWithFPN(nn.Sequential(body_layers), return_layers, **fpn)
+        mask_pooler = SeparableMultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2)
+        mask_parts = dict(
+            mask_head=MaskRCNNHeads(fpn_channels, [fpn_channels] * mask_head_convs, 1, norm_layer=_group_norm),
+            mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_classes),
+        )
     settings: dict[str, Any] = dict(
         # Fewer proposals and RoIs than the COCO defaults: ToyCity scenes hold < 20 objects, and
         # in training 200 proposals per image learned as well per step as 500, in less time.
@@ -243,11 +262,11 @@ def _toycity_small(
         box_roi_pool=SeparableMultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
         box_head=TwoMLPHead(fpn_channels * 7 * 7, box_features),
         box_predictor=FastRCNNPredictor(box_features, num_classes),
-        mask_roi_pool=SeparableMultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2),
-        mask_head=MaskRCNNHeads(fpn_channels, [fpn_channels] * mask_head_convs, 1, norm_layer=_group_norm),
-        mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_classes),
+        **mask_parts,
         **settings,
     )
+    model.roi_heads.mask_roi_pool = mask_pooler  # after construction: MaskRCNN accepts only MultiScaleRoIAlign there
+    model.rpn.__class__ = FPNLevelsRPN  # the stem, if any, is for the mask head only
     # ToyCity's objects are a few pixels wide at 128 x 256: torchvision's paste, which rounds
     # boxes to whole pixels, would cost them more mask AP than the model loses (course_lib.paste).
     return set_paste(model)

@@ -57,7 +57,7 @@ def readme_results() -> str:
     for name in ("fast", "fast_bf16"):
         row = variants[name]
         rows.append(_row(f"Inference, `{name}`",
-                         f"{row['speedup']:.2f}x faster, mask AP {-row['mask_AP_drop']:+.1f} points",  # drop is in points
+                         f"{row['speedup']:.2f}x faster, mask AP {round(-row['mask_AP_drop'], 1) + 0.0:+.1f} points",  # drop is in points; + 0.0 turns -0.0 into 0.0
                          speed_label, "`course_lib/assets/results/bench_cpu.json`"))
     rows += [
         _row("Tracker overhead", f"{tracker['update_ms']:.2f} ms/frame at {tracker['instances_per_frame']:.1f} instances",

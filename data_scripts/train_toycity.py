@@ -50,7 +50,7 @@ def ap_summary(metrics: dict) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1400)
+    parser.add_argument("--steps", type=int, default=1300)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
     parser.add_argument("--lr", type=float, default=1.4e-3)
@@ -62,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--amp", choices=tuple(AMP_OPTIONS), default="auto",
                         help="bfloat16 autocast (auto: where the CPU has AMX / AVX-512 BF16 units)")
-    parser.add_argument("--mask-targets", choices=("soft", "binary"), default="soft",
+    parser.add_argument("--mask-targets", choices=("soft", "binary"), default="binary",
                         help="the mask head's 28x28 targets: torchvision's soft ones or the paper's binary ones")
+    parser.add_argument("--mask-stem-channels", type=int, default=32,
+                        help="channels of the stride-2 stem the mask head also reads (0: torchvision's mask head alone)")
     parser.add_argument("--input-scale", type=float, default=1.0,
                         help="the model resizes each scene by this factor before the backbone (anchors scale with it)")
     parser.add_argument("--val-length", type=int, default=100)
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     amp, _ = amp_setting(AMP_OPTIONS[args.amp], torch.device("cpu"))
 
-    build_kwargs: dict = {"min_size": round(args.height * args.input_scale), "max_size": round(args.width * args.input_scale)}
+    build_kwargs: dict = {"min_size": round(args.height * args.input_scale), "max_size": round(args.width * args.input_scale),
+                          "mask_stem_channels": args.mask_stem_channels}
     if args.input_scale != 1:
         build_kwargs["anchor_sizes"] = [round(s * args.input_scale) for s in models.TOYCITY_ANCHOR_SIZES]
     train_set = ToyCityDataset(args.steps * args.batch_size, seed=0, height=args.height, width=args.width)

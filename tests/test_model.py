@@ -75,7 +75,8 @@ def test_transfer_coco_heads_copies_matching_rows():
         assert torch.equal(dst.box_predictor.bbox_pred.bias[4 * k : 4 * k + 4], src.box_predictor.bbox_pred.bias[4 * slot : 4 * slot + 4]), name
         assert torch.equal(dst.mask_predictor.mask_fcn_logits.weight[k], src.mask_predictor.mask_fcn_logits.weight[slot]), name
         assert torch.equal(dst.mask_predictor.mask_fcn_logits.bias[k], src.mask_predictor.mask_fcn_logits.bias[slot]), name
-    assert torch.equal(dst.mask_predictor.conv5_mask.weight, src.mask_predictor.conv5_mask.weight)
+    for (key, value), (src_key, src_value) in zip(dst.mask_head.state_dict().items(), src.mask_head.state_dict().items()):
+        assert key == src_key and torch.equal(value, src_value), key
     assert torch.equal(urban.backbone.body.layer2[0].conv1.weight, coco.backbone.body.layer2[0].conv1.weight)
 
 

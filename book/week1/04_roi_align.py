@@ -51,7 +51,9 @@ print("mask head pooler:", heads.mask_roi_pool)
 
 # %% [markdown]
 # torchvision's Mask R-CNN uses RoI Align everywhere (`MultiScaleRoIAlign`, two samples per bin
-# side, `aligned=False` for backward compatibility with the original weights).
+# side, `aligned=False` for backward compatibility with the original weights). The ToyCity
+# model's mask pooler runs it twice per box: 14 x 14 from the FPN levels, as torchvision does,
+# and 28 x 28 from the backbone's stride-2 stem, for the thin parts (Week 2's training chapter).
 #
 # ## Bilinear interpolation at one point
 #

@@ -189,7 +189,9 @@ for gap, name in gaps:
 # them, so the box is right and the mask is not. In the failure table such an object counts
 # twice: its true mask is *missed* and the detection on it is *false*. The usual remedies are a
 # higher input resolution and a finer mask head (PointRend, for example, refines the mask at its
-# most uncertain points).
+# most uncertain points). The ToyCity model's mask head already reads the stride-2 stem besides
+# P2 (the training chapter measures what that bought); what remains of the gap is below P2's and
+# even the stem's resolution.
 #
 
 # %% [markdown]
