@@ -6,8 +6,8 @@ Three architectures share one entry point, :func:`build`:
   to fine-tune on Cityscapes on a GPU, optionally starting from COCO weights.
 * ``"toycity_small"``: a CPU-sized Mask R-CNN (ResNet-18 cut after ``layer3``, GroupNorm, a
   128-channel FPN, small heads, anchors sized for ToyCity objects, a mask head that also reads
-  the stride-2 stem) that trains from scratch in
-  minutes. ``course_lib.zoo.load('toycity')`` builds this one and loads the committed weights.
+  the stride-2 stem) that trains from scratch in minutes. ``course_lib.zoo.load('toycity')``
+  builds this one and loads the committed weights.
 
 A COCO model predicts 91 category slots; the course predicts 9 classes. :func:`replace_heads`
 swaps the three class-dependent layers, and :func:`transfer_coco_heads` fills the new layers with
