@@ -327,11 +327,12 @@ assert min(mean_strength, key=mean_strength.get) == "bicycle", "the thinnest cla
 
 # %% [markdown]
 # `course_lib.mask_target.set_mask_targets(model, "binary")` switches a model to the paper's
-# targets (inference is unchanged), and `data_scripts/train_toycity.py --mask-targets binary`
-# trains the shipped recipe with them. Did it help here? Not measurably. Two pairs of runs, each
-# pair identical but for the targets (ToyCity held-out mask AP, one run each; the command above
-# with and without `--mask-targets binary` repeats the first pair): the shipped recipe gave 0.417 with soft targets and
-# 0.413 with binary ones, and an earlier recipe (2 images per step) 0.405 and 0.419. Runs differ
+# targets (inference is unchanged), and `data_scripts/train_toycity.py --mask-targets soft|binary`
+# chooses them for a training run. Did it help here? Not measurably. Two pairs of runs, each
+# pair identical but for the targets (ToyCity held-out mask AP, one run each; `--mask-stem-channels 0
+# --steps 1400` with `--mask-targets soft` and with `binary` repeats the first pair): torchvision's
+# mask head, 1,400 steps, gave 0.417 with soft targets and 0.413 with binary ones, and an earlier
+# recipe (2 images per step) 0.405 and 0.419. Runs differ
 # by a point or two anyway, and bicycle mask AP stayed at 0.0 every time. So the bicycle's
 # trouble is not the target's values but where the head puts a one-pixel ring: it predicts a
 # blurred ring whose peak probability stays near 0.5.
