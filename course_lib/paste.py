@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection.roi_heads import paste_masks_in_image, project_masks_on_boxes
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+from torchvision.ops import box_iou
 
 
 def sample_box_masks(masks: Tensor, boxes: Tensor, xs: Tensor, ys: Tensor, padding_mode: str = "zeros") -> Tensor:
@@ -144,3 +145,30 @@ def oracle_masks(target: dict[str, Tensor], paste: str = "course_lib", resolutio
     else:
         pasted = paste_masks_in_image(maps[:, None], boxes, (height, width), padding=1)
     return (pasted > 0.5).to(torch.uint8)
+
+
+@torch.no_grad()
+def perfect_masks_in_detected_boxes(prediction: dict[str, Tensor], target: dict[str, Tensor], iou: float = 0.5,
+                                    resolution: int = 28) -> Tensor:
+    """``prediction["masks"]`` (``[P, 1, H, W]``, thresholded) with a perfect mask head's output
+    wherever a detection found an object: ``[P, 1, H, W]`` uint8.
+
+    A detection that matches a ground-truth object of its class (box IoU >= ``iou``; the best one)
+    gets that object's ``resolution``-square training target, made in the *detected* box (as
+    torchvision's ``project_masks_on_boxes``), pasted with :func:`paste_masks` and thresholded at
+    0.5. Other detections keep their masks. The mask AP of the result is what the model's own
+    boxes and scores would reach with a perfect mask head.
+    """
+    masks = prediction["masks"].clone().to(torch.uint8)
+    boxes = prediction["boxes"].float()
+    if len(boxes) == 0 or len(target["boxes"]) == 0:
+        return masks
+    overlap = box_iou(boxes, torch.as_tensor(target["boxes"]).float())
+    overlap[prediction["labels"][:, None] != torch.as_tensor(target["labels"])[None, :]] = 0
+    best, match = overlap.max(dim=1)
+    found = best >= iou
+    if found.any():
+        gt_masks = torch.as_tensor(target["masks"])
+        maps = project_masks_on_boxes(gt_masks, boxes[found], match[found], resolution)
+        masks[found] = paste_masks(maps, boxes[found], *gt_masks.shape[-2:], threshold=0.5)[:, None]
+    return masks

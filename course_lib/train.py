@@ -192,6 +192,7 @@ def train(
     warmup_steps: int = 50,
     schedule: str = "cosine",
     grad_clip: float | None = 10.0,
+    loss_weights: dict[str, float] | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     log_dir: str | os.PathLike | None = None,
@@ -213,6 +214,7 @@ def train(
         optimizer: ``"sgd"`` (with ``momentum``; the detection recipe for fine-tuning) or
             ``"adamw"`` (decoupled ``weight_decay``; converges much faster from scratch).
         warmup_steps, schedule: see :func:`lr_factor`.
+        loss_weights: a factor per loss name (e.g. ``{"loss_mask": 2.0}``); the others count once.
         grad_clip: max global gradient norm (``None``: no clipping). A from-scratch Mask R-CNN
             starts with large losses and gradients; clipping keeps the first steps sane.
         checkpoint_dir: where ``last.pt`` is written every ``checkpoint_every`` steps and at the end.
@@ -290,7 +292,7 @@ def train(
         images, targets = collate(samples, device)
         with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
             losses = model(images, targets)
-        loss = sum(losses.values())
+        loss = sum(value * (loss_weights or {}).get(name, 1.0) for name, value in losses.items())
         if not torch.isfinite(loss):
             last = f"the last good checkpoint is {checkpoint} (step {_checkpoint_step(checkpoint)})" if checkpoint is not None and checkpoint.exists() else "no checkpoint was written"
             parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())

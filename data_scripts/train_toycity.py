@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the mask head's 28x28 targets: torchvision's soft ones or the paper's binary ones")
     parser.add_argument("--mask-stem-channels", type=int, default=32,
                         help="channels of the stride-2 stem the mask head also reads (0: torchvision's mask head alone)")
+    parser.add_argument("--mask-loss-weight", type=float, default=2.0, help="factor on the mask loss in the total")
     parser.add_argument("--input-scale", type=float, default=1.0,
                         help="the model resizes each scene by this factor before the backbone (anchors scale with it)")
     parser.add_argument("--val-length", type=int, default=100)
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     history = train(
         model, train_set, steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         weight_decay=args.weight_decay, warmup_steps=args.warmup,
-        schedule=args.schedule, grad_clip=args.grad_clip, checkpoint_dir=out, checkpoint_every=args.eval_every,
+        schedule=args.schedule, grad_clip=args.grad_clip, loss_weights={"loss_mask": args.mask_loss_weight}, checkpoint_dir=out, checkpoint_every=args.eval_every,
         log_dir=out / "tensorboard", seed=args.seed, resume=args.resume, eval_fn=eval_fn, eval_every=args.eval_every,
         device=torch.device("cpu"), amp=amp,
     )
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     training = {
         "steps": args.steps, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
         "weight_decay": args.weight_decay, "warmup_steps": args.warmup,
-        "schedule": args.schedule, "grad_clip": args.grad_clip, "amp_bf16": amp, "mask_targets": args.mask_targets, "seed": args.seed, "threads": args.threads,
+        "schedule": args.schedule, "grad_clip": args.grad_clip, "amp_bf16": amp, "mask_targets": args.mask_targets, "mask_loss_weight": args.mask_loss_weight, "seed": args.seed, "threads": args.threads,
         "train_scenes": f"ToyCityDataset(seed=0, length={len(train_set)}) at {args.height}x{args.width}",
         "val_scenes": f"ToyCityDataset(seed={VAL_SEED}, length={args.val_length}) at {args.height}x{args.width}",
         "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(history["train_cpu_s"], 1),

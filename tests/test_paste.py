@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from course_lib.paste import oracle_masks, paste_masks, resized_pixel_offset, set_paste
+from course_lib.paste import oracle_masks, paste_masks, perfect_masks_in_detected_boxes, resized_pixel_offset, set_paste
 from course_lib.track import mask_iou
 
 
@@ -87,3 +87,22 @@ def test_the_paste_changes_only_the_masks(untrained_toycity_model):
     assert not torch.equal(ours["masks"], theirs["masks"])
     with pytest.raises(ValueError, match="paste must be one of"):
         set_paste(torchvision_model, "nearest")
+
+
+def test_perfect_masks_replace_only_matched_detections():
+    masks = torch.zeros(2, 32, 64, dtype=torch.uint8)
+    masks[0, 4:20, 10:30] = 1
+    masks[1, 10:26, 40:60] = 1
+    target = {"boxes": torch.tensor([[10.0, 4, 30, 20], [40, 10, 60, 26]]), "labels": torch.tensor([3, 1]), "masks": masks}
+    empty = torch.zeros(3, 1, 32, 64, dtype=torch.uint8)
+    prediction = {
+        # a good box of the right class, a good box of the wrong class, and a box on nothing
+        "boxes": torch.tensor([[10.5, 4.0, 30.0, 20.5], [40.0, 10.0, 60.0, 26.0], [0.0, 0.0, 8.0, 8.0]]),
+        "labels": torch.tensor([3, 3, 1]), "scores": torch.ones(3), "masks": empty,
+    }
+    out = perfect_masks_in_detected_boxes(prediction, target)
+    inter = (out[0, 0].bool() & masks[0].bool()).sum()
+    union = (out[0, 0].bool() | masks[0].bool()).sum()
+    assert inter / union > 0.9
+    assert out[1:].sum() == 0  # wrong class, and no object: their (empty) masks are kept
+    assert prediction["masks"].sum() == 0  # the input is not modified

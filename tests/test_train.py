@@ -183,3 +183,16 @@ def test_amp_setting_picks_the_dtype_and_the_cpu_default():
     assert training.amp_setting(None, torch.device("cuda")) == (True, torch.float16)
     assert training.amp_setting(False, torch.device("cpu")) == (False, torch.bfloat16)
     assert training.amp_setting(None, torch.device("cpu")) == (bool(runtime.cpu_has_bf16_units()), torch.bfloat16)
+
+
+@pytest.mark.parametrize("mask_weight", [0.0, 1.0])
+def test_loss_weights_scale_a_loss_in_the_total(mask_weight):
+    """With the mask loss weighted 0, SGD without weight decay leaves the mask logits layer (which
+    only the mask loss reaches) exactly as initialised; with weight 1 it moves."""
+    model = _model(0)
+    logits = model.roi_heads.mask_predictor.mask_fcn_logits.weight
+    before = logits.detach().clone()
+    settings = {**SETTINGS, "lr": 0.001}
+    training.train(model, Shapes(), steps=2, optimizer="sgd", weight_decay=0.0, loss_weights={"loss_mask": mask_weight},
+                   amp=False, **settings)
+    assert torch.equal(logits, before) == (mask_weight == 0.0)
