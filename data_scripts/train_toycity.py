@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mask-stem-channels", type=int, default=32,
                         help="channels of the stride-2 stem the mask head also reads (0: torchvision's mask head alone)")
     parser.add_argument("--mask-loss-weight", type=float, default=2.0, help="factor on the mask loss in the total")
+    parser.add_argument("--class-agnostic-masks", action="store_true",
+                        help="one mask map for all classes instead of one per class")
+    parser.add_argument("--box-positive-fraction", type=float, default=0.25,
+                        help="share of the 128 sampled RoIs per image that may be positives; the mask head trains on those")
     parser.add_argument("--input-scale", type=float, default=1.0,
                         help="the model resizes each scene by this factor before the backbone (anchors scale with it)")
     parser.add_argument("--val-length", type=int, default=100)
@@ -81,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     amp, _ = amp_setting(AMP_OPTIONS[args.amp], torch.device("cpu"))
 
     build_kwargs: dict = {"min_size": round(args.height * args.input_scale), "max_size": round(args.width * args.input_scale),
-                          "mask_stem_channels": args.mask_stem_channels}
+                          "mask_stem_channels": args.mask_stem_channels, "box_positive_fraction": args.box_positive_fraction,
+                          "class_agnostic_masks": args.class_agnostic_masks}
     if args.input_scale != 1:
         build_kwargs["anchor_sizes"] = [round(s * args.input_scale) for s in models.TOYCITY_ANCHOR_SIZES]
     train_set = ToyCityDataset(args.steps * args.batch_size, seed=0, height=args.height, width=args.width)

@@ -34,6 +34,21 @@ def test_toycity_small_is_small_and_runs_both_modes():
     assert model.roi_heads.box_predictor.cls_score.out_features == NUM_CLASSES
 
 
+@pytest.mark.parametrize("mask_stem_channels", [0, 32])
+def test_class_agnostic_masks_give_every_class_one_map_trained_by_every_class(mask_stem_channels):
+    model = models.build("toycity_small", min_size=64, max_size=128, mask_stem_channels=mask_stem_channels,
+                         class_agnostic_masks=True)
+    logits_layer = model.roi_heads.mask_predictor.mask_fcn_logits
+    assert isinstance(logits_layer, models.ClassAgnosticMaskLogits) and logits_layer.out_channels == 1
+    logits = logits_layer(torch.rand(3, logits_layer.in_channels, 28, 28))
+    assert logits.shape == (3, NUM_CLASSES, 28, 28)
+    assert torch.equal(logits[:, 1], logits[:, NUM_CLASSES - 1])
+    # A batch holding one class only still trains the map every class reads.
+    images, targets = _tiny_batch()
+    model(images, targets)["loss_mask"].backward()
+    assert logits_layer.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("arch", ["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"])
 def test_torchvision_archs_without_weights_train_their_norm_layers(arch):
     model = models.build(arch, min_size=320, max_size=512)
