@@ -9,7 +9,7 @@ from torchvision import tv_tensors
 
 from course_lib import zoo
 from course_lib.classes import CLASS_TO_INDEX
-from course_lib.evaluate import coco_metrics, format_metrics, match_pairs, mean_matched_mask_iou
+from course_lib.evaluate import coco_metrics, format_metrics, maskness, match_pairs, mean_matched_mask_iou, predict
 from course_lib.failures import draw_errors, failure_analysis
 
 H, W = 64, 96
@@ -277,3 +277,29 @@ def test_evaluate_model_batches_binarises_and_scores_an_oracle():
     assert metrics["segm"]["AP"] == pytest.approx(1.0) and metrics["mask_iou"] == pytest.approx(1.0)
     assert len(predictions) == 3 and predictions[2]["masks"].dtype == torch.uint8
     assert predictions[2]["masks"].shape == (1, 1, H, W) and int(predictions[2]["masks"].sum()) == 400
+
+
+def test_maskness_is_the_mean_probability_inside_each_binarised_mask():
+    masks = torch.zeros(3, 1, 4, 4)
+    masks[0, 0, :2, :2] = 0.9  # sharp
+    masks[1, 0, :2, :2], masks[1, 0, 2:, 2:] = 0.6, 0.4  # blurred: only the 0.6 pixels are mask
+    assert maskness(masks).tolist() == pytest.approx([0.9, 0.6, 0.0])
+
+
+class _FixedOutputModel(torch.nn.Module):
+    """Returns the same two soft-mask detections for every image."""
+
+    def forward(self, images):
+        masks = torch.zeros(2, 1, H, W)
+        masks[0, 0, :4, :4], masks[1, 0, 4:8, 4:8] = 0.55, 1.0
+        return [{"boxes": torch.tensor([[0.0, 0, 4, 4], [4, 4, 8, 8]]), "labels": torch.tensor([CAR, CAR]),
+                 "scores": torch.tensor([0.9, 0.8]), "masks": masks.clone()} for _ in images]
+
+
+def test_predict_can_rank_detections_by_score_times_maskness():
+    dataset = [(torch.zeros(3, H, W), target([(0, 0, 4, 4)], [CAR]))]
+    plain, _ = predict(_FixedOutputModel(), dataset, device="cpu")
+    rescored, _ = predict(_FixedOutputModel(), dataset, device="cpu", score_by_maskness=True)
+    assert plain[0]["scores"].tolist() == pytest.approx([0.9, 0.8])
+    assert rescored[0]["scores"].tolist() == pytest.approx([0.9 * 0.55, 0.8])  # the sharp mask now ranks first
+    assert torch.equal(plain[0]["masks"], rescored[0]["masks"])
