@@ -245,6 +245,11 @@ manifest = zoo.toycity_manifest()
 results = json.loads((assets / "results" / "toycity_training.json").read_text())
 training = results["training"]
 curve = results["curve"]
+# the same recipe with twice the steps (not shipped): how far is the 10-minute goal?
+longer = json.loads((assets / "results" / "toycity_training_2x.json").read_text())
+recipe = ("batch_size", "optimizer", "lr", "weight_decay", "warmup_steps", "schedule", "grad_clip", "amp_bf16",
+          "mask_targets", "mask_loss_weight", "seed")
+assert all(longer["training"][k] == training[k] for k in recipe), "the 2x run must differ only in its step count"
 print("command:", results["command"])
 print(f"{training['steps']} steps x {training['batch_size']} images at lr {training['lr']}; "
       f"{training['train_wall_s']:.0f} s wall / {training['train_cpu_s']:.0f} s CPU of training ({training['threads']} threads)")
@@ -254,6 +259,8 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 3), sharey=True)
 for ax, clock in zip(axes, ("train_wall_s", "train_cpu_s")):
     for key in ("segm_AP", "segm_AP50", "bbox_AP"):
         ax.plot([p[clock] / 60 for p in curve], [p[key] for p in curve], marker="o", label=key)
+    ax.plot([p[clock] / 60 for p in longer["curve"]], [p["segm_AP"] for p in longer["curve"]], "k--", marker=".",
+            label=f"segm_AP, {longer['training']['steps']} steps (not shipped)")
     ax.axhline(0.5, color="grey", ls=":", lw=1)
     ax.set(xlabel=f"training time, minutes ({clock.split('_')[1]})", title="held-out ToyCity AP")
 axes[0].set_ylabel("AP")
@@ -278,6 +285,10 @@ for clock, label in (("train_wall_s", "wall"), ("train_cpu_s", "CPU")):
         p = within[-1]
         print(f"within 10 {label} minutes (step {p['step']}, {p[clock]:.0f} s): segm AP {p['segm_AP']:.3f}, AP50 {p['segm_AP50']:.3f}")
 print(f"at the end (step {curve[-1]['step']}, {curve[-1]['train_wall_s']:.0f} s wall): segm AP {curve[-1]['segm_AP']:.3f}, AP50 {curve[-1]['segm_AP50']:.3f}")
+first_above = next((p for p in longer["curve"] if p["segm_AP"] >= 0.5), None)
+print(f"twice the steps ({longer['training']['steps']}): segm AP {longer['curve'][-1]['segm_AP']:.3f} after "
+      f"{longer['training']['train_wall_s']:.0f} s wall; first evaluation at or above 0.5: "
+      + (f"step {first_above['step']}, {first_above['train_wall_s']:.0f} s" if first_above else "none"))
 
 # %% [markdown]
 #
