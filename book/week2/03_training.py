@@ -264,7 +264,7 @@ for ax, clock in zip(axes, ("train_wall_s", "train_cpu_s")):
     ax.axhline(0.5, color="grey", ls=":", lw=1)
     ax.set(xlabel=f"training time, minutes ({clock.split('_')[1]})", title="held-out ToyCity AP")
 axes[0].set_ylabel("AP")
-axes[0].legend()
+fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=4, bbox_to_anchor=(0.5, -0.05))
 plt.show()
 runtime.print_banner("ToyCity model (shipped, course_lib/assets)", f"held-out {training['val_scenes']}")
 print(format_metrics(results["final"]))
