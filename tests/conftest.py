@@ -60,3 +60,16 @@ def untrained_toycity_model():
 
     torch.manual_seed(0)
     return build("toycity_small").eval()
+
+
+@pytest.fixture
+def tiny_training_batch():
+    """Two random 64x128 images, each with one car (label 3) whose mask fills its box: a training step's input."""
+    import torch
+
+    images = [torch.rand(3, 64, 128) for _ in range(2)]
+    masks = torch.zeros(1, 64, 128, dtype=torch.uint8)
+    masks[0, 10:40, 20:60] = 1
+    targets = [{"boxes": torch.tensor([[20.0, 10.0, 60.0, 40.0]]), "labels": torch.tensor([3]), "masks": masks.clone()}
+               for _ in range(2)]
+    return images, targets

@@ -1,7 +1,5 @@
 """course_lib.mask_skip: the stem reaches the mask head and nothing else; the pooler reads it at stride 2."""
 
-import copy
-
 import pytest
 import torch
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
@@ -10,14 +8,6 @@ from torchvision.ops import roi_align
 from course_lib import model as models
 from course_lib.inspect import trace
 from course_lib.mask_skip import STEM, StemSkipMaskPooler, fpn_levels
-
-
-def _batch():
-    images = [torch.rand(3, 64, 128) for _ in range(2)]
-    masks = torch.zeros(1, 64, 128, dtype=torch.uint8)
-    masks[0, 10:40, 20:60] = 1
-    target = {"boxes": torch.tensor([[20.0, 10.0, 60.0, 40.0]]), "labels": torch.tensor([3]), "masks": masks}
-    return images, [target, copy.deepcopy(target)]
 
 
 def test_backbone_adds_a_stride_2_stem_that_the_rpn_does_not_see():
@@ -33,10 +23,10 @@ def test_backbone_adds_a_stride_2_stem_that_the_rpn_does_not_see():
     assert proposals[0].shape[1] == 4
 
 
-def test_the_mask_loss_trains_the_stem_and_inference_runs():
+def test_the_mask_loss_trains_the_stem_and_inference_runs(tiny_training_batch):
     torch.manual_seed(0)
     model = models.build("toycity_small", min_size=64, max_size=128)
-    images, targets = _batch()
+    images, targets = tiny_training_batch
     losses = model(images, targets)
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
     losses["loss_mask"].backward()

@@ -10,20 +10,12 @@ from course_lib import model as models
 from course_lib.classes import CLASS_TO_INDEX, CLASSES, COCO_CATEGORY_ID, NUM_CLASSES
 
 
-def _tiny_batch():
-    images = [torch.rand(3, 64, 128) for _ in range(2)]
-    masks = torch.zeros(1, 64, 128, dtype=torch.uint8)
-    masks[0, 10:40, 20:60] = 1
-    target = {"boxes": torch.tensor([[20.0, 10.0, 60.0, 40.0]]), "labels": torch.tensor([3]), "masks": masks}
-    return images, [target, copy.deepcopy(target)]
-
-
-def test_toycity_small_is_small_and_runs_both_modes():
+def test_toycity_small_is_small_and_runs_both_modes(tiny_training_batch):
     model = models.build("toycity_small", min_size=64, max_size=128)
     assert models.state_dict_megabytes(model) <= 25.0
     # Random init must be normalised: GroupNorm, not torchvision's frozen BatchNorm default.
     assert any(isinstance(m, nn.GroupNorm) for m in model.backbone.body.modules())
-    images, targets = _tiny_batch()
+    images, targets = tiny_training_batch
     losses = model(images, targets)
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
     assert all(torch.isfinite(v) for v in losses.values())
@@ -35,7 +27,7 @@ def test_toycity_small_is_small_and_runs_both_modes():
 
 
 @pytest.mark.parametrize("mask_stem_channels", [0, 32])
-def test_class_agnostic_masks_give_every_class_one_map_trained_by_every_class(mask_stem_channels):
+def test_class_agnostic_masks_give_every_class_one_map_trained_by_every_class(mask_stem_channels, tiny_training_batch):
     model = models.build("toycity_small", min_size=64, max_size=128, mask_stem_channels=mask_stem_channels,
                          class_agnostic_masks=True)
     logits_layer = model.roi_heads.mask_predictor.mask_fcn_logits
@@ -44,7 +36,7 @@ def test_class_agnostic_masks_give_every_class_one_map_trained_by_every_class(ma
     assert logits.shape == (3, NUM_CLASSES, 28, 28)
     assert torch.equal(logits[:, 1], logits[:, NUM_CLASSES - 1])
     # A batch holding one class only still trains the map every class reads.
-    images, targets = _tiny_batch()
+    images, targets = tiny_training_batch
     model(images, targets)["loss_mask"].backward()
     assert logits_layer.weight.grad.abs().sum() > 0
 
