@@ -264,13 +264,13 @@ def maskness(masks: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict(model: torch.nn.Module, dataset: torch.utils.data.Dataset, device: torch.device | str | None = None,
-            batch_size: int = 2, score_by_maskness: bool = False) -> tuple[list[dict], list[dict]]:
+            batch_size: int = 2) -> tuple[list[dict], list[dict]]:
     """Run ``model`` over ``dataset``: (predictions, targets) on the CPU, in dataset order.
 
     Predicted masks are binarised at 0.5 and stored as uint8 [P, 1, H, W]: the soft float masks of
     a whole dataset would not fit in memory, and every metric here thresholds at 0.5 anyway.
-    ``score_by_maskness`` multiplies each score by :func:`maskness` of its soft mask first (it
-    reorders detections for mask AP; box AP then ranks boxes by it too).
+    Each prediction also keeps ``maskness`` [P] (:func:`maskness` of the soft masks), so that
+    detections can be re-ranked by ``scores * maskness`` without running the model again.
     """
     from course_lib.data import collate
     from course_lib.runtime import device as default_device
@@ -282,8 +282,7 @@ def predict(model: torch.nn.Module, dataset: torch.utils.data.Dataset, device: t
     for images, batch_targets in tqdm(loader, desc="evaluating", unit="batch"):
         for output in model([image.to(device) for image in images]):
             output = {key: value.cpu() for key, value in output.items()}
-            if score_by_maskness:
-                output["scores"] = output["scores"] * maskness(output["masks"])
+            output["maskness"] = maskness(output["masks"])
             output["masks"] = (output["masks"] > MASK_THRESHOLD).to(torch.uint8)
             predictions.append(output)
         targets += batch_targets

@@ -296,10 +296,10 @@ class _FixedOutputModel(torch.nn.Module):
                  "scores": torch.tensor([0.9, 0.8]), "masks": masks.clone()} for _ in images]
 
 
-def test_predict_can_rank_detections_by_score_times_maskness():
+def test_predict_keeps_maskness_to_rank_detections_by_score_times_maskness():
     dataset = [(torch.zeros(3, H, W), target([(0, 0, 4, 4)], [CAR]))]
-    plain, _ = predict(_FixedOutputModel(), dataset, device="cpu")
-    rescored, _ = predict(_FixedOutputModel(), dataset, device="cpu", score_by_maskness=True)
-    assert plain[0]["scores"].tolist() == pytest.approx([0.9, 0.8])
-    assert rescored[0]["scores"].tolist() == pytest.approx([0.9 * 0.55, 0.8])  # the sharp mask now ranks first
-    assert torch.equal(plain[0]["masks"], rescored[0]["masks"])
+    predictions, _ = predict(_FixedOutputModel(), dataset, device="cpu")
+    assert predictions[0]["scores"].tolist() == pytest.approx([0.9, 0.8])
+    assert predictions[0]["maskness"].tolist() == pytest.approx([0.55, 1.0])
+    rescored = predictions[0]["scores"] * predictions[0]["maskness"]
+    assert rescored.tolist() == pytest.approx([0.9 * 0.55, 0.8])  # the sharp mask now ranks first

@@ -279,21 +279,21 @@ assert head_ceiling["AP"] > metrics["segm"]["AP"], "perfect masks in the same bo
 # probability over the pixels the mask keeps (`course_lib.evaluate.maskness`: near 1 for a sharp
 # mask, near 0.5 for a blurred one). Does it track mask quality here? Compare each detection's
 # maskness with its best mask IoU against an object of its class, then rank by score × maskness
-# (`predict(..., score_by_maskness=True)`):
+# (`predict` keeps each detection's maskness beside its score):
 
 # %%
 from scipy.stats import spearmanr
 
 from course_lib.evaluate import mask_iou_matrix
 
-rescored, _ = predict(model, dataset, batch_size=2, score_by_maskness=True)
+rescored = [{**p, "scores": p["scores"] * p["maskness"]} for p in predictions]
 rescored_segm = coco_metrics(rescored, targets, iou_types=("segm",))["segm"]
 mask_quality, best_iou = [], []
-for plain, by_mask, target in zip(predictions, rescored, targets):
-    if len(plain["scores"]) and len(target["labels"]):
-        same_class = (plain["labels"][:, None] == target["labels"][None]).numpy()
-        best_iou += (mask_iou_matrix(plain["masks"], target["masks"]) * same_class).max(1).tolist()
-        mask_quality += (by_mask["scores"] / plain["scores"]).tolist()  # = maskness
+for prediction, target in zip(predictions, targets):
+    if len(prediction["scores"]) and len(target["labels"]):
+        same_class = (prediction["labels"][:, None] == target["labels"][None]).numpy()
+        best_iou += (mask_iou_matrix(prediction["masks"], target["masks"]) * same_class).max(1).tolist()
+        mask_quality += prediction["maskness"].tolist()
 rho = spearmanr(mask_quality, best_iou).statistic
 runtime.print_banner(MODEL_NAME, DATA_NAME)
 print(f"{len(mask_quality)} detections: Spearman correlation of maskness with best mask IoU {rho:.2f}")
