@@ -247,6 +247,7 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     history: dict[str, Any] = {"loss": [], "eval": [], "train_wall_s": 0.0, "train_cpu_s": 0.0, "steps": steps}
+    loss_factors = loss_weights or {}
     start = 0
     if resume and checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=device)
@@ -292,7 +293,7 @@ def train(
         images, targets = collate(samples, device)
         with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
             losses = model(images, targets)
-        loss = sum(value * (loss_weights or {}).get(name, 1.0) for name, value in losses.items())
+        loss = sum(value * loss_factors.get(name, 1.0) for name, value in losses.items())
         if not torch.isfinite(loss):
             last = f"the last good checkpoint is {checkpoint} (step {_checkpoint_step(checkpoint)})" if checkpoint is not None and checkpoint.exists() else "no checkpoint was written"
             parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
