@@ -1,4 +1,4 @@
-"""The mask head's training target: the ground-truth mask seen through a RoI, as an ``M x M`` grid.
+"""The mask head's training target (the ground-truth mask seen through a RoI, an ``M x M`` grid) and loss.
 
 For each positive RoI, Mask R-CNN crops the matched ground-truth mask to the RoI and resizes it to
 the head's ``M x M`` grid (28 x 28); the loss is the per-cell binary cross-entropy on the
@@ -14,14 +14,22 @@ tyre of a bicycle in a 30-pixel box) covers each cell only in part, so most of i
 sit below 0.5: trained on them, the head learns to predict "rather background" exactly where the
 structure is, and the thresholded mask loses it. A binary target trains the head on the decision
 it is judged by. Inference is the same either way; only training changes.
+
+The same per-cell average also makes a thin object a small part of the loss: its few foreground
+cells are outnumbered by background ones. :func:`dice_loss`, which many later instance
+segmenters use, scores each object's overlap as a whole; :func:`mask_loss` can add it.
 """
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection import roi_heads as torchvision_roi_heads
-from torchvision.models.detection.roi_heads import RoIHeads, project_masks_on_boxes
+from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss, project_masks_on_boxes
 
 
 def project_masks_binary(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, resolution: int) -> Tensor:
@@ -33,30 +41,75 @@ def project_masks_binary(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, 
     return (project_masks_on_boxes(gt_masks, boxes, matched_idxs, resolution) >= 0.5).to(boxes.dtype)
 
 
-class BinaryMaskTargetRoIHeads(RoIHeads):
-    """torchvision's ``RoIHeads`` trained on :func:`project_masks_binary` targets; inference unchanged."""
+def dice_loss(logits: Tensor, targets: Tensor, smooth: float = 1.0) -> Tensor:
+    """``1 - Dice(sigmoid(logits), targets)`` per RoI, averaged: ``Tensor[P, M, M]`` twice -> scalar.
+
+    ``Dice = (2 |p t| + smooth) / (|p| + |t| + smooth)`` with sums over one RoI's cells (V-Net,
+    Milletari et al. 2016; the mask loss of SOLO, CondInst and Mask2Former). Each object counts
+    once whatever its area: a 1-pixel ring with 40 foreground cells weighs as much as a car with 600,
+    where the per-cell cross-entropy averages them into the 784 cells of every RoI.
+    """
+    probs, targets = logits.float().sigmoid().flatten(1), targets.float().flatten(1)
+    dice = (2 * (probs * targets).sum(1) + smooth) / (probs.sum(1) + targets.sum(1) + smooth)
+    return (1 - dice).mean()
+
+
+def mask_loss(mask_logits: Tensor, proposals: list[Tensor], gt_masks: list[Tensor], gt_labels: list[Tensor],
+              mask_matched_idxs: list[Tensor], *, project: Callable = project_masks_on_boxes,
+              dice_weight: float = 0.0) -> Tensor:
+    """torchvision's ``roi_heads.maskrcnn_loss`` with a choice of target and an optional dice term.
+
+    ``mask_logits``: ``Tensor[P, K, M, M]`` for the P positive RoIs (``proposals``, one ``Tensor[P_i, 4]``
+    per image, matched to ``gt_masks[i][mask_matched_idxs[i]]``). Only the ground-truth class's
+    channel is trained: ``BCE(logits[p, label_p], target_p)`` averaged over every cell, plus
+    ``dice_weight`` x :func:`dice_loss` on the same channel. ``project`` builds the ``M x M`` targets
+    (torchvision's soft :func:`project_masks_on_boxes` or :func:`project_masks_binary`).
+    """
+    resolution = mask_logits.shape[-1]
+    labels = torch.cat([gt_label[idxs] for gt_label, idxs in zip(gt_labels, mask_matched_idxs)])
+    targets = torch.cat([project(m, p, i, resolution) for m, p, i in zip(gt_masks, proposals, mask_matched_idxs)])
+    if targets.numel() == 0:
+        return mask_logits.sum() * 0
+    logits = mask_logits[torch.arange(len(labels), device=labels.device), labels]
+    loss = F.binary_cross_entropy_with_logits(logits, targets)
+    return loss + dice_weight * dice_loss(logits, targets) if dice_weight else loss
+
+
+PROJECTIONS = {"binary": project_masks_binary, "soft": project_masks_on_boxes}
+
+
+class MaskLossRoIHeads(RoIHeads):
+    """torchvision's ``RoIHeads`` trained with :func:`mask_loss` (``mask_targets``, ``dice_weight``); inference unchanged."""
+
+    mask_targets = "binary"
+    dice_weight = 0.0
 
     def forward(self, features, proposals, image_shapes, targets=None):
         if not self.training:
             return super().forward(features, proposals, image_shapes, targets)
-        # torchvision's maskrcnn_loss looks project_masks_on_boxes up in its module when called:
-        # point it at the binary version for this call only (restored even if the step fails).
-        torchvision_roi_heads.project_masks_on_boxes = project_masks_binary
+        # torchvision's RoIHeads looks maskrcnn_loss up in its module when called: point it at
+        # this model's loss for this call only (restored even if the step fails).
+        torchvision_roi_heads.maskrcnn_loss = functools.partial(
+            mask_loss, project=PROJECTIONS[self.mask_targets], dice_weight=self.dice_weight)
         try:
             return super().forward(features, proposals, image_shapes, targets)
         finally:
-            torchvision_roi_heads.project_masks_on_boxes = project_masks_on_boxes
+            torchvision_roi_heads.maskrcnn_loss = maskrcnn_loss
 
 
-MASK_TARGETS = {"binary": BinaryMaskTargetRoIHeads, "soft": RoIHeads}
-
-
-def set_mask_targets(model: nn.Module, kind: str = "binary") -> nn.Module:
+def set_mask_targets(model: nn.Module, kind: str = "binary", dice_weight: float = 0.0) -> nn.Module:
     """Train a torchvision Mask R-CNN on ``"binary"`` (paper, detectron2) or ``"soft"`` (torchvision)
-    mask targets; in place, every other setting and weight kept."""
-    if kind not in MASK_TARGETS:
-        raise ValueError(f"mask targets must be one of {', '.join(MASK_TARGETS)}, got {kind!r}")
-    model.roi_heads.__class__ = MASK_TARGETS[kind]
+    mask targets, with ``dice_weight`` x :func:`dice_loss` added to the mask loss; in place, every
+    other setting and weight kept (``"soft"`` without dice is torchvision's ``RoIHeads`` itself)."""
+    if kind not in PROJECTIONS:
+        raise ValueError(f"mask targets must be one of {', '.join(PROJECTIONS)}, got {kind!r}")
+    if dice_weight < 0:
+        raise ValueError(f"dice_weight must be >= 0, got {dice_weight}")
+    if kind == "soft" and not dice_weight:
+        model.roi_heads.__class__ = RoIHeads
+        return model
+    model.roi_heads.__class__ = MaskLossRoIHeads
+    model.roi_heads.mask_targets, model.roi_heads.dice_weight = kind, dice_weight
     return model
 
 

@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the mask head's 28x28 targets: torchvision's soft ones or the paper's binary ones")
     parser.add_argument("--mask-stem-channels", type=int, default=32,
                         help="channels of the stride-2 stem the mask head also reads (0: torchvision's mask head alone)")
+    parser.add_argument("--mask-dice-weight", type=float, default=3.0,
+                        help="factor on a dice term added to the mask head's cross-entropy (0: the paper's loss)")
     parser.add_argument("--mask-loss-weight", type=float, default=2.0, help="factor on the mask loss in the total")
     parser.add_argument("--class-agnostic-masks", action="store_true",
                         help="one mask map for all classes instead of one per class")
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     train_set = ToyCityDataset(args.steps * args.batch_size, seed=0, height=args.height, width=args.width)
     val_set = ToyCityDataset(args.val_length, seed=VAL_SEED, height=args.height, width=args.width)
     runtime.seed_everything(args.seed)
-    model = set_mask_targets(models.build("toycity_small", **build_kwargs), args.mask_targets)
+    model = set_mask_targets(models.build("toycity_small", **build_kwargs), args.mask_targets, args.mask_dice_weight)
 
     latest: dict = {}  # full metrics of the last evaluation (train() evaluates once more at the end)
 
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     training = {
         "steps": args.steps, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
         "weight_decay": args.weight_decay, "warmup_steps": args.warmup,
-        "schedule": args.schedule, "grad_clip": args.grad_clip, "amp_bf16": amp, "mask_targets": args.mask_targets, "mask_loss_weight": args.mask_loss_weight, "seed": args.seed, "threads": args.threads,
+        "schedule": args.schedule, "grad_clip": args.grad_clip, "amp_bf16": amp, "mask_targets": args.mask_targets, "mask_dice_weight": args.mask_dice_weight, "mask_loss_weight": args.mask_loss_weight, "seed": args.seed, "threads": args.threads,
         "train_scenes": f"ToyCityDataset(seed=0, length={len(train_set)}) at {args.height}x{args.width}",
         "val_scenes": f"ToyCityDataset(seed={VAL_SEED}, length={args.val_length}) at {args.height}x{args.width}",
         "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(history["train_cpu_s"], 1),

@@ -169,9 +169,10 @@ assert agnostic.weight.grad.abs().sum() > 0
 
 # %% [markdown]
 # On ToyCity the class-specific head won. Two training runs of the ToyCity model, identical but
-# for this layer (`data_scripts/train_toycity.py --mask-loss-weight 2`, with and without
-# `--class-agnostic-masks`; one run each, ToyCity held-out mask AP, 2-core CPU, runs differ by a
-# point or two): 0.456 class-specific, 0.429 class-agnostic. The losses were riders (0.15 → 0.11)
+# for this layer (`data_scripts/train_toycity.py --mask-loss-weight 2 --mask-dice-weight 0`, the
+# recipe before the Week 2 dice term, with and without `--class-agnostic-masks`; one run each,
+# ToyCity held-out mask AP, 2-core CPU, runs differ by a point or two): 0.456 class-specific,
+# 0.429 class-agnostic. The losses were riders (0.15 → 0.11)
 # and motorcycles (0.43 → 0.36): in ToyCity a rider sits on its two-wheeler, the two boxes nearly
 # coincide, and which pixels belong to the instance depends on the class. A per-class map can
 # learn "the person, not the bicycle" for rider boxes; a shared one has to average the two.
