@@ -370,49 +370,94 @@ TRAIN_STEP_VARIANTS = {
     "kernel_pooler": "torchvision's MultiScaleRoIAlign (per-sample kernel), float32",
     "separable_pooler": "course_lib.roi.SeparableMultiScaleRoIAlign (matrix products), float32",
     "separable_amp": "the same under autocast: bfloat16 on a CPU, float16 on CUDA",
+    "separable_amp_1thread": "the same on 1 CPU thread",
+    "separable_amp_2proc": "the same in 2 data-parallel processes, each on half the batch (DDP, course_lib.distributed)",
 }
 
 
-def training_step_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, dict]], batch_size: int = 2,
+def _step_seconds(model: nn.Module, batches: list, amp: bool, amp_dtype: torch.dtype) -> list[float]:
+    """Seconds of each training step of ``model`` (in place) over ``batches``; under DDP each
+    process takes its share of every batch and the gradients are averaged in backward."""
+    from course_lib import distributed
+    from course_lib.train import make_optimizer
+
+    rank, world = distributed.rank_and_world()
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    opt = make_optimizer("adamw", [p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    device = _model_device(model)
+    seconds = []
+    for images, targets in batches:
+        share = len(images) // world
+        images, targets = images[rank * share:(rank + 1) * share], targets[rank * share:(rank + 1) * share]
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            loss = sum(net(images, targets).values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def _step_seconds_to_file(model: nn.Module, batches: list, amp: bool, amp_dtype: torch.dtype, path: str) -> None:
+    from course_lib import distributed
+
+    seconds = _step_seconds(model, batches, amp, amp_dtype)
+    slowest = [max(t) for t in zip(*distributed.gather(seconds))]  # a step ends when every process is done
+    if distributed.rank_and_world()[0] == 0:
+        Path(path).write_text(json.dumps(slowest))
+
+
+def training_step_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, dict]], batch_size: int = 4,
                             warmup: int = 3, repeats: int = 20) -> dict:
     """Seconds per training step (forward with losses, backward, AdamW step) of each of
-    :data:`TRAIN_STEP_VARIANTS`, on copies of ``model`` (a Mask R-CNN with RoI Align poolers)."""
+    :data:`TRAIN_STEP_VARIANTS`, on copies of ``model`` (a Mask R-CNN with RoI Align poolers).
+
+    The last two run on a CPU with ``threads`` >= 2: ``separable_amp_1thread`` on one thread,
+    ``separable_amp_2proc`` as two processes of ``threads // 2`` threads (``batch_size`` even)."""
+    import tempfile
+
     from torchvision.ops import MultiScaleRoIAlign
 
+    from course_lib import distributed
     from course_lib.roi import SeparableMultiScaleRoIAlign
-
-    from course_lib.train import amp_setting, collate, make_optimizer
+    from course_lib.train import amp_setting, collate
 
     device = _model_device(model)
     batches = [collate([dataset[(step * batch_size + i) % len(dataset)] for i in range(batch_size)], device)
                for step in range(warmup + repeats)]
     _, amp_dtype = amp_setting(True, device)
+    threads = torch.get_num_threads()
+    variants = [name for name in TRAIN_STEP_VARIANTS if not name.endswith(("1thread", "2proc"))
+                or (device.type == "cpu" and threads >= 2 and batch_size % 2 == 0)]
     rows = []
-    for name, description in TRAIN_STEP_VARIANTS.items():
+    for name in variants:
         trial = copy.deepcopy(model).train()
         if name == "kernel_pooler":
             for module in trial.roi_heads.modules():
                 if isinstance(module, SeparableMultiScaleRoIAlign):
                     module.__class__ = MultiScaleRoIAlign  # the parent class: same settings, kernel forward
-        opt = make_optimizer("adamw", [p for p in trial.parameters() if p.requires_grad], lr=1e-5)
-        seconds = []
-        for images, targets in batches:
-            start = time.perf_counter()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=name.endswith("amp")):
-                loss = sum(trial(images, targets).values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            synchronize(device)
-            seconds.append(time.perf_counter() - start)
+        amp = "_amp" in name
+        if name.endswith("2proc"):
+            with tempfile.TemporaryDirectory() as folder:
+                path = str(Path(folder) / "seconds.json")
+                distributed.launch(_step_seconds_to_file, trial, batches, amp, amp_dtype, path,
+                                   processes=2, threads_per_process=threads // 2)
+                seconds = json.loads(Path(path).read_text())
+            torch.set_num_threads(threads)
+        else:
+            torch.set_num_threads(1 if name.endswith("1thread") else threads)
+            seconds = _step_seconds(trial, batches, amp, amp_dtype)
+            torch.set_num_threads(threads)
         median = statistics.median(seconds[warmup:])
-        rows.append({"name": name, "description": description, "median_ms": 1e3 * median,
+        rows.append({"name": name, "description": TRAIN_STEP_VARIANTS[name], "median_ms": 1e3 * median,
                      "p90_ms": 1e3 * float(np.percentile(seconds[warmup:], 90)), "images_per_s": batch_size / median})
     for row in rows:
         row["speedup"] = rows[0]["median_ms"] / row["median_ms"]
     return {
         "what": "one training step (forward with losses, backward, AdamW step) per variant",
-        "batch_size": batch_size, "repeats": repeats, "threads": torch.get_num_threads(),
+        "batch_size": batch_size, "repeats": repeats, "threads": threads,
         "device": device_name(device), "bf16_units": runtime.cpu_has_bf16_units() if device.type == "cpu" else None,
         "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "variants": rows,
@@ -506,7 +551,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="write the results JSON here")
     parser.add_argument("--tracker", action="store_true", help="time the tracker alone (30 instances per frame) instead")
     parser.add_argument("--train-step", action="store_true",
-                        help="time training steps (RoI pooler x precision) on ToyCity training scenes instead")
+                        help="time training steps (RoI pooler x precision x processes) on ToyCity training scenes instead")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per training step (with --train-step)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -518,7 +564,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
         runtime.print_banner(f"{args.model} model (training steps)", f"ToyCity training scenes at {height}x{width}")
         result = training_step_benchmark(zoo.from_command_line(args.model, args.arch, device),
                                          ToyCityDataset(64, seed=0, height=height, width=width),
-                                         warmup=args.warmup, repeats=args.repeats)
+                                         batch_size=args.batch_size, warmup=args.warmup, repeats=args.repeats)
         result["model"], result["data"] = f"{args.model} model", f"ToyCity training scenes, {height}x{width}"
         print(training_step_table(result))
         if args.out:

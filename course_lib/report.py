@@ -44,10 +44,11 @@ def readme_results() -> str:
              f"CPU, {training['threads']} threads{', bfloat16 autocast' if training.get('amp_bf16') else ''}, "
              f"load average {training['load_average_1min']['before']:.1f} before",
              "`course_lib/assets/toycity_maskrcnn.json`"),
-        _row("Training step (2 images)",
+        _row(f"Training step ({step_source['batch_size']} images)",
              f"{steps['kernel_pooler']['median_ms']:.0f} ms with torchvision's RoI Align kernel, "
              f"{steps['separable_pooler']['median_ms']:.0f} ms with the separable one, "
-             f"{steps['separable_amp']['median_ms']:.0f} ms adding bfloat16 ({steps['separable_amp']['speedup']:.2f}x)",
+             f"{steps['separable_amp']['median_ms']:.0f} ms adding bfloat16 ({steps['separable_amp']['speedup']:.2f}x), "
+             f"{steps['separable_amp_2proc']['median_ms']:.0f} ms in 2 processes of 1 thread",
              f"{step_source['model']}, {step_source['data']}, {step_source['device']}, {step_source['threads']} threads",
              "`course_lib/assets/results/train_step_cpu.json`"),
         _row("Mask AP within 10 min of training",

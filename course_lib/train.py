@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_lib import runtime
+from course_lib import distributed, runtime
 
 #: A dataset item: an image tensor [3, H, W] (float in [0, 1]) and a Mask R-CNN target dict
 #: (boxes [N, 4] xyxy, labels [N], masks [N, H, W]).
@@ -80,15 +80,18 @@ def batch_indices(step: int, *, batch_size: int, dataset_length: int, seed: int)
 
 
 def batches(dataset: Sequence[Sample], *, start: int, steps: int, batch_size: int, seed: int,
-            num_workers: int = 0) -> Iterator[list[Sample]]:
-    """The batches (lists of samples) of steps ``start .. steps-1``.
+            num_workers: int = 0, rank: int = 0, world: int = 1) -> Iterator[list[Sample]]:
+    """The batches (lists of samples) of steps ``start .. steps-1``; with ``world`` data-parallel
+    processes, the ``rank``-th slice of ``batch_size // world`` samples of each.
 
     With ``num_workers=0`` they are loaded in this process, so random augmentations draw from the
     RNG state that checkpoints save (exact resume). With workers (faster on a GPU machine), each
     worker is seeded from (seed, start): reproducible, but a resumed run augments differently
     from an uninterrupted one.
     """
-    plan = [batch_indices(s, batch_size=batch_size, dataset_length=len(dataset), seed=seed) for s in range(start, steps)]
+    share = batch_size // world
+    plan = [batch_indices(s, batch_size=batch_size, dataset_length=len(dataset), seed=seed)[rank * share:(rank + 1) * share]
+            for s in range(start, steps)]
     if num_workers == 0:
         return ([dataset[i] for i in indices] for indices in plan)
     generator = torch.Generator().manual_seed(seed * 100_003 + start)
@@ -223,6 +226,10 @@ def train(
             ``None`` lets :func:`amp_setting` choose.
         resume: continue from ``checkpoint_dir/last.pt`` if it exists.
         num_workers: data-loading processes (see :func:`batches`; 0 keeps resume exact).
+
+    Inside :func:`course_lib.distributed.launch` (data parallel), each process trains on its
+    share of every batch of ``batch_size`` images under ``DistributedDataParallel``; rank 0 alone
+    evaluates, logs and writes checkpoints, and a checkpoint resumes with as many processes.
         eval_fn: ``eval_fn(model) -> {metric: value}``, called every ``eval_every`` steps and at
             the last step with the model in eval mode; the RNG streams are left untouched by it.
 
@@ -238,7 +245,12 @@ def train(
     amp, amp_dtype = amp_setting(amp, device)
     if len(dataset) == 0:
         raise ValueError("the dataset is empty")
+    rank, world = distributed.rank_and_world()
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} does not split over {world} processes: use a multiple of {world}")
     model.to(device).train()
+    # DDP averages the gradients over the processes during backward (GroupNorm: no batch statistics to sync)
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(optimizer, params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -255,12 +267,16 @@ def train(
         opt.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        saved_world = len(state.get("rng_by_rank", [state["rng"]]))
+        if saved_world != world:
+            raise ValueError(f"{checkpoint} was written by {saved_world} training process(es): resume it with "
+                             f"{saved_world} (this run has {world}), or start afresh in another folder")
+        set_rng_state(state["rng_by_rank"][rank] if world > 1 else state["rng"])
         start, history = state["step"], state["history"]
         history["steps"] = steps
     else:
-        runtime.seed_everything(seed)
-    writer = _summary_writer(log_dir)
+        runtime.seed_everything(seed + rank)  # rank 0 draws what a single process would
+    writer = _summary_writer(log_dir) if rank == 0 else None
 
     def run_eval(step: int) -> None:
         with preserved_rng():
@@ -278,27 +294,34 @@ def train(
             history["eval"].append(record)
 
     def save(step: int) -> None:
-        if checkpoint is not None:
+        if checkpoint is None:
+            return
+        rngs = distributed.gather(rng_state())  # every process takes part; rank 0 writes
+        if rank == 0:
             save_checkpoint({
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "rng": rng_state(), "step": step, "samples_seen": step * batch_size,
-                "history": history,
+                "rng": rngs[0], **({"rng_by_rank": rngs} if world > 1 else {}),
+                "step": step, "samples_seen": step * batch_size, "history": history,
             }, checkpoint)
 
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", disable=not progress)
-    loader = batches(dataset, start=start, steps=steps, batch_size=batch_size, seed=seed, num_workers=num_workers)
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", disable=not progress or rank > 0)
+    loader = batches(dataset, start=start, steps=steps, batch_size=batch_size, seed=seed, num_workers=num_workers,
+                     rank=rank, world=world)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for step, samples in zip(bar, loader):
         images, targets = collate(samples, device)
         with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
-            losses = model(images, targets)
+            losses = net(images, targets)
         loss = sum(value * loss_factors.get(name, 1.0) for name, value in losses.items())
-        if not torch.isfinite(loss):
+        # the values to log and check, averaged over the processes: all of them stop together
+        values = torch.stack([v.detach().float() for v in (loss, *losses.values())])
+        logged = dict(zip(["loss", *losses], distributed.all_mean(values).tolist()))
+        if not math.isfinite(logged["loss"]):
             last = f"the last good checkpoint is {checkpoint} (step {_checkpoint_step(checkpoint)})" if checkpoint is not None and checkpoint.exists() else "no checkpoint was written"
-            parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            parts = ", ".join(f"{k}={v:.4g}" for k, v in logged.items() if k != "loss")
             raise TrainingDiverged(
-                f"loss is {loss.item()} at step {step} ({parts}); stopped before updating the weights, "
+                f"loss is {logged['loss']} at step {step} ({parts}); stopped before updating the weights, "
                 f"{last}. Lower lr, lengthen the warmup or clip gradients harder, then resume."
             )
         opt.zero_grad(set_to_none=True)
@@ -313,7 +336,7 @@ def train(
         history["train_wall_s"] += time.perf_counter() - wall0
         history["train_cpu_s"] += time.process_time() - cpu0
 
-        record = {"step": step, "lr": current_lr, "loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
+        record = {"step": step, "lr": current_lr, **logged}
         history["loss"].append(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{current_lr:.2g}")
         if writer is not None:
@@ -322,7 +345,9 @@ def train(
                     writer.add_scalar(f"train/{name}", value, step)
         done = step + 1
         if done == steps or (eval_every and done % eval_every == 0):
-            run_eval(done)
+            if rank == 0:
+                run_eval(done)
+            distributed.barrier()  # the other processes wait for rank 0's evaluation
         if done == steps or done % checkpoint_every == 0:
             save(done)
         wall0, cpu0 = time.perf_counter(), time.process_time()  # the next step's clock includes loading its batch
@@ -360,8 +385,8 @@ def _log_sample_prediction(writer, model: nn.Module, image: torch.Tensor, step: 
 
 
 def cli(argv: list[str]) -> int:
-    """``python -m course_lib train --data toycity|cityscapes|coco --arch ... --steps N --out DIR [--resume]``."""
-    from course_lib import augment, data
+    """``python -m course_lib train --data toycity|cityscapes|coco --arch ... --steps N --out DIR [--resume] [--processes P]``."""
+    from course_lib import data
     from course_lib import model as models
 
     parser = argparse.ArgumentParser(prog="python -m course_lib train", description=__doc__.splitlines()[0])
@@ -385,21 +410,36 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--amp", choices=tuple(AMP_OPTIONS), default="auto",
                         help="mixed precision (auto: on for CUDA and for CPUs with bfloat16 units)")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0: exact resume; 2-4 on a GPU machine)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="data-parallel training processes (one per GPU, or per CPU core), each on batch-size / processes images")
     parser.add_argument("--out", required=True, help="output folder: last.pt, model.pt, history.json, tensorboard/")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     args = parser.parse_args(argv)
+    if args.batch_size % args.processes:
+        parser.error(f"--batch-size {args.batch_size} must be a multiple of --processes {args.processes}")
+    distributed.launch(_run_cli, args, processes=args.processes,
+                       threads_per_process=max(1, torch.get_num_threads() // args.processes))
+    return 0
 
+
+def _run_cli(args: argparse.Namespace) -> None:
+    """The training :func:`cli` asked for, in each of its processes (rank 0 writes the results)."""
+    from course_lib import augment, data
+    from course_lib import model as models
+
+    rank, _ = distributed.rank_and_world()
     out = Path(args.out)
     dataset = data.dataset_from_arguments(args, "train", augment.train_transforms() if args.augment else None)
     model = models.build(args.arch, weights=args.weights, min_size=args.min_size, max_size=args.max_size)
-    print(runtime.banner(args.arch, f"{args.data} train ({len(dataset)} images)"))
+    if rank == 0:
+        print(runtime.banner(args.arch, f"{args.data} train ({len(dataset)} images)"))
     history = train(
         model, dataset, steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         weight_decay=args.weight_decay, warmup_steps=args.warmup, schedule=args.schedule, grad_clip=args.grad_clip,
         checkpoint_dir=out, checkpoint_every=args.checkpoint_every, log_dir=out / "tensorboard", seed=args.seed,
         resume=args.resume, num_workers=args.workers, amp=AMP_OPTIONS[args.amp],
     )
-    torch.save(model.state_dict(), out / "model.pt")
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    print(f"trained {args.steps} steps in {history['train_wall_s']:.0f} s; weights: {out / 'model.pt'}")
-    return 0
+    if rank == 0:
+        torch.save(model.state_dict(), out / "model.pt")
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        print(f"trained {args.steps} steps in {history['train_wall_s']:.0f} s; weights: {out / 'model.pt'}")

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from course_lib import model as models
-from course_lib import runtime
+from course_lib import distributed, runtime
 from course_lib.evaluate import coco_metrics, predict
 from course_lib.mask_target import set_mask_targets
 from course_lib.toycity import ToyCityDataset
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mask-loss-weight", type=float, default=2.0, help="factor on the mask loss in the total")
     parser.add_argument("--class-agnostic-masks", action="store_true",
                         help="one mask map for all classes instead of one per class")
+    parser.add_argument("--box-rois", type=int, default=128,
+                        help="RoIs sampled per image to train the box head (positives up to --box-positive-fraction of them)")
     parser.add_argument("--box-positive-fraction", type=float, default=0.25,
                         help="share of the 128 sampled RoIs per image that may be positives; the mask head trains on those")
     parser.add_argument("--input-scale", type=float, default=1.0,
@@ -78,16 +80,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-length", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=140, help="steps between held-out evaluations")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="data-parallel training processes, each on batch-size / processes images (course_lib.distributed)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads in all (split over the processes)")
     parser.add_argument("--out", default="runs/toycity", help="checkpoints and TensorBoard logs")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-install", action="store_true", help="write the weights to --out, not course_lib/assets")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.batch_size % args.processes:
+        parser.error(f"--batch-size {args.batch_size} must be a multiple of --processes {args.processes}")
+    command = "python data_scripts/train_toycity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    distributed.launch(run, args, command, processes=args.processes, threads_per_process=max(1, args.threads // args.processes))
+    return 0
+
+
+def run(args: argparse.Namespace, command: str) -> None:
+    """Train, evaluate and write the results (in each process of ``--processes``; rank 0 writes)."""
+    rank, _ = distributed.rank_and_world()
     amp, _ = amp_setting(AMP_OPTIONS[args.amp], torch.device("cpu"))
 
     build_kwargs: dict = {"min_size": round(args.height * args.input_scale), "max_size": round(args.width * args.input_scale),
-                          "mask_stem_channels": args.mask_stem_channels, "box_positive_fraction": args.box_positive_fraction,
+                          "mask_stem_channels": args.mask_stem_channels, "box_batch_size_per_image": args.box_rois, "box_positive_fraction": args.box_positive_fraction,
                           "class_agnostic_masks": args.class_agnostic_masks}
     if args.input_scale != 1:
         build_kwargs["anchor_sizes"] = [round(s * args.input_scale) for s in models.TOYCITY_ANCHOR_SIZES]
@@ -99,14 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     latest: dict = {}  # full metrics of the last evaluation (train() evaluates once more at the end)
 
     def eval_fn(m: torch.nn.Module) -> dict[str, float]:
-        start = time.perf_counter()
+        start, threads = time.perf_counter(), torch.get_num_threads()
+        torch.set_num_threads(args.threads)  # rank 0 evaluates alone while the other processes wait
         latest.update(coco_metrics(*predict(m, val_set, device="cpu", batch_size=8)))
+        torch.set_num_threads(threads)
         summary = ap_summary(latest)
         print(f"  held-out: segm AP {summary['segm_AP']:.3f}  AP50 {summary['segm_AP50']:.3f}  bbox AP {summary['bbox_AP']:.3f}")
         return {**summary, "eval_s": time.perf_counter() - start}
 
     out = Path(args.out)
-    print(runtime.banner("toycity_small (training)", f"ToyCity {args.height}x{args.width}, held-out {args.val_length} scenes"))
+    if rank == 0:
+        print(runtime.banner("toycity_small (training)", f"ToyCity {args.height}x{args.width}, held-out {args.val_length} scenes"))
     load_before = os.getloadavg()[0]  # other work on the machine stretches the wall time: record it
     started = time.perf_counter()
     history = train(
@@ -117,19 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         device=torch.device("cpu"), amp=amp,
     )
     total_wall = time.perf_counter() - started
+    cpu_seconds = sum(distributed.gather(history["train_cpu_s"]))  # each process counts its own
+    if rank > 0:
+        return
     final = latest
 
     weights = (out if args.no_install else ASSETS) / "toycity_maskrcnn.pt"
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), weights)
-    command = "python data_scripts/train_toycity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     training = {
         "steps": args.steps, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
         "weight_decay": args.weight_decay, "warmup_steps": args.warmup,
-        "schedule": args.schedule, "grad_clip": args.grad_clip, "amp_bf16": amp, "mask_targets": args.mask_targets, "mask_dice_weight": args.mask_dice_weight, "mask_loss_weight": args.mask_loss_weight, "seed": args.seed, "threads": args.threads,
+        "schedule": args.schedule, "grad_clip": args.grad_clip, "amp_bf16": amp, "mask_targets": args.mask_targets, "mask_dice_weight": args.mask_dice_weight, "mask_loss_weight": args.mask_loss_weight, "seed": args.seed, "processes": args.processes, "threads": args.threads,
         "train_scenes": f"ToyCityDataset(seed=0, length={len(train_set)}) at {args.height}x{args.width}",
         "val_scenes": f"ToyCityDataset(seed={VAL_SEED}, length={args.val_length}) at {args.height}x{args.width}",
-        "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(history["train_cpu_s"], 1),
+        "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(cpu_seconds, 1),
         "total_wall_s_with_eval": round(total_wall, 1),
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "cpu_count": os.cpu_count(),
@@ -153,9 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path.write_text(json.dumps(manifest, indent=1, default=float) + "\n")
     results_path.write_text(json.dumps(results, indent=1, default=float) + "\n")
     print(f"segm AP {final['segm']['AP']:.3f} (AP50 {final['segm']['AP50']:.3f}), bbox AP {final['bbox']['AP']:.3f} "
-          f"after {history['train_wall_s']:.0f} s wall / {history['train_cpu_s']:.0f} s CPU of training")
+          f"after {history['train_wall_s']:.0f} s wall / {cpu_seconds:.0f} s CPU of training")
     print(f"wrote {weights} ({manifest['bytes'] / 1e6:.1f} MB), {manifest_path}, {results_path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -76,7 +76,11 @@ def test_training_step_benchmark_times_each_pooler_and_leaves_the_model_alone(mo
     before = {k: v.clone() for k, v in model.state_dict().items()}
     monkeypatch.setattr(bench.zoo, "from_command_line", lambda *args, **kwargs: model)
     out = tmp_path / "train_step.json"
-    assert bench.cli(["--train-step", "--warmup", "1", "--repeats", "2", "--size", "64x128", "--out", str(out)]) == 0
+    threads = torch.get_num_threads()
+    try:  # 2 threads: the data-parallel variant runs 2 processes of 1 thread
+        assert bench.cli(["--train-step", "--warmup", "1", "--repeats", "2", "--size", "64x128", "--threads", "2", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
     results = json.loads(out.read_text())
     assert [row["name"] for row in results["variants"]] == list(bench.TRAIN_STEP_VARIANTS)
     assert all(row["median_ms"] > 0 and row["images_per_s"] > 0 for row in results["variants"])
