@@ -210,6 +210,10 @@ def train(
 ) -> dict[str, Any]:
     """Train ``model`` in place for ``steps`` optimizer steps and return the history.
 
+    Inside :func:`course_lib.distributed.launch` (data parallel), each process trains on its
+    share of every batch of ``batch_size`` images under ``DistributedDataParallel``; rank 0 alone
+    evaluates, logs and writes checkpoints, and a checkpoint resumes with as many processes.
+
     Args:
         dataset: indexable; ``dataset[i]`` is ``(image [3,H,W] float, target dict)``.
         steps: total optimisation steps (a resumed run continues up to the same total).
@@ -226,10 +230,6 @@ def train(
             ``None`` lets :func:`amp_setting` choose.
         resume: continue from ``checkpoint_dir/last.pt`` if it exists.
         num_workers: data-loading processes (see :func:`batches`; 0 keeps resume exact).
-
-    Inside :func:`course_lib.distributed.launch` (data parallel), each process trains on its
-    share of every batch of ``batch_size`` images under ``DistributedDataParallel``; rank 0 alone
-    evaluates, logs and writes checkpoints, and a checkpoint resumes with as many processes.
         eval_fn: ``eval_fn(model) -> {metric: value}``, called every ``eval_every`` steps and at
             the last step with the model in eval mode; the RNG streams are left untouched by it.
 
