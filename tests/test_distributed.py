@@ -51,6 +51,35 @@ def _train_and_save(out: Path, batch_size: int = 2) -> None:
     torch.save(model.state_dict(), out / f"rank{distributed.rank_and_world()[0]}.pt")
 
 
+class NaNOnRank1(Colours):
+    """Colours, but process 1 loads NaN images from its 4th item on (process 0 stays finite)."""
+
+    calls = 0
+
+    def __getitem__(self, index: int):
+        image, target = super().__getitem__(index)
+        self.calls += 1
+        if distributed.rank_and_world()[0] == 1 and self.calls > 3:
+            image = torch.full_like(image, float("nan"))
+        return image, target
+
+
+def _train_until_diverged(out: Path) -> None:
+    try:
+        training.train(ColourRegression(), NaNOnRank1(), checkpoint_dir=out, **SETTINGS)
+    except training.TrainingDiverged as error:
+        (out / f"rank{distributed.rank_and_world()[0]}.diverged").write_text(str(error))
+        raise
+
+
+def test_a_nan_in_one_process_stops_every_process(tmp_path):
+    with pytest.raises(Exception, match="loss is nan at step 3"):
+        distributed.launch(_train_until_diverged, tmp_path, processes=2)
+    # both raised (neither was left waiting for the other's gradients), before touching the weights
+    assert sorted(p.name for p in tmp_path.glob("*.diverged")) == ["rank0.diverged", "rank1.diverged"]
+    assert training.load_checkpoint(tmp_path / training.CHECKPOINT_NAME)["step"] == 3
+
+
 def test_each_process_loads_its_share_of_every_batch():
     whole = list(training.batches(Colours(), start=2, steps=4, batch_size=4, seed=1))
     halves = [list(training.batches(Colours(), start=2, steps=4, batch_size=4, seed=1, rank=r, world=2)) for r in (0, 1)]
