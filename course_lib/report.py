@@ -25,6 +25,8 @@ def readme_results() -> str:
     toycity_speed = bench.load_results("toycity_speed.json")
     curve = bench.load_results("toycity_training.json")["curve"]
     longer = bench.load_results("toycity_training_2x.json")
+    other_seed = bench.load_results("toycity_training_seed1.json")
+    cosine = bench.load_results("toycity_training_cosine.json")
     first_above = next((point for point in longer["curve"] if point["segm_AP"] >= 0.5), None)
     step_source = bench.load_results("train_step_cpu.json")
     steps = {row["name"]: row for row in step_source["variants"]}
@@ -56,10 +58,16 @@ def readme_results() -> str:
              held_out, "`course_lib/assets/results/toycity_training.json`"),
         _row("Mask AP with twice the steps (not shipped)",
              f"{100 * longer['curve'][-1]['segm_AP']:.1f} after {longer['training']['train_wall_s'] / 60:.1f} min wall "
-             f"({longer['training']['steps']} steps); "
+             f"({longer['training']['steps']} steps, {longer['training']['schedule']} schedule); "
              + (f"first evaluation at or above 50: {first_above['train_wall_s'] / 60:.1f} min (step {first_above['step']})"
                 if first_above else "never at or above 50"),
              held_out, "`course_lib/assets/results/toycity_training_2x.json`"),
+        _row(f"Mask AP, same recipe with seed {other_seed['training']['seed']} (not shipped)",
+             f"{100 * other_seed['curve'][-1]['segm_AP']:.1f} after {other_seed['training']['train_wall_s'] / 60:.1f} min wall",
+             held_out, "`course_lib/assets/results/toycity_training_seed1.json`"),
+        _row(f"Mask AP, {cosine['training']['schedule']} learning-rate decay instead of {training['schedule']} (not shipped)",
+             f"{100 * cosine['curve'][-1]['segm_AP']:.1f} after {cosine['training']['train_wall_s'] / 60:.1f} min wall",
+             held_out, "`course_lib/assets/results/toycity_training_cosine.json`"),
         _row("Inference, baseline", f"{variants['baseline']['median_ms']:.0f} ms/image, mask AP {100 * variants['baseline']['mask_AP']:.1f}", speed_label,
              "`course_lib/assets/results/bench_cpu.json`"),
     ]

@@ -48,21 +48,28 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 
+#: The learning-rate schedules after the warmup (see :func:`lr_factor`).
+SCHEDULES = ("cosine", "linear", "step")
+
+
 def lr_factor(step: int, *, steps: int, warmup_steps: int, schedule: str, warmup_start: float = 0.001) -> float:
     """Multiplier of the base learning rate at ``step`` (0-based).
 
-    Linear warmup from ``warmup_start`` to 1 over ``warmup_steps``, then either a cosine decay to
-    0 at ``steps`` or a step schedule (x0.1 at 2/3 and again at 8/9 of the run).
+    Linear warmup from ``warmup_start`` to 1 over ``warmup_steps``, then a cosine decay to 0 at
+    ``steps``, a linear decay to 0 at ``steps``, or a step schedule (x0.1 at 2/3 and again at 8/9
+    of the run).
     """
     if step < warmup_steps:
         alpha = step / warmup_steps
         return warmup_start * (1 - alpha) + alpha
+    progress = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
     if schedule == "cosine":
-        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return 1 - progress
     if schedule == "step":
         return 0.1 ** sum(step >= int(steps * m) for m in (2 / 3, 8 / 9))
-    raise ValueError(f"schedule must be 'cosine' or 'step', got {schedule!r}")
+    raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
 
 @functools.lru_cache(maxsize=4)
@@ -403,7 +410,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--warmup", type=int, default=50, help="warmup steps")
-    parser.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="cosine")
     parser.add_argument("--grad-clip", type=float, default=10.0)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)

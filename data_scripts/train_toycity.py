@@ -36,7 +36,7 @@ from course_lib import distributed, runtime
 from course_lib.evaluate import coco_metrics, predict
 from course_lib.mask_target import set_mask_targets
 from course_lib.toycity import ToyCityDataset
-from course_lib.train import AMP_OPTIONS, amp_setting, train
+from course_lib.train import AMP_OPTIONS, SCHEDULES, amp_setting, train
 from course_lib.zoo import sha256_of
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1.4e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="linear")
     parser.add_argument("--grad-clip", type=float, default=10.0)
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=256)

@@ -120,8 +120,10 @@ def test_lr_schedule_warms_up_then_decays():
     assert factor(55, "cosine") == pytest.approx(0.5)
     assert factor(99, "cosine") < 0.01
     assert [factor(s, "step") for s in (10, 65, 66, 88)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
-    with pytest.raises(ValueError, match="cosine"):
-        factor(20, "linear")
+    assert [factor(s, "linear") for s in (0, 10, 55, 100)] == pytest.approx([0.001, 1.0, 0.5, 0.0])
+    assert factor(30, "linear") < factor(30, "cosine") and factor(80, "linear") > factor(80, "cosine")
+    with pytest.raises(ValueError, match="cosine, linear, step"):
+        factor(20, "exponential")
 
 
 def test_worker_processes_load_the_same_batches():
