@@ -566,8 +566,9 @@ assert len(by_schedule["linear"]) == len(by_schedule["cosine"]) == 2
 # That last run trained the cosine recipe's weights exactly (the average only rides along): its
 # own weights gave that recipe's AP at every evaluation to the last digit (the training is
 # deterministic on this machine), yet its steps, the average's updates included, took 539 s
-# instead of 578 s. Wall time moves by several percent with what else the machine is doing; compare runs by
-# their AP at the same step first, and by minutes second.
+# instead of 578 s (and the cosine run with seed 1 took 597 s). Wall time moves by several
+# percent with what else the machine is doing; compare runs by their AP at the same step first,
+# and by minutes second.
 #
 # What does the budget itself cost? The cosine recipe stretched to twice the steps
 # (`--steps 2600 --eval-every 260 --schedule cosine`, one run) was first above 0.5 at its
