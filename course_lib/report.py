@@ -28,10 +28,10 @@ def readme_results() -> str:
     speed = bench.load_results("bench_cpu.json")
     tracker = bench.load_results("tracker_cpu.json")
     toycity_speed = bench.load_results("toycity_speed.json")
-    curve = bench.load_results("toycity_training.json")["curve"]
-    longer = bench.load_results("toycity_training_2x.json")
     # the shipped run and the same recipe with the other seed and/or the other learning-rate decay
     runs = {name: bench.load_results(name) for name in SEED_AND_SCHEDULE_RUNS}
+    curve = runs["toycity_training.json"]["curve"]
+    longer = bench.load_results("toycity_training_2x.json")
     finals = [run["curve"][-1]["segm_AP"] for run in runs.values()]
     first_above = next((point for point in longer["curve"] if point["segm_AP"] >= 0.5), None)
     step_source = bench.load_results("train_step_cpu.json")

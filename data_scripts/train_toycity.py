@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--box-rois", type=int, default=128,
                         help="RoIs sampled per image to train the box head (positives up to --box-positive-fraction of them)")
     parser.add_argument("--box-positive-fraction", type=float, default=0.25,
-                        help="share of the 128 sampled RoIs per image that may be positives; the mask head trains on those")
+                        help="share of the --box-rois sampled RoIs per image that may be positives; the mask head trains on those")
     parser.add_argument("--input-scale", type=float, default=1.0,
                         help="the model resizes each scene by this factor before the backbone (anchors scale with it)")
     parser.add_argument("--val-length", type=int, default=100)
