@@ -82,14 +82,15 @@ class StemSkipMaskPooler(nn.Module):
 
 
 class StemSkipMaskHead(nn.Module):
-    """``([R, C, M, M], [R, S, 2M, 2M]) -> [R, F, 2M, 2M]``: torchvision's mask convs on the FPN grid,
-    a 2x deconvolution to ``F`` channels, then one 3x3 conv over those and the stem features."""
+    """``([R, C, M, M], [R, S, 2M, 2M]) -> [R, F, 2M, 2M]``: torchvision's mask convs (``head_channels``
+    wide) on the FPN grid, a 2x deconvolution to ``F = fused_channels``, then one 3x3 conv over
+    those and the stem features."""
 
-    def __init__(self, fpn_channels: int, stem_channels: int, convs: int, fused_channels: int,
+    def __init__(self, fpn_channels: int, stem_channels: int, convs: int, head_channels: int, fused_channels: int,
                  norm_layer: Callable[[int], nn.Module]) -> None:
         super().__init__()
-        self.fpn_convs = MaskRCNNHeads(fpn_channels, [fpn_channels] * convs, 1, norm_layer=norm_layer)
-        self.upsample = nn.ConvTranspose2d(fpn_channels, fused_channels, 2, stride=2)
+        self.fpn_convs = MaskRCNNHeads(fpn_channels, [head_channels] * convs, 1, norm_layer=norm_layer)
+        self.upsample = nn.ConvTranspose2d(head_channels, fused_channels, 2, stride=2)
         self.fuse = Conv2dNormActivation(fused_channels + stem_channels, fused_channels, 3, norm_layer=norm_layer)
 
     def forward(self, pooled: tuple[Tensor, Tensor]) -> Tensor:

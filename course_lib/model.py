@@ -219,6 +219,7 @@ def _toycity_small(
     fpn_channels: int = 128,
     anchor_sizes: Sequence[int] = TOYCITY_ANCHOR_SIZES,
     mask_head_convs: int = 2,
+    mask_head_channels: int | None = None,
     mask_stem_channels: int = 32,
     class_agnostic_masks: bool = False,
     **kw: Any,
@@ -241,7 +242,9 @@ def _toycity_small(
     ``mask_head_convs=2`` and samples 128 RoIs per image (at most 32 positives) instead of 512;
     and the backward of torchvision's RoI Align kernel scatters one sample at a time (a quarter of
     a training step here), so both poolers compute RoI Align as matrix products
-    (:class:`course_lib.roi.SeparableMultiScaleRoIAlign`, same outputs).
+    (:class:`course_lib.roi.SeparableMultiScaleRoIAlign`, same outputs). ``mask_head_channels``
+    (default: the FPN's 128, as in torchvision) is the width of the mask convs, and half of it
+    that of the stem head's 28 x 28 fuse conv; their multiply-adds grow with its square.
     """
     trunk = resnet18(weights=None, norm_layer=_group_norm)
     body_layers = OrderedDict((name, getattr(trunk, name)) for name in
@@ -253,20 +256,23 @@ def _toycity_small(
     anchors = AnchorGenerator(sizes=tuple((s,) for s in anchor_sizes), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
     levels = ["0", "1", "2"]
     box_features = 256
+    mask_channels = mask_head_channels or fpn_channels
+    if mask_channels % 64:
+        raise ValueError(f"mask_head_channels must be a multiple of 64 (GroupNorm's 32 groups over half of it), got {mask_channels}")
     if mask_stem_channels:
         backbone = BackboneWithStem(nn.Sequential(body_layers), {"relu": STEM, **return_layers}, **fpn,
                                     stem_in=64, stem_channels=mask_stem_channels)
         mask_pooler = StemSkipMaskPooler(levels, output_size=14, sampling_ratio=2)
         mask_parts = dict(
-            mask_head=StemSkipMaskHead(fpn_channels, mask_stem_channels, mask_head_convs, fpn_channels // 2, _group_norm),
-            mask_predictor=nn.Sequential(OrderedDict(mask_fcn_logits=nn.Conv2d(fpn_channels // 2, num_classes, 1))),
+            mask_head=StemSkipMaskHead(fpn_channels, mask_stem_channels, mask_head_convs, mask_channels, mask_channels // 2, _group_norm),
+            mask_predictor=nn.Sequential(OrderedDict(mask_fcn_logits=nn.Conv2d(mask_channels // 2, num_classes, 1))),
         )
     else:
         backbone = BackboneWithFPN(nn.Sequential(body_layers), return_layers, **fpn)
         mask_pooler = SeparableMultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2)
         mask_parts = dict(
-            mask_head=MaskRCNNHeads(fpn_channels, [fpn_channels] * mask_head_convs, 1, norm_layer=_group_norm),
-            mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_classes),
+            mask_head=MaskRCNNHeads(fpn_channels, [mask_channels] * mask_head_convs, 1, norm_layer=_group_norm),
+            mask_predictor=MaskRCNNPredictor(mask_channels, mask_channels, num_classes),
         )
     if class_agnostic_masks:
         predictor = mask_parts["mask_predictor"]

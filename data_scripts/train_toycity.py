@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the mask head's 28x28 targets: torchvision's soft ones or the paper's binary ones")
     parser.add_argument("--mask-stem-channels", type=int, default=32,
                         help="channels of the stride-2 stem the mask head also reads (0: torchvision's mask head alone)")
+    parser.add_argument("--mask-head-channels", type=int, default=128,
+                        help="width of the mask head's convolutions (the FPN's 128 in torchvision's design; a multiple of 64)")
     parser.add_argument("--mask-dice-weight", type=float, default=3.0,
                         help="factor on a dice term added to the mask head's cross-entropy (0: the paper's loss)")
     parser.add_argument("--mask-loss-weight", type=float, default=2.0, help="factor on the mask loss in the total")
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace, command: str) -> None:
     amp, _ = amp_setting(AMP_OPTIONS[args.amp], torch.device("cpu"))
 
     build_kwargs: dict = {"min_size": round(args.height * args.input_scale), "max_size": round(args.width * args.input_scale),
-                          "mask_stem_channels": args.mask_stem_channels, "box_batch_size_per_image": args.box_rois, "box_positive_fraction": args.box_positive_fraction,
+                          "mask_stem_channels": args.mask_stem_channels, "mask_head_channels": args.mask_head_channels, "box_batch_size_per_image": args.box_rois, "box_positive_fraction": args.box_positive_fraction,
                           "class_agnostic_masks": args.class_agnostic_masks}
     if args.input_scale != 1:
         build_kwargs["anchor_sizes"] = [round(s * args.input_scale) for s in models.TOYCITY_ANCHOR_SIZES]

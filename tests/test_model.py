@@ -41,6 +41,18 @@ def test_class_agnostic_masks_give_every_class_one_map_trained_by_every_class(ma
     assert logits_layer.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("mask_stem_channels", [0, 32])
+def test_mask_head_channels_set_the_mask_heads_width(mask_stem_channels, tiny_training_batch):
+    model = models.build("toycity_small", min_size=64, max_size=128, mask_stem_channels=mask_stem_channels,
+                         mask_head_channels=64)
+    widths = {m.out_channels for m in model.roi_heads.mask_head.modules() if isinstance(m, torch.nn.Conv2d)}
+    assert max(widths) == 64
+    assert model.roi_heads.mask_predictor.mask_fcn_logits.in_channels == (32 if mask_stem_channels else 64)
+    assert torch.isfinite(model(*tiny_training_batch)["loss_mask"])
+    with pytest.raises(ValueError, match="multiple of 64"):
+        models.build("toycity_small", mask_head_channels=48)
+
+
 @pytest.mark.parametrize("arch", ["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"])
 def test_torchvision_archs_without_weights_train_their_norm_layers(arch):
     model = models.build(arch, min_size=320, max_size=512)
