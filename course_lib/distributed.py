@@ -26,6 +26,7 @@ mean over the whole batch's RoIs (equal when both halves sample as many).
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import signal
 import socket
@@ -68,6 +69,13 @@ def _worker(rank: int, world: int, address: str, threads: int, fn: Callable[...,
         fn(*args)
     finally:
         dist.destroy_process_group()
+
+
+def check_batch_split(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop a command line that has ``--batch-size`` and ``--processes`` before any process starts
+    when the batch cannot be shared evenly (:func:`launch`'s workers would each fail on their own)."""
+    if args.batch_size % args.processes:
+        parser.error(f"--batch-size {args.batch_size} must be a multiple of --processes {args.processes}")
 
 
 def launch(fn: Callable[..., Any], *args: Any, processes: int = 2, threads_per_process: int = 1) -> None:

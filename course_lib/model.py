@@ -257,8 +257,11 @@ def _toycity_small(
     levels = ["0", "1", "2"]
     box_features = 256
     mask_channels = mask_head_channels or fpn_channels
-    if mask_channels % 64:
-        raise ValueError(f"mask_head_channels must be a multiple of 64 (GroupNorm's 32 groups over half of it), got {mask_channels}")
+    # GroupNorm's 32 groups must divide every mask conv; the stem head's 28 x 28 conv is half as wide.
+    multiple = 64 if mask_stem_channels else 32
+    if mask_channels % multiple:
+        raise ValueError(f"mask_head_channels must be a multiple of {multiple} here (GroupNorm's 32 groups over its "
+                         f"narrowest conv), got {mask_channels}")
     if mask_stem_channels:
         backbone = BackboneWithStem(nn.Sequential(body_layers), {"relu": STEM, **return_layers}, **fpn,
                                     stem_in=64, stem_channels=mask_stem_channels)

@@ -422,8 +422,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="output folder: last.pt, model.pt, history.json, tensorboard/")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     args = parser.parse_args(argv)
-    if args.batch_size % args.processes:
-        parser.error(f"--batch-size {args.batch_size} must be a multiple of --processes {args.processes}")
+    distributed.check_batch_split(parser, args)
     distributed.launch(_run_cli, args, processes=args.processes,
                        threads_per_process=max(1, torch.get_num_threads() // args.processes))
     return 0

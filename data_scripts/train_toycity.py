@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mask-stem-channels", type=int, default=32,
                         help="channels of the stride-2 stem the mask head also reads (0: torchvision's mask head alone)")
     parser.add_argument("--mask-head-channels", type=int, default=128,
-                        help="width of the mask head's convolutions (the FPN's 128 in torchvision's design; a multiple of 64)")
+                        help="width of the mask head's convolutions (the FPN's 128 in torchvision's design; a multiple of 64 with the stem, of 32 without)")
     parser.add_argument("--mask-dice-weight", type=float, default=3.0,
                         help="factor on a dice term added to the mask head's cross-entropy (0: the paper's loss)")
     parser.add_argument("--mask-loss-weight", type=float, default=2.0, help="factor on the mask loss in the total")
@@ -89,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-install", action="store_true", help="write the weights to --out, not course_lib/assets")
     args = parser.parse_args(argv)
-    if args.batch_size % args.processes:
-        parser.error(f"--batch-size {args.batch_size} must be a multiple of --processes {args.processes}")
+    distributed.check_batch_split(parser, args)
     command = "python data_scripts/train_toycity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     distributed.launch(run, args, command, processes=args.processes, threads_per_process=max(1, args.threads // args.processes))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -48,6 +49,17 @@ def build_site(out: Path) -> BuiltSite:
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory) -> BuiltSite:
     return build_site(tmp_path_factory.mktemp("book"))
+
+
+@pytest.fixture(scope="session")
+def data_script_main():
+    """``data_script_main("make_toycity")``: the ``main`` function of that script in ``data_scripts/``."""
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "data_scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.main
+    return load
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,10 @@ def test_mask_head_channels_set_the_mask_heads_width(mask_stem_channels, tiny_tr
     assert model.roi_heads.mask_predictor.mask_fcn_logits.in_channels == (32 if mask_stem_channels else 64)
     assert torch.isfinite(model(*tiny_training_batch)["loss_mask"])
     with pytest.raises(ValueError, match="multiple of 64"):
-        models.build("toycity_small", mask_head_channels=48)
+        models.build("toycity_small", mask_head_channels=96)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        models.build("toycity_small", mask_head_channels=48, mask_stem_channels=0)
+    assert models.build("toycity_small", mask_head_channels=96, mask_stem_channels=0).roi_heads.mask_predictor.conv5_mask.in_channels == 96
 
 
 @pytest.mark.parametrize("arch", ["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"])

@@ -1,24 +1,18 @@
 """data_scripts/make_toycity.py: each export format lands where its reader looks, and --bench reports images/s."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from pycocotools.coco import COCO
 
 from course_lib.data import CityscapesInstances
 
-SCRIPT = Path(__file__).parents[1] / "data_scripts" / "make_toycity.py"
 TINY = ["--height", "96", "--width", "192", "--count", "2"]
 
 
 @pytest.fixture(scope="module")
-def cli():
-    spec = importlib.util.spec_from_file_location("make_toycity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+def cli(data_script_main):
+    return data_script_main("make_toycity")
 
 
 def test_coco_and_cityscapes_exports_open_in_their_readers(tmp_path, cli):
