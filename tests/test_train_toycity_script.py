@@ -22,7 +22,9 @@ def test_a_tiny_run_writes_weights_that_its_manifest_rebuilds(tmp_path, cli):
     assert manifest["sha256"] == zoo.sha256_of(weights)
     assert manifest["command"].startswith("python data_scripts/train_toycity.py --steps 2")
     assert manifest["build_kwargs"]["mask_head_channels"] == 64
-    model = zoo._build_from_file(weights, manifest["arch"], manifest["build_kwargs"])  # strict load: shapes must match
+    # the learner's route to their own weights: checks the sha256, builds from the manifest, loads strictly
+    model = zoo.load("checkpoint", device="cpu", source=str(weights), sha256=manifest["sha256"], arch=manifest["arch"],
+                     **manifest["build_kwargs"])
     assert model.roi_heads.mask_predictor.mask_fcn_logits.in_channels == 32
     results = json.loads((tmp_path / "toycity_training.json").read_text())
     assert [point["step"] for point in results["curve"]] == [2]
