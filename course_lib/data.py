@@ -121,17 +121,25 @@ def read_instance_ids(path: Path) -> np.ndarray:
         return np.asarray(image).astype(np.int32)
 
 
+def class_of_id(value: int, crowd: bool) -> int | None:
+    """The course class of a Cityscapes id-map value; ``None`` for stuff, void, an evaluation-ignored
+    class (caravan, trailer), or a group region (id < 1000) when ``crowd`` is False."""
+    is_group = value < 1000
+    if is_group and not crowd:
+        return None
+    return CITYSCAPES_ID_TO_INDEX.get(value if is_group else value // 1000)
+
+
 def instances_from_ids(ids: torch.Tensor, crowd: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """int [H, W] Cityscapes id map -> (masks [N, H, W] uint8, labels [N], iscrowd [N]) of the 8 classes."""
     masks, labels, iscrowd = [], [], []
     for value in torch.unique(ids).tolist():
-        is_group = value < 1000
-        index = CITYSCAPES_ID_TO_INDEX.get(value if is_group else value // 1000)
-        if index is None or (is_group and not crowd):
-            continue  # stuff, void, an evaluation-ignored class (caravan, trailer), or a dropped group
+        index = class_of_id(value, crowd)
+        if index is None:
+            continue
         masks.append(ids == value)
         labels.append(index)
-        iscrowd.append(int(is_group))
+        iscrowd.append(int(value < 1000))
     if not masks:
         return torch.zeros(0, *ids.shape, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
     return torch.stack(masks).to(torch.uint8), torch.tensor(labels), torch.tensor(iscrowd)
@@ -165,6 +173,11 @@ class CityscapesInstances(torch.utils.data.Dataset):
             ids = F.resize(tv_tensors.Mask(ids[None]), size)[0].as_subclass(torch.Tensor)
         target = make_target(*instances_from_ids(ids, self.crowd), image_id=index)
         return self.transforms(image, target) if self.transforms else (image, target)
+
+    def image_labels(self, index: int) -> list[int]:
+        """The class indices of item ``index``'s instances, from its id PNG alone (for repeat factors)."""
+        classes = (class_of_id(value, self.crowd) for value in np.unique(read_instance_ids(self.files[index][1])).tolist())
+        return [c for c in classes if c is not None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,14 +240,21 @@ class CocoUrbanSubset(torch.utils.data.Dataset):
         if not path.is_file():
             raise FileNotFoundError(f"missing COCO image {path}; run: {DOWNLOAD_COCO.format(root=self.root)}")
         image = _rgb(path)
-        annotations = [a for a in self.coco.imgToAnns[image_id]
-                       if a["category_id"] in COCO_TO_INDEX and (self.crowd or not a["iscrowd"])]
+        annotations = self._annotations(image_id)
         masks = torch.from_numpy(np.stack([self.coco.annToMask(a) for a in annotations])) if annotations \
             else torch.zeros(0, info["height"], info["width"], dtype=torch.uint8)
         labels = torch.tensor([COCO_TO_INDEX[a["category_id"]] for a in annotations], dtype=torch.int64)
         iscrowd = torch.tensor([a["iscrowd"] for a in annotations], dtype=torch.int64)
         target = make_target(masks, labels, iscrowd, image_id=image_id)
         return self.transforms(image, target) if self.transforms else (image, target)
+
+    def _annotations(self, image_id: int) -> list[dict]:
+        return [a for a in self.coco.imgToAnns[image_id]
+                if a["category_id"] in COCO_TO_INDEX and (self.crowd or not a["iscrowd"])]
+
+    def image_labels(self, index: int) -> list[int]:
+        """The class indices of item ``index``'s instances, from the annotations alone (for repeat factors)."""
+        return [COCO_TO_INDEX[a["category_id"]] for a in self._annotations(self.image_ids[index])]
 
 
 def toycity(*args, **kwargs) -> torch.utils.data.Dataset:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import math
 import os
@@ -34,7 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_lib import distributed, runtime
+from course_lib import distributed, runtime, sampling
 
 #: A dataset item: an image tensor [3, H, W] (float in [0, 1]) and a Mask R-CNN target dict
 #: (boxes [N, 4] xyxy, labels [N], masks [N, H, W]).
@@ -72,24 +71,14 @@ def lr_factor(step: int, *, steps: int, warmup_steps: int, schedule: str, warmup
     raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
 
-@functools.lru_cache(maxsize=4)
-def _epoch_order(seed: int, epoch: int, length: int) -> tuple[int, ...]:
-    return tuple(torch.randperm(length, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist())
-
-
-def batch_indices(step: int, *, batch_size: int, dataset_length: int, seed: int) -> list[int]:
-    """Dataset indices of the batch at ``step``: a fresh permutation per epoch, seeded by (seed, epoch).
-
-    A pure function of its arguments, so the data "sampler position" is just the step.
-    """
-    positions = range(step * batch_size, (step + 1) * batch_size)
-    return [_epoch_order(seed, p // dataset_length, dataset_length)[p % dataset_length] for p in positions]
-
-
 def batches(dataset: Sequence[Sample], *, start: int, steps: int, batch_size: int, seed: int,
-            num_workers: int = 0, rank: int = 0, world: int = 1) -> Iterator[list[Sample]]:
+            num_workers: int = 0, rank: int = 0, world: int = 1,
+            repeat_factors: torch.Tensor | None = None) -> Iterator[list[Sample]]:
     """The batches (lists of samples) of steps ``start .. steps-1``; with ``world`` data-parallel
     processes, the ``rank``-th slice of ``batch_size // world`` samples of each.
+
+    The order is :func:`course_lib.sampling.batch_plan`'s: a shuffle per epoch, with each item
+    repeated by its ``repeat_factors`` entry if given (repeat-factor sampling).
 
     With ``num_workers=0`` they are loaded in this process, so random augmentations draw from the
     RNG state that checkpoints save (exact resume). With workers (faster on a GPU machine), each
@@ -97,8 +86,8 @@ def batches(dataset: Sequence[Sample], *, start: int, steps: int, batch_size: in
     from an uninterrupted one.
     """
     share = batch_size // world
-    plan = [batch_indices(s, batch_size=batch_size, dataset_length=len(dataset), seed=seed)[rank * share:(rank + 1) * share]
-            for s in range(start, steps)]
+    plan = [indices[rank * share:(rank + 1) * share] for indices in sampling.batch_plan(
+        start, steps, batch_size=batch_size, dataset_length=len(dataset), seed=seed, factors=repeat_factors)]
     if num_workers == 0:
         return ([dataset[i] for i in indices] for indices in plan)
     generator = torch.Generator().manual_seed(seed * 100_003 + start)
@@ -213,6 +202,7 @@ def train(
     eval_every: int | None = None,
     device: torch.device | None = None,
     num_workers: int = 0,
+    repeat_factors: torch.Tensor | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``model`` in place for ``steps`` optimizer steps and return the history.
@@ -237,6 +227,9 @@ def train(
             ``None`` lets :func:`amp_setting` choose.
         resume: continue from ``checkpoint_dir/last.pt`` if it exists.
         num_workers: data-loading processes (see :func:`batches`; 0 keeps resume exact).
+        repeat_factors: [len(dataset)] how often each item is shown per epoch
+            (:func:`course_lib.sampling.repeat_factors`); ``None``: once. A checkpoint resumes
+            only with the same factors.
         eval_fn: ``eval_fn(model) -> {metric: value}``, called every ``eval_every`` steps and at
             the last step with the model in eval mode; the RNG streams are left untouched by it.
 
@@ -252,6 +245,8 @@ def train(
     amp, amp_dtype = amp_setting(amp, device)
     if len(dataset) == 0:
         raise ValueError("the dataset is empty")
+    if repeat_factors is not None:
+        repeat_factors = torch.as_tensor(repeat_factors, dtype=torch.float64)
     rank, world = distributed.rank_and_world()
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} does not split over {world} processes: use a multiple of {world}")
@@ -278,6 +273,11 @@ def train(
         if saved_world != world:
             raise ValueError(f"{checkpoint} was written by {saved_world} training process(es): resume it with "
                              f"{saved_world} (this run has {world}), or start afresh in another folder")
+        saved_factors = state.get("repeat_factors")
+        if (saved_factors is None) != (repeat_factors is None) or (
+                saved_factors is not None and not torch.equal(saved_factors, repeat_factors)):
+            raise ValueError(f"{checkpoint} was trained with {'no' if saved_factors is None else 'other'} repeat factors: "
+                             "resume with the same repeat-factor setting and dataset, or start afresh in another folder")
         set_rng_state(state["rng_by_rank"][rank] if world > 1 else state["rng"])
         start, history = state["step"], state["history"]
         history["steps"] = steps
@@ -310,11 +310,12 @@ def train(
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "rng": rngs[0], **({"rng_by_rank": rngs} if world > 1 else {}),
                 "step": step, "samples_seen": step * batch_size, "history": history,
+                **({"repeat_factors": repeat_factors} if repeat_factors is not None else {}),
             }, checkpoint)
 
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", disable=not progress or rank > 0)
     loader = batches(dataset, start=start, steps=steps, batch_size=batch_size, seed=seed, num_workers=num_workers,
-                     rank=rank, world=world)
+                     rank=rank, world=world, repeat_factors=repeat_factors)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for step, samples in zip(bar, loader):
         images, targets = collate(samples, device)
@@ -413,6 +414,8 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--schedule", choices=SCHEDULES, default="cosine")
     parser.add_argument("--grad-clip", type=float, default=10.0)
     parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--repeat-threshold", type=float, default=0.0,
+                        help=sampling.THRESHOLD_HELP)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--amp", choices=tuple(AMP_OPTIONS), default="auto",
                         help="mixed precision (auto: on for CUDA and for CPUs with bfloat16 units)")
@@ -439,11 +442,12 @@ def _run_cli(args: argparse.Namespace) -> None:
     model = models.build(args.arch, weights=args.weights, min_size=args.min_size, max_size=args.max_size)
     if rank == 0:
         print(runtime.banner(args.arch, f"{args.data} train ({len(dataset)} images)"))
+    factors = sampling.dataset_repeat_factors(dataset, args.repeat_threshold, progress=rank == 0) if args.repeat_threshold else None
     history = train(
         model, dataset, steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         weight_decay=args.weight_decay, warmup_steps=args.warmup, schedule=args.schedule, grad_clip=args.grad_clip,
         checkpoint_dir=out, checkpoint_every=args.checkpoint_every, log_dir=out / "tensorboard", seed=args.seed,
-        resume=args.resume, num_workers=args.workers, amp=AMP_OPTIONS[args.amp],
+        resume=args.resume, num_workers=args.workers, amp=AMP_OPTIONS[args.amp], repeat_factors=factors,
     )
     if rank == 0:
         torch.save(model.state_dict(), out / "model.pt")

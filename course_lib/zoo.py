@@ -202,13 +202,21 @@ def from_command_line(source: str, arch: str = "toycity_small", device: torch.de
 
     Such a checkpoint is your own file and also holds optimizer and RNG states, so it is loaded with
     ``weights_only=False``; weights from elsewhere go through ``load("checkpoint", sha256=...)``.
+    Weights with a manifest beside them (``NAME.json``, as ``data_scripts/train_toycity.py``
+    writes) are built from its ``arch`` and ``build_kwargs`` and checked against its sha256.
     """
     if source in ("toycity", "coco"):
         return load(source, device=device, **({"urban": True} if source == "coco" else {}))
     path = Path(source).expanduser()
     if not path.is_file():
         raise WeightsUnavailable(f"--model {source}: expected 'toycity', 'coco' or the path of a checkpoint file")
-    return _build_from_file(path, arch, {}, weights_only=False).eval().to(device or runtime.device())
+    manifest_path = path.with_suffix(".json")
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        model = _load_checkpoint_file(path, manifest["sha256"], manifest["arch"], manifest.get("build_kwargs", {}))
+    else:
+        model = _build_from_file(path, arch, {}, weights_only=False)
+    return model.eval().to(device or runtime.device())
 
 
 def status(name: str) -> str:

@@ -32,7 +32,8 @@ from pathlib import Path
 import torch
 
 from course_lib import model as models
-from course_lib import distributed, runtime
+from course_lib import distributed, runtime, sampling
+from course_lib.bench import device_name
 from course_lib.evaluate import coco_metrics, predict
 from course_lib.mask_target import set_mask_targets
 from course_lib.toycity import ToyCityDataset
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of the --box-rois sampled RoIs per image that may be positives; the mask head trains on those")
     parser.add_argument("--input-scale", type=float, default=1.0,
                         help="the model resizes each scene by this factor before the backbone (anchors scale with it)")
+    parser.add_argument("--repeat-threshold", type=float, default=0.0, help=sampling.THRESHOLD_HELP)
     parser.add_argument("--val-length", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=140, help="steps between held-out evaluations")
     parser.add_argument("--seed", type=int, default=0)
@@ -107,6 +109,9 @@ def run(args: argparse.Namespace, command: str) -> None:
         build_kwargs["anchor_sizes"] = [round(s * args.input_scale) for s in models.TOYCITY_ANCHOR_SIZES]
     train_set = ToyCityDataset(args.steps * args.batch_size, seed=0, height=args.height, width=args.width)
     val_set = ToyCityDataset(args.val_length, seed=VAL_SEED, height=args.height, width=args.width)
+    scan_started = time.perf_counter()
+    factors = sampling.dataset_repeat_factors(train_set, args.repeat_threshold, progress=rank == 0) if args.repeat_threshold else None
+    label_scan_s = time.perf_counter() - scan_started  # rendering every training scene once to read its classes
     runtime.seed_everything(args.seed)
     model = set_mask_targets(models.build("toycity_small", **build_kwargs), args.mask_targets, args.mask_dice_weight)
 
@@ -131,7 +136,7 @@ def run(args: argparse.Namespace, command: str) -> None:
         weight_decay=args.weight_decay, warmup_steps=args.warmup,
         schedule=args.schedule, grad_clip=args.grad_clip, loss_weights={"loss_mask": args.mask_loss_weight}, checkpoint_dir=out, checkpoint_every=args.eval_every,
         log_dir=out / "tensorboard", seed=args.seed, resume=args.resume, eval_fn=eval_fn, eval_every=args.eval_every,
-        device=torch.device("cpu"), amp=amp,
+        device=torch.device("cpu"), amp=amp, repeat_factors=factors,
     )
     total_wall = time.perf_counter() - started
     cpu_seconds = sum(distributed.gather(history["train_cpu_s"]))  # each process counts its own
@@ -145,13 +150,14 @@ def run(args: argparse.Namespace, command: str) -> None:
     training = {
         "steps": args.steps, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
         "weight_decay": args.weight_decay, "warmup_steps": args.warmup,
-        "schedule": args.schedule, "grad_clip": args.grad_clip, "amp_bf16": amp, "mask_targets": args.mask_targets, "mask_dice_weight": args.mask_dice_weight, "mask_loss_weight": args.mask_loss_weight, "seed": args.seed, "processes": args.processes, "threads": args.threads,
+        "schedule": args.schedule, "grad_clip": args.grad_clip, "amp_bf16": amp, "mask_targets": args.mask_targets, "mask_dice_weight": args.mask_dice_weight, "mask_loss_weight": args.mask_loss_weight, "seed": args.seed,
+        "repeat_threshold": args.repeat_threshold, "label_scan_s": round(label_scan_s, 1), "processes": args.processes, "threads": args.threads,
         "train_scenes": f"ToyCityDataset(seed=0, length={len(train_set)}) at {args.height}x{args.width}",
         "val_scenes": f"ToyCityDataset(seed={VAL_SEED}, length={args.val_length}) at {args.height}x{args.width}",
         "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(cpu_seconds, 1),
         "total_wall_s_with_eval": round(total_wall, 1),
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-        "cpu_count": os.cpu_count(),
+        "cpu_count": os.cpu_count(), "cpu": device_name(torch.device("cpu")),
         "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     manifest = {

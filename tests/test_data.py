@@ -69,10 +69,14 @@ def test_reads_instances_and_drops_group_and_ignored_class(cityscapes_root: Path
 
     _, empty = dataset[1]
     assert empty["masks"].shape == (0, H, W) and empty["boxes"].shape == (0, 4)
+    # repeat-factor sampling reads the same labels from the id PNG alone
+    assert dataset.image_labels(0) == target["labels"].tolist() and dataset.image_labels(1) == []
 
 
 def test_group_region_as_crowd_when_asked(cityscapes_root: Path):
-    _, target = CityscapesInstances(cityscapes_root, split="val", crowd=True)[0]
+    dataset = CityscapesInstances(cityscapes_root, split="val", crowd=True)
+    _, target = dataset[0]
+    assert dataset.image_labels(0) == target["labels"].tolist()
     crowd = target["iscrowd"].bool()
     assert crowd.sum() == 1 and target["labels"][crowd].item() == CLASS_TO_INDEX["car"]
     assert (target["masks"][crowd][0].numpy() == (fixture_ids() == CAR)).all()
@@ -176,5 +180,8 @@ def test_download_coco_builds_a_subset_that_coco_urban_subset_reads(tmp_path: Pa
     assert target["boxes"].tolist() == [[2, 2, 12, 30], [20, 10, 50, 25]]  # the rectangles of the polygons
     _, target = dataset[1]
     assert target["labels"].tolist() == [CLASS_TO_INDEX["bus"]] and target["iscrowd"].tolist() == [0]
-    _, with_crowd = CocoUrbanSubset(dest, crowd=True)[1]
+    assert [dataset.image_labels(i) for i in (0, 1)] == [[CLASS_TO_INDEX["person"], CLASS_TO_INDEX["car"]], [CLASS_TO_INDEX["bus"]]]
+    with_crowds = CocoUrbanSubset(dest, crowd=True)
+    _, with_crowd = with_crowds[1]
+    assert with_crowds.image_labels(1) == with_crowd["labels"].tolist()
     assert with_crowd["iscrowd"].tolist() == [1, 0] and with_crowd["area"][0].item() == 10 * H

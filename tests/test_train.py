@@ -57,23 +57,28 @@ def _model(seed: int):
 SETTINGS = dict(batch_size=2, lr=0.01, warmup_steps=2, checkpoint_every=2, seed=3, progress=False, device=torch.device("cpu"))
 
 
-def test_resume_after_interrupt_gives_identical_weights(tmp_path):
+@pytest.mark.parametrize("repeat_factors", [None, [1.0, 2.5, 1.0, 1.5]], ids=["plain", "repeat-factors"])
+def test_resume_after_interrupt_gives_identical_weights(tmp_path, repeat_factors):
     steps = 6
+    settings = {**SETTINGS, "repeat_factors": repeat_factors}
     reference = _model(0)
     # An evaluation that draws random numbers must not shift the training's random streams.
     noisy_eval = lambda model: {"noise": torch.rand(1).item()}
     history = training.train(reference, Shapes(), steps=steps, checkpoint_dir=tmp_path / "a",
-                             eval_fn=noisy_eval, eval_every=1, **SETTINGS)
+                             eval_fn=noisy_eval, eval_every=1, **settings)
     assert [r["step"] for r in history["eval"]] == list(range(1, steps + 1))
 
     interrupted = _model(0)
     with pytest.raises(KeyboardInterrupt):  # dies while loading the batch of step 3 (6 items read)
         training.train(interrupted, FailAfter(Shapes(), after=7, mode="interrupt"), steps=steps,
-                       checkpoint_dir=tmp_path / "b", **SETTINGS)
+                       checkpoint_dir=tmp_path / "b", **settings)
     assert training.load_checkpoint(tmp_path / "b" / training.CHECKPOINT_NAME)["step"] == 2
 
     resumed = _model(1)  # a different init: everything must come from the checkpoint
-    history = training.train(resumed, Shapes(), steps=steps, checkpoint_dir=tmp_path / "b", resume=True, **SETTINGS)
+    other = {**SETTINGS, "repeat_factors": [1.0] * 4 if repeat_factors is None else None}
+    with pytest.raises(ValueError, match="repeat factors: resume with the same"):
+        training.train(_model(1), Shapes(), steps=steps, checkpoint_dir=tmp_path / "b", resume=True, **other)
+    history = training.train(resumed, Shapes(), steps=steps, checkpoint_dir=tmp_path / "b", resume=True, **settings)
     assert [r["step"] for r in history["loss"]] == list(range(steps))
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
@@ -135,17 +140,12 @@ def test_worker_processes_load_the_same_batches():
             assert torch.equal(image_a, image_b) and torch.equal(target_a["boxes"], target_b["boxes"])
 
 
-def test_batch_indices_visit_every_item_once_per_epoch():
-    per_epoch = [i for step in range(5) for i in training.batch_indices(step, batch_size=2, dataset_length=10, seed=0)]
-    assert sorted(per_epoch) == list(range(10))
-    assert training.batch_indices(5, batch_size=2, dataset_length=10, seed=0) != training.batch_indices(0, batch_size=2, dataset_length=10, seed=0)
-
-
 def test_cli_trains_toycity_and_resumes(tmp_path, capsys):
     argv = ["--data", "toycity", "--length", "4", "--height", "64", "--width", "128", "--steps", "2",
-            "--batch-size", "2", "--warmup", "1", "--checkpoint-every", "1", "--out", str(tmp_path)]
+            "--batch-size", "2", "--warmup", "1", "--checkpoint-every", "1", "--repeat-threshold", "0.5", "--out", str(tmp_path)]
     assert training.cli(argv) == 0
-    assert training.load_checkpoint(tmp_path / "last.pt")["step"] == 2
+    state = training.load_checkpoint(tmp_path / "last.pt")
+    assert state["step"] == 2 and state["repeat_factors"].shape == (4,) and state["repeat_factors"].min() >= 1
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "history.json").is_file()
     assert any((tmp_path / "tensorboard").iterdir())
     argv[argv.index("--steps") + 1] = "3"

@@ -1,4 +1,5 @@
-"""data_scripts/train_toycity.py: a tiny run writes weights whose manifest rebuilds the model, and bad splits stop early."""
+"""data_scripts/train_toycity.py: a tiny run writes weights whose manifest rebuilds the model, the
+eval command and compare_toycity_runs.py read them, and bad splits stop early."""
 
 import json
 
@@ -15,10 +16,16 @@ def cli(data_script_main):
     return data_script_main("train_toycity")
 
 
-def test_a_tiny_run_writes_weights_that_its_manifest_rebuilds(tmp_path, cli):
-    assert cli([*TINY, "--mask-head-channels", "64", "--out", str(tmp_path)]) == 0
-    manifest = json.loads((tmp_path / "toycity_maskrcnn.json").read_text())
-    weights = tmp_path / manifest["file"]
+@pytest.fixture(scope="module")
+def tiny_run(cli, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_run")
+    assert cli([*TINY, "--mask-head-channels", "64", "--repeat-threshold", "0.5", "--out", str(out)]) == 0
+    return out
+
+
+def test_a_tiny_run_writes_weights_that_its_manifest_rebuilds(tiny_run):
+    manifest = json.loads((tiny_run / "toycity_maskrcnn.json").read_text())
+    weights = tiny_run / manifest["file"]
     assert manifest["sha256"] == zoo.sha256_of(weights)
     assert manifest["command"].startswith("python data_scripts/train_toycity.py --steps 2")
     assert manifest["build_kwargs"]["mask_head_channels"] == 64
@@ -26,9 +33,36 @@ def test_a_tiny_run_writes_weights_that_its_manifest_rebuilds(tmp_path, cli):
     model = zoo.load("checkpoint", device="cpu", source=str(weights), sha256=manifest["sha256"], arch=manifest["arch"],
                      **manifest["build_kwargs"])
     assert model.roi_heads.mask_predictor.mask_fcn_logits.in_channels == 32
-    results = json.loads((tmp_path / "toycity_training.json").read_text())
+    results = json.loads((tiny_run / "toycity_training.json").read_text())
     assert [point["step"] for point in results["curve"]] == [2]
     assert results["final"]["segm"]["AP"] == manifest["metrics"]["segm_AP"]
+    assert results["training"]["repeat_threshold"] == 0.5 and results["training"]["cpu"].startswith("cpu: ")
+
+
+def test_the_eval_command_reads_a_runs_weights_through_its_manifest(tiny_run, tmp_path):
+    from course_lib import evaluate
+
+    results = json.loads((tiny_run / "toycity_training.json").read_text())
+    # the same 2 held-out scenes the run evaluated (seed 1,000,000 is both commands' default)
+    assert evaluate.cli(["--data", "toycity", "--length", "2", "--height", "64", "--width", "128",
+                         "--model", str(tiny_run / "toycity_maskrcnn.pt"), "--json", str(tmp_path / "eval.json")]) == 0
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    assert metrics["segm"]["AP"] == pytest.approx(results["final"]["segm"]["AP"], abs=0.01)
+
+
+def test_compare_runs_evaluates_each_run_on_each_split(tiny_run, tmp_path, data_script_main, capsys):
+    compare = data_script_main("compare_toycity_runs")
+    out = tmp_path / "table.json"
+    assert compare([f"tiny={tiny_run}", "--length", "2", "--data-seeds", "1000000", "7", "--threads", "1", "--out", str(out)]) == 0
+    table = json.loads(out.read_text())
+    (row,) = table["runs"]
+    assert row["run"] == "tiny" and sorted(row["splits"]) == ["1000000", "7"]
+    # its first split is the run's own held-out split, evaluated again
+    assert row["splits"]["1000000"]["segm_AP"] == pytest.approx(row["training_split_segm_AP"], abs=0.01)
+    assert row["mean_segm_AP"] == pytest.approx((row["splits"]["1000000"]["segm_AP"] + row["splits"]["7"]["segm_AP"]) / 2)
+    assert "tiny" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="missing .*toycity_maskrcnn.pt"):
+        compare([f"empty={tmp_path}"])
 
 
 def test_a_batch_that_does_not_split_over_the_processes_stops_before_training(tmp_path, cli, capsys):

@@ -53,3 +53,7 @@ class ToyCityDataset(Dataset):
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
+
+    def image_labels(self, index: int) -> list[int]:
+        """The class indices of scene ``index``'s instances (it renders the scene: hidden objects are dropped)."""
+        return scene(self.seed + index % self.length, self.height, self.width, **self.scene_options)[1]["labels"].tolist()
