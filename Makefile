@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # FAST=1 builds the site with the small sizes the tests use (COURSE_FAST=1).
 FAST   ?= 0
 
-.PHONY: book test clean
+.PHONY: book test browser clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,7 +21,14 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter nbconvert --to slides --no-input --SlidesExporter.file_extension=.html _build/jupyter_execute/book/week4/05_slides.ipynb --output-dir _build/html/slides --output index
 	@echo "Site: $(CURDIR)/_build/html/index.html"
 
-test: $(STAMP)
+# tests/test_site_browser.py opens the built site in Debian's Chromium: installed here where that is
+# possible (root with apt-get, as on CI and Colab); elsewhere install it yourself or those tests skip.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "Chromium is not installed (needs root and apt-get): tests/test_site_browser.py will skip"
+
+test: $(STAMP) browser
 	COURSE_FAST=1 OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n 2 --dist loadscope
 
 clean:

@@ -32,6 +32,7 @@ def readme_results() -> str:
     runs = {name: bench.load_results(name) for name in SEED_AND_SCHEDULE_RUNS}
     curve = runs["toycity_training.json"]["curve"]
     longer = bench.load_results("toycity_training_2x.json")
+    larger = bench.load_results("toycity_runs_500.json")  # data_scripts/compare_toycity_runs.py
     finals = [run["curve"][-1]["segm_AP"] for run in runs.values()]
     first_above = next((point for point in longer["curve"] if point["segm_AP"] >= 0.5), None)
     step_source = bench.load_results("train_step_cpu.json")
@@ -73,6 +74,11 @@ def readme_results() -> str:
                        f"({run['training']['train_wall_s'] / 60:.1f} min)" for run in runs.values())
              + f"; mean {100 * sum(finals) / len(finals):.1f}",
              held_out, ", ".join(f"`course_lib/assets/results/{name}`" for name in runs)),
+        _row("Mask AP on larger held-out splits, per run (mean of the splits)",
+             "; ".join(f"{row['run']}: {100 * row['mean_segm_AP']:.1f} ({row['train_wall_s'] / 60:.1f} min)" for row in larger["runs"]),
+             f"ToyCity models, ToyCity held-out ({len(larger['data_seeds'])} x {larger['length']} scenes from seeds "
+             f"{', '.join(map(str, larger['data_seeds']))}), evaluated on {larger['evaluated_on']}",
+             "`course_lib/assets/results/toycity_runs_500.json`"),
         _row("Inference, baseline", f"{variants['baseline']['median_ms']:.0f} ms/image, mask AP {100 * variants['baseline']['mask_AP']:.1f}", speed_label,
              "`course_lib/assets/results/bench_cpu.json`"),
     ]
