@@ -600,7 +600,8 @@ assert len(by_schedule["linear"]) == len(by_schedule["cosine"]) == 2
 #
 # The failure table of 500 held-out scenes shows the shipped model confusing 37 of 59 trains with
 # another class, and trains are in 11 % of ToyCity's scenes (persons in 92 %). Cityscapes has the
-# same shape: a few train and bus instances against thousands of cars and persons. The standard
+# same shape: the Mask R-CNN paper (He et al., 2017) notes that its truck, bus and train classes
+# have only about 200 to 500 training instances each, and a large gap between val and test. The standard
 # remedy leaves the loss alone and changes how often each image is seen: **repeat-factor
 # sampling** (LVIS, Gupta et al. 2019; detectron2's `RepeatFactorTrainingSampler`). With $f_c$ the
 # fraction of training images that hold class $c$ and a threshold $t$, image $i$ is shown
