@@ -7,8 +7,8 @@ Each run is ``NAME=FOLDER`` (what ``data_scripts/train_toycity.py --no-install -
 wrote: ``toycity_maskrcnn.pt``, its manifest and ``toycity_training.json``) or ``shipped`` (the
 model in ``course_lib/assets``). The script evaluates every run's weights with pycocotools on
 ``--length`` scenes from each ``--data-seeds`` seed at the run's own image size, prints one row per
-run (training time, the AP its training script measured, the AP on each split, the rarest
-class's AP) and writes the table as JSON. The 100 held-out scenes of ``train_toycity.py`` hold
+run (training time, the AP its training script measured, the AP on each split, the mean AP of
+``--rare-class``, ToyCity's rarest class ``train`` by default) and writes the table as JSON. The 100 held-out scenes of ``train_toycity.py`` hold
 about 10 trains; 500 hold about 60, enough to tell a few points apart.
 """
 

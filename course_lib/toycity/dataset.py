@@ -44,16 +44,17 @@ class ToyCityDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int):
+    def _scene(self, index: int):
         if not -self.length <= index < self.length:
             raise IndexError(f"index {index} out of range for a ToyCityDataset of length {self.length}")
-        index %= self.length
-        image, target = scene(self.seed + index, self.height, self.width, **self.scene_options)
-        image, target = to_tv_tensors(image, target)
+        return scene(self.seed + index % self.length, self.height, self.width, **self.scene_options)
+
+    def __getitem__(self, index: int):
+        image, target = to_tv_tensors(*self._scene(index))
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
 
     def image_labels(self, index: int) -> list[int]:
         """The class indices of scene ``index``'s instances (it renders the scene: hidden objects are dropped)."""
-        return scene(self.seed + index % self.length, self.height, self.width, **self.scene_options)[1]["labels"].tolist()
+        return self._scene(index)[1]["labels"].tolist()
