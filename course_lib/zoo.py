@@ -129,7 +129,8 @@ def toycity_manifest() -> dict:
     if not manifest.is_file():
         raise WeightsUnavailable(
             "the ToyCity checkpoint is not in this copy of course_lib (course_lib/assets/"
-            f"{TOYCITY_MANIFEST} is missing): train it with `python data_scripts/train_toycity.py`"
+            f"{TOYCITY_MANIFEST} is missing): train it with the shipped recipe, "
+            "`python data_scripts/train_toycity.py --repeat-threshold 0.44 --steps 1650`"
         )
     return json.loads(manifest.read_text())
 
@@ -142,7 +143,7 @@ def _toycity_file(manifest: dict) -> Path:
         return fetch(manifest["url"], manifest["sha256"], filename=manifest["file"])
     raise WeightsUnavailable(
         f"course_lib/assets/{manifest['file']} is missing: reinstall course_lib, or retrain it "
-        "with `python data_scripts/train_toycity.py`"
+        f"with `{manifest['command']}` (the manifest's command)"
     )
 
 
