@@ -118,3 +118,41 @@ assert confident.sum() >= 1, "a trained model finds at least one object in a str
 # %% [markdown]
 # If every cell above ran, your environment is ready. The next chapters start with the feature
 # maps a backbone computes and end, in Week 4, with a finished project.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} The model's input tensor
+# :label: exercise-model_input
+#
+# Torchvision's detectors take a list of `float32` tensors shaped `[3, H, W]` with values in `[0,
+# 1]`; OpenCV and Pillow give `uint8` arrays shaped `[H, W, 3]`. Write `to_model_input(image)`
+# that turns the second into the first.
+# ```
+
+# %%
+import torch
+from course_lib import exercises
+
+
+def to_model_input(image):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("model_input", to_model_input)
+
+# %% [markdown]
+# ````{solution} exercise-model_input
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/foundations.py
+# :pyobject: to_model_input
+# ```
+# ````

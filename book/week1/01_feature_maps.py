@@ -183,3 +183,65 @@ assert levels.tolist() == sorted(levels.tolist()), "larger boxes never read a fi
 # **Takeaways.** A feature map is a `[C, h, w]` tensor of learned responses; its stride maps a
 # position to one image point (the anchor centre); its receptive field is far larger than the
 # stride cell; FPN gives one such map per scale, and each box is read from the scale that fits it.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} Output size of a convolution
+# :label: exercise-conv_output_size
+#
+# Write `conv_output_size(size, kernel, stride, padding)`: the length of a convolution's output
+# along one axis of length `size`. The ResNet stem (`kernel=7, stride=2, padding=3`) is one of the
+# cases.
+# ```
+
+# %%
+from course_lib import exercises
+
+
+def conv_output_size(size, kernel, stride, padding):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("conv_output_size", conv_output_size)
+
+# %% [markdown]
+# ````{solution} exercise-conv_output_size
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/foundations.py
+# :pyobject: conv_output_size
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} Receptive field of a conv stack
+# :label: exercise-receptive_field
+#
+# Write `receptive_field(layers)` for a list of `(kernel, stride)` convolutions applied in order:
+# how many input pixels (along one axis) can change one output position? The check measures the
+# answer with gradients, as this chapter did for the whole backbone.
+# ```
+
+# %%
+def receptive_field(layers):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("receptive_field", receptive_field)
+
+# %% [markdown]
+# ````{solution} exercise-receptive_field
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/foundations.py
+# :pyobject: receptive_field
+# ```
+# ````

@@ -164,24 +164,68 @@ viz.anchor_grid(t.anchors[coarse], generator.num_anchors_per_location()[coarse],
 # Red dots: the centres of one level's positions (the corner of each stride cell). Cyan: all
 # anchors of every 7th position. Each anchor is scored and refined independently; the next
 # chapter turns them into proposals.
+
+# %% [markdown]
+# ## Exercises
 #
-# ## Exercise: compute an anchor
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} Compute an anchor
+# :label: exercise-anchor
 #
 # Write `anchor(position, stride, size, aspect_ratio)` returning `(x1, y1, x2, y2)` in
-# torchvision's convention (ratio = height / width, area = size$^2$, centre = position x
-# stride). Rounding the half sizes is optional. The reference solution is in the collapsed cell;
-# try first, then run the check.
+# torchvision's convention (ratio = height / width, area = size$^2$, centre = position × stride).
+# Rounding the half sizes is optional.
+# ```
 
-# %% tags=["hide-input"]
+# %%
 import math
 
 
 def anchor(position, stride, size, aspect_ratio):
-    centre_x, centre_y = position[0] * stride, position[1] * stride
-    half_w = size / math.sqrt(aspect_ratio) / 2
-    half_h = size * math.sqrt(aspect_ratio) / 2
-    return (centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h)
+    raise NotImplementedError  # your code here
 
+
+exercises.check("anchor", anchor)
+
+# %% [markdown]
+# ````{solution} exercise-anchor
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/foundations.py
+# :pyobject: anchor
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} Anchors of an FPN
+# :label: exercise-anchor_count
+#
+# Write `anchor_count(image_size, strides, ratios_per_size)`: the number of anchors of an FPN with
+# one anchor size per level on a padded `(H, W)` batch, for the given level strides and number of
+# aspect ratios.
+# ```
 
 # %%
-exercises.check_anchor(anchor)
+import math
+
+
+def anchor_count(image_size, strides, ratios_per_size):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("anchor_count", anchor_count)
+
+# %% [markdown]
+# ````{solution} exercise-anchor_count
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/foundations.py
+# :pyobject: anchor_count
+# ```
+# ````

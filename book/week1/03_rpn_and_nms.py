@@ -144,41 +144,62 @@ level_fine = t.pre_nms_levels == 0
 viz.nms_explorer(image, t.pre_nms_boxes[level_fine], t.pre_nms_scores[level_fine])
 
 # %% [markdown]
-# ## Exercise: write NMS
+# ## Exercises
 #
-# Write `my_nms(boxes, scores, iou_threshold)` returning the indices of the kept boxes, highest
-# score first. `boxes` is a `Tensor[N, 4]` of (x1, y1, x2, y2); you may use `torchvision.ops.box_iou`
-# (or your own IoU). The check compares with `torchvision.ops.nms` on several random cases.
-
-# %% tags=["hide-input"]
-def my_nms(boxes, scores, iou_threshold):
-    order = scores.argsort(descending=True)
-    iou = torchvision.ops.box_iou(boxes, boxes)
-    keep = []
-    for i in order.tolist():
-        if all(iou[i, j] <= iou_threshold for j in keep):
-            keep.append(i)
-    return keep
-
-
-# %%
-exercises.check_nms(my_nms)
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
-# ## Exercise: IoU of two boxes
+# ```{exercise} IoU of two boxes
+# :label: exercise-iou
 #
-# NMS rests on IoU. Write `my_iou(box_a, box_b)` for two `(x1, y1, x2, y2)` lists. Mind boxes that
-# do not overlap at all.
-
-# %% tags=["hide-input"]
-def my_iou(box_a, box_b):
-    inter_w = max(0.0, min(box_a[2], box_b[2]) - max(box_a[0], box_b[0]))
-    inter_h = max(0.0, min(box_a[3], box_b[3]) - max(box_a[1], box_b[1]))
-    inter = inter_w * inter_h
-    area_a = (box_a[2] - box_a[0]) * (box_a[3] - box_a[1])
-    area_b = (box_b[2] - box_b[0]) * (box_b[3] - box_b[1])
-    return inter / (area_a + area_b - inter)
-
+# NMS rests on IoU. Write `iou(box_a, box_b)` for two `(x1, y1, x2, y2)` lists. Mind boxes that do
+# not overlap at all.
+# ```
 
 # %%
-exercises.check_iou(my_iou)
+def iou(box_a, box_b):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("iou", iou)
+
+# %% [markdown]
+# ````{solution} exercise-iou
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/foundations.py
+# :pyobject: iou
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} Write NMS
+# :label: exercise-nms
+#
+# Write `nms(boxes, scores, iou_threshold)` returning the indices of the kept boxes, highest score
+# first. `boxes` is a `Tensor[N, 4]` of (x1, y1, x2, y2); you may use `torchvision.ops.box_iou`
+# (or your own IoU). The check compares with `torchvision.ops.nms`.
+# ```
+
+# %%
+import torchvision
+
+
+def nms(boxes, scores, iou_threshold):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("nms", nms)
+
+# %% [markdown]
+# ````{solution} exercise-nms
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/foundations.py
+# :pyobject: nms
+# ```
+# ````

@@ -199,22 +199,65 @@ print(f"{len(t.proposals)} proposals, forward + backward: torchvision kernel {po
       f"two matrix products {pooler_step_ms(separable_pooler):.1f} ms (timings vary with the machine)")
 
 # %% [markdown]
-# ## Exercise: one bilinear sample
+# ## Exercises
 #
-# Write `my_bilinear(feature_map, y, x)` for a 2-D `Tensor[H, W]` and a point inside the map.
-# The check compares with the interpolation RoI Align uses.
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
 
-# %% tags=["hide-input"]
+# %% [markdown]
+# ```{exercise} One bilinear sample
+# :label: exercise-bilinear
+#
+# Write `bilinear(feature_map, y, x)` for a 2-D `Tensor[H, W]` and a point inside the map. The
+# check compares with the interpolation RoI Align uses.
+# ```
+
+# %%
 import math
 
 
-def my_bilinear(feature_map, y, x):
-    y0, x0 = math.floor(y), math.floor(x)
-    y1, x1 = min(y0 + 1, feature_map.shape[0] - 1), min(x0 + 1, feature_map.shape[1] - 1)
-    ly, lx = y - y0, x - x0
-    return float((1 - ly) * (1 - lx) * feature_map[y0, x0] + (1 - ly) * lx * feature_map[y0, x1]
-                 + ly * (1 - lx) * feature_map[y1, x0] + ly * lx * feature_map[y1, x1])
+def bilinear(feature_map, y, x):
+    raise NotImplementedError  # your code here
 
+
+exercises.check("bilinear", bilinear)
+
+# %% [markdown]
+# ````{solution} exercise-bilinear
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/foundations.py
+# :pyobject: bilinear
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} The FPN level of a box
+# :label: exercise-fpn_level
+#
+# `MultiScaleRoIAlign` reads each box from one pyramid level, chosen by the box's scale (equation
+# one of the FPN paper, canonical size `224` at level `4`). Write `fpn_level(box)` for an `(x1,
+# y1, x2, y2)` box, returning the level `k` of the map $P_k$ (from `2` to `5`).
+# ```
 
 # %%
-exercises.check_bilinear(my_bilinear)
+import math
+
+
+def fpn_level(box):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("fpn_level", fpn_level)
+
+# %% [markdown]
+# ````{solution} exercise-fpn_level
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/foundations.py
+# :pyobject: fpn_level
+# ```
+# ````

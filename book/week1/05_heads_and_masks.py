@@ -225,3 +225,69 @@ viz.detections_overlay(subject.image, t.final, CLASSES, score_threshold=threshol
 # box per class; detections are (proposal, class) pairs that survive a threshold and per-class
 # NMS; the mask head predicts every class's mask and inference keeps the predicted one, while
 # training reads the ground-truth one; the five losses are summed with equal weights.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} Pick the class-specific mask
+# :label: exercise-class_masks
+#
+# The mask head returns logits `[R, C, M, M]`, one mask per class for every RoI. Write
+# `class_masks(mask_logits, labels)` returning the mask probabilities `[R, M, M]` of each RoI's
+# own class (`labels[r]`), as `maskrcnn_inference` does.
+# ```
+
+# %%
+import torch
+from course_lib import exercises
+
+
+def class_masks(mask_logits, labels):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("class_masks", class_masks)
+
+# %% [markdown]
+# ````{solution} exercise-class_masks
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/heads.py
+# :pyobject: class_masks
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} The mask loss on the ground-truth class
+# :label: exercise-mask_loss
+#
+# Write `mask_loss(mask_logits, labels, targets)`: Mask R-CNN's mask loss for logits `[R, C, M,
+# M]`, ground-truth labels `[R]` and binary targets `[R, M, M]`, one scalar.
+# ```
+
+# %%
+import torch
+import torch.nn.functional as F
+
+
+def mask_loss(mask_logits, labels, targets):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("mask_loss", mask_loss)
+
+# %% [markdown]
+# ````{solution} exercise-mask_loss
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/heads.py
+# :pyobject: mask_loss
+# ```
+# ````

@@ -229,3 +229,70 @@ for seed in range(100, 100 + runtime.pick(3, 20)):
                 both_found += int(matched[i] and matched[j])
 print(f"pairs of objects whose centres share a {cell} x {cell} cell: {shared_pairs}; both detected (IoU >= 0.5): {both_found}")
 assert both_found <= shared_pairs
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} Label anchors for the RPN
+# :label: exercise-anchor_labels
+#
+# Misconception six said the RPN does not keep anchors above an objectness score; in training it
+# labels them by IoU. Write `anchor_labels(iou)` for the IoU matrix `[G, A]` of ground-truth boxes
+# with anchors: `1.0` object, `0.0` background, `-1.0` ignored, with Faster R-CNN's thresholds
+# (`Matcher(0.7, 0.3, allow_low_quality_matches=True)`).
+# ```
+
+# %%
+import torch
+from course_lib import exercises
+
+
+def anchor_labels(iou):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("anchor_labels", anchor_labels)
+
+# %% [markdown]
+# ````{solution} exercise-anchor_labels
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/heads.py
+# :pyobject: anchor_labels
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} Top-k per level, not a score threshold
+# :label: exercise-top_k_per_level
+#
+# Write `top_k_per_level(scores, levels, k)`: the indices of the `k` highest scores of each
+# pyramid level (`levels[i]` is the level of score `i`), levels in increasing order, best first
+# within a level. This is how the RPN picks its candidates before NMS.
+# ```
+
+# %%
+import torch
+
+
+def top_k_per_level(scores, levels, k):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("top_k_per_level", top_k_per_level)
+
+# %% [markdown]
+# ````{solution} exercise-top_k_per_level
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/heads.py
+# :pyobject: top_k_per_level
+# ```
+# ````

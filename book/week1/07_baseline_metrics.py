@@ -134,3 +134,66 @@ if use_cityscapes:
     assert 0 <= official["AP"] <= official["AP50"] <= 1
 else:
     print("skipped: needs COCO weights (internet) and Cityscapes (CITYSCAPES_DATASET); the ToyCity baseline above stands alone")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} Mask IoU
+# :label: exercise-mask_iou
+#
+# AP counts a detection as found when its mask overlaps a ground-truth mask enough. Write
+# `mask_iou(mask_a, mask_b)` for two boolean `Tensor[H, W]` masks.
+# ```
+
+# %%
+from course_lib import exercises
+
+
+def mask_iou(mask_a, mask_b):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("mask_iou", mask_iou)
+
+# %% [markdown]
+# ````{solution} exercise-mask_iou
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/heads.py
+# :pyobject: mask_iou
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} Mean AP over classes
+# :label: exercise-mean_ap
+#
+# The headline AP is a mean over classes. Write `mean_ap(per_class_ap)` for a dict class → AP in
+# which `nan` marks a class with no ground-truth instance in the evaluation set.
+# ```
+
+# %%
+import math
+
+
+def mean_ap(per_class_ap):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("mean_ap", mean_ap)
+
+# %% [markdown]
+# ````{solution} exercise-mean_ap
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/heads.py
+# :pyobject: mean_ap
+# ```
+# ````

@@ -364,3 +364,64 @@ print(f"{1 / seconds:.1f} scenes/s ({1000 * seconds:.0f} ms per scene, ground tr
 #
 # Treat ToyCity numbers as statements about ToyCity. Every result in the course says which data it
 # comes from, for exactly that reason.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} A box from a mask
+# :label: exercise-box_from_mask
+#
+# ToyCity derives every box from its mask. Write `box_from_mask(mask)` returning the tight `(x1,
+# y1, x2, y2)` box of the `True` pixels of a boolean `Tensor[H, W]`, covering whole pixels.
+# ```
+
+# %%
+import torch
+from course_lib import exercises
+
+
+def box_from_mask(mask):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("box_from_mask", box_from_mask)
+
+# %% [markdown]
+# ````{solution} exercise-box_from_mask
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/training.py
+# :pyobject: box_from_mask
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} How occluded is an object?
+# :label: exercise-occlusion
+#
+# ToyCity knows each object's amodal mask (its full extent) and its visible mask. Write
+# `occlusion(amodal_mask, visible_mask)`: the fraction of the object that is hidden.
+# ```
+
+# %%
+def occlusion(amodal_mask, visible_mask):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("occlusion", occlusion)
+
+# %% [markdown]
+# ````{solution} exercise-occlusion
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/training.py
+# :pyobject: occlusion
+# ```
+# ````

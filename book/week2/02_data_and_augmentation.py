@@ -311,3 +311,62 @@ assert len(zoomed["labels"]) <= len(target["labels"])
 # %%
 # Exercise: change `angle` above to 10° (the training range) and 45°. How does the mean IoU between
 # v2's box and the tight box change? Which classes suffer most, and why?
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} Decode a Cityscapes instance id
+# :label: exercise-label_id
+#
+# Write `label_id(value)`: the Cityscapes label id of one value of an `*_instanceIds.png` map.
+# ```
+
+# %%
+from course_lib import exercises
+
+
+def label_id(value):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("label_id", label_id)
+
+# %% [markdown]
+# ````{solution} exercise-label_id
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/training.py
+# :pyobject: label_id
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} Flip a box
+# :label: exercise-hflip_box
+#
+# Write `hflip_box(box, width)`: the `(x1, y1, x2, y2)` box after flipping an image `width` pixels
+# wide left to right, as `transforms.v2` does.
+# ```
+
+# %%
+def hflip_box(box, width):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("hflip_box", hflip_box)
+
+# %% [markdown]
+# ````{solution} exercise-hflip_box
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/training.py
+# :pyobject: hflip_box
+# ```
+# ````

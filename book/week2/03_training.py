@@ -788,3 +788,68 @@ assert models.coco_rows()[CLASSES.index("rider")] == models.coco_rows()[CLASSES.
 # fine-tuning only has to learn to separate riders from pedestrians, largely from the two-wheeler
 # underneath. A random row would have to learn the whole appearance of a person from the few
 # thousand riders in Cityscapes.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} Warm-up, then cosine decay
+# :label: exercise-lr_multiplier
+#
+# Write `lr_multiplier(step, warmup_steps, steps)`: the factor the base learning rate is
+# multiplied by at the zero-based `step`, for a linear warm-up that starts at `0.001` of the base
+# rate followed by a cosine decay that reaches zero at `steps` (the course's `cosine` schedule).
+# ```
+
+# %%
+import math
+from course_lib import exercises
+
+
+def lr_multiplier(step, warmup_steps, steps):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("lr_multiplier", lr_multiplier)
+
+# %% [markdown]
+# ````{solution} exercise-lr_multiplier
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/training.py
+# :pyobject: lr_multiplier
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} Repeat factors for rare classes
+# :label: exercise-repeat_factors
+#
+# Write `image_repeat_factors(label_sets, threshold)`: the LVIS repeat factor of every image,
+# given the set of classes in each image and the threshold `t`.
+# ```
+
+# %%
+import math
+
+
+def image_repeat_factors(label_sets, threshold):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("repeat_factors", image_repeat_factors)
+
+# %% [markdown]
+# ````{solution} exercise-repeat_factors
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/training.py
+# :pyobject: image_repeat_factors
+# ```
+# ````

@@ -422,3 +422,68 @@ assert Path(official["result_file"]).is_file()
 # %%
 # Exercise: re-run the failure analysis with score_threshold=0.3 and 0.7. How do the numbers of
 # missed objects and false detections move, and why does AP not depend on this threshold at all?
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} Precision and recall down the ranking
+# :label: exercise-precision_recall
+#
+# Detections sorted by decreasing score are each a true positive (`1`) or not (`0`). Write
+# `precision_recall(is_true_positive, num_ground_truth)` returning two lists: the precision and
+# the recall after each detection.
+# ```
+
+# %%
+import numpy as np
+from course_lib import exercises
+
+
+def precision_recall(is_true_positive, num_ground_truth):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("precision_recall", precision_recall)
+
+# %% [markdown]
+# ````{solution} exercise-precision_recall
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/training.py
+# :pyobject: precision_recall
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} AP from a precision-recall list
+# :label: exercise-average_precision
+#
+# Write `average_precision(recall, precision)`: COCO's AP of one class from those two lists, with
+# its interpolation at the recall points `np.linspace(0, 1, 101)`.
+# ```
+
+# %%
+import numpy as np
+
+
+def average_precision(recall, precision):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("average_precision", average_precision)
+
+# %% [markdown]
+# ````{solution} exercise-average_precision
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/training.py
+# :pyobject: average_precision
+# ```
+# ````

@@ -222,3 +222,65 @@ plt.show()
 #
 # **Exercise.** Time the stages with `torch.set_num_threads(1)` and with all your cores. Which
 # stages gain from more threads, and why do the ones that run per detection gain least?
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} Median and p90 latency
+# :label: exercise-latency_summary
+#
+# Write `latency_summary(times_ms, warmup)` returning `(median, p90)` of a list of per-run
+# latencies after dropping the first `warmup` runs.
+# ```
+
+# %%
+import numpy as np
+from course_lib import exercises
+
+
+def latency_summary(times_ms, warmup):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("latency_summary", latency_summary)
+
+# %% [markdown]
+# ````{solution} exercise-latency_summary
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/realtime.py
+# :pyobject: latency_summary
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} Backbone time at another input size
+# :label: exercise-scaled_ms
+#
+# Write `scaled_ms(ms, size_from, size_to)`: the backbone time at input size `size_to = (H, W)`
+# predicted from `ms` measured at `size_from`, assuming its work is proportional to the pixel
+# count.
+# ```
+
+# %%
+def scaled_ms(ms, size_from, size_to):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("scaled_ms", scaled_ms)
+
+# %% [markdown]
+# ````{solution} exercise-scaled_ms
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/realtime.py
+# :pyobject: scaled_ms
+# ```
+# ````

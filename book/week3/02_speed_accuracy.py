@@ -195,3 +195,67 @@ runtime.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", live["dat
 print(live["device"])
 display(Markdown(bench.results_table(live)))
 assert all(row["median_ms"] > 0 for row in live["variants"])
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} The Pareto front
+# :label: exercise-pareto
+#
+# Write `pareto(variants)` for a list of `(name, median_ms, mask_ap)`: the names of the variants
+# that no other variant beats on both latency and AP, fastest first. One case is the committed
+# benchmark.
+# ```
+
+# %%
+from course_lib import exercises
+
+
+def pareto(variants):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("pareto", pareto)
+
+# %% [markdown]
+# ````{solution} exercise-pareto
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/realtime.py
+# :pyobject: pareto
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} The size the model really sees
+# :label: exercise-resized_size
+#
+# Write `resized_size(height, width, min_size, max_size)`: the size of an image after the resize
+# inside torchvision's Mask R-CNN (`GeneralizedRCNNTransform`).
+# ```
+
+# %%
+import math
+
+
+def resized_size(height, width, min_size, max_size):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("resized_size", resized_size)
+
+# %% [markdown]
+# ````{solution} exercise-resized_size
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/realtime.py
+# :pyobject: resized_size
+# ```
+# ````

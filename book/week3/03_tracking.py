@@ -361,3 +361,67 @@ print("For 30 instances per frame at 512x1024: `python -m course_lib bench --tra
 # **Exercises.** (1) Set `max_age=0` and find the frame where the hidden object gets a new id.
 # (2) Plot flicker and DetA against `mask_alpha` from 0.2 to 1.0: where is the trade-off?
 # (3) Hide an object for 8 frames: which setting brings it back, and what does it cost?
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} Gated Hungarian matching
+# :label: exercise-gated_matches
+#
+# Write `gated_matches(iou, gate)` for the IoU matrix `[T, D]` of tracks with detections: the
+# sorted `(track, detection)` pairs of the one-to-one assignment with the largest total IoU,
+# keeping only pairs with IoU at or above `gate`.
+# ```
+
+# %%
+from course_lib import exercises
+from scipy.optimize import linear_sum_assignment
+
+
+def gated_matches(iou, gate):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("gated_matches", gated_matches)
+
+# %% [markdown]
+# ````{solution} exercise-gated_matches
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/realtime.py
+# :pyobject: gated_matches
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} The life of a track
+# :label: exercise-track_states
+#
+# Write `track_states(matched, min_hits, max_age)`: the state of one track in every frame from its
+# birth (`'tentative'`, `'confirmed'`, `'lost'` or `'removed'`), where `matched[i]` says whether a
+# detection continued it in the `i`-th frame after its birth; follow the rules of this chapter's
+# tracker.
+# ```
+
+# %%
+def track_states(matched, min_hits, max_age):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("track_states", track_states)
+
+# %% [markdown]
+# ````{solution} exercise-track_states
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/realtime.py
+# :pyobject: track_states
+# ```
+# ````

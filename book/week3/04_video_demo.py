@@ -142,3 +142,69 @@ display(Image(filename=str(gif)))
 # colours. (2) Try `--variant scale_0.5`: how many frames per second do you gain, and which objects
 # disappear? (3) Record a short street video with your phone, and run it with `--model coco`
 # (where the COCO weights can be downloaded).
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} Blend a mask into a frame
+# :label: exercise-overlay
+#
+# Write `overlay(image, mask, colour, alpha)`: a `uint8` image `[3, H, W]` with the RGB `colour`
+# blended at opacity `alpha` over the pixels of the boolean `mask` `[H, W]`, as
+# `draw_segmentation_masks` draws.
+# ```
+
+# %%
+import torch
+from course_lib import exercises
+
+
+def overlay(image, mask, colour, alpha):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("overlay", overlay)
+
+# %% [markdown]
+# ````{solution} exercise-overlay
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/realtime.py
+# :pyobject: overlay
+# ```
+# ````
+
+# %% [markdown]
+# ```{exercise} Which frames to process
+# :label: exercise-kept_frames
+#
+# A live demo processes fewer frames than the camera delivers. Write `kept_frames(num_frames,
+# source_fps, target_fps)`: the indices of the frames to process so that the result plays at
+# `target_fps` without drifting.
+# ```
+
+# %%
+import math
+
+
+def kept_frames(num_frames, source_fps, target_fps):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("kept_frames", kept_frames)
+
+# %% [markdown]
+# ````{solution} exercise-kept_frames
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/realtime.py
+# :pyobject: kept_frames
+# ```
+# ````

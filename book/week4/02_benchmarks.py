@@ -135,3 +135,39 @@ print(f"{generation['scene_images_per_s']:.0f} scenes per second at {height}x{wi
       f"{generation['clip_frames_per_s']:.0f} video frames per second; {generation['cpu_count']} CPUs, "
       f"OMP_NUM_THREADS={generation['omp_num_threads']}, load average {generation['load_average_1min']:.2f}")
 assert generation["scene_images_per_s"] > 0 and generation["clip_frames_per_s"] > 0
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} A results row from the committed JSON
+# :label: exercise-stage_shares
+#
+# The committed `bench_cpu.json` holds each variant's time per stage (`stages_ms`). Write
+# `stage_shares(stages_ms)`: each stage's share of the total, for a row of the write-up's table.
+# ```
+
+# %%
+from course_lib import exercises
+
+
+def stage_shares(stages_ms):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("stage_shares", stage_shares)
+
+# %% [markdown]
+# ````{solution} exercise-stage_shares
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/realtime.py
+# :pyobject: stage_shares
+# ```
+# ````

@@ -276,3 +276,39 @@ assert "ToyCity" in speed_run["data"] and speed_run["device"], "committed benchm
 # | speed | "YOLO > 30 FPS, Mask R-CNN 5-10 FPS" | depends on hardware, runtime and model size by two orders of magnitude (section 2); measure on your own hardware (Week 3) |
 # | mask accuracy | "Mask R-CNN better" | true for 2017-era baselines; recent YOLO-seg models report higher COCO mask AP (section 2) |
 # | what it is good for | "real time vs accurate" | a trade-off curve, not two boxes: pick the point on it that your hardware and accuracy target allow |
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on generated cases. While the body is
+# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
+# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
+# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
+# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# ```{exercise} Which YOLO cell is responsible?
+# :label: exercise-responsible_cell
+#
+# Write `responsible_cell(box, image_size, grid)`: the `(row, column)` of the cell of a `grid ×
+# grid` YOLO layout over an `(H, W)` image that is responsible for an `(x1, y1, x2, y2)` box.
+# ```
+
+# %%
+from course_lib import exercises
+
+
+def responsible_cell(box, image_size, grid):
+    raise NotImplementedError  # your code here
+
+
+exercises.check("responsible_cell", responsible_cell)
+
+# %% [markdown]
+# ````{solution} exercise-responsible_cell
+# :class: dropdown
+#
+# ```{literalinclude} /course_lib/exercises/realtime.py
+# :pyobject: responsible_cell
+# ```
+# ````
