@@ -114,10 +114,11 @@ def _gives(answer: Callable[..., Any], args: tuple, got: Any, atol: float) -> bo
         return False
 
 
-def check(name: str, answer: Callable[..., Any]) -> bool:
-    """Run the learner's ``answer`` on exercise ``name``'s cases; True when every case agrees.
+def check(name: str, answer: Callable[..., Any]) -> None:
+    """Run the learner's ``answer`` on exercise ``name``'s cases and print one line: ✓ or "not attempted yet".
 
-    A stub gets a "not attempted yet" line and False; a wrong value raises :class:`ExerciseFailed`.
+    A wrong value raises :class:`ExerciseFailed`. Nothing is returned, so a notebook cell ending
+    in ``check`` shows only that line.
     """
     exercise = REGISTRY[name]
     cases = exercise.cases()
@@ -127,9 +128,8 @@ def check(name: str, answer: Callable[..., Any]) -> bool:
         except NotImplementedError:
             got = None
         if got is None or got is Ellipsis:
-            print(f"· {exercise.title}: not attempted yet (the function is still a stub); "
-                  f'exercises.solution("{name}") prints a solution')
-            return False
+            print(f'· {exercise.title}: not attempted yet (exercises.solution("{name}") shows one)')
+            return
         expected = (exercise.expected or exercise.solution)(*copy.deepcopy(args))
         if same(got, expected, exercise.atol):
             continue
@@ -138,7 +138,6 @@ def check(name: str, answer: Callable[..., Any]) -> bool:
         raise ExerciseFailed(f"{exercise.title}: wrong result for input ({shown})\n"
                              f"  expected: {_show(expected)}\n  got:      {_show(got)}\n  hint: {hint}")
     print(f"✓ {exercise.title}: {len(cases)} cases agree with {exercise.agrees_with}")
-    return True
 
 
 def solution(name: str) -> str:
