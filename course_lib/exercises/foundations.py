@@ -32,7 +32,7 @@ def _random_boxes(n: int, g: torch.Generator, extent: float = 60.0, size: float 
 
 
 def to_model_input(image):
-    """uint8 NumPy image [H, W, 3] -> float32 Tensor [3, H, W] in [0, 1], what torchvision's detectors take."""
+    """uint8 image [H, W, 3] -> float32 Tensor [3, H, W] in [0, 1]."""
     return torch.from_numpy(image).permute(2, 0, 1).float() / 255
 
 
@@ -74,10 +74,10 @@ register(Exercise(
 
 
 def receptive_field(layers):
-    """Receptive field (in input pixels) of one output position of a stack of ``(kernel, stride)`` layers."""
+    """Input pixels seen by one output of ``(kernel, stride)`` layers."""
     field, jump = 1, 1
     for kernel, stride in layers:
-        field += (kernel - 1) * jump
+        field += (kernel - 1) * jump  # jump: input pixels per step here
         jump *= stride
     return field
 
@@ -111,11 +111,12 @@ register(Exercise(
 
 
 def anchor(position, stride, size, aspect_ratio):
-    """torchvision's anchor at feature-map ``position = (p_x, p_y)``: (x1, y1, x2, y2)."""
+    """torchvision's anchor at ``position = (p_x, p_y)``: x1, y1, x2, y2."""
     centre_x, centre_y = position[0] * stride, position[1] * stride
     half_w = size / math.sqrt(aspect_ratio) / 2
     half_h = size * math.sqrt(aspect_ratio) / 2
-    return (centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h)
+    return (centre_x - half_w, centre_y - half_h,
+            centre_x + half_w, centre_y + half_h)
 
 
 def _anchor_roadmap(position, stride, size, aspect_ratio):
@@ -138,8 +139,10 @@ register(Exercise(
 
 
 def anchor_count(image_size, strides, ratios_per_size):
-    """Anchors of an FPN with one size per level on a padded ``(H, W)`` batch."""
-    return sum(math.ceil(image_size[0] / s) * math.ceil(image_size[1] / s) * ratios_per_size for s in strides)
+    """Anchors of an FPN with one size per level on an (H, W) batch."""
+    height, width = image_size
+    return sum(math.ceil(height / s) * math.ceil(width / s) * ratios_per_size
+               for s in strides)
 
 
 register(Exercise(
@@ -243,12 +246,15 @@ register(Exercise(
 
 
 def bilinear(feature_map, y, x):
-    """Bilinear interpolation of a 2-D ``Tensor[H, W]`` at the point (y, x) inside it."""
+    """Bilinear interpolation of a ``Tensor[H, W]`` at the point (y, x)."""
     y0, x0 = math.floor(y), math.floor(x)
-    y1, x1 = min(y0 + 1, feature_map.shape[0] - 1), min(x0 + 1, feature_map.shape[1] - 1)
+    y1 = min(y0 + 1, feature_map.shape[0] - 1)
+    x1 = min(x0 + 1, feature_map.shape[1] - 1)
     ly, lx = y - y0, x - x0
-    return float((1 - ly) * (1 - lx) * feature_map[y0, x0] + (1 - ly) * lx * feature_map[y0, x1]
-                 + ly * (1 - lx) * feature_map[y1, x0] + ly * lx * feature_map[y1, x1])
+    return float((1 - ly) * (1 - lx) * feature_map[y0, x0]
+                 + (1 - ly) * lx * feature_map[y0, x1]
+                 + ly * (1 - lx) * feature_map[y1, x0]
+                 + ly * lx * feature_map[y1, x1])
 
 
 def _bilinear_cases():
@@ -272,7 +278,7 @@ register(Exercise(
 
 
 def fpn_level(box):
-    """The FPN level (2 = P2 ... 5 = P5) whose map RoI Align reads for an (x1, y1, x2, y2) box."""
+    """The level k of the FPN map P_k that RoI Align reads for a box."""
     scale = math.sqrt((box[2] - box[0]) * (box[3] - box[1]))
     level = math.floor(4 + math.log2(scale / 224) + 1e-6)
     return min(5, max(2, level))

@@ -29,7 +29,7 @@ def _logit_cases(seed: int):
 
 
 def class_masks(mask_logits, labels):
-    """Mask probabilities of each RoI's own class: logits [R, C, M, M], labels [R] -> [R, M, M]."""
+    """[R, C, M, M] logits, [R] labels -> [R, M, M] probabilities."""
     return mask_logits[torch.arange(len(labels)), labels].sigmoid()
 
 
@@ -48,7 +48,7 @@ register(Exercise(
 
 
 def mask_loss(mask_logits, labels, targets):
-    """Mask R-CNN's mask loss: logits [R, C, M, M], ground-truth labels [R], binary targets [R, M, M] -> scalar."""
+    """Logits [R, C, M, M], labels [R], targets [R, M, M] -> scalar."""
     own_class = mask_logits[torch.arange(len(labels)), labels]
     return F.binary_cross_entropy_with_logits(own_class, targets)
 
@@ -77,13 +77,15 @@ register(Exercise(
 
 
 def anchor_labels(iou):
-    """RPN training labels from IoU [G, A] of ground-truth boxes with anchors: 1 object, 0 background, -1 ignored."""
+    """IoU [G, A] -> [A] labels: 1 object, 0 background, -1 ignored."""
     best_per_anchor, _ = iou.max(dim=0)
     labels = torch.full((iou.shape[1],), -1.0)
     labels[best_per_anchor < 0.3] = 0.0
     labels[best_per_anchor >= 0.7] = 1.0
+    # each box's best anchor(s) are positive, however low their IoU
     best_per_box = iou.max(dim=1, keepdim=True).values
-    labels[((iou == best_per_box) & (best_per_box > 0)).any(dim=0)] = 1.0  # each box's best anchor(s), however low
+    best = (iou == best_per_box) & (best_per_box > 0)
+    labels[best.any(dim=0)] = 1.0
     return labels
 
 
@@ -119,7 +121,7 @@ register(Exercise(
 
 
 def top_k_per_level(scores, levels, k):
-    """Indices of the ``k`` best scores of each level (a level with fewer keeps all), level by level, best first."""
+    """Indices of the k best scores of each level, best first."""
     keep = []
     for level in levels.unique(sorted=True).tolist():
         members = (levels == level).nonzero().flatten()
@@ -179,7 +181,7 @@ register(Exercise(
 
 
 def mean_ap(per_class_ap):
-    """COCO-style mean over classes of a dict class -> AP, where NaN marks a class with no ground truth."""
+    """Mean AP over the classes whose AP is defined (not NaN)."""
     defined = [ap for ap in per_class_ap.values() if not math.isnan(ap)]
     return sum(defined) / len(defined) if defined else float("nan")
 

@@ -17,7 +17,7 @@ from course_lib.track import FORBIDDEN, assign
 
 
 def latency_summary(times_ms, warmup):
-    """(median, 90th percentile) of per-run latencies after dropping the first ``warmup`` runs."""
+    """(median, p90) of the latencies after the first ``warmup`` runs."""
     kept = np.asarray(times_ms[warmup:])
     return float(np.median(kept)), float(np.percentile(kept, 90))
 
@@ -35,8 +35,9 @@ register(Exercise(
 
 
 def scaled_ms(ms, size_from, size_to):
-    """Backbone time predicted at ``size_to = (H, W)`` from ``ms`` measured at ``size_from``, for cost proportional to pixels."""
-    return ms * (size_to[0] * size_to[1]) / (size_from[0] * size_from[1])
+    """Time at ``size_to`` = (H, W) for work proportional to pixels."""
+    pixels_from = size_from[0] * size_from[1]
+    return ms * size_to[0] * size_to[1] / pixels_from
 
 
 register(Exercise(
@@ -54,10 +55,10 @@ register(Exercise(
 
 
 def pareto(variants):
-    """Names of the (name, median_ms, mask_ap) variants no other beats on both speed and AP, fastest first."""
+    """Names of the non-dominated (name, ms, ap) variants, fastest first."""
     front, best_ap = [], -1.0
     for name, ms, ap in sorted(variants, key=lambda v: v[1]):
-        if ap > best_ap:
+        if ap > best_ap:  # more accurate than every faster variant
             front.append(name)
             best_ap = ap
     return front
@@ -83,8 +84,9 @@ register(Exercise(
 
 
 def resized_size(height, width, min_size, max_size):
-    """(H, W) of an image after torchvision's detection resize: short side to ``min_size`` unless the long side would pass ``max_size``."""
-    scale = min(min_size / min(height, width), max_size / max(height, width))
+    """(H, W) after GeneralizedRCNNTransform's resize."""
+    scale = min(min_size / min(height, width),
+                max_size / max(height, width))
     return math.floor(height * scale), math.floor(width * scale)
 
 
@@ -107,11 +109,12 @@ register(Exercise(
 
 
 def gated_matches(iou, gate):
-    """Track-detection pairs of the maximum-IoU one-to-one assignment, keeping only pairs with IoU >= ``gate``."""
+    """Sorted (track, detection) pairs of the max-IoU assignment, gated."""
     from scipy.optimize import linear_sum_assignment
 
     rows, cols = linear_sum_assignment(-iou.numpy())
-    return sorted((int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] >= gate)
+    return sorted((int(r), int(c)) for r, c in zip(rows, cols)
+                  if iou[r, c] >= gate)
 
 
 def _iou_matrix_cases():
@@ -146,8 +149,9 @@ register(Exercise(
 
 
 def track_states(matched, min_hits, max_age):
-    """A track's state per frame from its birth ('tentative'/'confirmed'/'lost'/'removed'); ``matched[i]`` says if frame i+1 matched it."""
-    state, hits, misses = ("confirmed" if min_hits <= 1 else "tentative"), 1, 0
+    """A track's state in each frame from its birth, as the Tracker sets it."""
+    state = "confirmed" if min_hits <= 1 else "tentative"
+    hits, misses = 1, 0
     states = [state]
     for hit in matched:
         if state == "removed":
@@ -158,7 +162,8 @@ def track_states(matched, min_hits, max_age):
                 state = "confirmed"
         else:
             misses += 1
-            state = "removed" if state == "tentative" or misses > max_age else "lost"
+            gone = state == "tentative" or misses > max_age
+            state = "removed" if gone else "lost"
         states.append(state)
     return states
 
@@ -181,7 +186,7 @@ register(Exercise(
 
 
 def overlay(image, mask, colour, alpha):
-    """uint8 image [3, H, W] with ``colour`` blended at opacity ``alpha`` over the True pixels of ``mask`` [H, W]."""
+    """uint8 [3, H, W] image with ``colour`` blended over ``mask`` [H, W]."""
     out = image.clone().float()
     tint = torch.tensor(colour, dtype=torch.float32)[:, None]
     out[:, mask] = (1 - alpha) * out[:, mask] + alpha * tint
@@ -211,9 +216,10 @@ register(Exercise(
 
 
 def kept_frames(num_frames, source_fps, target_fps):
-    """Indices of the frames to process to turn a ``source_fps`` video into ``target_fps`` (no drift)."""
+    """Indices of the frames that play at ``target_fps`` without drift."""
     step = source_fps / target_fps
-    return [i for i in range(num_frames) if math.floor(i / step) != math.floor((i - 1) / step) or i == 0]
+    return [i for i in range(num_frames)
+            if i == 0 or math.floor(i / step) != math.floor((i - 1) / step)]
 
 
 register(Exercise(
@@ -231,7 +237,7 @@ register(Exercise(
 
 
 def stage_shares(stages_ms):
-    """Share of the total time of each stage, from a dict stage -> milliseconds."""
+    """Each stage's share of the total time, from stage -> milliseconds."""
     total = sum(stages_ms.values())
     return {stage: ms / total for stage, ms in stages_ms.items()}
 
@@ -249,9 +255,11 @@ register(Exercise(
 
 
 def responsible_cell(box, image_size, grid):
-    """(row, column) of the ``grid x grid`` YOLO cell that holds the centre of an (x1, y1, x2, y2) box in an (H, W) image."""
+    """(row, column) of the grid x grid YOLO cell holding the box centre."""
     centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    return min(grid - 1, int(centre_y / image_size[0] * grid)), min(grid - 1, int(centre_x / image_size[1] * grid))
+    row = min(grid - 1, int(centre_y / image_size[0] * grid))
+    column = min(grid - 1, int(centre_x / image_size[1] * grid))
+    return row, column
 
 
 register(Exercise(

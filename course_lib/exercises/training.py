@@ -32,9 +32,10 @@ def _blob_masks(seed: int) -> list[torch.Tensor]:
 
 
 def box_from_mask(mask):
-    """Tight (x1, y1, x2, y2) box around the True pixels of a bool mask [H, W], covering whole pixels."""
+    """Tight (x1, y1, x2, y2) box of the True pixels of a mask [H, W]."""
     ys, xs = torch.nonzero(mask, as_tuple=True)
-    return (float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1)
+    return (float(xs.min()), float(ys.min()),
+            float(xs.max()) + 1, float(ys.max()) + 1)
 
 
 register(Exercise(
@@ -52,7 +53,7 @@ register(Exercise(
 
 
 def occlusion(amodal_mask, visible_mask):
-    """Fraction of an object's full (amodal) extent that is hidden behind others."""
+    """Fraction of an object's full (amodal) extent that is hidden."""
     return 1 - float(visible_mask.sum()) / float(amodal_mask.sum())
 
 
@@ -93,7 +94,7 @@ register(Exercise(
 
 
 def hflip_box(box, width):
-    """An (x1, y1, x2, y2) box after flipping an image of ``width`` pixels left-right."""
+    """An (x1, y1, x2, y2) box after a left-right flip of the image."""
     x1, y1, x2, y2 = box
     return (width - x2, y1, width - x1, y2)
 
@@ -117,12 +118,12 @@ register(Exercise(
 
 
 def lr_multiplier(step, warmup_steps, steps):
-    """Multiplier of the base learning rate at 0-based ``step``: linear warm-up from 0.001, then cosine decay to 0 at ``steps``."""
-    if step < warmup_steps:
+    """Factor of the base learning rate at 0-based ``step``."""
+    if step < warmup_steps:  # linear warm-up from 0.001 to 1
         alpha = step / warmup_steps
         return 0.001 * (1 - alpha) + alpha
     progress = (step - warmup_steps) / (steps - warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * progress))
+    return 0.5 * (1 + math.cos(math.pi * progress))  # cosine to 0
 
 
 register(Exercise(
@@ -143,9 +144,13 @@ register(Exercise(
 
 
 def image_repeat_factors(label_sets, threshold):
-    """LVIS repeat factor of each image from the class sets of all images: max over its classes of max(1, sqrt(t / f_c))."""
-    fraction = {c: sum(c in labels for labels in label_sets) / len(label_sets) for c in set().union(*label_sets)}
-    return [max((max(1.0, math.sqrt(threshold / fraction[c])) for c in labels), default=1.0) for labels in label_sets]
+    """LVIS repeat factor of each image, from every image's class set."""
+    classes = set().union(*label_sets)
+    fraction = {c: sum(c in labels for labels in label_sets) / len(label_sets)
+                for c in classes}
+    factor = {c: max(1.0, math.sqrt(threshold / fraction[c])) for c in classes}
+    return [max((factor[c] for c in labels), default=1.0)
+            for labels in label_sets]
 
 
 def _label_set_cases():
@@ -173,7 +178,7 @@ register(Exercise(
 
 
 def precision_recall(is_true_positive, num_ground_truth):
-    """Precision and recall after each detection, detections sorted by decreasing score."""
+    """Precision and recall after each detection (sorted by score)."""
     tp = np.cumsum(is_true_positive)
     ranks = np.arange(1, len(is_true_positive) + 1)
     return (tp / ranks).tolist(), (tp / num_ground_truth).tolist()
@@ -192,11 +197,13 @@ register(Exercise(
 
 
 def average_precision(recall, precision):
-    """COCO's AP: precision made non-increasing, then read at the recall points 0, 0.01, ..., 1 and averaged."""
-    envelope = np.maximum.accumulate(np.asarray(precision, dtype=float)[::-1])[::-1]
+    """COCO's AP: the precision envelope read at 101 recall points."""
+    precision = np.asarray(precision, dtype=float)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
     points = np.linspace(0, 1, 101)
     found = np.searchsorted(recall, points, side="left")
-    return float(np.mean([envelope[i] if i < len(envelope) else 0.0 for i in found]))
+    return float(np.mean([envelope[i] if i < len(envelope) else 0.0
+                          for i in found]))
 
 
 def _pr_cases():
