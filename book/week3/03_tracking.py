@@ -281,8 +281,10 @@ plt.show()
 # The scores come from TrackEval, the reference implementation of the MOTS benchmarks:
 #
 # * **MOTA** counts misses, false positives and **ID switches** (IDSW), relative to the number of objects;
-# * **IDF1** is the F1 score of identities: the share of detections that carry the right id over
-#   the whole clip;
+# * **IDF1** is the F1 score of identities: TrackEval first matches whole ground-truth trajectories
+#   to whole predicted ones (one-to-one, over the clip), then counts the detections on matched
+#   pairs (IDTP) and those left over (IDFP predicted, IDFN ground truth):
+#   $\text{IDF1} = 2\,\text{IDTP} / (2\,\text{IDTP} + \text{IDFP} + \text{IDFN})$;
 # * **HOTA** $= \sqrt{\text{DetA} \cdot \text{AssA}}$ balances detection accuracy (DetA) and
 #   association accuracy (AssA), averaged over IoU thresholds from 0.05 to 0.95.
 

@@ -70,7 +70,6 @@ report("course_lib/assets/toycity_maskrcnn.json", "the shipped ToyCity model's m
     "checkpoint size (MB)": f"{manifest['bytes'] / 1e6:.1f}",
     "sha256, checked by zoo.load('toycity')": manifest["sha256"][:16] + "...",
 })
-assert manifest["arch"] and len(manifest["sha256"]) == 64
 
 # %% [markdown]
 # ## Training
@@ -99,7 +98,6 @@ report("course_lib/assets/results/toycity_training.json", f"ToyCity, held out: {
     "box AP (%)": f"{100 * final['bbox']['AP']:.1f}",
 })
 curve = training["curve"]
-assert curve[-1]["segm_AP"] > curve[0]["segm_AP"], "the committed run should have learned"
 
 # %% [markdown]
 # These are ToyCity numbers: a synthetic street with flat-shaded objects, evaluated on held-out
@@ -128,7 +126,6 @@ report("course_lib/assets/results/bench_cpu.json", f"{speed_run['model']}, {spee
 })
 slower = [row["name"] for row in speed_run["variants"] if row["speedup"] < 1]
 print("variants slower than the baseline on this CPU:", slower)
-assert baseline["name"] == "baseline" and speed_run["device"], "the benchmark must name its baseline and device"
 
 # %% [markdown]
 # A variant is worth using only if it is on the Pareto front: no other variant is both faster and
@@ -143,7 +140,9 @@ assert baseline["name"] == "baseline" and speed_run["device"], "the benchmark mu
 # smooths masks over time; it is scored with HOTA {cite}`luiten2021hota` and CLEAR metrics through
 # TrackEval on ToyCity clips in the MOTS format {cite}`voigtlaender2019mots`. The
 # [video demo](../week3/04_video_demo.ipynb) renders the result side by side. The tracker's own
-# cost per frame:
+# cost per frame, on the device and at the frame size its file names: it is timed apart from the
+# detector benchmark above, whose device and image size may differ, so the two times are not to be
+# added or compared unless both lines name the same device and size:
 
 # %%
 report("course_lib/assets/results/tracker_cpu.json", f"ToyCity frames {tracker['frame_size'][0]}x{tracker['frame_size'][1]}, {tracker['device']}", {
@@ -151,7 +150,6 @@ report("course_lib/assets/results/tracker_cpu.json", f"ToyCity frames {tracker['
     "tracker update per frame, median (ms)": f"{tracker['update_ms']:.1f}",
     "mask pasting per frame (ms)": f"{tracker['paste_ms']:.1f}",
 })
-assert tracker["update_ms"] < baseline["median_ms"], "tracking should cost less than detection"
 
 # %% [markdown]
 # ## Challenges and solutions

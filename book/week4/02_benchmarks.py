@@ -37,10 +37,6 @@ speed_run = bench.load_results("bench_cpu.json")
 tracker = bench.load_results("tracker_cpu.json")
 generation = bench.load_results("toycity_speed.json")
 
-assert "ToyCity" in training["training"]["val_scenes"] and training["training"]["threads"], "training: data and CPU threads"
-assert "ToyCity" in speed_run["data"] and speed_run["device"] and speed_run["model"], "benchmark: model, data, device"
-assert tracker["device"] and tracker["frame_size"], "tracker: device and frame size"
-assert generation["size"] and generation["cpu_count"] and generation["omp_num_threads"], "ToyCity generation: size and CPU"
 for name, labels in (("toycity_training.json", f"{training['training']['val_scenes']}, CPU with {training['training']['threads']} threads"),
                      ("bench_cpu.json", f"{speed_run['model']} | {speed_run['data']} | {speed_run['device']}"),
                      ("tracker_cpu.json", f"ToyCity frames {tracker['frame_size']} | {tracker['device']}"),
@@ -72,7 +68,6 @@ right.set_xlabel("step")
 right.set_ylabel("total training loss")
 right.legend()
 plt.show()
-assert curve[-1]["segm_AP"] > curve[0]["segm_AP"] and smooth[-1] < smooth[window], "the run learned"
 
 # %% [markdown]
 # ## Speed against accuracy
@@ -99,7 +94,6 @@ right.legend(fontsize=8)
 plt.show()
 front = bench.pareto_front(speed_run)
 print("Pareto front, fastest first:", front)
-assert front and all(name in names for name in front)
 
 # %% [markdown]
 # ## Tracking overhead
@@ -119,7 +113,6 @@ ax.set_xlabel("ms per frame")
 ax.set_title(f"detection: {speed_run['device']}; tracker: {tracker['instances_per_frame']:.0f} instances per frame, {tracker['device']}",
              fontsize=9)
 plt.show()
-assert tracker["update_ms"] > 0 and baseline["median_ms"] > 0
 
 # %% [markdown]
 # ## ToyCity: how fast the data is made
@@ -134,4 +127,3 @@ print(f"{generation['scene_images_per_s']:.0f} scenes per second at {height}x{wi
       f"({1000 * generation['scene_seconds_each']:.0f} ms each, {1000 * generation['scene_cpu_seconds_each']:.0f} ms of CPU); "
       f"{generation['clip_frames_per_s']:.0f} video frames per second; {generation['cpu_count']} CPUs, "
       f"OMP_NUM_THREADS={generation['omp_num_threads']}, load average {generation['load_average_1min']:.2f}")
-assert generation["scene_images_per_s"] > 0 and generation["clip_frames_per_s"] > 0

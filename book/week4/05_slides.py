@@ -141,7 +141,6 @@ ax.set_xlabel("training time (minutes, CPU)")
 ax.set_ylabel("held-out ToyCity AP (%)")
 ax.legend()
 plt.show()
-assert curve[-1]["segm_AP"] > curve[0]["segm_AP"], "the committed curve should show learning"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Speed against accuracy
