@@ -158,7 +158,9 @@ plt.show()
 # ## Tracking instances over time
 #
 # Detections of consecutive frames are matched (Hungarian assignment on mask IoU with a motion
-# prediction), ids carry over, and masks are smoothed. One colour per track id:
+# prediction), ids carry over, and masks are smoothed. One colour per track id. **The input here is
+# ToyCity's ground truth, perturbed** (jittered boxes, ragged mask edges), not a model's
+# detections: the slide shows the tracker alone.
 
 # %%
 frames = clip(6, 24, HEIGHT, WIDTH, fps=25)
@@ -169,7 +171,8 @@ for ax, k in zip(axes, (0, 11, 23)):
     ax.imshow(draw_instances(frames[k][0], tracked[k]))
     ax.set_title(f"frame {k}")
     ax.axis("off")
-fig.suptitle(f"tracker update: {overhead['update_ms']:.1f} ms per frame at {overhead['instances_per_frame']:.0f} instances "
+fig.suptitle("input: perturbed ToyCity ground truth, not model detections | "
+             f"tracker update: {overhead['update_ms']:.1f} ms per frame at {overhead['instances_per_frame']:.0f} instances "
              f"({overhead['device']}, committed)")
 plt.show()
 
