@@ -124,7 +124,8 @@ assert all(len(detections[t]["boxes"]) == len(targets[t]["boxes"]) - 1 for t in 
 # The tracker never builds full-size masks for this. A track stores its mask in its **box's own
 # frame**, a $28 \times 28$ map, exactly as Mask R-CNN's mask head predicts it, and the IoU of two
 # such masks is computed on a small grid spread over the union of their boxes
-# (`roi_mask_iou`). That is what keeps the tracker at about 2 ms per frame for 30 objects.
+# (`roi_mask_iou`). That is what keeps the tracker cheap per frame (the [benchmarks](../week4/02_benchmarks.ipynb)
+# page reads its cost from `tracker_cpu.json`).
 
 # %%
 tracker = Tracker()
