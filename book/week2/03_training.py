@@ -134,12 +134,8 @@ assert ramp[0] < 0.01 and ramp[-1] == 1.0 and all(a < b for a, b in zip(ramp, ra
 
 # %% [markdown]
 # **Gradient clipping.** Before each step the gradient $g$ of all parameters together is rescaled
-# to norm at most $c$:
-#
-# $$ g \leftarrow g \cdot \min\left(1, \frac{c}{\lVert g \rVert_2}\right). $$
-#
-# Its direction is kept; only a rare huge step (a batch with an unusual object, the first
-# iterations of the mask head) is shortened. Under mixed precision `train` first *unscales* the
+# to norm at most $c$, $g \leftarrow g \cdot \min(1, c / \lVert g \rVert_2)$: its direction is
+# kept; only a rare huge step (an unusual batch, the first iterations of the mask head) is shortened. Under mixed precision `train` first *unscales* the
 # gradients (`GradScaler.unscale_`), so $c$ means the same with and without AMP.
 #
 # **GroupNorm at small batch.** BatchNorm normalises each channel with the mean and variance
@@ -156,7 +152,6 @@ print(f"train(): gradient clipped to norm c = {inspect.signature(train).paramete
 norm_types = (torch.nn.GroupNorm, torch.nn.BatchNorm2d, FrozenBatchNorm2d)
 norm_layers = {type(m).__name__ for m in fresh.modules() if isinstance(m, norm_types)}
 print("normalisation layers in toycity_small:", norm_layers)
-print(f"state dict: {models.state_dict_megabytes(fresh):.1f} MB (fp32)")
 assert norm_layers == {"GroupNorm"}
 
 # %% [markdown]
@@ -170,15 +165,12 @@ assert norm_layers == {"GroupNorm"}
 # (with its momentum or moment estimates), scheduler, AMP scaler, every random generator's state
 # and the step.
 #
-# **Which optimizer.** The detection recipe (Detectron, torchvision's references) is SGD with
-# momentum, and it is the right choice for *fine-tuning*: a COCO-pretrained network is already
-# in a good basin, and SGD's single learning rate for all weights is well understood there. From
-# *scratch* the gradients of the backbone, the RPN and the three heads differ by orders of
-# magnitude at initialisation, and one global step size is too large for some and too small for
-# others. AdamW (Loshchilov & Hutter, 2019) scales each weight's step by a running estimate of its
-# own gradient size and decays weights separately from the gradient; the ToyCity recipe uses it
-# (the Experiments appendix records the comparison), and a unit test checks that it learns faster
-# than SGD on easy scenes. The Cityscapes command below fine-tunes COCO weights with SGD.
+# **Which optimizer.** The detection recipe is SGD with momentum, right for *fine-tuning* a
+# COCO-pretrained network (the Cityscapes command below). From *scratch* the gradients of the
+# backbone, the RPN and the heads differ by orders of magnitude, and one global step size is too
+# large for some and too small for others. AdamW (Loshchilov & Hutter, 2019) scales each weight's
+# step by a running estimate of its own gradient size; the ToyCity recipe uses it (a unit test
+# checks that it learns faster than SGD on easy scenes; the Experiments appendix has the runs).
 #
 # **Cheaper steps.** With a fixed budget of minutes, a cheaper step is more steps. Two changes
 # make a CPU step cheaper without changing what the model computes: RoI Align's backward written
@@ -194,9 +186,6 @@ print(f"[results from train_step_cpu.json] {step_bench['model']} | {step_bench['
       f"{step_bench['threads']} threads | {step_bench['date']}")
 print(bench.training_step_table(step_bench))
 print(f"this machine: bfloat16 units {runtime.cpu_has_bf16_units()}")
-
-# %% [markdown]
-# Here: a few steps on small fresh ToyCity scenes (in fast mode, tiny images and a handful of steps).
 
 # %%
 live_steps = runtime.pick(12, 120)
@@ -254,11 +243,9 @@ print(f"{training['steps']} steps x {training['batch_size']} images, {training['
 plots.training_curve(results, longer)
 
 # %% [markdown]
-# Wall time is shared with whatever else runs on the machine (the file records the load average
-# before the run); CPU time counts the seconds this process actually computed, summed over its
-# threads, so with two threads it approaches twice the wall time. The course set itself the goal
-# of mask AP 0.5 after ten minutes of training on a 2-core CPU; minutes differ between CPUs, so
-# the file names the one it ran on:
+# Wall time is shared with whatever else runs on the machine; CPU time counts the seconds this
+# process computed, summed over its threads. The course's bar is mask AP 0.5 after ten minutes of
+# training on a 2-core CPU; minutes differ between CPUs, so the file names the one it ran on:
 
 # %%
 for clock, label in (("train_wall_s", "wall"), ("train_cpu_s", "CPU")):
@@ -289,24 +276,19 @@ assert curve[-1]["segm_AP"] == results["final"]["segm"]["AP"] == manifest["metri
 # loop above, four choices differ from torchvision's defaults, each kept because a run with and
 # without it said so (the Experiments appendix has the runs):
 #
-# * **A mask head that sees stride 2.** The finest FPN level, P2, has a stride of 4 pixels, so a
-#   bicycle's tyres fall between its cells. The shipped model adds a skip connection, U-Net style
-#   (`course_lib.mask_skip`): the backbone also returns its stem (stride 2) through a 1x1
-#   convolution; RoI Align reads it at the mask's resolution, and one 3x3 convolution fuses it
-#   with the usual FPN path before the per-class logits. This is a change to Mask R-CNN, not part
-#   of it: at Cityscapes' resolution the objects are large enough for P2, and the R50 models keep
-#   torchvision's head.
-# * **The paper's binary mask targets** (torchvision's RoI Align leaves them soft) and a **Dice
-#   term** beside the per-cell cross-entropy (V-Net, Milletari et al. 2016; the mask loss of SOLO
-#   and Mask2Former): the cross-entropy averages over a RoI's cells, so a thin object's few cells
-#   weigh little, while $1 - \frac{2\sum p\,t + 1}{\sum p + \sum t + 1}$ scores each object's
-#   overlap as a whole, so every object weighs the same (`course_lib.mask_target.mask_loss`;
-#   a test checks that without the Dice term it equals torchvision's `maskrcnn_loss`).
-# * **A mask loss counted more than once** in the total (`loss_weights={"loss_mask": ...}`),
-#   because the mask head, not the detector, holds most of the gap between box and mask AP.
-# * **A linear decay to zero** instead of the cosine (Defazio et al., 2023, found it at least
-#   as good across many tasks), and **repeat-factor sampling** of the scenes that hold rare
-#   classes (next section).
+# * **A mask head that sees stride 2** (`course_lib.mask_skip`): P2's cells are 4 pixels wide, so
+#   a bicycle's tyres fall between them; a U-Net-style skip brings the backbone's stem (stride 2)
+#   through a 1x1 convolution into the mask head, fused with the FPN path by one 3x3 convolution.
+#   A change to Mask R-CNN, not part of it: the R50 models keep torchvision's head.
+# * **The paper's binary mask targets** and a **Dice term** beside the per-cell cross-entropy
+#   (Milletari et al. 2016): the cross-entropy averages over a RoI's cells, so a thin object's few
+#   cells weigh little, while $1 - \frac{2\sum p\,t + 1}{\sum p + \sum t + 1}$ scores each
+#   object as a whole (`course_lib.mask_target.mask_loss`; without the Dice term a test checks it
+#   equals torchvision's `maskrcnn_loss`).
+# * **A heavier mask loss** (`loss_weights={"loss_mask": ...}`): the mask head, not the detector,
+#   holds most of the gap between box and mask AP.
+# * **A linear decay to zero** instead of the cosine (Defazio et al., 2023), and **repeat-factor
+#   sampling** of the scenes that hold rare classes (next section).
 
 # %%
 toy = zoo.load("toycity", device="cpu")
@@ -321,21 +303,18 @@ assert toy_features[STEM].shape[-2:] == (64, 128), "the stem is the stride-2 map
 # %% [markdown]
 # ## Rare classes: repeat-factor sampling
 #
-# Trains are in few ToyCity scenes, persons in most (printed below). Cityscapes has the same
-# shape: the Mask R-CNN paper (He et al., 2017) notes that its truck, bus and train classes have
-# only a few hundred training instances each. The standard remedy leaves the loss alone and
-# changes how often each image is seen: **repeat-factor sampling** (LVIS, Gupta et al. 2019;
-# detectron2's `RepeatFactorTrainingSampler`). With $f_c$ the fraction of training images that
+# Trains are in few ToyCity scenes, persons in most (printed below); in Cityscapes, truck, bus and
+# train have only a few hundred training instances each (He et al., 2017). **Repeat-factor
+# sampling** (LVIS, Gupta et al. 2019; detectron2's `RepeatFactorTrainingSampler`) leaves the loss
+# alone and changes how often each image is seen. With $f_c$ the fraction of training images that
 # hold class $c$ and a threshold $t$, image $i$ is shown
 #
 # $$ r_i = \max_{c \in i} \; \max\left(1, \sqrt{t / f_c}\right) $$
 #
 # times per epoch: $\lfloor r_i \rfloor$ times, plus once more with probability
-# $r_i - \lfloor r_i \rfloor$, drawn afresh each epoch. `course_lib.sampling` builds it and both
-# training commands take it as `--repeat-threshold T`. The epoch order stays a pure function of
-# (seed, step), so resume is still exact, and a checkpoint stores its factors: resuming with others
-# is refused. Here it is from scratch on training scenes, with the shipped run's threshold,
-# checked against the library:
+# $r_i - \lfloor r_i \rfloor$, drawn afresh each epoch (`course_lib.sampling`; `--repeat-threshold T`
+# in both training commands; the epoch order stays a function of (seed, step), so resume is exact).
+# From scratch, with the shipped run's threshold, checked against the library:
 
 # %%
 label_scenes = ToyCityDataset(runtime.pick(200, 1000), seed=0, height=128, width=256)
@@ -395,8 +374,7 @@ assert metrics["segm"]["AP50"] > 0.5 * manifest["metrics"]["segm_AP50"], "the sh
 # * Trains and buses are rare in Cityscapes too: `--repeat-threshold T` adds repeat-factor
 #   sampling (above). Before the first step it reads every `*_instanceIds.png` once (no
 #   photographs) to count the classes, and prints each class's fraction and factor.
-# * `tensorboard --logdir OUT/tensorboard` shows the five losses, the learning rate and a sample
-#   prediction every evaluation.
+# * `tensorboard --logdir OUT/tensorboard` shows the losses, the learning rate and a sample prediction.
 # * `--scale 0.5` trains at half of Cityscapes' 1024 x 2048 in each direction, a quarter of the
 #   pixels: about four times faster, at the price of the smallest pedestrians.
 # * On a machine with several GPUs, `--processes N` (one per GPU) runs `N` copies under
@@ -420,7 +398,5 @@ assert models.coco_rows()[CLASSES.index("rider")] == models.coco_rows()[CLASSES.
 
 # %% [markdown]
 # Rider has no COCO class. COCO annotates a cyclist as a *person* (plus a separate bicycle), so
-# rider starts as a copy of person: its features and mask shape are already right, and
-# fine-tuning only has to learn to separate riders from pedestrians, largely from the two-wheeler
-# underneath. A random row would have to learn the whole appearance of a person from the riders
-# in Cityscapes.
+# rider starts as a copy of person: fine-tuning only has to learn to separate riders from
+# pedestrians, largely from the two-wheeler underneath, instead of a person's whole appearance.
