@@ -98,7 +98,6 @@ report("course_lib/assets/results/toycity_training.json", f"ToyCity, held out: {
     "mask AP / AP50 (%)": f"{100 * final['segm']['AP']:.1f} / {100 * final['segm']['AP50']:.1f}",
     "box AP (%)": f"{100 * final['bbox']['AP']:.1f}",
 })
-curve = training["curve"]
 
 # %% [markdown]
 # These are ToyCity numbers: a synthetic street with flat-shaded objects, evaluated on held-out
@@ -126,7 +125,7 @@ report("course_lib/assets/results/bench_cpu.json", f"{speed_run['model']}, {spee
        for row in speed_run["variants"] if row["name"] in front and row is not baseline},
 })
 slower = [row["name"] for row in speed_run["variants"] if row["speedup"] < 1]
-print("variants slower than the baseline on this CPU:", slower)
+print(f"variants slower than the baseline on {speed_run['device']}:", slower)
 
 # %% [markdown]
 # A variant is worth using only if it is on the Pareto front: no other variant is both faster and

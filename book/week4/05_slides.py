@@ -40,7 +40,7 @@ if "google.colab" in sys.modules:
 import matplotlib.pyplot as plt
 import torch
 
-from course_lib import bench, runtime, viz, zoo
+from course_lib import bench, plots, runtime, viz, zoo
 from course_lib.inspect import trace
 from course_lib.toycity import clip, scene
 from course_lib.track_eval import noisy_detections, run_tracker
@@ -149,10 +149,7 @@ plt.show()
 # evaluated on the same held-out scenes; the orange line joins the ones nothing else beats.
 
 # %%
-speed_run = bench.load_results("bench_cpu.json")
-fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
-bench.pareto_plot(speed_run, ax=ax)
-plt.show()
+plots.pareto(bench.load_results("bench_cpu.json"))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Tracking instances over time
