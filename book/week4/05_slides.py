@@ -19,14 +19,12 @@
 # turns the executed notebook into a reveal.js presentation without the code:
 #
 # ```
-# jupyter nbconvert --to slides --no-input _build/jupyter_execute/book/week4/05_slides.ipynb \
-#     --output-dir _build/html/slides --output index
+# python book/_ext/offline_slides.py _build/jupyter_execute/book/week4/05_slides.ipynb _build/html/slides
 # ```
 #
-# and publishes it next to the book as `slides/index.html`. The deck's HTML loads reveal.js from a
-# CDN (nbconvert's default), so presenting it needs an internet connection; everything else, the
-# figures included, is inside the one HTML file. Cells marked "skip", like this one, stay out of
-# the deck.
+# and publishes it next to the book as `slides/index.html`. reveal.js and MathJax are copied beside
+# the deck from two pinned Python packages, so it presents without an internet connection; the
+# figures are inside the one HTML file. Cells marked "skip", like this one, stay out of the deck.
 
 # %% slideshow={"slide_type": "skip"}
 # Colab: install the course library (a no-op everywhere else).
