@@ -16,7 +16,7 @@
 # The course's measured results, plotted from the JSON files its scripts committed under
 # `course_lib/assets/results/`. Nothing here is recomputed: this page shows what was measured,
 # where and on what, so it runs in seconds and cannot disagree with the chapters that produced the
-# files. Each file states its model, its data and its device; the first cell checks that they do.
+# files. Each file states its model, its data and its device; the first cell prints them.
 # To measure on your own machine, rerun the command each section prints and point the chapter at
 # your file.
 
