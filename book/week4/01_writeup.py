@@ -190,8 +190,9 @@ for metric, (value, where), published in rows:
     table.append(f"| {names.get(metric, metric)} | ~{start} → >{target} ({ROADMAP}) | {value} ({where}) | "
                  + "; ".join(f"{number} ({source})" for number, source in published) + " |")
 display(Markdown("\n".join(table)))
-assert max(CITYSCAPES_MASK_AP.values()) < TARGETS["mask AP"][1], "the published Cityscapes mask AP is below the roadmap's target"
-assert 1 / GPU_SECONDS[D2_ZOO] < TARGETS["FPS"][1] < 1 / GPU_SECONDS[MMDEPLOY], "PyTorch misses the FPS target, TensorRT fp16 meets it"
+print(f"published Cityscapes mask AP {'below' if max(CITYSCAPES_MASK_AP.values()) < TARGETS['mask AP'][1] else 'at or above'} "
+      f"the roadmap's target; published GPU rows meeting the FPS target: "
+      f"{[source for source, seconds in GPU_SECONDS.items() if 1 / seconds > TARGETS['FPS'][1]]}")
 
 # %% [markdown]
 # Read across a row, not down a column. A ToyCity number is not a Cityscapes number: the small
