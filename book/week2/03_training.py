@@ -273,8 +273,9 @@ assert curve[-1]["segm_AP"] == results["final"]["segm"]["AP"] == manifest["metri
 # ## The shipped recipe
 #
 # The recipe is the command in the manifest; its settings are in the results file. Beyond the
-# loop above, four choices differ from torchvision's defaults, each kept because a run with and
-# without it said so (the Experiments appendix has the runs):
+# loop above, four choices depart from torchvision's training defaults. Each was run with and
+# without it; the Experiments appendix has those runs, and beside them how far apart two seeds of
+# one recipe end, which is as large as some of the differences:
 #
 # * **A mask head that sees stride 2** (`course_lib.mask_skip`): P2's cells are 4 pixels wide, so
 #   a bicycle's tyres fall between them; a U-Net-style skip brings the backbone's stem (stride 2)
