@@ -18,7 +18,7 @@ $(STAMP): requirements-dev.txt pyproject.toml
 
 book: $(STAMP)
 	COURSE_FAST=$(FAST) $(VENV)/bin/jupyter-book build -W -n --keep-going .
-	$(VENV)/bin/jupyter nbconvert --to slides --no-input --SlidesExporter.file_extension=.html _build/jupyter_execute/book/week4/05_slides.ipynb --output-dir _build/html/slides --output index
+	$(PYTHON) book/_ext/offline_slides.py _build/jupyter_execute/book/week4/05_slides.ipynb _build/html/slides
 	@echo "Site: $(CURDIR)/_build/html/index.html"
 
 # tests/test_site_browser.py opens the built site in Debian's Chromium: installed here where that is

@@ -23,6 +23,18 @@
 #
 # It ends by running one real Mask R-CNN forward pass, which proves that torchvision's compiled
 # operators (`nms`, `roi_align`) work in your installation.
+#
+# **Why torchvision, and what Detectron2 offers.** The course builds on torchvision's
+# `maskrcnn_resnet50_fpn`: it is installed with PyTorch (on Colab it is already there), its wheels
+# always match the installed torch, and its model is a few readable files that the Week 1 chapters
+# open module by module. Detectron2, Meta's research library, is the reference implementation of
+# Mask R-CNN: a larger model zoo (deeper backbones, longer schedules, a Cityscapes model), a
+# configuration system, and the training and evaluation tooling the papers used. It is built from
+# source against one torch version, and its Colab install has broken when Colab upgraded torch;
+# its Cityscapes loader and evaluator on the main branch currently fail to import (issue
+# facebookresearch/detectron2#5436). The course therefore teaches on torchvision and quotes
+# Detectron2's published numbers where they help; the design is the same, so what you learn here
+# reads directly in Detectron2's code.
 
 # %%
 # Colab: install the course library (a no-op everywhere else).

@@ -362,6 +362,9 @@ def tracker_overhead(num_objects: int = 40, num_frames: int = 60, height: int = 
         "paste_ms": 1e3 * statistics.median(paste[2:]),
         "threads": torch.get_num_threads(),
         "device": device_name(torch.device("cpu")),
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m course_lib bench --tracker",
     }
 
 

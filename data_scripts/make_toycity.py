@@ -16,6 +16,7 @@ time, not CPU time).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -24,8 +25,10 @@ import time
 from pathlib import Path
 
 import cv2
+import torch
 from tqdm.auto import tqdm
 
+from course_lib.bench import device_name
 from course_lib.mots import write_mots
 from course_lib.toycity import clip, scene
 from course_lib.toycity.export import write_cityscapes, write_coco
@@ -76,7 +79,9 @@ def bench(args) -> dict:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
+        "device": device_name(torch.device("cpu")),
         "opencv": cv2.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 

@@ -89,3 +89,10 @@ def test_training_step_benchmark_times_each_pooler_and_leaves_the_model_alone(mo
     # the steps trained copies: the caller's model, and its separable pooler, are untouched
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert type(model.roi_heads.box_roi_pool).__name__ == "SeparableMultiScaleRoIAlign"
+
+
+def test_tracker_overhead_records_what_it_measured():
+    result = bench.tracker_overhead(num_objects=5, num_frames=6, height=64, width=128)
+    assert result["frame_size"] == [64, 128] and result["update_ms"] > 0 and result["paste_ms"] > 0
+    assert result["command"].startswith("python -m course_lib bench --tracker") and result["device"].startswith("cpu")
+    assert result["torch"] == torch.__version__ and result["date"][:2] == "20"

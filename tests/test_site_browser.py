@@ -206,3 +206,55 @@ def test_colab_link_opens_the_chapter_notebook(browser, page):
 def test_no_console_errors(browser, page):
     visit = browser.visit(page)
     assert not visit.errors, f"{visit.url}:\n" + "\n".join(visit.errors)
+
+
+# Injected into a copy of the deck: once reveal.js is ready, record which slide shows and how many
+# top-level slides are visible, press the right-arrow key, and record again. --dump-dom returns the
+# records. reveal.js reads the legacy keyCode, which a synthetic KeyboardEvent leaves at 0, hence
+# the defineProperty.
+DECK_PROBE = """<script>
+function visibleSlides() {
+  return [...document.querySelectorAll(".reveal .slides > section")].filter(s => {
+    const style = getComputedStyle(s);
+    return style.display !== "none" && style.visibility !== "hidden" && parseFloat(style.opacity) > 0;
+  }).length;
+}
+function record(id, value) {
+  const pre = document.createElement("pre"); pre.id = id; pre.textContent = JSON.stringify(value); document.body.appendChild(pre);
+}
+function pressRight() {
+  record("before", {index: Reveal.getIndices().h, visible: visibleSlides(), total: Reveal.getTotalSlides()});
+  const key = new KeyboardEvent("keydown", {key: "ArrowRight", bubbles: true});
+  Object.defineProperty(key, "keyCode", {get: () => 39});
+  Object.defineProperty(key, "which", {get: () => 39});
+  document.dispatchEvent(key);
+  setTimeout(() => record("after", {index: Reveal.getIndices().h, visible: visibleSlides()}), 2000);
+}
+if (typeof Reveal === "undefined") record("before", "reveal.js did not load");
+else if (Reveal.isReady()) pressRight();
+else Reveal.on("ready", pressRight);
+</script>
+</body>"""
+
+
+def test_the_slide_deck_shows_one_slide_and_advances_on_a_key(browser):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("offline_slides", ROOT / "book" / "_ext" / "offline_slides.py")
+    offline_slides = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(offline_slides)
+    deck = offline_slides.write_deck(ROOT / "book" / "week4" / "05_slides.ipynb", browser.html / "slides")
+    probe = deck.with_name("probe.html")
+    probe.write_text(deck.read_text().replace("</body>", DECK_PROBE, 1))
+    visit = browser.visit("slides/probe")
+    found = dict(re.findall(r'<pre id="(before|after)">(.*?)</pre>', visit.dom))
+    assert "before" in found, "the probe never ran: " + visit.dom[-500:]
+    before = json.loads(found["before"].replace("&quot;", '"'))
+    assert isinstance(before, dict), before
+    assert before["total"] >= 8 and before["visible"] == 1 and before["index"] == 0, f"not one slide at a time: {before}"
+    after = json.loads(found["after"].replace("&quot;", '"'))
+    assert after["index"] == 1 and after["visible"] == 1, f"the right-arrow key did not advance one slide: {after}"
+    assert not visit.errors, visit.errors
+    failed = [(path, status) for path, status in visit.requests if path.startswith("/slides/") and status != 200]
+    assert not failed, f"the deck's files did not load: {failed}"

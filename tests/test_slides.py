@@ -1,20 +1,24 @@
 """The slide deck: book/week4/05_slides.ipynb, executed, converts into a reveal.js deck with one section per slide.
 
-``make book`` runs the same conversion on the notebook Jupyter Book executed (see the Makefile).
+``make book`` runs the same conversion (``book/_ext/offline_slides.py``) on the notebook Jupyter Book
+executed; the deck loads reveal.js and MathJax from files beside it, never from a network.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from nbconvert import SlidesExporter
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "book" / "week4" / "05_slides.ipynb"
+_spec = importlib.util.spec_from_file_location("offline_slides", ROOT / "book" / "_ext" / "offline_slides.py")
+offline_slides = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(offline_slides)
 
 
 def slide_type(cell) -> str:
@@ -31,8 +35,7 @@ def executed() -> nbformat.NotebookNode:
 
 @pytest.fixture(scope="module")
 def deck(executed) -> str:
-    html, _ = SlidesExporter(exclude_input=True).from_notebook_node(executed)
-    return html
+    return offline_slides.deck_html(executed)
 
 
 def test_the_deck_has_one_section_per_slide(executed, deck):
@@ -57,3 +60,14 @@ def test_skipped_cells_stay_out(executed, deck):
              for line in cell.source.splitlines() if re.fullmatch(r"[A-Za-z ,.;:()'-]{30,}", line)]
     assert plain, "the deck's notes cell (slide_type skip) is gone"
     assert not [line for line in plain if line in deck]
+
+
+def test_the_deck_loads_its_scripts_from_files_beside_it(tmp_path):
+    page = offline_slides.write_deck(NOTEBOOK, tmp_path / "slides")
+    html = page.read_text()
+    assets = re.findall(r'<script[^>]*\ssrc="([^"]+)"', html) + re.findall(r'<link[^>]*\shref="([^"]+)"', html)
+    assert any(a.endswith("dist/reveal.js") for a in assets) and any("mathjax" in a for a in assets), assets
+    remote = [a for a in assets if "//" in a]
+    assert not remote, f"the deck loads from the network: {remote}"
+    missing = [a for a in assets if not (page.parent / a).is_file()]
+    assert not missing, f"the deck refers to files that were not copied beside it: {missing}"

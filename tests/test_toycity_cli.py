@@ -33,7 +33,8 @@ def test_mots_export_writes_motschallenge_sequences(tmp_path, cli):
 def test_bench_prints_and_writes_images_per_second(tmp_path, cli, capsys):
     assert cli(["--bench", "--json", str(tmp_path / "bench.json"), *TINY]) == 0
     assert "scenes/s" in capsys.readouterr().out
-    assert json.loads((tmp_path / "bench.json").read_text())["scene_images_per_s"] > 0
+    written = json.loads((tmp_path / "bench.json").read_text())
+    assert written["scene_images_per_s"] > 0 and written["device"].startswith("cpu") and written["date"][:2] == "20"
 
 
 def test_export_or_bench_must_be_chosen(cli):

@@ -35,6 +35,8 @@ if "google.colab" in sys.modules:
 
 # %%
 # %matplotlib inline
+import math
+
 import torch
 
 from course_lib import runtime, viz
@@ -177,7 +179,10 @@ levels = level_of([torch.stack([torch.zeros_like(sizes), torch.zeros_like(sizes)
 for size, level in zip(sizes.tolist(), levels.tolist()):
     k = pooled_levels[level]
     print(f"a {int(size):>3} x {int(size):<3} box is pooled from level {list(t.features)[k]} (stride {t.strides[k][0]})")
-assert levels.tolist() == sorted(levels.tolist()), "larger boxes never read a finer level"
+k_min = int(-math.log2(scales[0]))
+formula = [min(max(math.floor(box_pool.canonical_level + math.log2(s / box_pool.canonical_scale) + 1e-6), k_min), k_min + len(scales) - 1) - k_min
+           for s in sizes.tolist()]
+assert levels.tolist() == formula, "torchvision's level for each box is the formula above, clamped"
 
 # %% [markdown]
 # **Takeaways.** A feature map is a `[C, h, w]` tensor of learned responses; its stride maps a

@@ -89,9 +89,10 @@ assert torchvision_box[2] * torchvision_box[3] < roadmap[2] * roadmap[3]
 # area fixed means the three ratios of one size cover the same amount of image, so the size alone
 # says which objects an anchor is meant for.
 #
-# One more rounding detail: torchvision rounds the *half* sizes with `torch.round`, which rounds
-# halves to even. The smallest FPN anchor, size 32 at ratio 0.5, is therefore 46 x 22, not
-# 45.25 x 22.63:
+# One more rounding detail: torchvision rounds the *half* sizes to whole pixels with `torch.round`.
+# The smallest FPN anchor, size 32 at ratio 0.5, has half sizes $22.63$ and $11.31$, which round to
+# 23 and 11 (no half occurs, so `torch.round`'s halves-to-even rule plays no part): the anchor is
+# 46 x 22, not 45.25 x 22.63:
 
 # %%
 small = anchors.cell_anchors([32], [0.5])[0]
@@ -118,7 +119,7 @@ assert len(ours) == anchors.count_anchors([(30, 40)], 9) == 10_800
 #
 # torchvision's `maskrcnn_resnet50_fpn` puts size 32 on the stride-4 map, 64 on stride 8, ... and
 # 512 on stride 64, each with ratios (0.5, 1, 2). Small objects are matched by small anchors on
-# fine maps, large ones by large anchors on coarse maps. At Cityscapes' native 512 x 1024 (with
+# fine maps, large ones by large anchors on coarse maps. At half of Cityscapes' native 1024 x 2048, 512 x 1024 (with
 # `min_size=512, max_size=1024`, so no resize), the count is:
 
 # %%

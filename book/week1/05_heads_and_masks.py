@@ -169,11 +169,19 @@ assert agnostic.weight.grad.abs().sum() > 0
 
 # %% [markdown]
 # On ToyCity the class-specific head won. Two training runs of the ToyCity model, identical but
-# for this layer (`data_scripts/train_toycity.py --mask-loss-weight 2 --mask-dice-weight 0`, the
-# recipe before the Week 2 dice term, with and without `--class-agnostic-masks`; one run each,
-# ToyCity held-out mask AP, 2-core CPU, runs differ by a point or two): 0.456 class-specific,
-# 0.429 class-agnostic. The losses were riders (0.15 → 0.11)
-# and motorcycles (0.43 → 0.36): in ToyCity a rider sits on its two-wheeler, the two boxes nearly
+# for this layer (the recipe before the Week 2 dice term, with and without
+# `--class-agnostic-masks`; one run each, and runs differ by a point or two), are recorded in
+# the [Experiments](../appendix_experiments.ipynb) appendix:
+
+# %%
+from course_lib import bench
+
+lever = next(row for row in bench.load_results("toycity_levers.json")["levers"] if row["name"] == "class_agnostic")
+print(f"[results from toycity_levers.json, commit {lever['source_commit'][:7]}] ToyCity held-out mask AP: "
+      f"class-agnostic {lever['segm_AP']:.3f}, class-specific {lever['baseline_segm_AP']:.3f}; {lever['finding']}")
+
+# %% [markdown]
+# In ToyCity a rider sits on its two-wheeler, the two boxes nearly
 # coincide, and which pixels belong to the instance depends on the class. A per-class map can
 # learn "the person, not the bicycle" for rider boxes; a shared one has to average the two.
 #

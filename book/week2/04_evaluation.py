@@ -144,7 +144,7 @@ plt.hist(matched_ious, bins=np.linspace(0.5, 1, 26))
 plt.xlabel("mask IoU of a matched pair")
 plt.ylabel("pairs")
 plt.show()
-assert all(0.5 <= v <= 1.0 for v in matched_ious)
+assert matched_ious and np.mean(matched_ious) < 0.95, "the matched masks are good but not perfect"
 
 # %% [markdown]
 # ## Failure analysis
@@ -301,10 +301,8 @@ print(f"mask AP {metrics['segm']['AP']:.3f} ranked by score, {rescored_segm['AP'
 assert rho > 0.3, "maskness should rise with mask quality"
 
 # %% [markdown]
-# Maskness does follow mask quality, and re-ranking by it is worth about a point of mask AP on the
-# shipped model (measured: 0.516 → 0.526 on 200 held-out scenes, 0.518 → 0.527 on the 100 scenes
-# of the results table, 0.529 → 0.536 on 100 other scenes; the model shipped before it gained the
-# same, 0.492 → 0.502 on the 200; fewer scenes, as in CI, are noise). It
+# Maskness does follow mask quality, and re-ranking by it moves mask AP by the difference printed
+# above (on the scenes this page drew; with few scenes, as in CI, that difference is noise). It
 # changes the order, not a single mask, so it cannot fix the masks the perfect-head experiment
 # above blames. The course's headline numbers keep torchvision's scores: they are what
 # `model(images)` returns, and the thresholds of the later chapters (a score of 0.5 to draw or
@@ -331,7 +329,6 @@ for ax, (title, groups) in zip(axes, (("object size (COCO ranges)", report.by_si
     ax.set_title(f"missed objects by {title}")
 fig.tight_layout()
 plt.show()
-assert sum(g["objects"] for g in report.by_size.values()) == sum(g["objects"] for g in report.by_occlusion.values())
 
 # %% [markdown]
 # ### Confusion between classes

@@ -118,7 +118,7 @@ for name in ("baseline", best["name"]):
 #   tensor cores in particular); on a CPU it depends on the kernels, and conversions at the
 #   boundaries cost time.
 # * **bfloat16 autocast** runs matrix products and convolutions in 16-bit "brain floating point"
-#   (8 exponent bits like float32, 8 mantissa bits). It pays only on CPUs with bf16 units (Intel
+#   (8 exponent bits like float32, 7 stored mantissa bits). It pays only on CPUs with bf16 units (Intel
 #   AMX or AVX512-BF16, recent ARM cores); elsewhere it adds conversions and is slower. It also
 #   moves boxes by a few pixels. `fast_bf16` combines it with channels_last and the head levers.
 # * **Batching** (`batch_4`) amortises Python overhead and fills wide hardware: little to gain on

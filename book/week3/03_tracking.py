@@ -124,7 +124,8 @@ assert all(len(detections[t]["boxes"]) == len(targets[t]["boxes"]) - 1 for t in 
 # The tracker never builds full-size masks for this. A track stores its mask in its **box's own
 # frame**, a $28 \times 28$ map, exactly as Mask R-CNN's mask head predicts it, and the IoU of two
 # such masks is computed on a small grid spread over the union of their boxes
-# (`roi_mask_iou`). That is what keeps the tracker at about 2 ms per frame for 30 objects.
+# (`roi_mask_iou`). That is what keeps the tracker cheap per frame (the [benchmarks](../week4/02_benchmarks.ipynb)
+# page reads its cost from `tracker_cpu.json`).
 
 # %%
 tracker = Tracker()
@@ -281,8 +282,10 @@ plt.show()
 # The scores come from TrackEval, the reference implementation of the MOTS benchmarks:
 #
 # * **MOTA** counts misses, false positives and **ID switches** (IDSW), relative to the number of objects;
-# * **IDF1** is the F1 score of identities: the share of detections that carry the right id over
-#   the whole clip;
+# * **IDF1** is the F1 score of identities: TrackEval first matches whole ground-truth trajectories
+#   to whole predicted ones (one-to-one, over the clip), then counts the detections on matched
+#   pairs (IDTP) and those left over (IDFP predicted, IDFN ground truth):
+#   $\text{IDF1} = 2\,\text{IDTP} / (2\,\text{IDTP} + \text{IDFP} + \text{IDFN})$;
 # * **HOTA** $= \sqrt{\text{DetA} \cdot \text{AssA}}$ balances detection accuracy (DetA) and
 #   association accuracy (AssA), averaged over IoU thresholds from 0.05 to 0.95.
 

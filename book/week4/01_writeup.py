@@ -16,8 +16,9 @@
 # What this course built, how it was trained and made faster, what went wrong on the way and how
 # it was fixed. Each section links the notebook that shows the work. Every number on this page is
 # read from a file the project's own scripts wrote and committed, and is printed next to that file's
-# name and what it measured (model, data, device): none is typed into the text, so the page cannot
-# drift from the results.
+# name and what it measured (model, data, device), so the page cannot drift from the results. The
+# code that reads them is folded under each result; the record of every training experiment is the
+# [Experiments](../appendix_experiments.ipynb) appendix.
 
 # %%
 # Colab: install the course library (a no-op everywhere else).
@@ -25,7 +26,7 @@ import sys, subprocess
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
 
-# %%
+# %% tags=["hide-input"]
 from course_lib import bench, zoo
 
 training = bench.load_results("toycity_training.json")
@@ -62,7 +63,7 @@ def report(source: str, label: str, rows: dict[str, str]) -> None:
 # four, and one departure from Mask R-CNN: its mask head also reads the backbone's stride-2 stem,
 # because ToyCity's thinnest parts are narrower than a stride-4 cell. Its manifest, committed with the weights, records what it is:
 
-# %%
+# %% tags=["hide-input"]
 report("course_lib/assets/toycity_maskrcnn.json", "the shipped ToyCity model's manifest", {
     "architecture": manifest["arch"],
     "input size (min_size, max_size)": str((manifest["build_kwargs"]["min_size"], manifest["build_kwargs"]["max_size"])),
@@ -70,7 +71,6 @@ report("course_lib/assets/toycity_maskrcnn.json", "the shipped ToyCity model's m
     "checkpoint size (MB)": f"{manifest['bytes'] / 1e6:.1f}",
     "sha256, checked by zoo.load('toycity')": manifest["sha256"][:16] + "...",
 })
-assert manifest["arch"] and len(manifest["sha256"]) == 64
 
 # %% [markdown]
 # ## Training
@@ -85,7 +85,7 @@ assert manifest["arch"] and len(manifest["sha256"]) == 64
 # official Cityscapes evaluator) and the failure analysis. The committed model was trained by
 # `data_scripts/train_toycity.py`:
 
-# %%
+# %% tags=["hide-input"]
 run = training["training"]
 final = training["final"]
 print("command:", training["command"])
@@ -98,8 +98,6 @@ report("course_lib/assets/results/toycity_training.json", f"ToyCity, held out: {
     "mask AP / AP50 (%)": f"{100 * final['segm']['AP']:.1f} / {100 * final['segm']['AP50']:.1f}",
     "box AP (%)": f"{100 * final['bbox']['AP']:.1f}",
 })
-curve = training["curve"]
-assert curve[-1]["segm_AP"] > curve[0]["segm_AP"], "the committed run should have learned"
 
 # %% [markdown]
 # These are ToyCity numbers: a synthetic street with flat-shaded objects, evaluated on held-out
@@ -115,7 +113,7 @@ assert curve[-1]["segm_AP"] > curve[0]["segm_AP"], "the committed run should hav
 # proposals, fewer detections, smaller input, batching, INT8 linear layers, bf16, channels-last)
 # and measures each one's latency *and* its mask AP on the same held-out scenes:
 
-# %%
+# %% tags=["hide-input"]
 baseline = speed_run["variants"][0]
 stages = baseline["stages_ms"]
 slowest = max(stages, key=stages.get)
@@ -127,8 +125,7 @@ report("course_lib/assets/results/bench_cpu.json", f"{speed_run['model']}, {spee
        for row in speed_run["variants"] if row["name"] in front and row is not baseline},
 })
 slower = [row["name"] for row in speed_run["variants"] if row["speedup"] < 1]
-print("variants slower than the baseline on this CPU:", slower)
-assert baseline["name"] == "baseline" and speed_run["device"], "the benchmark must name its baseline and device"
+print(f"variants slower than the baseline on {speed_run['device']}:", slower)
 
 # %% [markdown]
 # A variant is worth using only if it is on the Pareto front: no other variant is both faster and
@@ -143,15 +140,85 @@ assert baseline["name"] == "baseline" and speed_run["device"], "the benchmark mu
 # smooths masks over time; it is scored with HOTA {cite}`luiten2021hota` and CLEAR metrics through
 # TrackEval on ToyCity clips in the MOTS format {cite}`voigtlaender2019mots`. The
 # [video demo](../week3/04_video_demo.ipynb) renders the result side by side. The tracker's own
-# cost per frame:
+# cost per frame, on the device and at the frame size its file names: it is timed apart from the
+# detector benchmark above, whose device and image size may differ, so the two times are not to be
+# added or compared unless both lines name the same device and size:
 
-# %%
+# %% tags=["hide-input"]
 report("course_lib/assets/results/tracker_cpu.json", f"ToyCity frames {tracker['frame_size'][0]}x{tracker['frame_size'][1]}, {tracker['device']}", {
     "instances per frame": f"{tracker['instances_per_frame']:.0f}",
     "tracker update per frame, median (ms)": f"{tracker['update_ms']:.1f}",
     "mask pasting per frame (ms)": f"{tracker['paste_ms']:.1f}",
 })
-assert tracker["update_ms"] < baseline["median_ms"], "tracking should cost less than detection"
+
+# %% [markdown]
+# ## The roadmap's targets
+#
+# The course's roadmap set three targets, from a Week 1 baseline to Week 4: box mAP, "mask IoU" and
+# inference speed. Its "mask IoU" row is, by its numbers and its use, **mask AP** (the COCO metric
+# that averages over IoU thresholds), and is read as such here. The table puts each target beside
+# what this course measured (the small model on ToyCity, on a CPU, from the committed files) and
+# what a learner who fine-tunes torchvision's R50-FPN on Cityscapes on a Colab GPU can expect from
+# published numbers, each with its source. The three columns are different models on different
+# data and hardware: they sit side by side to be told apart, not compared.
+
+# %% tags=["hide-input"]
+from IPython.display import Markdown, display
+
+ROADMAP = "roadmap, §10.3 Performance Targets (Table 2)"
+PAPER = "Mask R-CNN paper, Appendix A, Table 7 (R50-FPN, Cityscapes val)"
+D2_ZOO = "Detectron2 MODEL_ZOO.md, Cityscapes R50-FPN (V100, batch 1)"
+TV_META = "torchvision weights metadata, maskrcnn_resnet50_fpn (COCO val2017)"
+MMDEPLOY = "mmdeploy benchmark.md: mmdet R50-FPN, T4, TensorRT fp16, 800x1344"
+TARGETS = {"box AP": (35, 40), "mask AP": (32, 38), "FPS": (3, 15)}  # roadmap: Week 1 baseline (~), Week 4 target (>)
+CITYSCAPES_MASK_AP = {PAPER: 36.4, D2_ZOO: 36.5}  # R50-FPN fine-tuned from COCO, Cityscapes val
+GPU_SECONDS = {D2_ZOO: 0.078, MMDEPLOY: 0.05827}  # per image
+speed_baseline = speed_run["variants"][0]
+rows = [  # (metric, measured here and where, published for a Colab learner)
+    ("box AP", (f"{100 * manifest['metrics']['bbox_AP']:.1f}", "ToyCity held-out, `toycity_maskrcnn.json`"),
+     [("37.9 (v1) / 47.4 (v2) on COCO; no Cityscapes box AP in these sources", TV_META)]),
+    ("mask AP", (f"{100 * manifest['metrics']['segm_AP']:.1f}", "ToyCity held-out, `toycity_maskrcnn.json`"),
+     [(f"{ap} on Cityscapes val", source) for source, ap in CITYSCAPES_MASK_AP.items()]),
+    ("FPS", (f"{speed_baseline['fps']:.1f}", f"{speed_run['model']}, {speed_run['input_size'][0]}x{speed_run['input_size'][1]}, "
+                                             f"{speed_run['device']}, {speed_run['threads']} thread(s), `bench_cpu.json`"),
+     [(f"{1 / seconds:.1f} ({1000 * seconds:.1f} ms per image)", source) for source, seconds in GPU_SECONDS.items()]),
+]
+names = {"mask AP": 'mask AP (the roadmap\'s "mask IoU")', "FPS": "inference speed (FPS)"}
+table = ["| metric | roadmap: baseline → target | measured here (ToyCity, CPU) | published (Cityscapes or COCO, GPU) |", "|---|---|---|---|"]
+for metric, (value, where), published in rows:
+    start, target = TARGETS[metric]
+    table.append(f"| {names.get(metric, metric)} | ~{start} → >{target} ({ROADMAP}) | {value} ({where}) | "
+                 + "; ".join(f"{number} ({source})" for number, source in published) + " |")
+display(Markdown("\n".join(table)))
+print(f"published Cityscapes mask AP {'below' if max(CITYSCAPES_MASK_AP.values()) < TARGETS['mask AP'][1] else 'at or above'} "
+      f"the roadmap's target; published GPU rows meeting the FPS target: "
+      f"{[source for source, seconds in GPU_SECONDS.items() if 1 / seconds > TARGETS['FPS'][1]]}")
+
+# %% [markdown]
+# Read across a row, not down a column. A ToyCity number is not a Cityscapes number: the small
+# model's AP says the pipeline learns a synthetic street, and its speed is a small model on small
+# images on a CPU. On Colab, torchvision's R50-FPN fine-tuned from COCO with the
+# [training chapter's command](../week2/03_training.ipynb) is the model the published Cityscapes
+# rows describe, and they put the roadmap's mask AP target above what the paper and Detectron2
+# report for that model on Cityscapes val; no Cityscapes box AP is published in these sources, so
+# the box target can only be read against COCO. For speed the published GPU rows show
+# that the roadmap's target is a statement about hardware and runtime (TensorRT at half precision)
+# as much as about the model; [speed against accuracy](../week3/02_speed_accuracy.ipynb) measures
+# the levers on your own device.
+#
+# **A correction to the roadmap.** The roadmap describes one RoI feature of $7 \times 7 \times 256$
+# feeding all three heads. In Mask R-CNN with FPN, and in torchvision and Detectron2, the box and
+# class heads read a $7 \times 7$ RoI Align output, but the mask branch has its own RoI Align at
+# $14 \times 14$, which its convolutions and a transposed convolution turn into the
+# $28 \times 28$ mask ([heads and masks](../week1/05_heads_and_masks.ipynb) prints both shapes):
+
+# %% tags=["hide-input"]
+from course_lib import model as models
+
+coco_shaped = models.build("r50_fpn")
+box_grid, mask_grid = coco_shaped.roi_heads.box_roi_pool.output_size, coco_shaped.roi_heads.mask_roi_pool.output_size
+print(f"torchvision R50-FPN: box RoI Align {tuple(box_grid)}, mask RoI Align {tuple(mask_grid)}")
+assert tuple(mask_grid) == (14, 14) and tuple(box_grid) == (7, 7), "the mask branch reads a 14x14 RoI, not the box head's 7x7"
 
 # %% [markdown]
 # ## Challenges and solutions
@@ -159,11 +226,11 @@ assert tracker["update_ms"] < baseline["median_ms"], "tracking should cost less 
 # | challenge | what happened | solution | shown in |
 # |---|---|---|---|
 # | training from scratch on a CPU | a randomly initialised ResNet-50 FPN diverged to NaN within a few steps; BatchNorm statistics are noisy at batch 2; SGD learned slowly from scratch | a small backbone with GroupNorm, learning-rate warm-up, gradient clipping, AdamW, a step count fixed in advance | [training](../week2/03_training.ipynb) |
-# | ten minutes of CPU training | a profile of one step showed the backward of torchvision's RoI Align kernel taking about a quarter of it | RoI Align as two matrix products where a gradient flows (`course_lib.roi.SeparableMultiScaleRoIAlign`), bfloat16 autocast on a CPU with AMX; the cheaper steps bought more RoIs and images per minute | [training](../week2/03_training.ipynb), [RoI Align](../week1/04_roi_align.ipynb) |
-# | thin masks | at 128 × 256 a person's limbs and a bicycle's tyres are narrower than a cell of P2 (stride 4), the finest map torchvision's mask head reads; the head predicted blurred masks | the mask head also reads the stride-2 stem through a skip connection (`course_lib.mask_skip`): +2 to +3 mask AP in the same time (person +6); bicycle still 0.0 | [training](../week2/03_training.ipynb) |
-# | the detector or the mask head? | mask AP stayed far below box AP | a perfect mask head on the model's own detections (`course_lib.paste.perfect_masks_in_detected_boxes`) scores 0.75 against the model's 0.52 (200 held-out scenes): the masks hold most of the gap. Weighting the mask loss 2x helped a little, and a dice term that counts each object once (`course_lib.mask_target.dice_loss`) two points more (rider 0.15 → 0.24); weight 4, more mask RoIs per step, one mask for all classes, a stride-1 image skip and a higher learning rate did not, within ten minutes. Ranking detections by score × maskness adds about a point without retraining | [evaluation](../week2/04_evaluation.ipynb), [training](../week2/03_training.ipynb) |
-# | the last two points | with a cosine learning-rate decay the recipe ended at mask AP 0.477 after 9.6 minutes, under the course's bar of 0.5 in ten; a linear decay to zero (Defazio et al., 2023) gave 0.501 after 9.1 minutes, but four runs (two seeds, two decays) ended between 0.477 and 0.501, mean 0.487, and that model scored 0.468 and 0.478 on two larger held-out splits of 500 scenes: the bar was met by one run on 100 scenes, not by the recipe. Two processes, 2 images per step, an average of the weights, a learned mask score (Mask Scoring R-CNN's MaskIoU head), the raw pixels as a second mask-head skip, a narrower mask head and a $56 \times 56$ mask grid did not close it | repeat-factor sampling (LVIS; `course_lib.sampling`) of the scenes that hold the rare train class, and on a faster CPU (AMD EPYC instead of the Intel Xeon) 1,650 steps in the same budget: both seeds above 0.5 on the bar's 100 scenes and on both splits of 500 (0.508 to 0.520), seed 0 shipped (9.2 to 10.5 minutes of training in three bit-identical runs, the host's pace varying by 13 %). At 1,300 steps repeat factors alone moved the larger splits by +1.9 and +0.2 points (two seeds), within the seeds' spread; the extra steps did most of the work. On the Xeon those 1,650 steps would take about 12 minutes: the budget buys different recipes on different CPUs | [training](../week2/03_training.ipynb) |
-# | masks of small objects | torchvision's paste rounds boxes to whole pixels: a perfect model would score a much lower mask AP on ToyCity's small objects | a paste that reads the 28 × 28 map at each pixel's exact coordinate (`course_lib.paste`) | [evaluation](../week2/04_evaluation.ipynb) |
+# | ten minutes of CPU training | a profile of one step showed the backward of torchvision's RoI Align kernel taking a large share of it | RoI Align as two matrix products where a gradient flows (`course_lib.roi.SeparableMultiScaleRoIAlign`), bfloat16 autocast on a CPU with AMX; the cheaper steps bought more RoIs and images per minute | [training](../week2/03_training.ipynb), [RoI Align](../week1/04_roi_align.ipynb) |
+# | thin masks | at ToyCity's resolution a person's limbs and a bicycle's tyres are narrower than a cell of P2 (stride 4), the finest map torchvision's mask head reads; the head predicted blurred masks | the mask head also reads the stride-2 stem through a skip connection (`course_lib.mask_skip`); bicycle masks stay poor | [training](../week2/03_training.ipynb), [experiments](../appendix_experiments.ipynb) |
+# | the detector or the mask head? | mask AP stayed far below box AP | a perfect mask head on the model's own detections (`course_lib.paste.perfect_masks_in_detected_boxes`) shows that the masks hold most of the gap; a heavier mask loss and a Dice term that counts each object once (`course_lib.mask_target.dice_loss`) helped; other levers did not, within ten minutes. Ranking detections by score × maskness helps without retraining | [evaluation](../week2/04_evaluation.ipynb), [experiments](../appendix_experiments.ipynb) |
+# | a bar met by one run | one run of a recipe cleared the course's bar of mask AP 0.5 on the bar's small held-out split, but its other seed did not, and on larger held-out splits neither did: the bar was met by one run, not by the recipe | judge a recipe by two seeds and larger held-out splits (`data_scripts/compare_toycity_runs.py`); repeat-factor sampling (LVIS; `course_lib.sampling`) of the scenes that hold the rare train class, and more steps where a faster CPU allows them. A ten-minute budget buys different recipes on different CPUs, so the results files record the CPU | [experiments](../appendix_experiments.ipynb) |
+# | masks of small objects | torchvision's paste rounds boxes to whole pixels: a perfect model would score a much lower mask AP on ToyCity's small objects | a paste that reads the $28 \times 28$ map at each pixel's exact coordinate (`course_lib.paste`) | [evaluation](../week2/04_evaluation.ipynb) |
 # | torchvision's backbone default | `resnet_fpn_backbone` without pretrained weights uses frozen BatchNorm, which for random weights means no normalisation at all | build the backbone with a trainable norm layer | `course_lib/model.py` |
 # | boxes after augmentation | rotating a box's corners gives a loose box | recompute boxes from the transformed masks, then drop empty instances | [data and augmentation](../week2/02_data_and_augmentation.ipynb) |
 # | no real data offline | Cityscapes needs an account, COCO weights a network | ToyCity, a procedural street with exact visible and amodal masks, occlusion and track ids | [ToyCity](../week2/01_toycity.ipynb) |

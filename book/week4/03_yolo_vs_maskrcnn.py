@@ -52,7 +52,7 @@ from course_lib.toycity import scene
 # |---|---|---|---|
 # | one object per grid cell | YOLOv1 (7 × 7 grid) | the cell containing its box centre | their centres fall into the same cell (the smaller loses) |
 # | points inside the box | FCOS, anchor-free YOLO heads (simplified) | every feature-map location on strides 8/16/32 inside its box | a location lies in several boxes (it goes to the smallest) |
-# | anchors by IoU | Faster / Mask R-CNN's RPN | anchors with IoU ≥ 0.7, and in any case its best-matching anchors | never lose all: torchvision's `Matcher` keeps each object's best anchors |
+# | anchors by IoU | Faster / Mask R-CNN's RPN | anchors with IoU ≥ 0.7, and in any case its best-matching anchors | an anchor goes to the object it overlaps most, so two nearly coinciding boxes can leave one with none (rare; see below) |
 #
 # YOLOv1 also predicts a single class per cell, which is why the grid scheme allows one object per
 # cell. YOLOv2 and YOLOv3 give each cell several anchor boxes, so two objects in one cell can both
@@ -184,7 +184,7 @@ def nms_risk(target: dict, threshold: float = 0.5) -> torch.Tensor:
 for r in rows:
     r["nms_risk"] = sum(int(nms_risk(t).sum()) for t in r["targets"]) / r["objects"]
     print(f"occlusion {r['setting']:.1f}: {r['nms_risk']:.1%} of objects overlap a same-class box with IoU > 0.5")
-assert all(0.0 <= r["nms_risk"] <= 1.0 for r in rows)
+assert rows[-1]["nms_risk"] > 0, "in crowded scenes some same-class objects overlap beyond NMS's threshold"
 
 # %% [markdown]
 # Mask R-CNN's real advantage for overlaps is what happens *after* a detection survives: each
@@ -231,7 +231,6 @@ for reference in ("Mask R-CNN R101-FPN 3x (Detectron2)", "Mask R-CNN R50-FPN (to
     ap = next(r["mask_ap"] for r in PUBLISHED_COCO if r["model"] == reference)
     print(f"YOLO segmentation rows above {reference} ({ap} mask AP): {yolo_models_above(ap)}")
 classic = next(r["mask_ap"] for r in PUBLISHED_COCO if r["model"] == "Mask R-CNN R101-FPN 3x (Detectron2)")
-assert yolo_models_above(classic), "the published rows no longer show YOLO-seg above the classic Mask R-CNN baselines"
 
 for name in ("YOLOv8n-seg", "YOLOv8x-seg"):
     cpu, gpu = (next(r["ms"] for r in PUBLISHED_COCO if r["model"] == name and r["hardware"] == hw) for hw in ("CPU ONNX", "A100 TensorRT"))
@@ -249,8 +248,8 @@ for name in ("YOLOv8n-seg", "YOLOv8x-seg"):
 #
 # ## 3. This course's Mask R-CNN on a CPU
 #
-# Week 3 benchmarked the course's small Mask R-CNN (trained on ToyCity) on the CPU of the machine
-# that built the course and committed the results. The file names its model, data and device:
+# Week 3 benchmarks the course's small Mask R-CNN (trained on ToyCity) on a CPU and commits the
+# results. The file names its model, data and device:
 
 # %%
 speed_run = bench.load_results("bench_cpu.json")
@@ -260,7 +259,6 @@ print(f"device: {speed_run['device']}, {speed_run['threads']} threads, input {sp
 print(f"baseline: {baseline['median_ms']:.0f} ms per image = {baseline['fps']:.1f} FPS; "
       f"fastest variant: {max(speed_run['variants'], key=lambda r: r['fps'])['name']} at "
       f"{max(r['fps'] for r in speed_run['variants']):.1f} FPS")
-assert "ToyCity" in speed_run["data"] and speed_run["device"], "committed benchmarks must say their data and device"
 
 # %% [markdown]
 # That is a small model on small images on a shared CPU: a fact about this setup, not about
