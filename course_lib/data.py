@@ -272,11 +272,11 @@ class CocoUrbanSubset(torch.utils.data.Dataset):
 
     def _annotations(self, image_id: int) -> list[dict]:
         """The image's annotations of course classes (and crowds if ``crowd``) that cover an area
-        (see :func:`has_area`): a zero-area ground truth can never be matched, so it would turn a
-        perfect prediction of its class into a miss."""
+        (see :func:`usable_annotation`): a zero-area ground truth can never be matched, so it would
+        turn a perfect prediction of its class into a miss."""
         wanted = [a for a in self.coco.imgToAnns[image_id]
                   if a["category_id"] in COCO_TO_INDEX and (self.crowd or not a["iscrowd"])]
-        usable = [a for a in wanted if has_area(a)]
+        usable = [u for u in map(usable_annotation, wanted) if u is not None]
         if len(usable) < len(wanted):
             _warn_degenerate(image_id, len(wanted) - len(usable))
         return usable
@@ -286,19 +286,15 @@ class CocoUrbanSubset(torch.utils.data.Dataset):
         return [COCO_TO_INDEX[a["category_id"]] for a in self._annotations(self.image_ids[index])]
 
 
-def has_area(annotation: dict) -> bool:
-    """True if a COCO annotation's box has a positive width and height and its segmentation is
-    run-length encoded or holds a polygon of at least 3 points (pycocotools fails on fewer).
-
-    Polygons of fewer than 3 points are dropped from the annotation (in place).
-    """
+def usable_annotation(annotation: dict) -> dict | None:
+    """A COCO annotation without its polygons of fewer than 3 points (pycocotools fails on them),
+    or ``None`` if its box has no width or height or no polygon is left."""
     _, _, width, height = annotation["bbox"]
     segmentation = annotation.get("segmentation")
     if isinstance(segmentation, list):
-        annotation["segmentation"] = segmentation = [polygon for polygon in segmentation if len(polygon) >= 6]
-        if not segmentation:
-            return False
-    return width > 0 and height > 0
+        segmentation = [polygon for polygon in segmentation if len(polygon) >= 6]
+        annotation = {**annotation, "segmentation": segmentation}
+    return annotation if width > 0 and height > 0 and segmentation != [] else None
 
 
 def _warn_degenerate(image_id: int, count: int) -> None:
