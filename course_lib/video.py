@@ -29,9 +29,10 @@ from course_lib.track import Tracker, tracks_to_frame
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 #: Frames with a shorter side are refused: the smallest anchor of Mask R-CNN's FPN is 32 pixels.
 MIN_SIDE = 32
-#: Frames with more pixels (4K UHD) are downscaled to it: every detection's mask is pasted at full
-#: frame size, so an 8000x8000 frame with 100 detections needs tens of GB.
-MAX_PIXELS = 3840 * 2160
+#: Frames with more pixels (Full HD) are downscaled to it. The models see at most 1333 pixels a
+#: side anyway, but every detection's mask is pasted at full frame size: an 8000x8000 frame with
+#: 100 detections would need 25 GB.
+MAX_PIXELS = 1920 * 1080
 
 
 # --------------------------------------------------------------------------- reading
@@ -279,7 +280,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
         parser.error("give an INPUT video or frame folder (or --toycity to generate one)")
     from course_lib import zoo
 
-    if Path(args.output).resolve() == Path(args.input).resolve():
+    source, output = Path(args.input), Path(args.output)
+    if output.resolve() == source.resolve() or (output.exists() and source.exists() and output.samefile(source)):
         raise WouldOverwrite(f"the output {args.output} is the input video: writing it would destroy the clip; "
                              "give another output name")
     variant = speed.get(args.variant)

@@ -309,7 +309,7 @@ def test_an_error_after_the_first_frame_leaves_the_earlier_video_and_no_partial_
 
 def test_a_fault_while_writing_a_video_keeps_the_earlier_one(tmp_path, small_model, monkeypatch):
     write_frames(tmp_path / "frames", frames_of(count=3))
-    out = tmp_path / "out.gif"
+    out = tmp_path / "out.mp4"
     out.write_bytes(b"an earlier result")
 
     def two_frames_then_fault(model, frames, *args, **kwargs):
@@ -321,7 +321,7 @@ def test_a_fault_while_writing_a_video_keeps_the_earlier_one(tmp_path, small_mod
     monkeypatch.setattr(video, "predict_frames", two_frames_then_fault)
     with pytest.raises(RuntimeError, match="out of memory"):
         main(["video", str(tmp_path / "frames"), str(out)])
-    assert out.read_bytes() == b"an earlier result" and sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out.gif"]
+    assert out.read_bytes() == b"an earlier result" and sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out.mp4"]
 
 
 # --------------------------------------------------------------------------- atomic writes
