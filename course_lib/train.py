@@ -461,6 +461,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     args = parser.parse_args(argv)
     distributed.check_batch_split(parser, args)
+    check_new_run(args.out, args.resume)  # here, not in the worker processes: one line, not a traceback from each
     distributed.launch(_run_cli, args, processes=args.processes,
                        threads_per_process=max(1, torch.get_num_threads() // args.processes))
     return 0
@@ -473,7 +474,6 @@ def _run_cli(args: argparse.Namespace) -> None:
 
     rank, _ = distributed.rank_and_world()
     out = Path(args.out)
-    check_new_run(out, args.resume)
     dataset = data.dataset_from_arguments(args, "train", augment.train_transforms() if args.augment else None)
     try:
         model = models.build(args.arch, weights=args.weights, min_size=args.min_size, max_size=args.max_size)

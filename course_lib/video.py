@@ -44,7 +44,7 @@ def frame_paths(folder: Path) -> list[Path]:
 
 
 def fit_frame(frame: np.ndarray, where: str) -> np.ndarray:
-    """``frame``, downscaled (with a warning) if it has more than :data:`MAX_PIXELS` pixels.
+    """``frame``, downscaled (aspect kept) if it has more than :data:`MAX_PIXELS` pixels.
 
     Raises :class:`BadInput` for a frame with a side under :data:`MIN_SIDE` pixels.
     """
@@ -56,8 +56,6 @@ def fit_frame(frame: np.ndarray, where: str) -> np.ndarray:
         return frame
     scale = (MAX_PIXELS / (height * width)) ** 0.5
     size = (max(MIN_SIDE, int(width * scale)), max(MIN_SIDE, int(height * scale)))
-    print(f"warning: {where} is {width}x{height} pixels; processing it at {size[0]}x{size[1]} "
-          f"(at most {MAX_PIXELS} pixels a frame)", file=sys.stderr)
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
@@ -76,13 +74,25 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def read_frames(source: str | Path) -> Iterator[np.ndarray]:
-    """Yield RGB uint8 ``[H, W, 3]`` frames from a video file or a folder of images (see :func:`fit_frame`).
+    """Yield RGB uint8 ``[H, W, 3]`` frames from a video file or a folder of images, each through
+    :func:`fit_frame` (a warning on stderr says when frames are downscaled).
 
     Raises :class:`MissingData` for a missing path and :class:`BadInput` for a file OpenCV cannot
-    decode, a truncated JPEG, a folder whose frames differ in size or a source without frames,
-    each saying what to do about it.
+    decode, a truncated JPEG, a folder whose frames differ in size, a frame under
+    :data:`MIN_SIDE` pixels a side or a source without frames, each saying what to do about it.
     """
-    source = Path(source)
+    warned = False
+    for where, frame in _decoded_frames(Path(source)):
+        fitted = fit_frame(frame, where)
+        if fitted is not frame and not warned:
+            print(f"warning: {where} is {frame.shape[1]}x{frame.shape[0]} pixels; processing the frames at "
+                  f"{fitted.shape[1]}x{fitted.shape[0]} (at most {MAX_PIXELS} pixels each)", file=sys.stderr)
+            warned = True
+        yield fitted
+
+
+def _decoded_frames(source: Path) -> Iterator[tuple[str, np.ndarray]]:
+    """``(where, RGB frame)`` pairs of :func:`read_frames`, at the size they were stored."""
     if not source.exists():
         raise MissingData(f"{source}: no such video file or frame folder")
     if source.is_dir():
@@ -96,7 +106,7 @@ def read_frames(source: str | Path) -> Iterator[np.ndarray]:
             if frame.shape[:2] != first_size:
                 raise BadInput(f"{path} is {frame.shape[1]}x{frame.shape[0]} pixels but {paths[0].name} is "
                                f"{first_size[1]}x{first_size[0]}: a video's frames share one size; resize them to match")
-            yield fit_frame(frame, str(path))
+            yield str(path), frame
         return
     capture = cv2.VideoCapture(str(source))
     try:
@@ -108,7 +118,7 @@ def read_frames(source: str | Path) -> Iterator[np.ndarray]:
                 "or extract its frames into a folder of PNGs."
             )
         while ok:
-            yield fit_frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"{source} (a frame)")
+            yield f"{source} (a frame)", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             ok, bgr = capture.read()
     finally:
         capture.release()

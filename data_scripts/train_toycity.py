@@ -37,7 +37,8 @@ from course_lib.bench import device_name
 from course_lib.evaluate import coco_metrics, predict
 from course_lib.mask_target import set_mask_targets
 from course_lib.toycity import ToyCityDataset
-from course_lib.train import AMP_OPTIONS, SCHEDULES, amp_setting, train
+from course_lib.errors import WouldOverwrite
+from course_lib.train import AMP_OPTIONS, SCHEDULES, amp_setting, check_new_run, train
 from course_lib.zoo import sha256_of
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-install", action="store_true", help="write the weights to --out, not course_lib/assets")
     args = parser.parse_args(argv)
     distributed.check_batch_split(parser, args)
+    try:
+        check_new_run(args.out, args.resume)  # before the worker processes start
+    except WouldOverwrite as error:
+        parser.error(str(error))
     command = "python data_scripts/train_toycity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     distributed.launch(run, args, command, processes=args.processes, threads_per_process=max(1, args.threads // args.processes))
     return 0
