@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -37,7 +38,8 @@ def fetch_annotations(dest: Path) -> dict:
     if not instances.is_file():
         archive = download(ANNOTATIONS_URL, dest / "annotations_trainval2017.zip", md5=ANNOTATIONS_MD5)
         with zipfile.ZipFile(archive) as zipped, atomic_path(instances) as tmp:
-            tmp.write_bytes(zipped.read(INSTANCES_MEMBER))
+            with zipped.open(INSTANCES_MEMBER) as member, open(tmp, "wb") as out:
+                shutil.copyfileobj(member, out)  # streamed: the file is ~450 MB
     return json.loads(instances.read_text())
 
 
