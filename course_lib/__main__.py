@@ -21,11 +21,11 @@ def main(argv: list[str] | None = None) -> int:
         print("commands:", ", ".join(COMMANDS))
         return 0 if not argv or argv[0] in {"-h", "--help"} else 2
     module = importlib.import_module(COMMANDS[argv[0]])
-    from course_lib.zoo import WeightsUnavailable
+    from course_lib.errors import UserError
 
     try:
         return int(module.cli(argv[1:]) or 0)
-    except WeightsUnavailable as error:  # one line that says what to do, not a traceback
+    except UserError as error:  # a mistake in what was given: one line that says what to do, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
 

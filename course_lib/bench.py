@@ -33,6 +33,7 @@ import torchvision
 from torch import Tensor, nn
 
 from course_lib import runtime, speed, zoo
+from course_lib.atomic import write_json
 
 #: The stages of Mask R-CNN's forward, in order (the order of ``course_lib.inspect.trace``).
 STAGES = ("transform", "backbone", "rpn", "box_head", "mask_head", "paste")
@@ -479,10 +480,8 @@ def training_step_table(results: dict) -> str:
 
 
 def save_results(results: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    return path
+    """Write ``results`` as JSON to ``path`` atomically (:func:`course_lib.atomic.write_json`)."""
+    return write_json(path, results, indent=2)
 
 
 def load_results(name: str = "bench_cpu.json") -> dict:

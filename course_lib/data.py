@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,6 +39,7 @@ from torchvision.ops import masks_to_boxes
 from torchvision.transforms.v2 import functional as F
 
 from course_lib.classes import CITYSCAPES_ID_TO_INDEX, CLASS_TO_INDEX, COCO_CATEGORY_ID
+from course_lib.errors import BadInput, MissingData, UserError
 
 Transforms = Callable[[tv_tensors.Image, dict], tuple[tv_tensors.Image, dict]]
 DOWNLOAD_CITYSCAPES = "python data_scripts/download_cityscapes.py --dest {root}"
@@ -74,10 +76,25 @@ def collate(batch: Sequence[tuple]) -> tuple[list, list]:
     return list(images), list(targets)
 
 
+#: Pillow modes of 16-bit greyscale images: ``convert("RGB")`` would clip them to white.
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
 def _rgb(path: Path) -> tv_tensors.Image:
-    """An RGB file -> tv_tensors.Image float [3, H, W] in [0, 1]."""
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"))
+    """An image file -> tv_tensors.Image float [3, H, W] in [0, 1].
+
+    A 16-bit greyscale image is scaled by 1/65535 (not clipped at 255); a truncated or unreadable
+    file raises :class:`BadInput` instead of decoding partly grey.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()  # decodes now: a file cut short raises here instead of reading as grey
+            if image.mode in SIXTEEN_BIT_MODES:
+                grey = torch.from_numpy(np.asarray(image).astype(np.float32) / 65535)
+                return tv_tensors.Image(grey.clamp(0, 1).expand(3, *grey.shape).contiguous())
+            array = np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:  # unidentified, truncated, broken PNG, huge
+        raise BadInput(f"{path}: cannot read this image ({error}); copy or download it again") from None
     return tv_tensors.Image(torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255)
 
 
@@ -93,7 +110,7 @@ def cityscapes_pairs(root: str | Path | None, split: str) -> list[tuple[Path, Pa
     if root is None:
         root = os.environ.get("CITYSCAPES_DATASET")
     if not root:
-        raise FileNotFoundError(
+        raise MissingData(
             "Cityscapes location unknown: pass root=... or set CITYSCAPES_DATASET=/path/to/cityscapes. "
             "To get it (free account at cityscapes-dataset.com): " + DOWNLOAD_CITYSCAPES.format(root="/path/to/cityscapes")
         )
@@ -102,15 +119,15 @@ def cityscapes_pairs(root: str | Path | None, split: str) -> list[tuple[Path, Pa
     images_dir, gt_dir = root / "leftImg8bit" / split, root / "gtFine" / split
     for folder, package in ((images_dir, "leftImg8bit_trainvaltest.zip"), (gt_dir, "gtFine_trainvaltest.zip")):
         if not folder.is_dir():
-            raise FileNotFoundError(f"missing folder {folder} (Cityscapes package {package}); run: {command}")
+            raise MissingData(f"missing folder {folder} (Cityscapes package {package}); run: {command}")
     images = sorted(images_dir.glob("*/*_leftImg8bit.png"))
     if not images:
-        raise FileNotFoundError(f"no */*_leftImg8bit.png under {images_dir} (a half-extracted download?); run: {command}")
+        raise MissingData(f"no */*_leftImg8bit.png under {images_dir} (a half-extracted download?); run: {command}")
     pairs = []
     for image in images:
         gt = gt_dir / image.parent.name / image.name.replace("_leftImg8bit.png", "_gtFine_instanceIds.png")
         if not gt.is_file():
-            raise FileNotFoundError(f"missing file {gt} for image {image} (a half-extracted gtFine?); run: {command}")
+            raise MissingData(f"missing file {gt} for image {image} (a half-extracted gtFine?); run: {command}")
         pairs.append((image, gt))
     return pairs
 
@@ -223,7 +240,7 @@ class CocoUrbanSubset(torch.utils.data.Dataset):
             ann_file = subset if subset.is_file() else self.root / "annotations" / f"instances_{split}.json"
         ann_file = Path(ann_file)
         if not ann_file.is_file():
-            raise FileNotFoundError(f"missing COCO annotation file {ann_file}; run: {DOWNLOAD_COCO.format(root=self.root)}")
+            raise MissingData(f"missing COCO annotation file {ann_file}; run: {DOWNLOAD_COCO.format(root=self.root)}")
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints timing lines
             self.coco = COCO(str(ann_file))
         self.images_dir = self.root / split
@@ -238,23 +255,51 @@ class CocoUrbanSubset(torch.utils.data.Dataset):
         info = self.coco.imgs[image_id]
         path = self.images_dir / info["file_name"]
         if not path.is_file():
-            raise FileNotFoundError(f"missing COCO image {path}; run: {DOWNLOAD_COCO.format(root=self.root)}")
+            raise MissingData(f"missing COCO image {path}; run: {DOWNLOAD_COCO.format(root=self.root)}")
         image = _rgb(path)
         annotations = self._annotations(image_id)
         masks = torch.from_numpy(np.stack([self.coco.annToMask(a) for a in annotations])) if annotations \
             else torch.zeros(0, info["height"], info["width"], dtype=torch.uint8)
+        covers_pixels = masks.flatten(1).any(dim=1).tolist()  # a sliver can rasterise to no pixel at all
+        if not all(covers_pixels):
+            _warn_degenerate(image_id, covers_pixels.count(False))
+            annotations = [a for a, keep in zip(annotations, covers_pixels) if keep]
+            masks = masks[torch.tensor(covers_pixels, dtype=torch.bool)]
         labels = torch.tensor([COCO_TO_INDEX[a["category_id"]] for a in annotations], dtype=torch.int64)
         iscrowd = torch.tensor([a["iscrowd"] for a in annotations], dtype=torch.int64)
         target = make_target(masks, labels, iscrowd, image_id=image_id)
         return self.transforms(image, target) if self.transforms else (image, target)
 
     def _annotations(self, image_id: int) -> list[dict]:
-        return [a for a in self.coco.imgToAnns[image_id]
-                if a["category_id"] in COCO_TO_INDEX and (self.crowd or not a["iscrowd"])]
+        """The image's annotations of course classes (and crowds if ``crowd``) that cover an area
+        (see :func:`usable_annotation`): a zero-area ground truth can never be matched, so it would
+        turn a perfect prediction of its class into a miss."""
+        wanted = [a for a in self.coco.imgToAnns[image_id]
+                  if a["category_id"] in COCO_TO_INDEX and (self.crowd or not a["iscrowd"])]
+        usable = [u for u in map(usable_annotation, wanted) if u is not None]
+        if len(usable) < len(wanted):
+            _warn_degenerate(image_id, len(wanted) - len(usable))
+        return usable
 
     def image_labels(self, index: int) -> list[int]:
         """The class indices of item ``index``'s instances, from the annotations alone (for repeat factors)."""
         return [COCO_TO_INDEX[a["category_id"]] for a in self._annotations(self.image_ids[index])]
+
+
+def usable_annotation(annotation: dict) -> dict | None:
+    """A COCO annotation without its polygons of fewer than 3 points (pycocotools fails on them),
+    or ``None`` if its box has no width or height or no polygon is left."""
+    _, _, width, height = annotation["bbox"]
+    segmentation = annotation.get("segmentation")
+    if isinstance(segmentation, list):
+        segmentation = [polygon for polygon in segmentation if len(polygon) >= 6]
+        annotation = {**annotation, "segmentation": segmentation}
+    return annotation if width > 0 and height > 0 and segmentation != [] else None
+
+
+def _warn_degenerate(image_id: int, count: int) -> None:
+    warnings.warn(f"COCO image {image_id}: skipped {count} annotation(s) without area (a zero-size box or polygon, "
+                  "or a polygon of fewer than 3 points)", stacklevel=3)
 
 
 def toycity(*args, **kwargs) -> torch.utils.data.Dataset:
@@ -298,5 +343,5 @@ def dataset_from_arguments(args: "argparse.Namespace", purpose: str, transforms:
     if args.data == "cityscapes":
         return CityscapesInstances(args.root, split=args.split, scale=args.scale, transforms=transforms, crowd=crowd)
     if args.root is None:
-        raise SystemExit("--data coco needs --root (the folder data_scripts/download_coco.py wrote)")
+        raise UserError("--data coco needs --root (the folder data_scripts/download_coco.py wrote)")
     return CocoUrbanSubset(args.root, split=args.split, transforms=transforms, crowd=crowd)

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -33,7 +31,9 @@ from pycocotools.cocoeval import COCOeval
 from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
+from course_lib.atomic import write_json
 from course_lib.classes import CLASSES
+from course_lib.errors import BadInput
 
 #: Names of COCOeval.stats entries, in its order (maxDets 100 unless named).
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -312,12 +312,17 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--official", metavar="OUT_DIR", help="Cityscapes: also run the official evaluator, writing its files here")
     parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON to FILE")
     args = parser.parse_args(argv)
-    if args.official and (args.data != "cityscapes" or args.limit):
+    if args.official and (args.data != "cityscapes" or args.limit is not None):
         parser.error("--official needs --data cityscapes and every image of the split (no --limit)")
+    if args.limit is not None and args.limit < 1:
+        raise BadInput(f"--limit {args.limit}: evaluate at least 1 image (leave --limit out for all of them)")
 
     device = runtime.device()
     dataset = data.dataset_from_arguments(args, "eval")
-    if args.limit:
+    if len(dataset) == 0:
+        raise BadInput(f"the {args.data} evaluation set is empty: metrics of no images are undefined; "
+                       "give at least 1 image (for ToyCity, --length 1 or more)")
+    if args.limit is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(args.limit, len(dataset))))
     model = zoo.from_command_line(args.model, args.arch, device)
     predictions, targets = predict(model, dataset, device, args.batch_size)
@@ -334,5 +339,5 @@ def cli(argv: list[str]) -> int:
         print(format_official(official))
         metrics["cityscapes_official"] = official
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2, default=float))
+        write_json(args.json, metrics, indent=2)
     return 0

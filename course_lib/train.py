@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
+import pickle
 import random
 import time
+import urllib.error
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -34,6 +35,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from course_lib import distributed, runtime, sampling
+from course_lib.atomic import atomic_path, write_json
+from course_lib.errors import BadInput, ResumeMismatch, UnreadableCheckpoint, WeightsUnavailable, WouldOverwrite
 
 #: A dataset item: an image tensor [3, H, W] (float in [0, 1]) and a Mask R-CNN target dict
 #: (boxes [N, 4] xyxy, labels [N], masks [N, H, W]).
@@ -41,6 +44,8 @@ Sample = tuple[torch.Tensor, dict[str, torch.Tensor]]
 EvalFn = Callable[[nn.Module], dict[str, float]]
 
 CHECKPOINT_NAME = "last.pt"
+#: What a training run writes into its folder (the command line adds the last two).
+RUN_FILES = (CHECKPOINT_NAME, "model.pt", "history.json")
 
 
 class TrainingDiverged(RuntimeError):
@@ -122,25 +127,50 @@ def preserved_rng() -> Iterator[None]:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` atomically: write ``path.tmp``, then ``os.replace`` it.
+    """``torch.save`` to ``path`` atomically (:func:`course_lib.atomic.atomic_path`).
 
-    A crash while writing leaves the previous checkpoint untouched (``os.replace`` is atomic on
-    POSIX and Windows within one file system) and removes the partial temporary file.
+    A crash while writing leaves the previous checkpoint untouched and removes the partial
+    temporary file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`train` (it holds RNG states, hence ``weights_only=False``)."""
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """Load a checkpoint written by :func:`train` (it holds RNG states, hence ``weights_only=False``).
+
+    Raises :class:`UnreadableCheckpoint` for an empty, truncated or foreign file (left as it is).
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except (EOFError, RuntimeError, pickle.UnpicklingError) as error:
+        raise UnreadableCheckpoint(
+            f"{path} is not a readable checkpoint ({str(error).splitlines()[0] or type(error).__name__}; empty or cut short?): "
+            "move it away to start afresh, or resume from a copy of the run"
+        ) from None
+
+
+def check_new_run(folder: str | os.PathLike, resume: bool) -> None:
+    """Raise :class:`WouldOverwrite` if ``folder`` already holds a run's files and ``resume`` is False."""
+    existing = [name for name in RUN_FILES if (Path(folder) / name).exists()]
+    if existing and not resume:
+        raise WouldOverwrite(f"{folder} already holds a training run ({', '.join(existing)}): continue it with "
+                             "--resume (resume=True), or give another output folder")
+
+
+def check_same_settings(checkpoint: Path, saved: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Raise :class:`ResumeMismatch` if a resumed run asks for other settings than its checkpoint's.
+
+    The optimizer and schedule states in the checkpoint would silently override a new learning
+    rate, and a new seed, batch size or step count would change the batch order or the schedule.
+    """
+    changed = [name for name in settings if name in saved and saved[name] != settings[name]]
+    if changed:
+        was = ", ".join(f"{name}={saved[name]}" for name in changed)
+        now = ", ".join(f"{name}={settings[name]}" for name in changed)
+        raise ResumeMismatch(f"{checkpoint} was trained with {was}; this run asks for {now}: resume with the "
+                             "checkpoint's settings, or start afresh in another folder")
 
 
 def collate(samples: Sequence[Sample], device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -244,7 +274,7 @@ def train(
     device = device or runtime.device()
     amp, amp_dtype = amp_setting(amp, device)
     if len(dataset) == 0:
-        raise ValueError("the dataset is empty")
+        raise BadInput("the training set is empty: give at least one image (for ToyCity, --length 1 or more)")
     if repeat_factors is not None:
         repeat_factors = torch.as_tensor(repeat_factors, dtype=torch.float64)
     rank, world = distributed.rank_and_world()
@@ -262,7 +292,11 @@ def train(
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     history: dict[str, Any] = {"loss": [], "eval": [], "train_wall_s": 0.0, "train_cpu_s": 0.0, "steps": steps}
     loss_factors = loss_weights or {}
+    settings = {"steps": steps, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "momentum": momentum,
+                "weight_decay": weight_decay, "warmup_steps": warmup_steps, "schedule": schedule, "seed": seed}
     start = 0
+    if checkpoint_dir is not None:
+        check_new_run(checkpoint_dir, resume)
     if resume and checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=device)
         model.load_state_dict(state["model"])
@@ -271,13 +305,14 @@ def train(
         scaler.load_state_dict(state["scaler"])
         saved_world = len(state.get("rng_by_rank", [state["rng"]]))
         if saved_world != world:
-            raise ValueError(f"{checkpoint} was written by {saved_world} training process(es): resume it with "
+            raise ResumeMismatch(f"{checkpoint} was written by {saved_world} training process(es): resume it with "
                              f"{saved_world} (this run has {world}), or start afresh in another folder")
         saved_factors = state.get("repeat_factors")
         if (saved_factors is None) != (repeat_factors is None) or (
                 saved_factors is not None and not torch.equal(saved_factors, repeat_factors)):
-            raise ValueError(f"{checkpoint} was trained with {'no' if saved_factors is None else 'other'} repeat factors: "
+            raise ResumeMismatch(f"{checkpoint} was trained with {'no' if saved_factors is None else 'other'} repeat factors: "
                              "resume with the same repeat-factor setting and dataset, or start afresh in another folder")
+        check_same_settings(checkpoint, state.get("settings", {}), settings)
         set_rng_state(state["rng_by_rank"][rank] if world > 1 else state["rng"])
         start, history = state["step"], state["history"]
         history["steps"] = steps
@@ -309,7 +344,7 @@ def train(
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "rng": rngs[0], **({"rng_by_rank": rngs} if world > 1 else {}),
-                "step": step, "samples_seen": step * batch_size, "history": history,
+                "step": step, "samples_seen": step * batch_size, "history": history, "settings": settings,
                 **({"repeat_factors": repeat_factors} if repeat_factors is not None else {}),
             }, checkpoint)
 
@@ -426,6 +461,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     args = parser.parse_args(argv)
     distributed.check_batch_split(parser, args)
+    check_new_run(args.out, args.resume)  # here, not in the worker processes: one line, not a traceback from each
     distributed.launch(_run_cli, args, processes=args.processes,
                        threads_per_process=max(1, torch.get_num_threads() // args.processes))
     return 0
@@ -439,7 +475,11 @@ def _run_cli(args: argparse.Namespace) -> None:
     rank, _ = distributed.rank_and_world()
     out = Path(args.out)
     dataset = data.dataset_from_arguments(args, "train", augment.train_transforms() if args.augment else None)
-    model = models.build(args.arch, weights=args.weights, min_size=args.min_size, max_size=args.max_size)
+    try:
+        model = models.build(args.arch, weights=args.weights, min_size=args.min_size, max_size=args.max_size)
+    except urllib.error.URLError as error:  # torchvision downloads the weights on first use
+        raise WeightsUnavailable(f"--weights {args.weights}: cannot download them ({error.reason}); connect to the "
+                                 "internet once (they are cached in torch's hub folder), or train without --weights") from None
     if rank == 0:
         print(runtime.banner(args.arch, f"{args.data} train ({len(dataset)} images)"))
     factors = sampling.dataset_repeat_factors(dataset, args.repeat_threshold, progress=rank == 0) if args.repeat_threshold else None
@@ -450,6 +490,7 @@ def _run_cli(args: argparse.Namespace) -> None:
         resume=args.resume, num_workers=args.workers, amp=AMP_OPTIONS[args.amp], repeat_factors=factors,
     )
     if rank == 0:
-        torch.save(model.state_dict(), out / "model.pt")
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+        with atomic_path(out / "model.pt") as tmp:
+            torch.save(model.state_dict(), tmp)
+        write_json(out / "history.json", history)
         print(f"trained {args.steps} steps in {history['train_wall_s']:.0f} s; weights: {out / 'model.pt'}")

@@ -28,12 +28,11 @@ import torchvision
 from torch import nn
 
 from course_lib import runtime
+from course_lib.errors import BadInput, WeightsUnavailable
 
 TOYCITY_MANIFEST = "toycity_maskrcnn.json"
-
-
-class WeightsUnavailable(RuntimeError):
-    """Weights cannot be found locally nor downloaded. The message says what to do."""
+#: The shortest sha256 prefix accepted: torchvision names its weight files with the first 8 hex digits.
+MIN_SHA256_DIGITS = 8
 
 
 def weights_dir() -> Path:
@@ -50,6 +49,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_sha256(sha256: str) -> str:
+    """``sha256`` lower-cased, if it is a hex digest or a prefix of at least 8 digits; else :class:`BadInput`
+    (an empty or one-digit prefix would match almost any file)."""
+    digits = str(sha256).strip().lower()
+    if not MIN_SHA256_DIGITS <= len(digits) <= 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise BadInput(f"sha256={sha256!r} is not a sha256: give the file's full hex digest (64 digits, "
+                       f"`sha256sum FILE`) or at least its first {MIN_SHA256_DIGITS}")
+    return digits
+
+
 def fetch(url: str, sha256: str, filename: str | None = None, progress: bool = True) -> Path:
     """Return the cached file for ``url``, downloading and verifying it first if needed.
 
@@ -58,6 +67,7 @@ def fetch(url: str, sha256: str, filename: str | None = None, progress: bool = T
     ``torch.hub.download_url_to_file``, which writes a temporary file and renames it only after
     the checksum matched, so an interrupted or corrupt download never looks like a cached file.
     """
+    sha256 = check_sha256(sha256)
     destination = weights_dir() / (filename or Path(urllib.request.urlparse(url).path).name)
     if destination.exists():
         if sha256_of(destination).startswith(sha256):
@@ -158,7 +168,7 @@ def _build_from_file(path: Path, arch: str, build_kwargs: dict, weights_only: bo
 
 
 def _load_checkpoint_file(path: Path, sha256: str, arch: str, build_kwargs: dict) -> nn.Module:
-    if not sha256_of(path).startswith(sha256):
+    if not sha256_of(path).startswith(check_sha256(sha256)):
         raise WeightsUnavailable(f"{path} does not match its sha256 {sha256}: the file is corrupt or was replaced")
     return _build_from_file(path, arch, build_kwargs)
 

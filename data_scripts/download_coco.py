@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
+from course_lib.atomic import atomic_path, write_text
 from course_lib.data import CocoUrbanSubset, coco_urban_subset
 from course_lib.download import download
 
@@ -35,8 +37,9 @@ def fetch_annotations(dest: Path) -> dict:
     instances = dest / INSTANCES_MEMBER
     if not instances.is_file():
         archive = download(ANNOTATIONS_URL, dest / "annotations_trainval2017.zip", md5=ANNOTATIONS_MD5)
-        with zipfile.ZipFile(archive) as zipped:
-            zipped.extract(INSTANCES_MEMBER, dest)
+        with zipfile.ZipFile(archive) as zipped, atomic_path(instances) as tmp:
+            with zipped.open(INSTANCES_MEMBER) as member, open(tmp, "wb") as out:
+                shutil.copyfileobj(member, out)  # streamed: the file is ~450 MB
     return json.loads(instances.read_text())
 
 
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     for image in tqdm(subset["images"], desc="val2017 images", unit="image"):
         fetch_image(image, dest / "val2017")
     subset_file = dest / "annotations" / "urban_val2017.json"
-    subset_file.write_text(json.dumps(subset))
+    write_text(subset_file, json.dumps(subset))
     (dest / "annotations_trainval2017.zip").unlink(missing_ok=True)  # its one needed file is extracted
 
     dataset = CocoUrbanSubset(dest, "val2017")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import shlex
 import sys
@@ -33,11 +32,13 @@ import torch
 
 from course_lib import model as models
 from course_lib import distributed, runtime, sampling
+from course_lib.atomic import atomic_path, write_json
 from course_lib.bench import device_name
 from course_lib.evaluate import coco_metrics, predict
 from course_lib.mask_target import set_mask_targets
 from course_lib.toycity import ToyCityDataset
-from course_lib.train import AMP_OPTIONS, SCHEDULES, amp_setting, train
+from course_lib.errors import WouldOverwrite
+from course_lib.train import AMP_OPTIONS, SCHEDULES, amp_setting, check_new_run, train
 from course_lib.zoo import sha256_of
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-install", action="store_true", help="write the weights to --out, not course_lib/assets")
     args = parser.parse_args(argv)
     distributed.check_batch_split(parser, args)
+    try:
+        check_new_run(args.out, args.resume)  # before the worker processes start
+    except WouldOverwrite as error:
+        parser.error(str(error))
     command = "python data_scripts/train_toycity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     distributed.launch(run, args, command, processes=args.processes, threads_per_process=max(1, args.threads // args.processes))
     return 0
@@ -145,8 +150,8 @@ def run(args: argparse.Namespace, command: str) -> None:
     final = latest
 
     weights = (out if args.no_install else ASSETS) / "toycity_maskrcnn.pt"
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), weights)
+    with atomic_path(weights) as tmp:
+        torch.save(model.state_dict(), tmp)
     training = {
         "steps": args.steps, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
         "weight_decay": args.weight_decay, "warmup_steps": args.warmup,
@@ -174,9 +179,8 @@ def run(args: argparse.Namespace, command: str) -> None:
     }
     manifest_path = weights.with_suffix(".json")
     results_path = (out if args.no_install else ASSETS / "results") / "toycity_training.json"
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    manifest_path.write_text(json.dumps(manifest, indent=1, default=float) + "\n")
-    results_path.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    write_json(manifest_path, manifest)
+    write_json(results_path, results)
     print(f"segm AP {final['segm']['AP']:.3f} (AP50 {final['segm']['AP50']:.3f}), bbox AP {final['bbox']['AP']:.3f} "
           f"after {history['train_wall_s']:.0f} s wall / {cpu_seconds:.0f} s CPU of training")
     print(f"wrote {weights} ({manifest['bytes'] / 1e6:.1f} MB), {manifest_path}, {results_path}")

@@ -140,16 +140,26 @@ def test_worker_processes_load_the_same_batches():
             assert torch.equal(image_a, image_b) and torch.equal(target_a["boxes"], target_b["boxes"])
 
 
-def test_cli_trains_toycity_and_resumes(tmp_path, capsys):
-    argv = ["--data", "toycity", "--length", "4", "--height", "64", "--width", "128", "--steps", "2",
+def test_cli_trains_toycity_and_resumes(tmp_path, capsys, monkeypatch):
+    argv = ["--data", "toycity", "--length", "4", "--height", "64", "--width", "128", "--steps", "3",
             "--batch-size", "2", "--warmup", "1", "--checkpoint-every", "1", "--repeat-threshold", "0.5", "--out", str(tmp_path)]
-    assert training.cli(argv) == 0
+    collate, calls = training.collate, []
+
+    def interrupted_at_step_2(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return collate(*args)
+
+    monkeypatch.setattr(training, "collate", interrupted_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        training.cli(argv)
     state = training.load_checkpoint(tmp_path / "last.pt")
     assert state["step"] == 2 and state["repeat_factors"].shape == (4,) and state["repeat_factors"].min() >= 1
-    assert (tmp_path / "model.pt").is_file() and (tmp_path / "history.json").is_file()
     assert any((tmp_path / "tensorboard").iterdir())
-    argv[argv.index("--steps") + 1] = "3"
+    monkeypatch.setattr(training, "collate", collate)
     assert training.cli(argv + ["--resume"]) == 0
+    assert (tmp_path / "model.pt").is_file() and (tmp_path / "history.json").is_file()
     state = training.load_checkpoint(tmp_path / "last.pt")
     assert state["step"] == 3 and [r["step"] for r in state["history"]["loss"]] == [0, 1, 2]
     assert "[results from]" in capsys.readouterr().out

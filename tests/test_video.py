@@ -81,7 +81,9 @@ def test_bad_inputs_get_clear_errors(tmp_path, small_model, capsys):
     (empty / "readme.txt").write_text("no frames here")
     with pytest.raises(ValueError, match="no frames"):
         next(video.read_frames(empty))
-    assert video.cli([str(not_a_video), str(tmp_path / "out.mp4")]) == 2
+    from course_lib.__main__ import main
+
+    assert main(["video", str(not_a_video), str(tmp_path / "out.mp4")]) == 2
     assert "cannot decode" in capsys.readouterr().err
 
 
