@@ -266,7 +266,8 @@ def test_a_person_cut_to_a_sliver_by_traffic_keeps_its_id():
     from course_lib.toycity import clip
     from course_lib.track_eval import noisy_detections, run_tracker
 
-    # ToyCity clip 5 with heavy occlusion: person 4 walks behind traffic, three quarters hidden.
+    # ToyCity clip 5 with heavy occlusion: at the zebra crossing person 4 walks behind another person
+    # and a bicycle, three quarters hidden.
     targets = [target for _, target in clip(5, 20, 256, 512, fps=25, occlusion=0.9)]
     detections = noisy_detections(targets, seed=0)
     person, sliver_frame = 4, 13
