@@ -13,6 +13,9 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	$(PYTHON) -m pip install --no-cache-dir -r requirements-dev.txt
 	# TrackEval's metadata asks for opencv-python (the GUI build); the headless OpenCV above serves it.
 	$(PYTHON) -m pip install --no-cache-dir --no-deps trackeval==1.3.0
+	# boxmot's trackers need only lapx and rich (requirements-dev.txt); its other dependencies serve
+	# its detectors and re-id models, and include the GUI opencv-python.
+	$(PYTHON) -m pip install --no-cache-dir --no-deps boxmot==25.0.0
 	$(PYTHON) -m pip install --no-cache-dir --no-deps -e .
 	touch $(STAMP)
 

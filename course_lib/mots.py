@@ -102,34 +102,47 @@ def only_class(frames: Sequence[Mapping], label: int) -> list[dict]:
 
 
 def evaluate_mots(
-    gt_frames: Sequence[Mapping], pred_frames_by_tracker: Mapping[str, Sequence[Mapping]], workdir: str | Path
+    gt_frames: Sequence[Mapping] | Mapping[str, Sequence[Mapping]],
+    pred_frames_by_tracker: Mapping[str, Sequence[Mapping] | Mapping[str, Sequence[Mapping]]],
+    workdir: str | Path,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Score trackers against ground truth with TrackEval (MOTSChallenge): HOTA, DetA, AssA, IDF1, MOTA, IDSW.
 
     ``gt_frames`` and each tracker's frames are per-frame dicts as in :func:`mots_lines` (one
-    sequence; a ToyCity ``clip``'s targets are such dicts). Files, and TrackEval's printed
-    progress (``trackeval.log``), go under ``workdir``.
-    Returns ``{tracker: {class name or "all": {metric: value}}}``; HOTA, DetA and AssA are
-    averaged over TrackEval's localisation thresholds (0.05..0.95), as TrackEval reports them.
+    sequence; a ToyCity ``clip``'s targets are such dicts), or, for several clips, mappings
+    ``{clip name: frames}`` with the same names. Files, and TrackEval's printed progress
+    (``trackeval.log``), go under ``workdir``.
+    Returns ``{tracker: {sequence or "all": {metric: value}}}``: a sequence is a class name for
+    one clip, ``"<clip>-<class name>"`` for several, and ``"all"`` TrackEval's combination of
+    them all. HOTA, DetA and AssA are averaged over TrackEval's localisation thresholds
+    (0.05..0.95), as TrackEval reports them.
     """
     import trackeval
 
     workdir = Path(workdir)
-    for name, frames in pred_frames_by_tracker.items():
-        if len(frames) != len(gt_frames):
-            raise ValueError(f"tracker {name!r} has {len(frames)} frames, the ground truth {len(gt_frames)}.")
-    present = set()
-    for frames in [gt_frames, *pred_frames_by_tracker.values()]:
-        for frame in frames:
+    several = isinstance(gt_frames, Mapping)
+    gt_clips = gt_frames if several else {"": gt_frames}
+    pred_clips = {name: clips if several else {"": clips} for name, clips in pred_frames_by_tracker.items()}
+    for name, clips in pred_clips.items():
+        for clip_name, frames in gt_clips.items():
+            if len(clips[clip_name]) != len(frames):
+                raise ValueError(f"tracker {name!r} has {len(clips[clip_name])} frames of clip {clip_name!r}, "
+                                 f"the ground truth {len(frames)}.")
+    sequences, lengths = {}, {}
+    for clip_name, frames in gt_clips.items():
+        present = set()
+        for frame in [*frames, *(f for clips in pred_clips.values() for f in clips[clip_name])]:
             present.update(torch.as_tensor(frame["labels"]).tolist())
-    classes = sorted(present)
-    if not classes:
+        for label in sorted(present):
+            seq = f"{clip_name}-{CLASSES[label]}" if several else CLASSES[label]
+            sequences[seq], lengths[seq] = (clip_name, label), len(frames)
+    if not sequences:
         raise ValueError("neither the ground truth nor any tracker has an object: nothing to evaluate.")
-    sequences = {CLASSES[c]: c for c in classes}
-    for seq, label in sequences.items():
-        write_mots(workdir / "gt" / seq / "gt" / "gt.txt", only_class(gt_frames, label), class_id=MOTS_CHALLENGE_CLASS_ID)
-        for name, frames in pred_frames_by_tracker.items():
-            write_mots(workdir / "trackers" / name / "data" / f"{seq}.txt", only_class(frames, label),
+    for seq, (clip_name, label) in sequences.items():
+        write_mots(workdir / "gt" / seq / "gt" / "gt.txt", only_class(gt_clips[clip_name], label),
+                   class_id=MOTS_CHALLENGE_CLASS_ID)
+        for name, clips in pred_clips.items():
+            write_mots(workdir / "trackers" / name / "data" / f"{seq}.txt", only_class(clips[clip_name], label),
                        class_id=MOTS_CHALLENGE_CLASS_ID)
 
     evaluator = trackeval.Evaluator({
@@ -140,7 +153,7 @@ def evaluate_mots(
     dataset = trackeval.datasets.MOTSChallenge({
         "GT_FOLDER": str(workdir / "gt"), "TRACKERS_FOLDER": str(workdir / "trackers"),
         "OUTPUT_FOLDER": str(workdir / "output"), "TRACKERS_TO_EVAL": list(pred_frames_by_tracker),
-        "SEQ_INFO": {seq: len(gt_frames) for seq in sequences}, "SKIP_SPLIT_FOL": True, "PRINT_CONFIG": False,
+        "SEQ_INFO": lengths, "SKIP_SPLIT_FOL": True, "PRINT_CONFIG": False,
     })
     quiet = {"PRINT_CONFIG": False}
     metrics = [trackeval.metrics.HOTA(quiet), trackeval.metrics.CLEAR(quiet), trackeval.metrics.Identity(quiet)]

@@ -3,7 +3,8 @@
 Three trackers are compared throughout Week 3, all :class:`course_lib.track.Tracker` settings:
 
 * ``none``: a new id for every detection in every frame (what a detector alone gives),
-* ``iou``: frame-to-frame IoU matching only (no memory across a missed frame, no smoothing),
+* ``iou``: frame-to-frame mask-IoU matching only (no memory across a missed frame, no box-IoU
+  fallback for thin or sliced masks, no smoothing),
 * ``full``: the course tracker (tentative/confirmed states, re-identification after occlusion,
   constant-velocity prediction, EMA smoothing of masks and boxes).
 
@@ -26,8 +27,8 @@ from course_lib.track import Tracker, mask_iou, masks_to_rois, tracks_to_frame
 
 #: Tracker settings of the three modes compared in the course.
 MODES: dict[str, dict] = {
-    "none": dict(iou_gate=1.01, min_hits=1, max_age=0, mask_alpha=1.0, box_alpha=1.0, motion=False),
-    "iou": dict(min_hits=1, max_age=0, mask_alpha=1.0, box_alpha=1.0, motion=False),
+    "none": dict(iou_gate=1.01, box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1.0, box_alpha=1.0, motion=False),
+    "iou": dict(box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1.0, box_alpha=1.0, motion=False),
     "full": dict(),  # Tracker's defaults
 }
 

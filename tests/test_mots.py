@@ -65,3 +65,13 @@ def test_perfect_tracker_scores_one_and_a_swap_scores_less(tmp_path, gt_frames):
 def test_frame_count_mismatch_is_an_error(tmp_path, gt_frames):
     with pytest.raises(ValueError, match="frames"):
         evaluate_mots(gt_frames, {"short": gt_frames[:-1]}, tmp_path)
+
+
+def test_several_clips_are_scored_together_and_per_clip(tmp_path, gt_frames):
+    clips = {"first": gt_frames[:8], "second": gt_frames[8:]}
+    swapped = {"first": gt_frames[:8], "second": swap_two_tracks(gt_frames, 12)[8:]}  # ids swap mid-clip
+    scores = evaluate_mots(clips, {"perfect": clips, "swapped": swapped}, tmp_path)
+    assert all(m["HOTA"] == 1.0 for m in scores["perfect"].values())
+    assert {seq.split("-")[0] for seq in scores["swapped"]} == {"first", "second", "all"}
+    assert all(m["HOTA"] == 1.0 for seq, m in scores["swapped"].items() if seq.startswith("first-"))
+    assert scores["swapped"]["all"]["HOTA"] < 1.0

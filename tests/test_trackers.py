@@ -1,0 +1,82 @@
+"""course_lib.trackers: boxmot's trackers behind the course's interface, and the comparison script at tiny scale."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_lib.track import mask_iou, tracks_to_frame
+from course_lib.track_eval import match_to_ground_truth, noisy_detections
+from course_lib.trackers import BOXMOT_TRACKERS, TRACKERS, BoxmotTracker, compare, make_tracker
+
+H, W, FRAMES = 128, 256, 12
+
+
+@pytest.fixture(scope="module")
+def targets():
+    from course_lib.toycity import clip
+
+    return [target for _, target in clip(2, FRAMES, H, W, fps=25)]
+
+
+@pytest.mark.parametrize("name", list(BOXMOT_TRACKERS))
+def test_each_boxmot_tracker_gives_ids_that_follow_the_objects(name, targets):
+    detections = noisy_detections(targets, seed=0)
+    tracker = make_tracker(name, frame_rate=25)
+    frames = [tracks_to_frame(tracker.update(d), H, W) for d in detections]
+    reported = [frame for frame in frames[3:] if len(frame["track_ids"])]
+    assert reported, f"{name} reported no track"
+    for frame, d in zip(frames, detections):
+        assert frame["masks"].shape[1:] == (H, W) and (frame["track_ids"] >= 1).all()
+        if len(frame["masks"]):  # the reported masks are the detections' own
+            assert mask_iou(frame["masks"], d["masks"]).max(1).values.min() > 0.6  # up to the 28 x 28 box-frame resampling
+    # Objects seen in every frame from the fourth on keep one id each.
+    ids: dict[int, set[int]] = {}
+    for target, frame in zip(targets[3:], frames[3:]):
+        for gt_id, pred_id in match_to_ground_truth(target, frame).items():
+            ids.setdefault(gt_id, set()).add(pred_id)
+    steady = [gt for gt, seen in ids.items() if all(gt in t["track_ids"].tolist() for t in targets[3:])]
+    assert steady and all(len(ids[gt]) == 1 for gt in steady)
+
+
+def test_the_adapter_drops_empty_boxes_and_maps_detection_indices():
+    tracker = BoxmotTracker("ByteTrack", frame_rate=25)
+    masks = torch.zeros(3, H, W, dtype=torch.uint8)
+    masks[1, 20:60, 30:50] = 1
+    boxes = torch.tensor([[10.0, 10.0, 10.0, 30.0], [30.0, 20.0, 50.0, 60.0], [80.0, 5.0, 79.0, 9.0]])
+    frame = {"boxes": boxes, "labels": torch.tensor([1, 1, 1]), "scores": torch.tensor([0.9, 0.9, 0.9]), "masks": masks}
+    for _ in range(3):
+        tracks = tracker.update(frame)
+    assert len(tracks) == 1 and tracks[0].box.tolist() == boxes[1].tolist()
+    assert mask_iou(tracks_to_frame(tracks, H, W)["masks"], masks[1:2]).item() > 0.9
+
+
+def test_unknown_tracker_name_says_which_exist():
+    with pytest.raises(ValueError, match="ByteTrack"):
+        BoxmotTracker("SORT")
+
+
+def test_compare_scores_every_tracker_on_several_clips(targets, tmp_path):
+    clips = {"a": targets[:8], "b": targets[4:]}
+    detections = {name: noisy_detections(frames, seed=1) for name, frames in clips.items()}
+    table = compare(TRACKERS, clips, detections, str(tmp_path), frame_rate=25)
+    assert list(table) == list(TRACKERS)
+    for row in table.values():
+        assert 0 < row["HOTA"] <= 1 and 0 < row["AssA"] <= 1 and row["ms_per_frame"] > 0 and row["IDSW"] >= 0
+
+
+def test_comparison_script_writes_its_table(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
+    import compare_trackers
+
+    out = tmp_path / "results" / "tracker_comparison.json"
+    compare_trackers.main(["--clips", "5:0.9", "--frames", "6", "--height", "128", "--width", "256", "--out", str(out)])
+    table = json.loads(out.read_text())
+    assert {"device", "threads", "versions", "date", "command", "clips"} <= set(table)
+    assert set(table["results"]) == {"model", "perturbed ground truth"}
+    assert set(table["results"]["model"]) == set(TRACKERS)
+    assert not list(out.parent.glob("*.part"))
