@@ -8,6 +8,8 @@ Entries:
   internet; offline, loading raises :class:`WeightsUnavailable` with one line that says what to do.
 * ``"toycity"`` - the small Mask R-CNN trained on ToyCity by ``data_scripts/train_toycity.py``;
   its checkpoint and manifest ship inside the package (``course_lib/assets``), so it works offline.
+* ``"detectron2:<name>"`` - a Mask R-CNN from Detectron2's model zoo converted to torchvision, e.g.
+  ``load("detectron2:Cityscapes/mask_rcnn_R_50_FPN")`` (see ``course_lib.detectron2_zoo``).
 * ``"checkpoint"`` - your own checkpoint: ``load("checkpoint", source=URL_OR_PATH, sha256=...,
   arch="r50_fpn", num_classes=9)``. A URL is downloaded once into the hub cache and verified.
 """
@@ -189,10 +191,24 @@ LOADERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def _load_detectron2(entry: str, **options: Any) -> nn.Module:
+    from course_lib import detectron2_zoo  # imports this module: loaded on first use
+
+    return detectron2_zoo.load(entry, **options)
+
+
+#: ``"prefix:entry"`` names, e.g. ``"detectron2:Cityscapes/mask_rcnn_R_50_FPN"`` (see course_lib.detectron2_zoo).
+PREFIX_LOADERS: dict[str, Callable[..., nn.Module]] = {"detectron2": _load_detectron2}
+
+
 def load(name: str, device: torch.device | str | None = None, **options: Any) -> nn.Module:
     """Return a ready model (eval mode, on ``device`` or :func:`course_lib.runtime.device`)."""
+    prefix, _, entry = name.partition(":")
+    if entry and prefix in PREFIX_LOADERS:
+        model = PREFIX_LOADERS[prefix](entry, **options)
+        return model.eval().to(device or runtime.device())
     if name not in LOADERS:
-        raise ValueError(f"unknown model {name!r}: choose one of {sorted(LOADERS)}")
+        raise ValueError(f"unknown model {name!r}: choose one of {sorted(LOADERS)} or 'detectron2:<model-zoo name>'")
     model = LOADERS[name](**options)
     return model.eval().to(device or runtime.device())
 
