@@ -4,20 +4,10 @@
 pickled ``{"model": {name: numpy array}, "__author__": ...}``, the format Detectron2's
 ``DetectionCheckpointer`` reads) into torch's hub cache, checks that every array has the name and
 shape the config implies, and loads it into a torchvision ``MaskRCNN`` built with Detectron2's
-conventions:
-
-* input: Detectron2 feeds BGR pixels in 0-255 minus ``PIXEL_MEAN`` (std 1). The course feeds RGB
-  in 0-1, so the first convolution's input channels are reversed and the mean/std are divided by
-  255 - the same arithmetic, one convention for every course model.
-* backbone: the MSRA ResNet strides in the first 1x1 convolution of a stage (``STRIDE_IN_1X1``),
-  torchvision's in the 3x3; frozen BatchNorm, FPN with a max-pooled P6.
-* anchors: sizes 32-512 on strides 4-64, ratios 0.5/1/2, not rounded, offset 0, fixed strides.
-* RoI pooling: ``ROIAlignV2`` (``aligned=True``, adaptive sampling) in both poolers.
-* classes: Detectron2's classifier puts background *last* and has no background box/mask rows;
-  torchvision puts it *first*. Rows are moved, and zero rows fill the background's box and mask.
-* masks pasted into the image by sampling at pixel centres (Detectron2's ``paste_masks_in_image``).
-* test time: the config's resize (Cityscapes 1024/2048, COCO 800/1333), score threshold 0.05,
-  NMS 0.5, 100 detections, RPN 1000/1000 proposals at NMS 0.7; box weights (10, 10, 5, 5).
+conventions (``course_lib.detectron2_arch``). Detectron2's classifier puts background *last*
+and has no background box or mask rows, torchvision's puts it *first*: rows are moved, and zero
+rows fill the background's box and mask. Detectron2 feeds BGR pixels in 0-255, the course RGB in
+0-1: the first convolution's input channels are reversed (the mean/std live in the model).
 """
 
 from __future__ import annotations
@@ -32,25 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 import torchvision
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
-from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
-from torchvision.ops import MultiScaleRoIAlign, roi_align
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
-from torchvision.ops.misc import FrozenBatchNorm2d
 
-from course_lib import zoo
+from course_lib import detectron2_arch, zoo
 from course_lib.classes import CITYSCAPES_THING_LABELS
 
 URL_PREFIX = "https://dl.fbaipublicfiles.com/detectron2/"
-PIXEL_MEAN_BGR = (103.530, 116.280, 123.675)  # MODEL.PIXEL_MEAN of every entry below
-PIXEL_STD_BGR = (1.0, 1.0, 1.0)
-ANCHOR_SIZES = (32, 64, 128, 256, 512)
-ASPECT_RATIOS = (0.5, 1.0, 2.0)
-FEATURE_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
 CITYSCAPES_CLASSES = tuple(label.name for label in CITYSCAPES_THING_LABELS)  # Detectron2's order too
 COCO_CLASSES = tuple(
     name
@@ -134,8 +112,8 @@ def expected_shapes(depth: int, num_classes: int) -> dict[str, tuple[int, ...]]:
         conv(f"backbone.fpn_output{stage}", 256, 256, 3)
         in_c = out_c
     conv("proposal_generator.rpn_head.conv", 256, 256, 3)
-    conv("proposal_generator.rpn_head.objectness_logits", len(ASPECT_RATIOS), 256, 1)
-    conv("proposal_generator.rpn_head.anchor_deltas", 4 * len(ASPECT_RATIOS), 256, 1)
+    conv("proposal_generator.rpn_head.objectness_logits", len(detectron2_arch.ASPECT_RATIOS), 256, 1)
+    conv("proposal_generator.rpn_head.anchor_deltas", 4 * len(detectron2_arch.ASPECT_RATIOS), 256, 1)
     for name, out_c, in_c in (("fc1", 1024, 256 * 7 * 7), ("fc2", 1024, 1024)):
         shapes[f"roi_heads.box_head.{name}.weight"], shapes[f"roi_heads.box_head.{name}.bias"] = (out_c, in_c), (out_c,)
     for name, out_c in (("cls_score", num_classes + 1), ("bbox_pred", 4 * num_classes)):
@@ -152,7 +130,7 @@ class _ArraysOnly(pickle.Unpickler):
 
     ALLOWED = {
         ("collections", "OrderedDict"),
-        ("_codecs", "encode"),  # how protocol 2 stores bytes
+        ("_codecs", "encode"),  # how Python 2 era pickles (protocol 2) store bytes
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("numpy.core.multiarray", "_reconstruct"),
@@ -236,7 +214,7 @@ def save_weights(weights: dict[str, np.ndarray], path: Path, author: str = "cour
     """Write ``weights`` as a model-zoo ``.pkl`` (``{"model": ..., "__author__": ...}``), atomically."""
     partial = path.with_name(path.name + ".partial")
     with open(partial, "wb") as f:
-        pickle.dump({"model": weights, "__author__": author}, f, protocol=2)  # as the zoo's files
+        pickle.dump({"model": weights, "__author__": author}, f, protocol=4)
     return partial.replace(path)
 
 
@@ -290,118 +268,6 @@ def convert(weights: dict[str, np.ndarray]) -> dict[str, Tensor]:
     return {torchvision_name(k): torchvision_value(k, v) for k, v in weights.items()}
 
 
-# --- the torchvision model with Detectron2's conventions -----------------------------------------
-
-
-class Detectron2Anchors(AnchorGenerator):
-    """Detectron2's ``DefaultAnchorGenerator``: unrounded cell anchors and fixed strides.
-
-    torchvision rounds cell anchors to whole pixels (32 at ratio 0.5 becomes 46 x 22, not
-    45.25 x 22.63) and infers strides as padded size // map size, which is not 64 for a P6 map of
-    an image padded to a multiple of 32 but not 64. Either would shift every proposal.
-    """
-
-    def __init__(self, offset: float = 0.0) -> None:
-        super().__init__(tuple((s,) for s in ANCHOR_SIZES), (ASPECT_RATIOS,) * len(ANCHOR_SIZES))
-        self.strides = FEATURE_STRIDES
-        self.cell_anchors = [self.detectron2_cell(size, offset * stride) for size, stride in zip(ANCHOR_SIZES, FEATURE_STRIDES)]
-
-    @staticmethod
-    def detectron2_cell(size: int, shift: float) -> Tensor:
-        """``Tensor[3, 4]``: one anchor per ratio (h/w), centred on ``shift``, in Detectron2's float arithmetic."""
-        anchors = []
-        for ratio in ASPECT_RATIOS:
-            w = math.sqrt(size**2.0 / ratio)
-            h = ratio * w
-            anchors.append([shift - w / 2.0, shift - h / 2.0, shift + w / 2.0, shift + h / 2.0])
-        return torch.tensor(anchors)
-
-    def forward(self, image_list: ImageList, feature_maps: list[Tensor]) -> list[Tensor]:
-        """-> per image ``Tensor[sum_l H_l W_l 3, 4]`` (location-major, ratio-minor, as Detectron2)."""
-        self.set_cell_anchors(feature_maps[0].dtype, feature_maps[0].device)
-        strides = [[torch.tensor(s), torch.tensor(s)] for s in self.strides]
-        per_level = self.grid_anchors([list(f.shape[-2:]) for f in feature_maps], strides)
-        return [torch.cat(per_level) for _ in image_list.image_sizes]
-
-
-class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
-    """Detectron2's ``ROIPooler`` with ``ROIAlignV2``: ``aligned=True`` and its level rule.
-
-    torchvision's pooler calls ``roi_align`` with ``aligned=False`` (a half-pixel shift, kept for
-    backward compatibility) and a level rule with a different epsilon; weights trained with
-    ``ROIAlignV2`` expect the half-pixel-correct sampling.
-    """
-
-    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
-        """``x``: P2..P5 by name; ``boxes``: ``Tensor[L_i, 4]`` per image -> ``Tensor[sum L_i, 256, PH, PW]``."""
-        features = [x[name] for name in self.featmap_names]
-        rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)])
-        sizes = torchvision.ops.box_area(rois[:, 1:]).sqrt()
-        levels = torch.floor(4 + torch.log2(sizes / 224 + 1e-8)).clamp(2, 5).to(torch.int64) - 2
-        out = features[0].new_zeros((len(rois), features[0].shape[1], *self.output_size))
-        for level, feature_map in enumerate(features):
-            k = torch.where(levels == level)[0]
-            scale = 1.0 / FEATURE_STRIDES[level]
-            out[k] = roi_align(feature_map, rois[k], self.output_size, scale, self.sampling_ratio, aligned=True)
-        return out
-
-
-def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
-    """Detectron2's ``paste_masks_in_image`` (CPU path), soft: ``[N, 1, M, M]`` -> ``[N, 1, H, W]``.
-
-    Each mask is resampled with ``grid_sample`` at the image's pixel centres inside its box (plus
-    one pixel), zero elsewhere. torchvision instead pads the mask by one cell and resizes it onto the
-    rounded box (Detectron1's method); the two disagree on about a pixel around each object.
-    """
-    height, width = image_size
-    out = masks.new_zeros((len(masks), 1, height, width))
-    for i, (mask, box) in enumerate(zip(masks, boxes)):
-        x0, y0 = (box[:2].floor() - 1).clamp(min=0).int().tolist()
-        x1, y1 = int((box[2].ceil() + 1).clamp(max=width)), int((box[3].ceil() + 1).clamp(max=height))
-        ys = (torch.arange(y0, y1, dtype=torch.float32) + 0.5 - box[1]) / (box[3] - box[1]) * 2 - 1
-        xs = (torch.arange(x0, x1, dtype=torch.float32) + 0.5 - box[0]) / (box[2] - box[0]) * 2 - 1
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]  # [1, h, w, (x, y)]
-        out[i, :, y0:y1, x0:x1] = torch.nn.functional.grid_sample(mask[None], grid.to(mask), align_corners=False)[0]
-    return out
-
-
-class Detectron2Transform(GeneralizedRCNNTransform):
-    """torchvision's transform whose postprocess pastes masks as Detectron2 does (:func:`paste_masks`)."""
-
-    def postprocess(self, result: list[dict[str, Tensor]], image_shapes: list[tuple[int, int]],
-                    original_image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
-        if self.training:
-            return result
-        for prediction, resized, original in zip(result, image_shapes, original_image_sizes):
-            prediction["boxes"] = resize_boxes(prediction["boxes"], resized, original)
-            if "masks" in prediction:
-                prediction["masks"] = paste_masks(prediction["masks"], prediction["boxes"], original)
-        return result
-
-
-def build(e: Entry, **options: Any) -> MaskRCNN:
-    """An untrained torchvision ``MaskRCNN`` shaped and configured like Detectron2's ``e`` (eval-ready)."""
-    backbone = resnet_fpn_backbone(
-        backbone_name=f"resnet{e.depth}", weights=None, norm_layer=FrozenBatchNorm2d, extra_blocks=LastLevelMaxPool()
-    )
-    for stage in (backbone.body.layer2, backbone.body.layer3, backbone.body.layer4):
-        stage[0].conv1.stride, stage[0].conv2.stride = (2, 2), (1, 1)  # MSRA ResNet: STRIDE_IN_1X1
-    settings: dict[str, Any] = dict(
-        min_size=e.min_size, max_size=e.max_size,
-        image_mean=[m / 255 for m in reversed(PIXEL_MEAN_BGR)], image_std=[s / 255 for s in reversed(PIXEL_STD_BGR)],
-        rpn_anchor_generator=Detectron2Anchors(),
-        rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_test=1000, rpn_nms_thresh=0.7,
-        box_roi_pool=AlignedMultiScaleRoIAlign(["0", "1", "2", "3"], 7, sampling_ratio=0),
-        mask_roi_pool=AlignedMultiScaleRoIAlign(["0", "1", "2", "3"], 14, sampling_ratio=0),
-        box_score_thresh=0.05, box_nms_thresh=0.5, box_detections_per_img=100,
-        bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
-    )
-    model = MaskRCNN(backbone, num_classes=len(e.classes) + 1, **{**settings, **options})
-    t = model.transform
-    model.transform = Detectron2Transform(t.min_size, t.max_size, t.image_mean, t.image_std)
-    return model
-
-
 def class_names(name: str) -> tuple[str, ...]:
     """Label index -> class name of the converted model ``name`` (index 0 is background)."""
     return ("__background__",) + entry(name).classes
@@ -410,7 +276,8 @@ def class_names(name: str) -> tuple[str, ...]:
 def load_file(path: Path, name: str, **options: Any) -> MaskRCNN:
     """The converted model of entry ``name`` from a model-zoo ``.pkl`` at ``path``."""
     e = entry(name)
-    model = build(e, **options)
+    sizes = {"min_size": e.min_size, "max_size": e.max_size}  # the config's test-time resize, unless overridden
+    model = detectron2_arch.build(e.depth, len(e.classes) + 1, **{**sizes, **options})
     model.load_state_dict(convert(read_weights(path, e.depth, len(e.classes))), strict=True)
     return model
 
