@@ -99,6 +99,16 @@ def readme_results() -> str:
              f"{toycity_speed['size'][0]}x{toycity_speed['size'][1]}, 1 CPU thread",
              "`course_lib/assets/results/toycity_speed.json`"),
     ]
+    equality = bench.load_results("detectron2_equality.json")  # data_scripts/detectron2_equality.py
+    images = equality["images"]
+    rows.append(_row(
+        "Detectron2 model-zoo conversion vs Detectron2 itself",
+        f"{sum(r['matched'] for r in images)}/{sum(r['detections_detectron2'] for r in images)} detections paired, "
+        f"max box diff {equality['max_abs_box_diff_px']:.1e} px, max score diff {equality['max_abs_score_diff']:.1e}, "
+        f"mask pixels differing {equality['mask_pixel_disagreement']:.1e}"
+        + (" (within tolerance)" if equality["within_tolerance"] else " (OUTSIDE tolerance)"),
+        f"{equality['entry']}, random weights, {len(images)} photographs at the test size, {equality['device']}",
+        "`course_lib/assets/results/detectron2_equality.json`"))
     return "\n".join(rows)
 
 
