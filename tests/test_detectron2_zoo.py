@@ -22,7 +22,6 @@ from course_lib import zoo
 
 CITYSCAPES = "Cityscapes/mask_rcnn_R_50_FPN"
 COCO_3X = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +70,17 @@ def test_every_tensor_lands_and_none_is_left_over(torch_home, cityscapes_weights
     assert d2z.class_names(CITYSCAPES)[1:] == ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
 
 
-def test_coco_entry_has_80_contiguous_classes_and_runs(torch_home):
-    cache(d2z.random_weights(50, 80, seed=1), COCO_3X)
-    model = zoo.load(f"detectron2:{COCO_3X}", device="cpu", min_size=96, max_size=128)  # small: fast
+def test_coco_entry_downloads_has_80_contiguous_classes_and_runs(torch_home, tmp_path, monkeypatch):
+    # the real download path (torch.hub.download_url_to_file) from a file:// stand-in of the zoo's server
+    server = tmp_path / "dl.fbaipublicfiles.com" / "detectron2"
+    remote = server / COCO_3X / d2z.entry(COCO_3X).file
+    remote.parent.mkdir(parents=True)
+    d2z.save_weights(d2z.random_weights(50, 80, seed=1), remote)
+    monkeypatch.setattr(d2z, "URL_PREFIX", server.as_uri() + "/")
+
+    model = zoo.load(f"detectron2:{COCO_3X}", device="cpu", min_size=96, max_size=128, progress=False)  # small: fast
+    assert (zoo.weights_dir() / d2z.entry(COCO_3X).cache_name).read_bytes() == remote.read_bytes()
+    assert d2z.status(COCO_3X) == "cached"
     names = d2z.class_names(COCO_3X)
     assert len(names) == 81 and names[1] == "person" and names[-1] == "toothbrush" and "N/A" not in names
     assert model.roi_heads.box_predictor.cls_score.out_features == 81
@@ -143,27 +150,19 @@ def test_masks_are_pasted_at_pixel_centres():
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (10, 29, 10, 19)
 
 
-def _equality_script():
-    spec = importlib.util.spec_from_file_location("detectron2_equality", ROOT / "data_scripts" / "detectron2_equality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.skipif(importlib.util.find_spec("detectron2") is None,
                     reason="detectron2 is not importable (no PyPI release): put a source checkout and its "
                            "requirements on PYTHONPATH to compare against it")
-def test_outputs_equal_detectron2s_own(tmp_path):
+def test_outputs_equal_detectron2s_own(tmp_path, data_script_main):
     import cv2
 
-    script = _equality_script()
     rng = np.random.default_rng(0)
     image = cv2.GaussianBlur(rng.integers(0, 256, (1024, 1280, 3), dtype=np.uint8), (0, 0), 8)
     image_path = tmp_path / "blobs.png"
     cv2.imwrite(str(image_path), cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX))
     out = tmp_path / "equality.json"
-    script.main(["--images", str(image_path), "--out", str(out)])
+    data_script_main("detectron2_equality")(["--images", str(image_path), "--out", str(out)])
 
     result = json.loads(out.read_text())
     assert result["images"][0]["detections_detectron2"] > 10
-    assert result["within_tolerance"], {k: result[k] for k in script.TOLERANCE}
+    assert result["within_tolerance"], {k: result[k] for k in result["tolerance"]}
