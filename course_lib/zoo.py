@@ -206,10 +206,10 @@ def load(name: str, device: torch.device | str | None = None, **options: Any) ->
     prefix, _, entry = name.partition(":")
     if entry and prefix in PREFIX_LOADERS:
         model = PREFIX_LOADERS[prefix](entry, **options)
-        return model.eval().to(device or runtime.device())
-    if name not in LOADERS:
+    elif name in LOADERS:
+        model = LOADERS[name](**options)
+    else:
         raise ValueError(f"unknown model {name!r}: choose one of {sorted(LOADERS)} or 'detectron2:<model-zoo name>'")
-    model = LOADERS[name](**options)
     return model.eval().to(device or runtime.device())
 
 

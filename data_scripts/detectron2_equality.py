@@ -59,7 +59,14 @@ def detectron2_model(config_root: Path, entry: detectron2_zoo.Entry, weights: Pa
     cfg.merge_from_file(str(config_root / f"{entry.name}.yaml"))
     cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS = "cpu", ""
     model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(str(weights))
+    DetectionCheckpointer(model).load(str(weights))  # logs, but does not fail on, missing or extra keys
+    state = model.state_dict()
+    shapes = {name: tuple(value.shape) for name, value in state.items()}
+    if shapes != detectron2_zoo.expected_shapes(entry.depth, len(entry.classes)):
+        raise SystemExit(f"Detectron2's {entry.name} has other tensor names or shapes than detectron2_zoo.expected_shapes")
+    written = detectron2_zoo.read_weights(weights, entry.depth, len(entry.classes))
+    if not all(torch.equal(state[name], torch.from_numpy(array)) for name, array in written.items()):
+        raise SystemExit(f"Detectron2 did not load every tensor of {weights}")
     return model
 
 
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "entry": entry.name,
         "weights": f"random (detectron2_zoo.random_weights, seed {args.seed}), one .pkl read by both",
+        "state_dict": "Detectron2's names and shapes equal detectron2_zoo.expected_shapes; every tensor loaded in both",
         "images": rows,
         "max_abs_box_diff_px": max(r["max_abs_box_diff_px"] for r in rows),
         "max_abs_score_diff": max(r["max_abs_score_diff"] for r in rows),
