@@ -98,6 +98,26 @@ assert toycity_status == "shipped", "the offline model ships with course_lib"
 assert coco_status in {"cached", "downloadable", "unavailable"}
 
 # %% [markdown]
+# ### Detectron2's model zoo
+#
+# Detectron2's trained Mask R-CNNs load without installing Detectron2:
+# `zoo.load("detectron2:<name>")` downloads the model-zoo file once into the same cache and converts
+# it into a torchvision `MaskRCNN` that follows Detectron2's conventions (the appendix *The same
+# thing in Detectron2* shows the conversion and the check that its outputs equal Detectron2's).
+# The entries, with their backbone, classes and test-time resize:
+
+# %%
+from course_lib import detectron2_zoo
+from course_lib.classes import CLASSES
+
+for d2_name, d2_entry in detectron2_zoo.ENTRIES.items():
+    d2_cached = (zoo.weights_dir() / d2_entry.cache_name).exists()
+    print(f"detectron2:{d2_name:<50} R{d2_entry.depth}-FPN  {len(d2_entry.classes):>2} classes  "
+          f"short side {d2_entry.min_size}, long side <= {d2_entry.max_size}  "
+          f"({'cached' if d2_cached else 'downloads on first load'})")
+assert detectron2_zoo.class_names("Cityscapes/mask_rcnn_R_50_FPN") == CLASSES, "same classes, same order"
+
+# %% [markdown]
 # ## One real forward pass
 #
 # We load the model the chapters inspect (`zoo.course_model()` picks COCO weights where they can

@@ -7,6 +7,7 @@ differs from what the files say, so every number in the README traces to a file 
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 
 from course_lib import bench, zoo
@@ -133,7 +134,57 @@ def readme_results() -> str:
              f"{toycity_speed['size'][0]}x{toycity_speed['size'][1]}, 1 CPU thread",
              "`course_lib/assets/results/toycity_speed.json`"),
     ]
+    equality = bench.load_results("detectron2_equality.json")  # data_scripts/detectron2_equality.py
+    images = equality["images"]
+    rows.append(_row(
+        "Detectron2 model-zoo conversion vs Detectron2 itself",
+        f"{sum(r['matched'] for r in images)}/{sum(r['detections_detectron2'] for r in images)} detections paired, "
+        f"max box diff {equality['max_abs_box_diff_px']:.1e} px, max score diff {equality['max_abs_score_diff']:.1e}, "
+        f"mask pixels differing {equality['mask_pixel_disagreement']:.1e}"
+        + (" (within tolerance)" if equality["within_tolerance"] else " (OUTSIDE tolerance)"),
+        f"{equality['entry']}, random weights, {len(images)} photographs at the test size, {equality['device']}",
+        "`course_lib/assets/results/detectron2_equality.json`"))
+    rows += _tracker_comparison_rows() + _gpu_rows()
     return "\n".join(rows)
+
+
+def _tracker_comparison_rows() -> list[str]:
+    """One row per detection source: HOTA and tracker-only time of the course's tracker and boxmot's."""
+    comparison = bench.load_results("tracker_comparison.json")  # data_scripts/compare_trackers.py
+    setting = (f"{len(comparison['clips'])} ToyCity clips of {comparison['frames']} frames at "
+               f"{comparison['size'][0]}x{comparison['size'][1]}, TrackEval, {comparison['device']}, "
+               f"{comparison['threads']} thread")
+    return [_row(f"Tracker comparison on {source} detections (HOTA, median ms/frame of the tracker alone)",
+                 "; ".join(f"{name} {row['HOTA']:.3f} ({row['ms_per_frame']:.1f} ms)" for name, row in trackers.items()),
+                 setting, "`course_lib/assets/results/tracker_comparison.json`")
+            for source, trackers in comparison["results"].items()]
+
+
+def _gpu_rows() -> list[str]:
+    """GPU inference and training-step results: each row names the GPU and the versions its file records."""
+    rows = []
+    for name in ("deploy_gpu.json", "deploy_gpu_512.json"):  # data_scripts/bench_gpu.py
+        result = bench.load_results(name)
+        variants = {row["name"]: row for row in result["variants"]}
+        best = max(result["variants"], key=lambda row: row["fps"])
+        size = re.search(r"\d+x\d+", result["what"]).group()
+        rows.append(_row(f"GPU inference, R50-FPN v2 at {size} (random weights)",
+                         f"fp32 {variants['fp32']['fps']:.1f} FPS; best `{best['name']}` {best['fps']:.1f} FPS "
+                         f"({best['speedup']:.2f}x)",
+                         f"{result['what']}, {result['device']}, torch {result['torch']}",
+                         f"`course_lib/assets/results/{name}`"))
+    toycity = bench.load_results("bench_gpu.json")
+    baseline = next(row for row in toycity["variants"] if row["name"] == "baseline")
+    rows.append(_row("GPU inference, ToyCity model", f"{baseline['median_ms']:.1f} ms/image, mask AP {100 * baseline['mask_AP']:.1f}",
+                     f"{toycity['model']}, {toycity['data']}, {toycity['device']}, torch {toycity['torch']}",
+                     "`course_lib/assets/results/bench_gpu.json`"))
+    steps = bench.load_results("train_step_gpu.json")
+    fastest = max(steps["variants"], key=lambda row: row["images_per_s"])
+    rows.append(_row(f"GPU training step ({steps['batch_size']} images)",
+                     f"{fastest['images_per_s']:.0f} images/s with {fastest['description']}",
+                     f"{steps['model']}, {steps['data']}, {steps['device']}, torch {steps['torch']}",
+                     "`course_lib/assets/results/train_step_gpu.json`"))
+    return rows
 
 
 def results_files() -> list[str]:

@@ -8,6 +8,8 @@ Entries:
   internet; offline, loading raises :class:`WeightsUnavailable` with one line that says what to do.
 * ``"toycity"`` - the small Mask R-CNN trained on ToyCity by ``data_scripts/train_toycity.py``;
   its checkpoint and manifest ship inside the package (``course_lib/assets``), so it works offline.
+* ``"detectron2:<name>"`` - a Mask R-CNN from Detectron2's model zoo converted to torchvision, e.g.
+  ``load("detectron2:Cityscapes/mask_rcnn_R_50_FPN")`` (see ``course_lib.detectron2_zoo``).
 * ``"checkpoint"`` - your own checkpoint: ``load("checkpoint", source=URL_OR_PATH, sha256=...,
   arch="r50_fpn", num_classes=9)``. A URL is downloaded once into the hub cache and verified.
 """
@@ -59,18 +61,19 @@ def check_sha256(sha256: str) -> str:
     return digits
 
 
-def fetch(url: str, sha256: str, filename: str | None = None, progress: bool = True) -> Path:
+def fetch(url: str, sha256: str | None, filename: str | None = None, progress: bool = True) -> Path:
     """Return the cached file for ``url``, downloading and verifying it first if needed.
 
     ``sha256`` is the file's hex digest or a prefix of it (torchvision names its weight files with
-    the first 8 hex digits, e.g. ``..._coco-bf2d0c1e.pth``). The download goes through
+    the first 8 hex digits, e.g. ``..._coco-bf2d0c1e.pth``). ``None`` only where the publisher gives
+    no checksum (Detectron2's model zoo): the caller must then check the file's structure itself. The download goes through
     ``torch.hub.download_url_to_file``, which writes a temporary file and renames it only after
     the checksum matched, so an interrupted or corrupt download never looks like a cached file.
     """
-    sha256 = check_sha256(sha256)
+    sha256 = None if sha256 is None else check_sha256(sha256)
     destination = weights_dir() / (filename or Path(urllib.request.urlparse(url).path).name)
     if destination.exists():
-        if sha256_of(destination).startswith(sha256):
+        if sha256 is None or sha256_of(destination).startswith(sha256):
             return destination
         raise WeightsUnavailable(
             f"cached file {destination} does not match its sha256 {sha256}: delete it and load again"
@@ -199,11 +202,25 @@ LOADERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def _load_detectron2(entry: str, **options: Any) -> nn.Module:
+    from course_lib import detectron2_zoo  # imports this module: loaded on first use
+
+    return detectron2_zoo.load(entry, **options)
+
+
+#: ``"prefix:entry"`` names, e.g. ``"detectron2:Cityscapes/mask_rcnn_R_50_FPN"`` (see course_lib.detectron2_zoo).
+PREFIX_LOADERS: dict[str, Callable[..., nn.Module]] = {"detectron2": _load_detectron2}
+
+
 def load(name: str, device: torch.device | str | None = None, **options: Any) -> nn.Module:
     """Return a ready model (eval mode, on ``device`` or :func:`course_lib.runtime.device`)."""
-    if name not in LOADERS:
-        raise ValueError(f"unknown model {name!r}: choose one of {sorted(LOADERS)}")
-    model = LOADERS[name](**options)
+    prefix, _, entry = name.partition(":")
+    if entry and prefix in PREFIX_LOADERS:
+        model = PREFIX_LOADERS[prefix](entry, **options)
+    elif name in LOADERS:
+        model = LOADERS[name](**options)
+    else:
+        raise ValueError(f"unknown model {name!r}: choose one of {sorted(LOADERS)} or 'detectron2:<model-zoo name>'")
     return model.eval().to(device or runtime.device())
 
 

@@ -136,6 +136,33 @@ else:
     print("skipped: needs COCO weights (internet) and Cityscapes (CITYSCAPES_DATASET); the ToyCity baseline above stands alone")
 
 # %% [markdown]
+# ### Detectron2's Cityscapes model on the same split
+#
+# Detectron2's model zoo has a Mask R-CNN R50-FPN *fine-tuned* on Cityscapes: the urban baseline
+# itself, not its starting point. `zoo.load("detectron2:Cityscapes/mask_rcnn_R_50_FPN")` converts it
+# to torchvision (the appendix *The same thing in Detectron2* checks that its outputs equal
+# Detectron2's); its classes are the course's, in the course's order, so its predictions go to the
+# same official evaluator. Detectron2's `MODEL_ZOO.md` reports its mask AP on val; this cell
+# measures yours. It runs only where Cityscapes is on disk and the weights can be had.
+
+# %%
+from course_lib import detectron2_zoo
+
+D2_CITYSCAPES = "Cityscapes/mask_rcnn_R_50_FPN"
+if runtime.cityscapes_root() is not None and detectron2_zoo.status(D2_CITYSCAPES) != "unavailable":
+    from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
+    from course_lib.data import CityscapesInstances
+
+    d2_model = zoo.load(f"detectron2:{D2_CITYSCAPES}")
+    d2_predictions, _ = evaluate.predict(d2_model, CityscapesInstances(split="val"), batch_size=1)
+    runtime.print_banner("Detectron2's Cityscapes R50-FPN, converted to torchvision", "Cityscapes val (official evaluator)")
+    d2_official = cityscapes_official_eval(d2_predictions, runtime.cityscapes_root(), "val", out_dir="cityscapes_results_detectron2")
+    print(format_official(d2_official))
+    assert 0 <= d2_official["AP"] <= d2_official["AP50"] <= 1
+else:
+    print("skipped: needs Cityscapes (CITYSCAPES_DATASET) and Detectron2's Cityscapes weights (internet)")
+
+# %% [markdown]
 # ## Exercises
 #
 # Each exercise asks for one small function and checks it on generated cases. While the body is
