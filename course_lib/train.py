@@ -146,7 +146,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def collate(samples: Sequence[Sample], device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """Lists of images and targets on ``device`` (Mask R-CNN takes lists: images may differ in size)."""
     images = [image.to(device) for image, _ in samples]
-    targets = [{key: value.to(device) for key, value in target.items()} for _, target in samples]
+    targets = [{key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in target.items()}
+               for _, target in samples]  # image_id is a plain int
     return images, targets
 
 
@@ -439,6 +440,7 @@ def _run_cli(args: argparse.Namespace) -> None:
     rank, _ = distributed.rank_and_world()
     out = Path(args.out)
     dataset = data.dataset_from_arguments(args, "train", augment.train_transforms() if args.augment else None)
+    runtime.seed_everything(args.seed)  # before the model draws its initial weights (the same in every process)
     model = models.build(args.arch, weights=args.weights, min_size=args.min_size, max_size=args.max_size)
     if rank == 0:
         print(runtime.banner(args.arch, f"{args.data} train ({len(dataset)} images)"))

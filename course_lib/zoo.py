@@ -3,7 +3,8 @@
 Entries:
 
 * ``"coco"`` - torchvision's official COCO-trained Mask R-CNN R50-FPN (91 COCO category slots).
-  ``load("coco", urban=True)`` maps it to the course's 9 urban classes (see ``course_lib.model``).
+  ``load("coco", urban=True)`` reads it in the course's 9 classes for inference, keeping COCO's
+  scores (``course_lib.model.coco_zero_shot``: no rider, a class COCO never learned).
   Weights are cached in torch's hub folder (``torch.hub.get_dir()``) and downloaded where there is
   internet; offline, loading raises :class:`WeightsUnavailable` with one line that says what to do.
 * ``"toycity"`` - the small Mask R-CNN trained on ToyCity by ``data_scripts/train_toycity.py``;
@@ -114,9 +115,7 @@ def _load_coco(urban: bool = False, progress: bool = True, **build_options: Any)
     if urban:
         from course_lib import model as model_lib
 
-        urban_model = model_lib.build("r50_fpn", **build_options)
-        model_lib.transfer_coco_heads(model, urban_model)
-        model = urban_model
+        model = model_lib.coco_zero_shot(model)
     return model
 
 
