@@ -106,7 +106,13 @@ def _coco_hash_prefix() -> str:
     return Path(COCO_WEIGHTS.url).stem.rsplit("-", 1)[-1]
 
 
+#: With ``COURSE_FAST=1`` (tests, CI) the COCO model runs smaller and keeps fewer detections, so a
+#: chapter runs in seconds on a CPU; a learner gets torchvision's defaults (800 x 1333, 100 detections).
+FAST_COCO_OPTIONS = {"min_size": 256, "max_size": 512, "box_detections_per_img": 20}
+
+
 def _load_coco(urban: bool = False, progress: bool = True, **build_options: Any) -> nn.Module:
+    build_options = {**runtime.pick(FAST_COCO_OPTIONS, {}), **build_options}
     path = fetch(COCO_WEIGHTS.url, _coco_hash_prefix(), progress=progress)
     model = torchvision.models.detection.maskrcnn_resnet50_fpn(
         weights=None, weights_backbone=None, num_classes=len(COCO_WEIGHTS.meta["categories"]), **build_options
