@@ -272,6 +272,17 @@ def coco_zero_shot(coco_model: MaskRCNN) -> MaskRCNN:
     return coco_model
 
 
+def coco_fine_tuning(zero_shot: MaskRCNN) -> MaskRCNN:
+    """A copy of a :func:`coco_zero_shot` model, ready to fine-tune: trainable 9-class heads filled
+    by :func:`transfer_coco_heads` (rider from person; the zero-shot reading gives a rider target
+    probability 0, i.e. an infinite classification loss)."""
+    coco = copy.deepcopy(zero_shot)
+    heads = coco.roi_heads
+    heads.box_predictor = heads.box_predictor.coco
+    heads.mask_predictor.mask_fcn_logits = heads.mask_predictor.mask_fcn_logits.coco
+    return transfer_coco_heads(coco, replace_heads(copy.deepcopy(coco), NUM_CLASSES))
+
+
 def _group_norm(channels: int) -> nn.GroupNorm:
     # 32 groups as in Wu & He (2018); statistics per image, so batch size 2-4 is no problem.
     return nn.GroupNorm(32, channels)

@@ -80,3 +80,4 @@ def test_video_with_coco_weights(coco_weights, tmp_path, capsys):
     out = tmp_path / "out.gif"
     assert main(["video", str(clip), str(out), "--model", "coco", "--track", "--max-frames", "2"]) == 0
     assert out.is_file() and "coco model" in capsys.readouterr().out
+

@@ -1,0 +1,52 @@
+"""Colab mode, chapters: every chapter with a COCO-weights or Cityscapes branch, executed once on the
+stand-ins of tests/standins.py (a module of its own, so that ``pytest -n 2 --dist loadscope`` runs
+these notebooks and the Colab-mode command lines on two workers).
+
+Chapters without such a branch run in the ToyCity mode only (nbval over ``book/``): a chapter that
+gains one belongs in :data:`REAL_MODE_CHAPTERS`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+#: Chapter -> a line its outputs hold only when it took the COCO-weights / Cityscapes branch.
+REAL_MODE_CHAPTERS = {
+    "book/00_setup.ipynb": "COCO-pretrained Mask R-CNN : cached",
+    **{f"book/week1/{name}.ipynb": "Cityscapes val image" for name in (
+        "01_feature_maps", "02_anchors", "03_rpn_and_nms", "04_roi_align", "05_heads_and_masks", "06_misconceptions")},
+    "book/week1/07_baseline_metrics.ipynb": "Cityscapes val (official evaluator)",
+    "book/week2/02_data_and_augmentation.ipynb": "Cityscapes val, first image",
+}
+
+
+def run_notebook(path, cwd, timeout: int = 600) -> str:
+    """Execute a chapter in a fresh kernel (environment inherited) after a cell that trusts the
+    stand-in COCO file's sha256; return all its text outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+    from standins import TRUST_COCO_CELL
+
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(TRUST_COCO_CELL))
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    texts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            texts.append(output.get("text", "") or "".join(output.get("data", {}).get("text/plain", "")))
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize("chapter", sorted(REAL_MODE_CHAPTERS))
+def test_chapter_takes_its_real_data_branch(chapter, coco_weights, cityscapes_standin, tmp_path, monkeypatch):
+    monkeypatch.setenv("CITYSCAPES_DATASET", str(cityscapes_standin))
+    monkeypatch.setenv("COURSE_FAST", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    outputs = run_notebook(ROOT / chapter, tmp_path)
+    assert REAL_MODE_CHAPTERS[chapter] in outputs, f"{chapter} did not take its COCO / Cityscapes branch"
