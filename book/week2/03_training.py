@@ -299,7 +299,7 @@ for ax, clock in zip(axes, ("train_wall_s", "train_cpu_s")):
 axes[0].set_ylabel("AP")
 fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=4, bbox_to_anchor=(0.5, -0.05))
 plt.show()
-runtime.print_banner("ToyCity model (shipped, course_lib/assets)", f"held-out {training['val_scenes']}")
+runtime.print_banner("ToyCity model (shipped, course_lib/assets)", f"held-out {training['val_scenes']}", training, "toycity_training.json")
 print(format_metrics(results["final"]))
 assert curve[-1]["segm_AP"] == results["final"]["segm"]["AP"] == manifest["metrics"]["segm_AP"]
 
