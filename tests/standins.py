@@ -100,11 +100,17 @@ def add_caravan(ids_file: Path) -> None:
 
 
 def export_coco(root: Path, split: str = "val2017", count: int = 2, height: int = 128, width: int = 256) -> Path:
-    """ToyCity as COCO: ``root/annotations/instances_{split}.json`` and ``root/{split}/*.png``
-    (the layout of ``data_scripts/download_coco.py``). Returns ``root``."""
+    """ToyCity as COCO: ``root/annotations/instances_{split}.json``, its person + vehicle subset
+    ``urban_{split}.json`` and ``root/{split}/*.png`` (the files ``data_scripts/download_coco.py``
+    writes). Returns ``root``."""
+    import json
+
+    from course_lib.data import coco_urban_subset
     from course_lib.toycity.export import write_coco
 
-    write_coco(root, split, toycity_scenes(2_000_000, count, height, width, semantic=False))
+    instances = write_coco(root, split, toycity_scenes(2_000_000, count, height, width, semantic=False))
+    subset = coco_urban_subset(json.loads(Path(instances).read_text()))
+    (Path(root) / "annotations" / f"urban_{split}.json").write_text(json.dumps(subset))
     return Path(root)
 
 

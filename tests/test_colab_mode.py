@@ -81,3 +81,24 @@ def test_video_with_coco_weights(coco_weights, tmp_path, capsys):
     assert main(["video", str(clip), str(out), "--model", "coco", "--track", "--max-frames", "2"]) == 0
     assert out.is_file() and "coco model" in capsys.readouterr().out
 
+
+
+def test_week1_subject_is_the_street_photo_where_there_is_no_cityscapes(coco_weights, tmp_path, monkeypatch):
+    """COCO weights without Cityscapes: the Week 1 chapters open the model on the cached street photo."""
+    import cv2
+
+    from course_lib import inspect, zoo
+    from course_lib.toycity import scene
+
+    home = tmp_path / "torch_home"
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    (home / "hub" / "checkpoints" / coco_weights.name).symlink_to(coco_weights)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.delenv("CITYSCAPES_DATASET", raising=False)
+    photo = zoo.weights_dir().parent / "course_images" / "FudanPed00054.png"  # where the download lands
+    photo.parent.mkdir(parents=True)
+    cv2.imwrite(str(photo), scene(5, 96, 160)[0][:, :, ::-1])
+
+    subject = inspect.chapter_subject()
+    assert subject.model_name.startswith("COCO") and subject.data_name.startswith("street photo")
+    assert subject.image.shape == (3, 96, 160) and 0 <= float(subject.image.min()) <= float(subject.image.max()) <= 1
