@@ -27,6 +27,17 @@ REAL_MODE_CHAPTERS = {
 }
 
 
+#: Calls by which a chapter chooses COCO weights, Cityscapes or a real video when they are there.
+REAL_DATA_CALLS = ("course_model(", "chapter_subject(", "cityscapes_root(", 'available("coco")', "sample_video(")
+
+
+def test_every_chapter_with_a_real_data_branch_is_run_here():
+    chapters = sorted(ROOT.glob("book/**/*.py"))
+    branching = {str(p.relative_to(ROOT).with_suffix(".ipynb")) for p in chapters
+                 if p.with_suffix(".ipynb").exists() and any(call in p.read_text() for call in REAL_DATA_CALLS)}
+    assert branching == set(REAL_MODE_CHAPTERS), f"add to / remove from REAL_MODE_CHAPTERS: {branching ^ set(REAL_MODE_CHAPTERS)}"
+
+
 def run_notebook(path, cwd, timeout: int = 600) -> str:
     """Execute a chapter in a fresh kernel (environment inherited) after a cell that trusts the
     stand-in COCO file's sha256; return all its text outputs."""
@@ -44,8 +55,7 @@ def run_notebook(path, cwd, timeout: int = 600) -> str:
     return "\n".join(texts)
 
 
-@pytest.mark.parametrize("chapter", sorted(REAL_MODE_CHAPTERS))
-def test_chapter_takes_its_real_data_branch(chapter, coco_weights, cityscapes_standin, tmp_path, monkeypatch):
+def check_real_data_branch(chapter, cityscapes_standin, tmp_path, monkeypatch) -> None:
     from course_lib.video import sample_video
 
     if chapter.endswith("04_video_demo.ipynb") and sample_video() is None:
@@ -55,3 +65,19 @@ def test_chapter_takes_its_real_data_branch(chapter, coco_weights, cityscapes_st
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     outputs = run_notebook(ROOT / chapter, tmp_path)
     assert REAL_MODE_CHAPTERS[chapter] in outputs, f"{chapter} did not take its COCO / Cityscapes branch"
+
+
+# Two classes: `pytest -n 2 --dist loadscope` gives each class to one worker, so the chapters run on both.
+WEEK1 = sorted(c for c in REAL_MODE_CHAPTERS if "/week1/" in c)
+
+
+class TestChaptersA:
+    @pytest.mark.parametrize("chapter", WEEK1[::2])
+    def test_takes_its_real_data_branch(self, chapter, coco_weights, cityscapes_standin, tmp_path, monkeypatch):
+        check_real_data_branch(chapter, cityscapes_standin, tmp_path, monkeypatch)
+
+
+class TestChaptersB:
+    @pytest.mark.parametrize("chapter", sorted(set(REAL_MODE_CHAPTERS) - set(WEEK1[::2])))
+    def test_takes_its_real_data_branch(self, chapter, coco_weights, cityscapes_standin, tmp_path, monkeypatch):
+        check_real_data_branch(chapter, cityscapes_standin, tmp_path, monkeypatch)
