@@ -106,9 +106,11 @@ def _coco_hash_prefix() -> str:
     return Path(COCO_WEIGHTS.url).stem.rsplit("-", 1)[-1]
 
 
-#: With ``COURSE_FAST=1`` (tests, CI) the COCO model runs smaller and keeps fewer detections, so a
-#: chapter runs in seconds on a CPU; a learner gets torchvision's defaults (800 x 1333, 100 detections).
-FAST_COCO_OPTIONS = {"min_size": 256, "max_size": 512, "box_detections_per_img": 20}
+#: With ``COURSE_FAST=1`` (tests, CI) the COCO model runs smaller, with fewer proposals and detections,
+#: so a chapter runs in seconds on a CPU; a learner gets torchvision's defaults (800 x 1333, 1000
+#: proposals, 100 detections).
+FAST_COCO_OPTIONS = {"min_size": 256, "max_size": 512, "rpn_pre_nms_top_n_test": 500, "rpn_post_nms_top_n_test": 300,
+                     "box_detections_per_img": 20}
 
 
 def _load_coco(urban: bool = False, progress: bool = True, **build_options: Any) -> nn.Module:
