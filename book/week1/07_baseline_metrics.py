@@ -114,7 +114,7 @@ assert with_objects and all(0 <= row["AP"] <= 1 for row in with_objects if not m
 # ## The Cityscapes baseline (COCO weights + Cityscapes)
 #
 # This cell runs only where both exist (e.g. on Colab with your Cityscapes copy in
-# `CITYSCAPES_DATASET`). It reads torchvision's COCO model in the 8 urban classes with COCO's own
+# `CITYSCAPES_DATASET`). It reads torchvision's COCO model in the urban classes with COCO's own
 # scores (`course_lib.model.coco_zero_shot`). COCO has no rider class: it calls a rider a person,
 # so here every rider is missed and every rider found counts as a person false positive, until
 # fine-tuning learns the difference. It scores all 500 val images with the official
