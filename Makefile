@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # FAST=1 builds the site with the small sizes the tests use (COURSE_FAST=1).
 FAST   ?= 0
 
-.PHONY: book test browser clean
+.PHONY: book test browser vtest clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,7 +31,18 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "Chromium is not installed (needs root and apt-get): tests/test_site_browser.py will skip"
 
-test: $(STAMP) browser
+# tests/test_real_video.py runs the video command and the tracker on real pedestrians: OpenCV's sample
+# vtest.avi from Debian's opencv-doc, fetched without root (apt-get download, dpkg-deb) into .cache/.
+# Without apt-get those tests skip; the video is never committed.
+VTEST_DIR := .cache/opencv-doc
+VTEST     := $(VTEST_DIR)/usr/share/doc/opencv-doc/examples/data/vtest.avi
+vtest:
+	@[ -f $(VTEST) ] || { command -v apt-get >/dev/null 2>&1 && mkdir -p $(VTEST_DIR) && cd $(VTEST_DIR) && \
+	  apt-get download -qq opencv-doc >/dev/null 2>&1 && dpkg-deb --fsys-tarfile opencv-doc_*.deb | \
+	  tar -x ./usr/share/doc/opencv-doc/examples/data/vtest.avi && rm -f opencv-doc_*.deb; } || \
+	  echo "vtest.avi is not available (needs apt-get and Debian's opencv-doc): tests/test_real_video.py will skip"
+
+test: $(STAMP) browser vtest
 	COURSE_FAST=1 OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n 2 --dist loadscope
 
 clean:

@@ -145,7 +145,8 @@ print("ground truth objects:", [CLASSES[i] for i in target["labels"].tolist()])
 
 assert output["masks"].shape[-2:] == image.shape[:2]
 assert len(output["boxes"]) == len(output["scores"]) == len(output["masks"])
-assert confident.sum() >= 1, "a trained model finds at least one object in a street scene"
+if model_name.startswith("ToyCity"):  # what COCO weights find on a synthetic scene is not known in advance
+    assert confident.sum() >= 1, "the shipped ToyCity model finds at least one object in a ToyCity scene"
 
 # %% [markdown]
 # If every cell above ran, your environment is ready. The next chapters start with the feature

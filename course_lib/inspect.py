@@ -158,6 +158,26 @@ def trace(model: MaskRCNN, image: Tensor) -> Trace:
     )
 
 
+@torch.no_grad()
+def coco_mask_logits(model: MaskRCNN, t: Trace) -> Tensor:
+    """``Tensor[D, 91, 28, 28]``: the mask logits of every COCO slot for each detection of ``t``.
+
+    ``model`` is COCO's model read in the course's classes (:func:`course_lib.model.coco_zero_shot`),
+    whose mask head computes all 91 maps and keeps 9 (``t.mask_logits`` is this tensor's rows
+    ``model.roi_heads.mask_predictor.mask_fcn_logits.rows``).
+    """
+    from course_lib.model import CocoUrbanMaskLogits
+
+    heads = model.roi_heads
+    logits_layer = heads.mask_predictor.mask_fcn_logits
+    if not isinstance(logits_layer, CocoUrbanMaskLogits):
+        raise ValueError("coco_mask_logits needs COCO weights: zoo.load('coco', urban=True)")
+    features = heads.mask_head(heads.mask_roi_pool(t.features, [t.boxes], [t.image_size]))
+    for name, layer in heads.mask_predictor.named_children():  # conv5_mask, relu; then COCO's 91-map conv
+        features = logits_layer.coco(features) if name == "mask_fcn_logits" else layer(features)
+    return features
+
+
 def gradient_receptive_field(backbone: torch.nn.Module, batch: Tensor, level: str, position: tuple[int, int]) -> Tensor:
     """Which input pixels influence one feature position: ``|d sum_c F[level][0, c, p_y, p_x] / d input|``.
 

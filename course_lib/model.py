@@ -9,9 +9,14 @@ Three architectures share one entry point, :func:`build`:
   the stride-2 stem) that trains from scratch in minutes. ``course_lib.zoo.load('toycity')``
   builds this one and loads the committed weights.
 
-A COCO model predicts 91 category slots; the course predicts 9 classes. :func:`replace_heads`
-swaps the three class-dependent layers, and :func:`transfer_coco_heads` fills the new layers with
-the rows that COCO already learned for the same classes.
+A COCO model predicts 91 category slots; the course predicts 9 classes. Two ways across:
+
+* to **fine-tune**, :func:`replace_heads` swaps the three class-dependent layers and
+  :func:`transfer_coco_heads` fills them with the rows COCO learned for the same classes (rider
+  starts from person, a starting point that training then splits);
+* to **use COCO as it is** (zero-shot), :func:`coco_zero_shot` keeps COCO's heads and reads their
+  91-slot softmax in the course's classes: the scores are COCO's own, and rider, a class COCO
+  never learned, is never predicted.
 """
 
 from __future__ import annotations
@@ -200,6 +205,82 @@ def transfer_coco_heads(coco_model: MaskRCNN, urban_model: MaskRCNN) -> MaskRCNN
         dst.weight.copy_(src.weight[index])
         dst.bias.copy_(src.bias[index])
     return urban_model
+
+
+def urban_log_probs(coco_logits: torch.Tensor) -> torch.Tensor:
+    """COCO classifier logits [R, 91] -> log-probabilities [R, 9] in the course's classes.
+
+    Each urban class gets the log of COCO's own softmax probability for its slot; background gets
+    the log of everything else (COCO's background and its 73 other categories: for the course a
+    dog or a chair is background); rider gets log 0, since COCO has no rider category and calls a
+    rider "person". ``softmax`` of the result gives back exactly COCO's probabilities, so
+    torchvision's post-processing (softmax, score threshold, per-class NMS) works unchanged.
+    """
+    log_p = coco_logits.log_softmax(-1)
+    rows = coco_rows()
+    urban = [rows[k] for k, name in enumerate(CLASSES) if name not in ("__background__", "rider")]
+    others = torch.ones(coco_logits.shape[-1], dtype=torch.bool, device=coco_logits.device)
+    others[urban] = False
+    out = log_p[:, rows].clone()
+    out[:, 0] = log_p[:, others].logsumexp(-1)
+    out[:, CLASSES.index("rider")] = float("-inf")
+    return out
+
+
+class CocoUrbanBoxPredictor(nn.Module):
+    """COCO's 91-slot box predictor answering in the course's classes (see :func:`urban_log_probs`).
+
+    ``forward(x [R, D]) -> (log-probabilities [R, 9], box deltas [R, 36])``; the deltas are COCO's
+    rows of each class (:func:`coco_rows`). ``self.coco`` is COCO's own predictor, untouched.
+    """
+
+    def __init__(self, coco: FastRCNNPredictor) -> None:
+        super().__init__()
+        self.coco = coco
+        self.register_buffer("rows", torch.tensor(coco_rows()), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, deltas = self.coco(x)
+        return urban_log_probs(logits), deltas.unflatten(1, (-1, 4))[:, self.rows].flatten(1)
+
+
+class CocoUrbanMaskLogits(nn.Module):
+    """COCO's 91-slot mask logits conv, keeping the channels of the course's classes:
+    ``[R, M, 14, 14] -> [R, 9, 28, 28]`` after the predictor's upsampling. ``self.coco`` gives all 91."""
+
+    def __init__(self, coco: nn.Conv2d) -> None:
+        super().__init__()
+        self.coco = coco
+        self.register_buffer("rows", torch.tensor(coco_rows()), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.coco(x)[:, self.rows]
+
+
+def coco_zero_shot(coco_model: MaskRCNN) -> MaskRCNN:
+    """The 91-slot ``coco_model`` predicting the course's classes with COCO's meaning, in place.
+
+    For inference only: the scores are COCO's softmax, the boxes and masks COCO's rows of each
+    class, and rider is never predicted (a COCO model cannot tell a rider from a person; fine-tuning
+    on Cityscapes learns it, from :func:`transfer_coco_heads`' initialisation).
+    """
+    heads = coco_model.roi_heads
+    if heads.box_predictor.cls_score.out_features != COCO_NUM_SLOTS:
+        raise ValueError(f"expected a {COCO_NUM_SLOTS}-slot COCO model, got {heads.box_predictor.cls_score.out_features} classes")
+    heads.box_predictor = CocoUrbanBoxPredictor(heads.box_predictor)
+    heads.mask_predictor.mask_fcn_logits = CocoUrbanMaskLogits(heads.mask_predictor.mask_fcn_logits)
+    return coco_model
+
+
+def coco_fine_tuning(zero_shot: MaskRCNN) -> MaskRCNN:
+    """A copy of a :func:`coco_zero_shot` model, ready to fine-tune: trainable 9-class heads filled
+    by :func:`transfer_coco_heads` (rider from person; the zero-shot reading gives a rider target
+    probability 0, i.e. an infinite classification loss)."""
+    coco = copy.deepcopy(zero_shot)
+    heads = coco.roi_heads
+    heads.box_predictor = heads.box_predictor.coco
+    heads.mask_predictor.mask_fcn_logits = heads.mask_predictor.mask_fcn_logits.coco
+    return transfer_coco_heads(coco, replace_heads(copy.deepcopy(coco), NUM_CLASSES))
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:

@@ -56,19 +56,26 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-def banner(model: str, data: str) -> str:
+def banner(model: str, data: str, recorded: dict | None = None, source: str | None = None) -> str:
     """A one-line statement of where a result comes from, e.g. ``banner('ToyCity model', 'ToyCity val')``.
 
     Every number the course prints is preceded by such a line, so a ToyCity number is never
-    mistaken for a Cityscapes number.
+    mistaken for a Cityscapes number. For a result read from a committed results file, pass the
+    file's record (``recorded``, a dict with ``device`` or ``cpu``, ``threads``, ``date``) and its
+    name (``source``): the line then names the machine that file records, never this one.
     """
-    mode = "fast mode" if fast_mode() else "full mode"
-    return f"[results from] model: {model} | data: {data} | device: {device()} | {mode}"
+    if recorded is None:
+        mode = "fast mode" if fast_mode() else "full mode"
+        return f"[results from] model: {model} | data: {data} | device: {device()} | {mode}"
+    machine = recorded.get("device") or recorded.get("cpu") or "device not recorded"
+    threads = f", {recorded['threads']} threads" if "threads" in recorded else ""
+    date = f" on {recorded['date']}" if "date" in recorded else ""
+    return f"[results from] model: {model} | data: {data} | device: {machine}{threads} | recorded{date} in {source or 'a results file'}"
 
 
-def print_banner(model: str, data: str) -> str:
+def print_banner(model: str, data: str, recorded: dict | None = None, source: str | None = None) -> str:
     """Print :func:`banner` and return it."""
-    line = banner(model, data)
+    line = banner(model, data, recorded, source)
     print(line)
     return line
 

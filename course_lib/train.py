@@ -176,7 +176,8 @@ def check_same_settings(checkpoint: Path, saved: dict[str, Any], settings: dict[
 def collate(samples: Sequence[Sample], device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """Lists of images and targets on ``device`` (Mask R-CNN takes lists: images may differ in size)."""
     images = [image.to(device) for image, _ in samples]
-    targets = [{key: value.to(device) for key, value in target.items()} for _, target in samples]
+    targets = [{key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in target.items()}
+               for _, target in samples]  # image_id is a plain int
     return images, targets
 
 
@@ -475,6 +476,7 @@ def _run_cli(args: argparse.Namespace) -> None:
     rank, _ = distributed.rank_and_world()
     out = Path(args.out)
     dataset = data.dataset_from_arguments(args, "train", augment.train_transforms() if args.augment else None)
+    runtime.seed_everything(args.seed)  # before the model draws its initial weights (the same in every process)
     try:
         model = models.build(args.arch, weights=args.weights, min_size=args.min_size, max_size=args.max_size)
     except urllib.error.URLError as error:  # torchvision downloads the weights on first use

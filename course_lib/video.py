@@ -10,6 +10,7 @@ writes ``OUT`` (``.mp4``, or ``.gif``) with the input on the left and the result
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -33,6 +34,17 @@ MIN_SIDE = 32
 #: side anyway, but every detection's mask is pasted at full frame size: an 8000x8000 frame with
 #: 100 detections would need 25 GB.
 MAX_PIXELS = 1920 * 1080
+
+#: OpenCV's sample street video (real pedestrians, 768x576), as Debian's ``opencv-doc`` installs it.
+SAMPLE_VIDEO = Path("usr/share/doc/opencv-doc/examples/data/vtest.avi")
+
+
+def sample_video() -> Path | None:
+    """OpenCV's ``vtest.avi`` where it can be found, else None: ``$COURSE_SAMPLE_VIDEO``, the
+    repository's ``.cache/opencv-doc`` (``make vtest`` puts it there) or the installed package."""
+    candidates = [os.environ.get("COURSE_SAMPLE_VIDEO"), Path(__file__).resolve().parents[1] / ".cache" / "opencv-doc" / SAMPLE_VIDEO,
+                  Path("/") / SAMPLE_VIDEO]
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
 
 # --------------------------------------------------------------------------- reading

@@ -3,7 +3,8 @@
 Entries:
 
 * ``"coco"`` - torchvision's official COCO-trained Mask R-CNN R50-FPN (91 COCO category slots).
-  ``load("coco", urban=True)`` maps it to the course's 9 urban classes (see ``course_lib.model``).
+  ``load("coco", urban=True)`` reads it in the course's 9 classes for inference, keeping COCO's
+  scores (``course_lib.model.coco_zero_shot``: no rider, a class COCO never learned).
   Weights are cached in torch's hub folder (``torch.hub.get_dir()``) and downloaded where there is
   internet; offline, loading raises :class:`WeightsUnavailable` with one line that says what to do.
 * ``"toycity"`` - the small Mask R-CNN trained on ToyCity by ``data_scripts/train_toycity.py``;
@@ -118,7 +119,15 @@ def _coco_hash_prefix() -> str:
     return Path(COCO_WEIGHTS.url).stem.rsplit("-", 1)[-1]
 
 
+#: With ``COURSE_FAST=1`` (tests, CI) the COCO model runs smaller, with fewer proposals and detections,
+#: so a chapter runs in seconds on a CPU; a learner gets torchvision's defaults (800 x 1333, 1000
+#: proposals, 100 detections).
+FAST_COCO_OPTIONS = {"min_size": 256, "max_size": 512, "rpn_pre_nms_top_n_test": 500, "rpn_post_nms_top_n_test": 300,
+                     "box_detections_per_img": 20}
+
+
 def _load_coco(urban: bool = False, progress: bool = True, **build_options: Any) -> nn.Module:
+    build_options = {**runtime.pick(FAST_COCO_OPTIONS, {}), **build_options}
     path = fetch(COCO_WEIGHTS.url, _coco_hash_prefix(), progress=progress)
     model = torchvision.models.detection.maskrcnn_resnet50_fpn(
         weights=None, weights_backbone=None, num_classes=len(COCO_WEIGHTS.meta["categories"]), **build_options
@@ -127,9 +136,7 @@ def _load_coco(urban: bool = False, progress: bool = True, **build_options: Any)
     if urban:
         from course_lib import model as model_lib
 
-        urban_model = model_lib.build("r50_fpn", **build_options)
-        model_lib.transfer_coco_heads(model, urban_model)
-        model = urban_model
+        model = model_lib.coco_zero_shot(model)
     return model
 
 

@@ -85,3 +85,48 @@ def tiny_training_batch():
     targets = [{"boxes": torch.tensor([[20.0, 10.0, 60.0, 40.0]]), "labels": torch.tensor([3]), "masks": masks.clone()}
                for _ in range(2)]
     return images, targets
+
+
+# --- Colab mode: stand-ins for COCO weights, Cityscapes and COCO data (tests/standins.py) --------
+
+@pytest.fixture(scope="session")
+def coco_torch_home(tmp_path_factory) -> Path:
+    """A torch hub cache (``TORCH_HOME``) holding the COCO-format stand-in under torchvision's file name."""
+    from standins import install_coco_weights
+
+    home = tmp_path_factory.mktemp("torch_home")
+    install_coco_weights(home)
+    return home
+
+
+@pytest.fixture
+def coco_weights(coco_torch_home, monkeypatch) -> Path:
+    """COCO mode for one test: ``TORCH_HOME`` at the stand-in cache, its sha256 prefix trusted. Returns the file."""
+    from standins import trust_coco_file
+
+    from course_lib import zoo
+
+    monkeypatch.setenv("TORCH_HOME", str(coco_torch_home))
+    monkeypatch.delenv("COURSE_OFFLINE", raising=False)
+    path = zoo._coco_file()
+    trust_coco_file(monkeypatch, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cityscapes_standin(tmp_path_factory) -> Path:
+    """ToyCity in the Cityscapes layout (train and val), with group regions and a caravan."""
+    from standins import export_cityscapes
+
+    return export_cityscapes(tmp_path_factory.mktemp("cityscapes"))
+
+
+@pytest.fixture(scope="session")
+def coco_data_standin(tmp_path_factory) -> Path:
+    """ToyCity as COCO val2017 and train2017, in the folder layout of data_scripts/download_coco.py."""
+    from standins import export_coco
+
+    root = tmp_path_factory.mktemp("coco")
+    for split in ("train2017", "val2017"):
+        export_coco(root, split)
+    return root

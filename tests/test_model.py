@@ -109,3 +109,21 @@ def test_transfer_coco_heads_rejects_wrong_shapes():
     coco = models.build("toycity_small", num_classes=models.COCO_NUM_SLOTS)
     with pytest.raises(ValueError, match="same arch"):
         models.transfer_coco_heads(coco, models.build("toycity_small", fpn_channels=64))
+
+
+def test_coco_fine_tuning_copy_starts_rider_from_person_and_trains(tiny_training_batch):
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    coco = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=models.COCO_NUM_SLOTS,
+                                 min_size=64, max_size=128)
+    zero_shot = models.coco_zero_shot(copy.deepcopy(coco))
+    tuned = models.coco_fine_tuning(zero_shot)
+    cls = tuned.roi_heads.box_predictor.cls_score
+    assert cls.out_features == NUM_CLASSES
+    assert torch.equal(cls.weight[CLASS_TO_INDEX["rider"]], coco.roi_heads.box_predictor.cls_score.weight[COCO_CATEGORY_ID["person"]])
+    assert isinstance(zero_shot.roi_heads.box_predictor, models.CocoUrbanBoxPredictor), "the zero-shot model is left as it was"
+    images, targets = tiny_training_batch
+    targets[0]["labels"] = torch.tensor([CLASS_TO_INDEX["rider"]])
+    losses = tuned.train()(images, targets)
+    assert all(torch.isfinite(v) for v in losses.values())

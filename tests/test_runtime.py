@@ -43,3 +43,13 @@ def test_cityscapes_root_requires_both_folders(tmp_path, monkeypatch):
     assert runtime.cityscapes_root() is None, "a half-downloaded folder is not a dataset"
     (tmp_path / "gtFine").mkdir()
     assert runtime.cityscapes_root() == tmp_path
+
+
+def test_banner_of_a_committed_result_names_the_recorded_machine(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    record = {"cpu": "cpu: Recorded CPU (64 logical cores)", "threads": 7, "date": "2026-01-02T03:04:05+00:00"}
+    line = runtime.banner("ToyCity model", "ToyCity held-out", recorded=record, source="toycity_training.json")
+    assert "device: cpu: Recorded CPU (64 logical cores), 7 threads" in line
+    assert "2026-01-02T03:04:05+00:00" in line and "toycity_training.json" in line
+    assert "fast mode" not in line and "full mode" not in line, "the file's numbers do not depend on this run's mode"
+    assert line.count("device:") == 1

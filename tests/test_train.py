@@ -1,5 +1,7 @@
 """course_lib.train: exact resume, clean stop on NaN, atomic checkpoints, a loss that falls."""
 
+import json
+
 import pytest
 import torch
 
@@ -208,3 +210,26 @@ def test_loss_weights_scale_a_loss_in_the_total(mask_weight):
     training.train(model, Shapes(), steps=2, optimizer="sgd", weight_decay=0.0, loss_weights={"loss_mask": mask_weight},
                    amp=False, **settings)
     assert torch.equal(logits, before) == (mask_weight == 0.0)
+
+
+def test_collate_passes_the_int_image_id_of_real_datasets():
+    """Cityscapes and COCO targets carry ``image_id`` as an int (course_lib.data.make_target)."""
+    from course_lib.data import make_target
+
+    masks = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    masks[0, 2:5, 2:6] = 1
+    target = make_target(masks, torch.tensor([3]), torch.tensor([0]), image_id=7)
+    images, targets = training.collate([(torch.rand(3, 8, 8), target)], torch.device("cpu"))
+    assert targets[0]["image_id"] == 7 and torch.equal(targets[0]["labels"], torch.tensor([3]))
+
+
+def test_cli_seed_reproduces_the_first_loss(tmp_path):
+    """``--seed`` seeds the model's initial weights too: two runs start from the same loss."""
+    argv = ["--data", "toycity", "--length", "2", "--height", "64", "--width", "128", "--steps", "1",
+            "--batch-size", "2", "--warmup", "1", "--seed", "3"]
+    first_losses = []
+    for run in ("a", "b"):
+        torch.manual_seed(len(first_losses) + 100)  # whatever state the process is in before
+        assert training.cli(argv + ["--out", str(tmp_path / run)]) == 0
+        first_losses.append(json.loads((tmp_path / run / "history.json").read_text())["loss"][0]["loss"])
+    assert first_losses[0] == first_losses[1]

@@ -145,3 +145,37 @@ def test_command_line_model_names(tmp_path, capsys):
     assert main(["eval", "--data", "toycity", "--model", str(missing), "--length", "1"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: --model") and "\n" not in error
+
+
+def test_coco_weights_keep_coco_meaning_zero_shot(coco_weights):
+    """The stand-in's classifier says "person" for every proposal (COCO probability ~1): read in the
+    course's classes, those are confident persons, never riders, with COCO's own score."""
+    from course_lib.classes import CLASSES
+
+    model = zoo.load("coco", urban=True, device="cpu", min_size=128, max_size=256)
+    with torch.no_grad():
+        out = model([torch.rand(3, 128, 256)])[0]
+    confident = out["scores"] >= 0.5
+    assert confident.any(), "a pedestrian COCO is sure of must survive a 0.5 threshold"
+    assert {CLASSES[int(i)] for i in out["labels"]} == {"person"}, "rider is not a COCO class: never predicted"
+    assert torch.allclose(out["scores"], torch.ones_like(out["scores"]), atol=1e-6)
+    assert out["masks"].shape[1:] == (1, 128, 256)
+
+
+def test_urban_log_probs_are_coco_probabilities():
+    from course_lib import model as models
+    from course_lib.classes import CLASSES
+
+    torch.manual_seed(0)
+    coco_logits = torch.randn(5, models.COCO_NUM_SLOTS)
+    coco_p = coco_logits.softmax(-1)
+    urban_p = models.urban_log_probs(coco_logits).softmax(-1)
+    rows = models.coco_rows()
+    assert torch.allclose(urban_p.sum(-1), torch.ones(5))
+    for k, name in enumerate(CLASSES):
+        if name == "rider":
+            assert torch.equal(urban_p[:, k], torch.zeros(5))
+        elif name != "__background__":
+            assert torch.allclose(urban_p[:, k], coco_p[:, rows[k]], atol=1e-6)
+    others = [s for s in range(models.COCO_NUM_SLOTS) if s not in set(rows[1:])]
+    assert torch.allclose(urban_p[:, 0], coco_p[:, others].sum(-1), atol=1e-6)

@@ -115,6 +115,42 @@ assert torch.equal(t.mask_probs[:, 0], chosen), "inference = sigmoid of the pred
 viz.mask_class_picker(t, 0, CLASSES)
 
 # %% [markdown]
+# ### A COCO model's whole mask head
+#
+# With COCO weights the mask head computes a mask for every COCO category, not only for the
+# course's classes; reading the model in the course's classes keeps a few of those channels.
+# Here are all of COCO's categories for the top detection (with the ToyCity model this cell says
+# so and shows nothing more):
+
+# %%
+from IPython.display import display
+
+from course_lib import zoo
+from course_lib.inspect import coco_mask_logits
+from course_lib.model import CocoUrbanMaskLogits, coco_rows
+
+if isinstance(heads.mask_predictor.mask_fcn_logits, CocoUrbanMaskLogits):
+    coco_logits = coco_mask_logits(subject.model, t)  # [D, 91, 28, 28]
+    names = zoo.COCO_WEIGHTS.meta["categories"]
+    categories = [slot for slot, name in enumerate(names) if name not in ("__background__", "N/A")]
+    print(f"COCO mask head: {coco_logits.shape[1]} slots, {len(categories)} categories; "
+          f"the course keeps {len(set(coco_rows())) - 1} of them")
+    assert len(categories) == 80
+    assert torch.equal(coco_logits[:, heads.mask_predictor.mask_fcn_logits.rows], t.mask_logits)
+    predicted = categories.index(coco_rows()[int(t.labels[0])])
+    display(viz.class_masks(coco_logits[0, categories], predicted, [names[s] for s in categories], columns=10))
+else:
+    print(f"{subject.model_name}: its mask head predicts the course's {len(CLASSES) - 1} classes only")
+
+# %% [markdown]
+# Among COCO's categories there is no rider. COCO annotates a cyclist as a *person* on a separate
+# *bicycle*, so its person channel fires on riders too. Read in the course's classes, a COCO
+# model gives rider a probability of zero and calls every rider a person
+# (`course_lib.model.coco_zero_shot`): it cannot tell them apart, because nothing in its training
+# ever did. Cityscapes does, by context (a person *on* a two-wheeler). Fine-tuning learns the
+# split: `course_lib.model.transfer_coco_heads` starts the rider rows from COCO's person rows, and
+# the Cityscapes labels then pull the two apart (Week 2).
+#
 # ## In training, the mask loss reads the ground-truth class
 #
 # Which of the $C$ masks does the loss train? Not the predicted one: during training torchvision
@@ -195,14 +231,17 @@ print(f"[results from toycity_levers.json, commit {lever['source_commit'][:7]}] 
 # $L_\text{cls}$ is cross-entropy over $C$ classes, the box losses are smooth-L1 on the deltas of
 # positive samples only (for the head: of the ground-truth class's box), $L_\text{mask}$ is the
 # per-pixel binary cross-entropy above. We compute them on a ToyCity scene with its exact ground
-# truth (on a copy of the model, so its state is untouched):
+# truth (on a copy of the model, so its state is untouched; with COCO weights, on the copy that
+# fine-tuning starts from, `course_lib.model.coco_fine_tuning`, since the zero-shot reading gives a
+# ground-truth rider probability zero and an infinite classification loss):
 
 # %%
 height, width = 128, 256
 array, target = scene(11, height, width)
 scene_image = torch.from_numpy(array).permute(2, 0, 1).float() / 255
 target = {k: target[k] for k in ("boxes", "labels", "masks")}
-trainable = copy.deepcopy(subject.model).train()
+zero_shot_coco = isinstance(heads.box_predictor, models.CocoUrbanBoxPredictor)
+trainable = (models.coco_fine_tuning(subject.model) if zero_shot_coco else copy.deepcopy(subject.model)).train()
 runtime.print_banner(subject.model_name, f"ToyCity scene 11 ({height}x{width}) with ground truth")
 losses = trainable([scene_image], [target])
 for name, value in losses.items():
@@ -210,6 +249,7 @@ for name, value in losses.items():
 total = sum(losses.values())
 print(f"{'total':<18} {total.item():.3f}")
 assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+assert torch.isfinite(total)
 
 # %% [markdown]
 # ## Overlapping instances

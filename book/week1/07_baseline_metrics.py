@@ -114,8 +114,10 @@ assert with_objects and all(0 <= row["AP"] <= 1 for row in with_objects if not m
 # ## The Cityscapes baseline (COCO weights + Cityscapes)
 #
 # This cell runs only where both exist (e.g. on Colab with your Cityscapes copy in
-# `CITYSCAPES_DATASET`). It maps torchvision's COCO model to the 8 urban classes — rider, which
-# COCO lacks, starts from the person rows — and scores all 500 val images with the official
+# `CITYSCAPES_DATASET`). It reads torchvision's COCO model in the urban classes with COCO's own
+# scores (`course_lib.model.coco_zero_shot`). COCO has no rider class: it calls a rider a person,
+# so here every rider is missed and every rider found counts as a person false positive, until
+# fine-tuning learns the difference. It scores all 500 val images with the official
 # evaluator (`cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling`). For reference, the
 # Mask R-CNN paper reports 36.4 mask AP on val after *fine-tuning* on Cityscapes from COCO; the
 # un-fine-tuned mapping here is the starting point of that fine-tuning.
@@ -125,7 +127,7 @@ if use_cityscapes:
     from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
     from course_lib.data import CityscapesInstances
 
-    coco_urban = zoo.load("coco", urban=True, min_size=1024, max_size=2048)
+    coco_urban = zoo.load("coco", urban=True, **runtime.pick({}, dict(min_size=1024, max_size=2048)))
     val = CityscapesInstances(split="val")
     cs_predictions, _ = evaluate.predict(coco_urban, val, batch_size=1)
     runtime.print_banner("COCO-pretrained R50-FPN mapped to urban classes", "Cityscapes val (official evaluator)")

@@ -138,6 +138,47 @@ display(Image(filename=str(gif)))
 # (`min_hits = 2`); a small, far-away pedestrian may flicker in and out, because the detector finds
 # it only in some frames.
 #
+# ## A real street
+#
+# OpenCV's documentation ships a short real video, `vtest.avi`: pedestrians crossing a campus
+# square, filmed from above (Debian's `opencv-doc` package; `make test` fetches it into `.cache/`,
+# and `course_lib.video.sample_video()` finds it). The model is the one the course inspects
+# (`zoo.course_model()`). With COCO weights (Colab) this is the real demo: COCO has seen many such
+# pedestrians. Offline it is the ToyCity model, which has never seen a real pixel, and what it
+# finds here, or misses, is the **domain gap**: it learned people, cars and two-wheelers as
+# flat-coloured shapes on a flat road, and real pedestrians in textured clothes on a textured square
+# look like none of them (compare what it calls a person below with where the people are). A
+# detector is only as good as the likeness of its training images to what it is shown; fine-tuning
+# on real street images (Week 2) is how that gap is closed.
+
+# %%
+import itertools
+from collections import Counter
+
+from course_lib.classes import CLASSES
+
+real_video = video.sample_video()
+if real_video is None:
+    print("OpenCV's vtest.avi is not here (`make vtest` fetches it, or set COURSE_SAMPLE_VIDEO): no real street")
+else:
+    real_model, real_name = zoo.course_model()
+    real_frames = list(itertools.islice(video.read_frames(real_video), runtime.pick(4, 60)))
+    real_results = list(video.annotate(real_model.cpu().eval(), real_frames, Tracker(), batch_size=2))
+    height, width = real_frames[0].shape[:2]
+    runtime.print_banner(real_name, f"OpenCV sample video {real_video.name}, first {len(real_frames)} frames, {width}x{height}")
+    found = Counter(CLASSES[int(label)] for _, result, _ in real_results for label in result["labels"])
+    print(f"tracked objects per frame: {[len(result['labels']) for _, result, _ in real_results]}")
+    print(f"classes over all frames: {dict(found) or 'nothing'}")
+    last_frame, _, last_drawing = real_results[-1]
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    ax.imshow(video.side_by_side(last_frame, last_drawing))
+    ax.set_title(f"{real_video.name}, frame {len(real_frames) - 1}: input | {real_name}")
+    ax.axis("off")
+    plt.show()
+    assert len(real_results) == len(real_frames) and real_frames[0].shape[2] == 3
+    assert all(len(set(result["track_ids"].tolist())) == len(result["labels"]) for _, result, _ in real_results)
+
+# %% [markdown]
 # **Exercises.** (1) Run the command line on the same clip without `--track` and compare the
 # colours. (2) Try `--variant scale_0.5`: how many frames per second do you gain, and which objects
 # disappear? (3) Record a short street video with your phone, and run it with `--model coco`

@@ -253,7 +253,7 @@ for name in ("YOLOv8n-seg", "YOLOv8x-seg"):
 
 # %%
 speed_run = bench.load_results("bench_cpu.json")
-runtime.print_banner(speed_run["model"], speed_run["data"] + " (committed Week 3 benchmark)")
+runtime.print_banner(speed_run["model"], speed_run["data"] + " (committed Week 3 benchmark)", speed_run, "bench_cpu.json")
 baseline = speed_run["variants"][0]
 print(f"device: {speed_run['device']}, {speed_run['threads']} threads, input {speed_run['input_size']}")
 print(f"baseline: {baseline['median_ms']:.0f} ms per image = {baseline['fps']:.1f} FPS; "

@@ -131,7 +131,7 @@ plt.show()
 # %%
 training = bench.load_results("toycity_training.json")
 curve = training["curve"]
-print(runtime.banner("toycity_small (training run)", training["training"]["val_scenes"]))
+print(runtime.banner("toycity_small (training run)", training["training"]["val_scenes"], training["training"], "toycity_training.json"))
 fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
 ax.plot([r["train_wall_s"] / 60 for r in curve], [100 * r["segm_AP"] for r in curve], "o-", label="mask AP")
 ax.plot([r["train_wall_s"] / 60 for r in curve], [100 * r["segm_AP50"] for r in curve], "o-", label="mask AP50")
