@@ -32,13 +32,15 @@ browser:
 	  echo "Chromium is not installed (needs root and apt-get): tests/test_site_browser.py will skip"
 
 # tests/test_real_video.py runs the video command and the tracker on real pedestrians: OpenCV's sample
-# vtest.avi from Debian's opencv-doc, fetched without root (apt-get download, dpkg-deb) into .cache/.
+# vtest.avi from Debian's opencv-doc, fetched without root (apt-get download, dpkg-deb) into .cache/;
+# as root, a machine whose package lists are empty gets them first (apt-get update).
 # Without apt-get those tests skip; the video is never committed.
 VTEST_DIR := .cache/opencv-doc
 VTEST     := $(VTEST_DIR)/usr/share/doc/opencv-doc/examples/data/vtest.avi
 vtest:
 	@[ -f $(VTEST) ] || { command -v apt-get >/dev/null 2>&1 && mkdir -p $(VTEST_DIR) && cd $(VTEST_DIR) && \
-	  apt-get download -qq opencv-doc >/dev/null 2>&1 && dpkg-deb --fsys-tarfile opencv-doc_*.deb | \
+	  { apt-get download -qq opencv-doc >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1 && \
+	    apt-get download -qq opencv-doc >/dev/null 2>&1; }; } && dpkg-deb --fsys-tarfile opencv-doc_*.deb | \
 	  tar -x ./usr/share/doc/opencv-doc/examples/data/vtest.avi && rm -f opencv-doc_*.deb; } || \
 	  echo "vtest.avi is not available (needs apt-get and Debian's opencv-doc): tests/test_real_video.py will skip"
 

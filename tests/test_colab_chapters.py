@@ -8,6 +8,7 @@ gains one belongs in :data:`REAL_MODE_CHAPTERS`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -45,6 +46,12 @@ def run_notebook(path, cwd, timeout: int = 600) -> str:
     from nbclient import NotebookClient
     from standins import TRUST_COCO_CELL
 
+    # the book build's one-second polls for cell replies: after an ipywidget cell a single long wait
+    # can miss the reply and sleep until the timeout (jupyter/nbclient#312, book/_ext/nbclient_poll.py)
+    spec = importlib.util.spec_from_file_location("nbclient_poll", ROOT / "book/_ext/nbclient_poll.py")
+    nbclient_poll = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nbclient_poll)
+    nbclient_poll.setup(None)
     notebook = nbformat.read(path, as_version=4)
     notebook.cells.insert(0, nbformat.v4.new_code_cell(TRUST_COCO_CELL))
     NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
