@@ -23,13 +23,14 @@ def export_cli(argv: list[str]) -> int:
     parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
     parser.add_argument("--runtime", default="ov_fp32",
-                        help="ort (ONNX file), ov_fp32 or ov_int8 (OpenVINO IR), optionally @SETTINGS of course_lib.speed, e.g. ov_int8@fast")
+                        help="ort (ONNX file), ov_fp32, ov_bf16, ov_int8 or ov_int8_bf16 (OpenVINO IR), optionally @SETTINGS of "
+                             "course_lib.speed, e.g. ov_int8@fast")
     parser.add_argument("--size", default="128x256", help="HxW of the images the export takes (fixed)")
     parser.add_argument("--out", required=True, help="output file: .onnx for ort, .xml (+ .bin beside it) for OpenVINO")
     parser.add_argument("--calibration", type=int, default=64, help="ToyCity training scenes that calibrate ov_int8")
     parser.add_argument("--check", type=int, default=4, help="held-out ToyCity scenes the export is checked on")
     parser.add_argument("--min-agreement", type=float, default=None,
-                        help="least share of confident detections (and mask IoU) reproduced; default 0.95, 0.8 for INT8")
+                        help="least share of confident detections (and mask IoU) reproduced; default 0.95 for FP32, 0.8 for INT8/bfloat16")
     args = parser.parse_args(argv)
     from course_lib import deploy
 
@@ -51,9 +52,9 @@ def export_cli(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     model = zoo.from_command_line(args.model, args.arch, torch.device("cpu"))
-    calibration = ToyCityDataset(args.calibration if variant.runtime == "ov_int8" else 0, seed=0, height=height, width=width)
+    calibration = ToyCityDataset(args.calibration if variant.runtime.startswith("ov_int8") else 0, seed=0, height=height, width=width)
     check = [image for image, _ in bench.toycity_val(args.check, height, width)]
-    min_agreement = args.min_agreement or (0.8 if variant.runtime == "ov_int8" else 0.95)
+    min_agreement = args.min_agreement or (0.95 if variant.runtime in ("ort", "ov_fp32") else 0.8)
     try:
         path, agreement = variants.export_checked(model, args.runtime, args.out, height, width, check,
                                                   [calibration[i][0] for i in range(len(calibration))], min_agreement)

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 from importlib import resources
@@ -544,7 +545,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
     parser.add_argument("--variants", default="baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,scale_0.75,scale_0.5,batch_4,fast,fast_small,fast_bf16",
                         help=f"comma-separated, from: {', '.join(speed.VARIANTS)}; or runtimes (course_lib[deploy]): "
-                             "ort, ov_fp32, ov_int8, each optionally @SETTINGS (e.g. ov_int8@fast); all are then timed interleaved")
+                             "ort, ov_fp32, ov_bf16, ov_int8, ov_int8_bf16, each optionally @SETTINGS (e.g. ov_int8@fast); all are then timed interleaved")
     parser.add_argument("--calibration", type=int, default=runtime.pick(2, 64),
                         help="ToyCity training scenes that calibrate INT8 runtimes")
     parser.add_argument("--val", type=int, default=runtime.pick(4, 100), help="held-out ToyCity scenes for mask AP")
@@ -585,7 +586,15 @@ def cli(argv: Sequence[str] | None = None) -> int:
     names = args.variants.split(",")
     from course_lib.deploy import available as deploy_available
 
-    if args.model.startswith("random:") or (deploy_available() and any(_is_deploy_name(n) for n in names)):
+    try:
+        deployed = [n for n in names if _is_deploy_name(n)]
+    except ValueError as error:  # a runtime with settings an export cannot keep
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.model.startswith("random:") or deployed:
+        if not deploy_available():
+            print("error: runtime variants need ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'", file=sys.stderr)
+            return 2
         return _deploy_cli(args, names, height, width)
     device = runtime.device()
     model, name = zoo.from_command_line(args.model, args.arch, device), f"{args.model} model"

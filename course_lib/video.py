@@ -219,7 +219,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
     parser.add_argument("--runtime", default=None,
                         help="run exported: an .onnx / OpenVINO .xml file from `python -m course_lib export`, or a runtime "
-                             "(ort, ov_fp32, ov_int8) exported now for the video's frame size with --variant's settings")
+                             "(ort, ov_fp32, ov_bf16, ov_int8, ov_int8_bf16) exported now for the video's frame size with --variant's settings")
     parser.add_argument("--calibration", type=int, default=32, help="ToyCity training scenes that calibrate --runtime ov_int8")
     parser.add_argument("--min-score", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=None, help="frames per forward pass (default: the variant's)")
@@ -288,7 +288,7 @@ def _exported(model: torch.nn.Module, spec: str, variant: speed.Variant, size: t
     deployed = variants.parse(name)
     if deployed is None:
         raise ValueError(f"--runtime {spec}: give an exported .onnx/.xml file or one of {', '.join(variants.RUNTIMES)}")
-    scenes = ToyCityDataset(calibration if deployed.runtime == "ov_int8" else 0, seed=0, height=size[0], width=size[1])
+    scenes = ToyCityDataset(calibration if deployed.runtime.startswith("ov_int8") else 0, seed=0, height=size[0], width=size[1])
     with tempfile.TemporaryDirectory() as folder:  # the runtime holds the model in memory once loaded
         predictor, _ = variants.build(model.cpu(), deployed, *size, [scenes[i][0] for i in range(len(scenes))], folder)
     return predictor, f"{name}: {deployed.describe()}"

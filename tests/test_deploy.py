@@ -51,30 +51,34 @@ def test_a_wrong_image_size_says_to_export_again(onnx_file):
         onnxruntime_predictor(onnx_file)([torch.rand(3, 64, 128)])
 
 
-def test_int8_on_two_calibration_scenes_keeps_the_chosen_layers_in_fp32(onnx_file, images, tmp_path):
+def test_int8_on_two_calibration_scenes_quantizes_only_the_chosen_layers(onnx_file, images, tmp_path):
     calibration = [ToyCityDataset(2, seed=0, height=128, width=256)[i][0] for i in range(2)]
-    quantized = quantize_int8(export.to_openvino(onnx_file), calibration, "predictors")
-    quantized_inputs = {op.get_friendly_name() for op in quantized.get_ordered_ops() if op.get_type_name() == "Convolution"
-                        and any(v.get_node().get_type_name() == "FakeQuantize" for v in op.input_values())}
-    assert any("/backbone/body/" in name for name in quantized_inputs)
-    assert not any("mask_predictor" in name or "rpn/head/cls_logits" in name for name in quantized_inputs)
+    quantized = quantize_int8(export.to_openvino(onnx_file), calibration, "layers_but_predictors")
+    consumers = [target.get_node() for op in quantized.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
+                 for target in op.output(0).get_target_inputs()]
+    # INT8 inputs for layers, none for the box arithmetic nor the last layer of any head
+    assert {"Convolution", "MatMul"} <= {node.get_type_name() for node in consumers}
+    assert not {node.get_type_name() for node in consumers} & {"Add", "Subtract", "Multiply", "Sqrt", "Gather", "ScatterElementsUpdate"}
+    names = [node.get_friendly_name() for node in consumers]
+    assert any("/backbone/body/" in name for name in names) and any("/roi_heads/mask_head/" in name for name in names)
+    assert not any("mask_predictor" in name or "box_predictor" in name or "rpn/head/cls_logits" in name for name in names)
     path = export.save_openvino(quantized, tmp_path / "int8.xml")
     predictor = variants.load(path)
-    assert predictor.metadata["int8_scope"] == "predictors" and predictor.metadata["calibration_images"] == 2
+    assert predictor.metadata["int8_scope"] == "layers_but_predictors" and predictor.metadata["calibration_images"] == 2
     assert all(set(output) == {"boxes", "labels", "scores", "masks"} for output in predictor(images))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.bin", "int8.xml"]  # no partial files left
 
 
 def test_variant_names_resolve():
     assert measure.is_deploy_name("ov_int8@fast") and not measure.is_deploy_name("fast")
-    fast = variants.parse("ov_int8@fast#predictors_mask_head")
-    assert fast.settings == speed.get("fast") and fast.int8_scope == "predictors_mask_head"
+    fast = variants.parse("ov_int8@fast#nncf_defaults")
+    assert fast.settings == speed.get("fast") and fast.int8_scope == "nncf_defaults"
     assert all(variants.parse(name).name == name for name in variants.names())
     assert {"ort", "ov_fp32", "ov_int8", "ov_int8@fast", "ort@det_20"} <= set(variants.names())
     with pytest.raises(ValueError, match="combine a runtime with"):
         variants.parse("ov_fp32@fast_bf16")  # autocast is not a constant of the graph
     with pytest.raises(ValueError, match="goes with ov_int8"):
-        variants.parse("ort#predictors")
+        variants.parse("ort#layers")
 
 
 def test_bench_times_runtimes_interleaved_with_mask_ap(tmp_path, capsys):
@@ -100,3 +104,13 @@ def test_export_cli_checks_agreement_and_never_leaves_a_partial_file(tmp_path, c
     assert "nothing written" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     assert main(["export", "--runtime", "ov_fp32@bf16", "--out", str(out)]) == 2
+
+
+def test_video_runs_on_a_runtime_and_on_an_exported_file(tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    assert main(["video", "--toycity", str(clip), "--frames", "3"]) == 0
+    assert main(["video", str(clip), str(tmp_path / "ort.mp4"), "--runtime", "ort", "--variant", "fast", "--max-frames", "2"]) == 0
+    assert "ort@fast: ONNX Runtime" in capsys.readouterr().out
+    assert main(["video", str(clip), str(tmp_path / "x.mp4"), "--runtime", str(tmp_path / "missing.xml")]) == 2
+    assert "no such exported model" in capsys.readouterr().err
+    assert (tmp_path / "ort.mp4").stat().st_size > 0 and not (tmp_path / "x.mp4").exists()

@@ -66,21 +66,24 @@ def _version(package: str) -> str | None:
 
 
 def interleaved_latency(predictors: dict[str, Callable], images: Sequence[Tensor], warmup: int = 2,
-                        repeats: int = 10) -> dict[str, list[float]]:
+                        repeats: int = 10) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
     """Seconds per call of each predictor over ``repeats`` rounds (after ``warmup``), one image a round,
-    every predictor once a round in a rotating order."""
+    every predictor once a round in a rotating order; and the number of detections of each call
+    (the work of the mask head and the paste grows with it)."""
     names = list(predictors)
     times: dict[str, list[float]] = {name: [] for name in names}
+    detections: dict[str, list[int]] = {name: [] for name in names}
     with torch.inference_mode():
         for round_index in range(warmup + repeats):
             image = images[round_index % len(images)]
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
                 start = time.perf_counter()
-                predictors[name]([image])
+                output = predictors[name]([image])
                 if round_index >= warmup:
                     times[name].append(time.perf_counter() - start)
-    return times
+                    detections[name].append(len(output[0]["boxes"]))
+    return times, detections
 
 
 def run_deploy_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, dict]], names: Sequence[str], *,
@@ -121,7 +124,7 @@ def run_deploy_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, dict]
             predictors[name], build_s[name] = predictor, time.perf_counter() - start
         if progress:
             progress(f"timing {len(predictors)} predictors interleaved: {warmup} + {repeats} rounds")
-        times = interleaved_latency(predictors, images, warmup, repeats)
+        times, detections = interleaved_latency(predictors, images, warmup, repeats)
         rows = []
         for name, predictor in predictors.items():
             latencies, base = times[name], times["baseline"]
@@ -136,6 +139,7 @@ def run_deploy_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, dict]
                 "p90_ms": 1e3 * float(np.percentile(latencies, 90)),
                 "fps": 1.0 / statistics.median(latencies),
                 "build_s": build_s[name],
+                "detections_per_image": float(np.mean(detections[name])),
             }
             if evaluate:
                 if progress:

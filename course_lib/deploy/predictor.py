@@ -80,11 +80,12 @@ def onnxruntime_predictor(path: str | Path, threads: int | None = None) -> Runti
     return RuntimePredictor(run, metadata, f"ONNX Runtime {ort.__version__} (CPU), FP32")
 
 
-def openvino_predictor(model, threads: int | None = None, description: str | None = None) -> RuntimePredictor:
+def openvino_predictor(model, threads: int | None = None) -> RuntimePredictor:
     """An OpenVINO CPU predictor of an IR file (``.xml``), an ``.onnx`` file or an ``openvino.Model``.
 
-    Inference precision is pinned to FP32 (on CPUs with bfloat16 units the plugin would otherwise
-    pick bfloat16 for the layers an INT8 model leaves in floating point).
+    The plugin's inference precision for the floating-point layers is the export's
+    ``inference_precision``: ``"f32"`` (default), or ``"bf16"`` on CPUs with bfloat16 units (AMX,
+    AVX512-BF16), which the plugin may otherwise pick on its own; INT8 layers run in INT8 either way.
     """
     import openvino as ov
 
@@ -92,8 +93,9 @@ def openvino_predictor(model, threads: int | None = None, description: str | Non
     if not isinstance(model, ov.Model):
         model = core.read_model(str(model))
     metadata = json.loads(model.get_rt_info([METADATA_KEY]).astype(str))
+    precision = metadata.get("inference_precision", "f32")
     compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-                                                 "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+                                                 "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"})
     request = compiled.create_infer_request()
     outputs = [compiled.output(name) for name in OUTPUTS]
 
@@ -101,5 +103,5 @@ def openvino_predictor(model, threads: int | None = None, description: str | Non
         result = request.infer({INPUT: image})
         return [result[output] for output in outputs]
 
-    precision = "INT8" if metadata.get("int8_scope") else "FP32"
-    return RuntimePredictor(run, metadata, description or f"OpenVINO {ov.__version__.split('-')[0]} (CPU), {precision}")
+    layers = f"INT8 + {precision}" if metadata.get("int8_scope") else precision
+    return RuntimePredictor(run, metadata, f"OpenVINO {ov.__version__.split('-')[0]} (CPU), {layers}")

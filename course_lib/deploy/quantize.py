@@ -8,13 +8,19 @@ OpenVINO CPU plugin turns into INT8 convolutions and matrix products (fast on CP
 AMX dot-product units). Calibration images must look like the deployment data: held-out scenes
 are for measuring, so calibration uses ToyCity *training* scenes.
 
-Not every layer tolerates 8 bits equally. Rounding error in the backbone is averaged away by the
-layers that follow; rounding error in the last layer of a head lands directly in the output. In
-Mask R-CNN those are the box regressor (a box shifted by a pixel loses IoU on a 10-pixel object),
-the classifier (scores decide the ranking AP integrates over), the RPN's objectness and deltas
-(they decide which proposals survive NMS), and the mask logits, thresholded at 0.5 after a
-sigmoid on small 28 x 28 maps. :data:`IGNORED_SCOPES` names the choices the course measures; the
-week 3 chapter reads their cost from a committed benchmark.
+What NNCF quantizes by default is more than the layers. It places quantizers on the inputs of
+every operation its CPU configuration allows and moves them along the graph, and in an exported
+Mask R-CNN the graph also holds the *box arithmetic*: anchor and proposal decoding, the clipping
+and rescaling of boxes, the level mapper of the RoI poolers (a square root of box areas), the
+reshapes around GroupNorm. Eight bits over a coordinate range of a few hundred pixels are steps of
+a pixel or more, on objects a few pixels wide: on the ToyCity model, NNCF's defaults cost more
+mask AP than any test-time setting does, while quantizing only the convolutions and matrix products
+keeps it (``course_lib/assets/results/deploy_cpu.json`` holds both; the week 3 chapter reads it).
+
+So the default scope, ``"layers"``, leaves out every operation type but the layers. The
+alternatives stay measurable: ``"nncf_defaults"`` ignores nothing, ``"layers_but_predictors"``
+also keeps the last layer of every head (RPN objectness and deltas, box classifier and regressor,
+mask logits) in FP32, where rounding lands directly in the output.
 """
 
 from __future__ import annotations
@@ -24,29 +30,27 @@ from typing import Sequence
 import numpy as np
 from torch import Tensor
 
-#: Layers kept in FP32, by node-name regular expressions of the exported graph (names follow the
-#: PyTorch module paths) and operation types. "none": NNCF's defaults quantize every Conv/MatMul.
+#: Operation types that compute on coordinates, indices or shapes rather than features: kept in floating point.
+ARITHMETIC = ["Add", "Subtract", "Multiply", "Divide", "Sqrt", "Gather", "ScatterElementsUpdate", "ShapeOf", "Unsqueeze",
+              "Squeeze", "Reshape", "Concat", "VariadicSplit", "Interpolate", "MaxPool"]
+#: Last layer of every head, by node-name regular expressions (the exported names follow the module paths).
+PREDICTORS = [r".*/rpn/head/(cls_logits|bbox_pred).*", r".*/roi_heads/box_predictor/.*", r".*/roi_heads/mask_predictor/.*"]
+#: What stays out of INT8, as arguments of ``nncf.IgnoredScope``.
 IGNORED_SCOPES: dict[str, dict[str, list[str]]] = {
-    "none": {},
-    # the last layer of every head: RPN objectness and deltas, box classifier and regressor, mask logits
-    "predictors": {"patterns": [r".*/rpn/head/(cls_logits|bbox_pred).*", r".*/roi_heads/box_predictor/.*",
-                                r".*/roi_heads/mask_predictor/.*"]},
-    # the predictors and the whole mask head (its convs, its deconvolution, the stem the course's head reads)
-    "predictors_mask_head": {"patterns": [r".*/rpn/head/(cls_logits|bbox_pred).*", r".*/roi_heads/box_predictor/.*",
-                                          r".*/roi_heads/mask_predictor/.*", r".*/roi_heads/mask_head/.*",
-                                          r".*/backbone/stem_projection/.*"],
-                             "types": ["ConvolutionBackpropData"]},
+    "nncf_defaults": {},
+    "layers": {"types": ARITHMETIC},
+    "layers_but_predictors": {"types": ARITHMETIC, "patterns": PREDICTORS},
 }
-#: The scope the course ships (see the week 3 chapter for the measured alternatives).
-DEFAULT_SCOPE = "predictors"
+#: The scope the course ships: only the convolutions and matrix products in INT8.
+DEFAULT_SCOPE = "layers"
 
 
 def quantize_int8(ov_model, calibration: Sequence[Tensor], scope: str = DEFAULT_SCOPE):
     """An INT8 copy of ``ov_model`` (an ``openvino.Model`` of :func:`course_lib.deploy.export.export_onnx`),
     calibrated on ``calibration`` images (``float32 [3, H, W]`` at the export size).
 
-    ``scope`` names the layers kept in FP32 (:data:`IGNORED_SCOPES`). Operations without an INT8
-    kernel (RoI Align, NMS, the box arithmetic) stay in FP32 whatever the scope.
+    ``scope`` names what stays in floating point (:data:`IGNORED_SCOPES`). Operations NNCF never
+    quantizes (RoI Align, NMS, TopK, the sigmoid) stay in floating point whatever the scope.
     """
     import json
 

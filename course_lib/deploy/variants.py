@@ -10,6 +10,7 @@ batching are PyTorch execution choices that a runtime makes for itself, or not a
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from torch import Tensor
 from torchvision.models.detection import MaskRCNN
 
 from course_lib import speed
-from course_lib.deploy.export import export_onnx, save_openvino, to_openvino
+from course_lib.deploy.export import METADATA_KEY, export_onnx, save_openvino, to_openvino
 from course_lib.deploy.predictor import RuntimePredictor, onnxruntime_predictor, openvino_predictor
 from course_lib.deploy.quantize import DEFAULT_SCOPE, IGNORED_SCOPES, quantize_int8
 
@@ -30,8 +31,12 @@ from course_lib.deploy.quantize import DEFAULT_SCOPE, IGNORED_SCOPES, quantize_i
 RUNTIMES = {
     "ort": "ONNX Runtime, FP32",
     "ov_fp32": "OpenVINO, FP32",
+    "ov_bf16": "OpenVINO, bfloat16 (needs a CPU with bfloat16 units)",
     "ov_int8": "OpenVINO, INT8 (NNCF post-training quantization)",
+    "ov_int8_bf16": "OpenVINO, INT8 (NNCF), bfloat16 for the layers kept out of INT8",
 }
+#: runtimes whose floating-point layers run in bfloat16 (on CPUs with bfloat16 units; others fall back to FP32)
+BF16 = ("ov_bf16", "ov_int8_bf16")
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,7 @@ class DeployVariant:
     batch_size = 1  # one image per call: the exported graph takes one image
 
     def describe(self) -> str:
-        precision = f", FP32 layers: {self.int8_scope}" if self.runtime == "ov_int8" else ""
+        precision = f", not INT8: {self.int8_scope}" if self.runtime.startswith("ov_int8") else ""
         settings = "" if self.settings.name == "baseline" else f"; {self.settings.describe()}"
         return f"{RUNTIMES[self.runtime]}{precision}{settings}"
 
@@ -75,8 +80,8 @@ def parse(name: str) -> DeployVariant | None:
         raise ValueError(f"{name}: settings {settings.name!r} change more than the exported graph's constants "
                          f"({reason}); combine a runtime with: "
                          + ", ".join(n for n, v in speed.VARIANTS.items() if _exportable(v) is None))
-    if scope and (runtime != "ov_int8" or scope not in IGNORED_SCOPES):
-        raise ValueError(f"{name}: '#SCOPE' goes with ov_int8 only, one of {', '.join(IGNORED_SCOPES)}")
+    if scope and (not runtime.startswith("ov_int8") or scope not in IGNORED_SCOPES):
+        raise ValueError(f"{name}: '#SCOPE' goes with ov_int8 runtimes only, one of {', '.join(IGNORED_SCOPES)}")
     return DeployVariant(name, runtime, settings, scope or DEFAULT_SCOPE)
 
 
@@ -104,8 +109,11 @@ def build(model: MaskRCNN, variant: DeployVariant | str, height: int, width: int
     if variant.runtime == "ort":
         return onnxruntime_predictor(onnx_path), onnx_path
     ov_model = to_openvino(onnx_path)
-    if variant.runtime == "ov_int8":
+    if variant.runtime.startswith("ov_int8"):
         ov_model = quantize_int8(ov_model, calibration, variant.int8_scope)
+    if variant.runtime in BF16:
+        metadata = json.loads(ov_model.get_rt_info([METADATA_KEY]).astype(str))
+        ov_model.set_rt_info(json.dumps({**metadata, "inference_precision": "bf16"}), [METADATA_KEY])
     xml_path = save_openvino(ov_model, folder / f"{variant.runtime}_{variant.settings.name}_{height}x{width}.xml")
     return openvino_predictor(xml_path), xml_path
 
