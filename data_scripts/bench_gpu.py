@@ -144,13 +144,14 @@ def benchmark(device: torch.device, size: int = 1024, detections: int = 20, batc
         "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join(sys.argv) if sys.argv and sys.argv[0].endswith("bench_gpu.py") else None,
-        "timing": "interleaved rounds, device synchronised around each call; speedup = median over rounds of fp32 / variant",
+        "timing": f"interleaved rounds, device synchronised around each call; speedup = median over rounds of {order[0]} / variant",
+        "reference": order[0],
         "warmup": warmup, "repeats": repeats, "variants": rows, "skipped": skipped,
     }
 
 
 def table(results: dict) -> str:
-    lines = ["| variant | what changes | median ms | p90 ms | FPS | speed-up vs fp32 |", "|---|---|---|---|---|---|"]
+    lines = [f"| variant | what changes | median ms | p90 ms | FPS | speed-up vs {results['reference']} |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['description']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['fps']:.1f} | {r['speedup']:.2f}x |"
               for r in results["variants"]]
     return "\n".join(lines)
