@@ -10,8 +10,10 @@ writes ``OUT`` (``.mp4``, or ``.gif``) with the input on the left and the result
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -259,7 +261,9 @@ def predict_frames(model: torch.nn.Module, frames: Iterable[np.ndarray], batch_s
 
     Detections scoring below ``min_score`` are dropped; tensors come back on the CPU.
     """
-    device = next(model.parameters()).device
+    from course_lib.bench import _model_device  # a model's parameters' device, or an exported predictor's
+
+    device = _model_device(model)
     model.eval()
     for batch in batched(frames, batch_size):
         images = [torch.from_numpy(f).permute(2, 0, 1).to(device, torch.float32) / 255 for f in batch]
@@ -286,6 +290,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variant", default="baseline", help=f"inference variant: {', '.join(speed.VARIANTS)}")
     parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
+    parser.add_argument("--runtime", default=None,
+                        help="run exported: an .onnx / OpenVINO .xml file from `python -m course_lib export`, or a runtime "
+                             "(ort, ov_fp32, ov_bf16, ov_int8, ov_int8_bf16) exported now for the video's frame size with --variant's settings")
+    parser.add_argument("--calibration", type=int, default=32, help="ToyCity training scenes that calibrate --runtime ov_int8")
     parser.add_argument("--min-score", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=None, help="frames per forward pass (default: the variant's)")
     parser.add_argument("--max-frames", type=int, default=None)
@@ -311,14 +319,22 @@ def cli(argv: Sequence[str] | None = None) -> int:
     first = next(frames)  # fails here, with read_frames' message, on a bad input
     fps = frames_per_second(args.input)
     model = zoo.from_command_line(args.model, args.arch, runtime.device())
-    runtime.print_banner(f"{args.model} model, variant {variant.name}", str(args.input))
+    description = f"{args.model} model, variant {variant.name}"
+    if args.runtime:
+        try:
+            model, description = _exported(model, args.runtime, variant, first.shape[:2], args.calibration)
+        except (FileNotFoundError, ValueError, ImportError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        variant = speed.get("baseline")  # the settings are in the exported graph
+    runtime.print_banner(description, str(args.input))
 
     def all_frames() -> Iterator[np.ndarray]:
         yield first
         yield from frames
 
     stream = (f for i, f in enumerate(all_frames()) if args.max_frames is None or i < args.max_frames)
-    with speed.apply(model, variant):
+    with (speed.apply(model, variant) if not args.runtime else contextlib.nullcontext()):
         results = annotate(model, stream, Tracker() if args.track else None, args.batch_size or variant.batch_size, args.min_score)
         drawn = (d if args.no_side_by_side else side_by_side(f, d) for f, _, d in tqdm(results, desc="frames", unit="frame"))
         if str(args.output).lower().endswith(".gif"):
@@ -327,3 +343,25 @@ def cli(argv: Sequence[str] | None = None) -> int:
             path = write_mp4(drawn, args.output, fps)
     print("wrote", path)
     return 0
+
+
+def _exported(model: torch.nn.Module, spec: str, variant: speed.Variant, size: tuple[int, int], calibration: int):
+    """(predictor, description) for ``--runtime``: an exported file, or a runtime exported now for ``size``."""
+    from course_lib import deploy
+
+    if not deploy.available():
+        raise ImportError("--runtime needs ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'")
+    from course_lib.deploy import variants
+    from course_lib.toycity import ToyCityDataset
+
+    if Path(spec).suffix in (".onnx", ".xml"):
+        predictor = variants.load(spec)
+        return predictor, f"{spec} ({predictor.description}, settings {predictor.metadata['settings']})"
+    name = spec if "@" in spec else f"{spec}@{variant.name}"
+    deployed = variants.parse(name)
+    if deployed is None:
+        raise ValueError(f"--runtime {spec}: give an exported .onnx/.xml file or one of {', '.join(variants.RUNTIMES)}")
+    scenes = ToyCityDataset(calibration if deployed.runtime.startswith("ov_int8") else 0, seed=0, height=size[0], width=size[1])
+    with tempfile.TemporaryDirectory() as folder:  # the runtime holds the model in memory once loaded
+        predictor, _ = variants.build(model.cpu(), deployed, *size, [scenes[i][0] for i in range(len(scenes))], folder)
+    return predictor, f"{name}: {deployed.describe()}"

@@ -16,7 +16,8 @@
 # The previous chapter showed where the time goes. This one changes the model's test-time
 # settings one at a time, measures **latency and mask AP side by side**, and looks for the
 # variants that are worth it: the ones no other variant beats on both counts (the **Pareto
-# front**). We also look at what **quantization** does and why it helps so little here.
+# front**). We also look at what **quantization** does and why it helps so little here, and then
+# at **deployment**: the model exported to ONNX and OpenVINO, in FP32, bfloat16 and INT8.
 #
 # The table and plot below are read from a committed file, `course_lib/assets/results/bench_cpu.json`,
 # written by one run of
@@ -34,7 +35,7 @@
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "course_lib[deploy] @ git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
 
 # %%
 import matplotlib.pyplot as plt
@@ -181,6 +182,167 @@ assert size_int8 < size_fp32 / 3
 # move. What it does to latency is in the `int8` row of the table: the box head's MLP is a
 # small part of the time (see its stage times), so even a much faster MLP cannot speed up the
 # whole model much. Measure first, then optimise.
+#
+# ## Deploying: export, runtimes and INT8
+#
+# Every lever so far is a setting of the PyTorch model, run by PyTorch's eager interpreter: one
+# operator at a time, each one a separate call into a kernel library. Deployment usually goes one
+# step further: the model is **exported** as a graph and handed to an **inference runtime**, which
+# sees the whole computation at once. It can fuse a convolution with the normalisation and
+# activation after it, choose memory layouts and kernels for this very CPU, plan its buffers ahead,
+# and run in lower precision. The course uses the two CPU runtimes most deployments meet:
+# [ONNX Runtime](https://onnxruntime.ai) (reads the ONNX format, runs on almost anything) and
+# [OpenVINO](https://docs.openvino.ai) (Intel's runtime, fast on x86 CPUs), with
+# [NNCF](https://github.com/openvinotoolkit/nncf) for INT8 quantization.
+#
+# **What gets exported.** `course_lib.deploy.export` traces the model from the image to the small
+# per-box mask maps: the transform's normalisation and resize, backbone, FPN, RPN with its NMS, RoI
+# Align, both heads, the per-class NMS and the rescaling of the boxes are all in the graph, so one
+# session turns an image into boxes, labels, scores and mask maps. Two things needed care:
+#
+# * A trace records the operations that ran on the example input. The course's
+#   `SeparableMultiScaleRoIAlign` (RoI Align as matrix products, built for fast training) builds its
+#   matrices box by box in Python, so the trace would remember *how many* boxes the example had and
+#   fail on the next image. The export swaps in its parent, torchvision's `MultiScaleRoIAlign`,
+#   which calls the RoI Align kernel: the same numbers, and an operator (`RoiAlign`) that ONNX has.
+# * The final paste of each mask map into the full image computes only the pixels of each box: a
+#   loop whose length and slice sizes depend on the detections. Traced, it would freeze them. So the
+#   paste stays outside the graph and runs in torch with the course's exact paste
+#   (`course_lib.paste.paste_masks`), the same code the eager model uses.
+#
+# The settings of the variants above (proposals, detections, score threshold, input scale) become
+# constants of the graph: a runtime variant is written `RUNTIME@SETTINGS`, e.g. `ov_int8@fast`. The
+# image size is fixed at export time too. The exported model must agree with the PyTorch one before
+# it is trusted; here on two held-out scenes, in both runtimes:
+
+# %%
+import tempfile
+
+from course_lib import deploy
+
+assert deploy.available(), "pip install 'course_lib[deploy]' for ONNX Runtime, OpenVINO and NNCF"
+from course_lib.deploy import variants
+
+check_images = [image for image, _ in bench.toycity_val(2)]
+with tempfile.TemporaryDirectory() as folder:
+    for name in ("ort", "ov_fp32@fast"):
+        predictor, path = variants.build(model, name, 128, 256, [], folder)
+        agreement = variants.agreement_with_eager(model, predictor, variants.parse(name).settings, check_images)
+        print(f"{name:>13} ({predictor.description}): {path.name}, {path.stat().st_size / 1e6:.1f} MB; "
+              f"confident detections reproduced {agreement['detections']:.0%}, mask IoU {agreement['mask_iou']:.3f}")
+        assert agreement["detections"] >= 0.95 and agreement["mask_iou"] >= 0.95
+
+# %% [markdown]
+# From the shell, `python -m course_lib export --runtime ov_int8@fast --out toycity.xml` writes an
+# OpenVINO model after the same check (and writes nothing if the check fails), and
+# `python -m course_lib video IN OUT --runtime toycity.xml` runs the video demo on it.
+#
+# **INT8 with calibration.** Dynamic quantization (above) left the convolutions alone. A runtime
+# can quantize them *statically*: NNCF runs the exported model on a set of **calibration** images,
+# records the range of every activation that enters a convolution or matrix product, and inserts
+# quantize/dequantize pairs with those ranges; OpenVINO then executes those layers with 8-bit
+# integer kernels, which pay off on CPUs with dot-product units (VNNI, AMX). The calibration images
+# must look like the data the model will see, and must not be the images it is measured on: they
+# are ToyCity *training* scenes.
+#
+# Not every layer tolerates rounding equally. Inside the backbone an error is averaged by the layers
+# after it; in the last layer of a head it lands directly in the output: a box regressor off by a
+# pixel costs IoU on a small object, and the mask logits are thresholded at one half. NNCF's
+# **ignored scope** keeps chosen layers in floating point. The course names three choices
+# (`course_lib.deploy.quantize.IGNORED_SCOPES`):
+
+# %%
+from course_lib.deploy.quantize import DEFAULT_SCOPE, IGNORED_SCOPES
+
+for scope, spec in IGNORED_SCOPES.items():
+    kept = ", ".join(spec.get("patterns", []) + spec.get("types", [])) or "nothing: every convolution and matrix product in INT8"
+    print(f"{scope:>21}{' (default)' if scope == DEFAULT_SCOPE else ''}: {kept}")
+
+# %% [markdown]
+# A runtime can also run its floating-point layers in **bfloat16** where the CPU has bfloat16
+# units (`ov_bf16`, and `ov_int8_bf16` for the layers INT8 leaves out); elsewhere OpenVINO falls
+# back to FP32.
+#
+# ## The runtimes measured
+#
+# The committed file `course_lib/assets/results/deploy_cpu.json` holds one run of the eager model
+# and the runtimes on the same held-out scenes, **timed interleaved**: each round takes the next
+# scene and runs every variant on it, in an order that rotates, so background load hits all of them
+# alike. A variant's speed-up is the median over rounds of the eager baseline's time divided by its
+# own, on the same image in the same round. Its command, versions, CPU features and load are in the
+# file; the table reads it.
+
+# %%
+deployed = bench.load_results("deploy_cpu.json")
+print(f"[results from] model: {deployed['model']} | data: {deployed['data']} | device: {deployed['device']}, "
+      f"{deployed['threads']} thread(s) | {', '.join(f'{k} {v}' for k, v in deployed['versions'].items())} | {deployed['date']}")
+print("command:", deployed["command"])
+print("CPU features:", ", ".join(deployed["cpu_features"]), "| load average (1 min) before/after:",
+      ", ".join(f"{v:.1f}" for v in deployed["load_average_1min"].values()))
+display(Markdown(bench.results_table(deployed)))
+within = [r for r in deployed["variants"] if r["mask_AP_drop"] <= 1.0]
+best_deployed = max(within, key=lambda r: r["speedup"])
+print(f"fastest within 1.0 AP point of the eager baseline: {best_deployed['name']} ({best_deployed['description']}): "
+      f"{best_deployed['speedup']:.2f}x, mask AP {100 * best_deployed['mask_AP']:.1f} ({best_deployed['mask_AP_drop']:+.1f} points)")
+print("goal (>= 3x at <= 1.0 point) met by:",
+      ", ".join(r["name"] for r in deployed["variants"] if r["speedup"] >= 3.0 and r["mask_AP_drop"] <= 1.0) or "no variant")
+
+# %% [markdown]
+# Both benchmark files measure the same model on the same held-out scenes, each against an eager
+# baseline timed alongside. Their absolute latencies come from different runs (the machine's load
+# differs), their speed-ups do not depend on it. The plot below puts the runtimes on the Pareto plot
+# of the eager variants at the latency their speed-up implies for the eager run's baseline:
+
+# %%
+fig, ax = plt.subplots(figsize=(8, 5))
+bench.pareto_plot(results, ax)
+eager_baseline_ms = rows["baseline"]["median_ms"]
+for row in deployed["variants"]:
+    if row["name"] in rows:
+        continue  # an eager variant: already on the plot
+    x = eager_baseline_ms / row["speedup"]
+    ax.scatter(x, 100 * row["mask_AP"], color="tab:red", marker="s")
+    ax.annotate(row["name"], (x, 100 * row["mask_AP"]), textcoords="offset points", xytext=(4, -10), fontsize=8, color="tab:red")
+ax.scatter([], [], color="tab:red", marker="s", label="runtimes (deploy_cpu.json, at the eager baseline / speed-up)")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# **A large model.** The ToyCity model is small, and its images are tiny: fixed costs (Python, the
+# paste, NMS) weigh more than they would on a street at Cityscapes resolution. The second file times
+# torchvision's R50-FPN v2 at Cityscapes' aspect ratio. Its weights are random (no download here),
+# so it says nothing about accuracy; random class scores would pass any threshold and fill the
+# detection cap, so the cap is set to a realistic number of detections per image.
+
+# %%
+r50 = bench.load_results("deploy_r50_cpu.json")
+print(f"[results from] model: {r50['model']} | data: {r50['data']} | device: {r50['device']}, {r50['threads']} thread(s) | {r50['date']}")
+print("command:", r50["command"])
+display(Markdown(bench.results_table(r50)))
+fastest = max(r50["variants"], key=lambda r: r["speedup"])
+print(f"fastest: {fastest['name']} at {fastest['speedup']:.2f}x the eager model (timing only: random weights, accuracy unknown)")
+assert all(row["speedup"] > 0 for row in r50["variants"])
+
+# %% [markdown]
+# What the tables teach:
+#
+# * A runtime alone, in FP32, changes little on this model: the same arithmetic, scheduled a
+#   little differently. The mask AP does not move, which is the check that the export is faithful.
+# * Lower precision is where the speed is, on a CPU with the units for it: bfloat16 where the CPU
+#   has bfloat16 units, INT8 where it has integer dot-product units (VNNI, AMX). The larger the
+#   convolutions, the more it pays: compare the R50-FPN table with the ToyCity one.
+# * What is quantized decides what INT8 costs. NNCF's defaults also quantize the box arithmetic
+#   (`course_lib.deploy.quantize` explains how); quantizing only the layers keeps the mask AP:
+
+# %%
+for name in ("ov_int8#nncf_defaults", "ov_int8"):
+    row = {r["name"]: r for r in deployed["variants"]}[name]
+    print(f"{name:>22}: {row['speedup']:.2f}x, mask AP {100 * row['mask_AP']:.1f} ({row['mask_AP_drop']:+.1f} points), "
+          f"box AP {100 * row['box_AP']:.1f}; exported and quantized in {row['build_s']:.0f} s on {deployed['calibration_images']} calibration scenes")
+
+# %% [markdown]
+# * Runtime precision and test-time settings multiply: the fastest rows combine a lower precision
+#   with the `fast` settings, and their AP costs add up.
 #
 # ## A live run on this machine
 #

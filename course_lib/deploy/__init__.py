@@ -1,0 +1,17 @@
+"""Deployment: export Mask R-CNN to ONNX / OpenVINO IR, run it in ONNX Runtime or OpenVINO, quantize to INT8.
+
+* :mod:`course_lib.deploy.export`: the traceable model, ONNX export, OpenVINO conversion and IR files,
+* :mod:`course_lib.deploy.quantize`: INT8 post-training quantization with NNCF, and the layers kept in FP32,
+* :mod:`course_lib.deploy.predictor`: exported graphs behind the eager model's call (the masks pasted in torch),
+* :mod:`course_lib.deploy.variants`: runtime x precision x test-time settings, named for ``bench`` and ``video``,
+* :mod:`course_lib.deploy.measure`: eager and deployed variants timed interleaved, with their mask AP.
+
+The runtimes are an optional extra: ``pip install course_lib[deploy]``.
+"""
+
+
+def available() -> bool:
+    """True if ONNX, ONNX Runtime, OpenVINO and NNCF are installed (``pip install course_lib[deploy]``)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime", "openvino", "nncf"))

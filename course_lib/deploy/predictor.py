@@ -1,0 +1,107 @@
+"""Exported models behind the eager model's call: ``predictor([image, ...]) -> [{"boxes", "labels", "scores", "masks"}, ...]``.
+
+A :class:`RuntimePredictor` runs an exported graph (:mod:`course_lib.deploy.export`) in ONNX
+Runtime or OpenVINO and pastes its 28 x 28 masks into the full image with the model's own paste,
+so that everything downstream (``course_lib.bench``'s AP evaluation, the video demo, the tracker)
+takes it in place of the PyTorch model. Both runtimes get the same thread count as torch
+(``torch.get_num_threads()``), so that a comparison on one thread is one thread on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+from course_lib.deploy.export import INPUT, METADATA_KEY, OUTPUTS
+from course_lib.paste import paste_masks, resized_pixel_offset
+
+
+def paste_detections(outputs: Sequence[np.ndarray], metadata: dict) -> dict[str, Tensor]:
+    """The eager model's output dict from the graph's ``(boxes, labels, scores, masks [N, 1, M, M])``.
+
+    Masks are pasted into the input image as the eager model's transform does: the course's exact
+    paste (:func:`course_lib.paste.paste_masks`, with the resize's pixel offset) or torchvision's.
+    """
+    boxes, labels, scores, masks = (torch.from_numpy(np.asarray(o)) for o in outputs)
+    height, width = metadata["input_size"]
+    if metadata["paste"] == "course_lib":
+        offset = resized_pixel_offset(tuple(metadata["resized_size"]), (height, width))
+        pasted = paste_masks(masks[:, 0], boxes, height, width, pixel_offset=offset)[:, None]
+    else:
+        pasted = paste_masks_in_image(masks, boxes, (height, width), padding=1)
+    return {"boxes": boxes, "labels": labels.long(), "scores": scores, "masks": pasted}
+
+
+class RuntimePredictor:
+    """Calls ``run(image [3, H, W] float32) -> (boxes, labels, scores, masks)`` per image and pastes the masks.
+
+    ``metadata`` is the export's (:func:`course_lib.deploy.export.export_metadata`): it fixes the
+    input size, which every image must have.
+    """
+
+    device = torch.device("cpu")
+
+    def __init__(self, run: Callable[[np.ndarray], Sequence[np.ndarray]], metadata: dict, description: str) -> None:
+        self.run, self.metadata, self.description = run, metadata, description
+
+    def eval(self) -> "RuntimePredictor":
+        return self  # already an inference-only graph; here so callers can treat it like a model
+
+    def __call__(self, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+        expected = tuple(self.metadata["input_size"])
+        results = []
+        for image in images:
+            if tuple(image.shape[-2:]) != expected:
+                raise ValueError(f"this export takes {expected[0]}x{expected[1]} images, got "
+                                 f"{image.shape[-2]}x{image.shape[-1]}: export again for that size (--size HxW)")
+            results.append(paste_detections(self.run(image.detach().cpu().float().contiguous().numpy()), self.metadata))
+        return results
+
+
+def onnxruntime_predictor(path: str | Path, threads: int | None = None) -> RuntimePredictor:
+    """An ONNX Runtime CPU session of an exported ``.onnx`` file, on ``threads`` (default: torch's) threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    metadata = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+
+    def run(image: np.ndarray) -> list[np.ndarray]:
+        return session.run(list(OUTPUTS), {INPUT: image})
+
+    return RuntimePredictor(run, metadata, f"ONNX Runtime {ort.__version__} (CPU), FP32")
+
+
+def openvino_predictor(model, threads: int | None = None) -> RuntimePredictor:
+    """An OpenVINO CPU predictor of an IR file (``.xml``), an ``.onnx`` file or an ``openvino.Model``.
+
+    The plugin's inference precision for the floating-point layers is the export's
+    ``inference_precision``: ``"f32"`` (default), or ``"bf16"`` on CPUs with bfloat16 units (AMX,
+    AVX512-BF16), which the plugin may otherwise pick on its own; INT8 layers run in INT8 either way.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    if not isinstance(model, ov.Model):
+        model = core.read_model(str(model))
+    metadata = json.loads(model.get_rt_info([METADATA_KEY]).astype(str))
+    precision = metadata.get("inference_precision", "f32")
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+                                                 "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    outputs = [compiled.output(name) for name in OUTPUTS]
+
+    def run(image: np.ndarray) -> list[np.ndarray]:
+        result = request.infer({INPUT: image})
+        return [result[output] for output in outputs]
+
+    layers = f"INT8 + {precision}" if metadata.get("int8_scope") else precision
+    return RuntimePredictor(run, metadata, f"OpenVINO {ov.__version__.split('-')[0]} (CPU), {layers}")
