@@ -344,6 +344,45 @@ for name in ("ov_int8#nncf_defaults", "ov_int8"):
 # * Runtime precision and test-time settings multiply: the fastest rows combine a lower precision
 #   with the `fast` settings, and their AP costs add up.
 #
+# ## On a GPU
+#
+# A GPU changes the question. `data_scripts/bench_gpu.py` times the same R50-FPN v2 (random
+# weights, the same realistic detection cap) at Cityscapes' full resolution and at half of it, on
+# a data-centre GPU that the files name: float32, TF32 tensor cores, float16 (autocast or
+# `model.half()`), channels_last and a compiled backbone, interleaved and synchronised as on the
+# CPU. TensorRT is not in these files: it needs NVIDIA's own packages, which the machine that
+# measured them did not have; on Colab, `pip install torch-tensorrt` is the next step to try.
+
+# %%
+def gpu_table(result: dict) -> str:
+    """Markdown table of a ``bench_gpu.py`` results file."""
+    rows = ["| variant | what changes | median ms | FPS | speed-up vs fp32 |", "|---|---|---|---|---|"]
+    rows += [f"| {r['name']} | {r['description']} | {r['median_ms']:.1f} | {r['fps']:.1f} | {r['speedup']:.2f}x |"
+             for r in result["variants"]]
+    return "\n".join(rows)
+
+
+for name in ("deploy_gpu.json", "deploy_gpu_512.json"):
+    gpu = bench.load_results(name)
+    print(f"[results from {name}] {gpu['what']} | {gpu['device']} | torch {gpu['torch']} | {gpu['date']}")
+    print("command:", gpu["command"])
+    display(Markdown(gpu_table(gpu)))
+    fastest = max(gpu["variants"], key=lambda r: r["fps"])
+    print(f"fastest: {fastest['name']}, {fastest['fps']:.1f} FPS ({fastest['speedup']:.2f}x float32)")
+toy_gpu = bench.load_results("bench_gpu.json")
+toy_baseline = {r["name"]: r for r in toy_gpu["variants"]}["baseline"]
+print(f"[results from bench_gpu.json] the ToyCity model on {toy_gpu['device']}: {toy_baseline['median_ms']:.1f} ms per "
+      f"{toy_gpu['input_size'][0]}x{toy_gpu['input_size'][1]} image, mask AP {100 * toy_baseline['mask_AP']:.1f}; "
+      f"{toy_baseline['median_ms'] / fastest['median_ms']:.0%} of the R50-FPN's fastest time at half resolution")
+
+# %% [markdown]
+# At full resolution the convolutions dominate and half precision on the tensor cores pays: compare
+# the float16 rows with float32. At half the resolution the GPU waits for the rest: Python, the
+# per-image RPN and NMS, the paste. Lower precision then buys little, and the tiny ToyCity model,
+# with a small fraction of the arithmetic, still takes a large share of the big model's time per
+# image (the last line above). That is the same lesson as the small model on a CPU, at another
+# scale: measure where the time goes before choosing a lever.
+#
 # ## A live run on this machine
 #
 # The same harness, on a few images (no AP, to keep it short). Expect other absolute numbers than
