@@ -22,6 +22,7 @@ A COCO model predicts 91 category slots; the course predicts 9 classes. Two ways
 from __future__ import annotations
 
 import copy
+import urllib.error
 from collections import OrderedDict
 from typing import Any, Callable, Sequence
 
@@ -40,6 +41,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from course_lib.classes import CLASSES, COCO_CATEGORY_ID, NUM_CLASSES
+from course_lib.errors import WeightsUnavailable
 from course_lib.mask_skip import STEM, BackboneWithStem, FPNLevelsRPN, StemSkipMaskHead, StemSkipMaskPooler
 from course_lib.paste import set_paste
 from course_lib.roi import SeparableMultiScaleRoIAlign
@@ -99,7 +101,11 @@ def build(
         # Random init: these builders then use trainable BatchNorm (frozen BatchNorm, i.e. no
         # normalisation at all, is the default only of a bare resnet_fpn_backbone; a test checks).
         return builder(weights=None, weights_backbone=None, num_classes=num_classes, **sizes, **kw)
-    coco = builder(weights=weights, **sizes, **kw)
+    try:
+        coco = builder(weights=weights, **sizes, **kw)
+    except urllib.error.URLError as error:  # torchvision downloads the weights on first use
+        raise WeightsUnavailable(f"weights {weights}: cannot download them ({error.reason}); connect to the internet "
+                                 "once (they are cached in torch's hub folder), or build without weights") from None
     if num_classes == COCO_NUM_SLOTS:
         return coco
     if num_classes != NUM_CLASSES:

@@ -25,7 +25,6 @@ import os
 import pickle
 import random
 import time
-import urllib.error
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -36,7 +35,7 @@ from tqdm.auto import tqdm
 
 from course_lib import distributed, runtime, sampling
 from course_lib.atomic import atomic_path, write_json
-from course_lib.errors import BadInput, ResumeMismatch, UnreadableCheckpoint, WeightsUnavailable, WouldOverwrite
+from course_lib.errors import BadInput, ResumeMismatch, UnreadableCheckpoint, WouldOverwrite
 
 #: A dataset item: an image tensor [3, H, W] (float in [0, 1]) and a Mask R-CNN target dict
 #: (boxes [N, 4] xyxy, labels [N], masks [N, H, W]).
@@ -477,11 +476,7 @@ def _run_cli(args: argparse.Namespace) -> None:
     out = Path(args.out)
     dataset = data.dataset_from_arguments(args, "train", augment.train_transforms() if args.augment else None)
     runtime.seed_everything(args.seed)  # before the model draws its initial weights (the same in every process)
-    try:
-        model = models.build(args.arch, weights=args.weights, min_size=args.min_size, max_size=args.max_size)
-    except urllib.error.URLError as error:  # torchvision downloads the weights on first use
-        raise WeightsUnavailable(f"--weights {args.weights}: cannot download them ({error.reason}); connect to the "
-                                 "internet once (they are cached in torch's hub folder), or train without --weights") from None
+    model = models.build(args.arch, weights=args.weights, min_size=args.min_size, max_size=args.max_size)
     if rank == 0:
         print(runtime.banner(args.arch, f"{args.data} train ({len(dataset)} images)"))
     factors = sampling.dataset_repeat_factors(dataset, args.repeat_threshold, progress=rank == 0) if args.repeat_threshold else None

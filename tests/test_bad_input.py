@@ -284,8 +284,18 @@ def test_coco_weights_offline_are_one_line(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     assert main([*TRAIN, "--arch", "r50_fpn", "--weights", "DEFAULT", "--out", str(tmp_path / "run")]) == 2
-    assert "--weights DEFAULT: cannot download them" in one_error_line(capsys)
+    assert "weights DEFAULT: cannot download them" in one_error_line(capsys)
     assert not (tmp_path / "run").exists()
+
+
+def test_coco_weights_offline_from_python_are_weights_unavailable(tmp_path, monkeypatch):
+    from course_lib import model as models
+    from course_lib.errors import WeightsUnavailable
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    with pytest.raises(WeightsUnavailable, match="weights DEFAULT: cannot download them"):
+        models.build("r50_fpn", weights="DEFAULT")
 
 
 def test_a_1x1_image_is_one_line(tmp_path, small_model, capsys):
