@@ -337,6 +337,8 @@ def dataset_from_arguments(args: "argparse.Namespace", purpose: str, transforms:
     as the official evaluations do; training drops them.
     """
     if args.data == "toycity":
+        if args.length < 1:
+            raise BadInput(f"--length {args.length}: ToyCity needs at least 1 image (a scene); give --length 1 or more")
         return toycity(args.length, seed=args.data_seed, height=args.height, width=args.width, transforms=transforms)
     args.split = args.split or DEFAULT_SPLITS[(args.data, purpose)]
     crowd = purpose == "eval"

@@ -204,7 +204,8 @@ def test_a_two_point_coco_polygon_is_skipped_not_a_crash(tmp_path):
         assert dataset.image_labels(0) == [data.COCO_TO_INDEX[3]]
 
 
-@pytest.mark.parametrize("option", [["--length", "0"], ["--length", "2", "--limit", "0"]], ids=["length-0", "limit-0"])
+@pytest.mark.parametrize("option", [["--length", "0"], ["--length", "-1"], ["--length", "2", "--limit", "0"]],
+                         ids=["length-0", "length-negative", "limit-0"])
 def test_eval_of_no_images_is_an_error(tmp_path, small_model, capsys, option):
     out = tmp_path / "metrics.json"
     assert main(["eval", *TOYCITY, "--model", "toycity", *option, "--json", str(out)]) == 2
