@@ -39,7 +39,6 @@ from course_lib.atomic import write_json
 #: The stages of Mask R-CNN's forward, in order (the order of ``course_lib.inspect.trace``).
 STAGES = ("transform", "backbone", "rpn", "box_head", "mask_head", "paste")
 #: Held-out ToyCity scenes: the seeds ``data_scripts/train_toycity.py`` evaluates the model on.
-VAL_SEED = 1_000_000
 RESULTS_DIR = "assets/results"
 
 
@@ -233,10 +232,10 @@ def mask_ap(model: nn.Module, dataset: Sequence[tuple[Tensor, dict]], batch_size
 
 
 def toycity_val(length: int, height: int = 128, width: int = 256) -> list[tuple[Tensor, dict]]:
-    """The first ``length`` held-out ToyCity scenes (seeds from :data:`VAL_SEED`), as the model's trainer saw them."""
-    from course_lib.toycity import ToyCityDataset
+    """:func:`course_lib.toycity.held_out` as a list of ``(image, target)``, rendered once for repeated timing."""
+    from course_lib.toycity import held_out
 
-    dataset = ToyCityDataset(length, seed=VAL_SEED, height=height, width=width)
+    dataset = held_out(length, height, width)
     return [dataset[i] for i in range(length)]
 
 

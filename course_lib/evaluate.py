@@ -302,9 +302,10 @@ def cli(argv: list[str]) -> int:
     """``python -m course_lib eval --data toycity|cityscapes|coco --model toycity|coco|CHECKPOINT [...]``."""
     from course_lib import data, runtime, zoo
     from course_lib.failures import failure_analysis
+    from course_lib.toycity import HELD_OUT_SEED
 
     parser = argparse.ArgumentParser(prog="python -m course_lib eval", description=__doc__.splitlines()[0])
-    data.add_dataset_arguments(parser, toycity_length=100, toycity_seed=1_000_000)  # the held-out split of train_toycity.py
+    data.add_dataset_arguments(parser, toycity_length=100, toycity_seed=HELD_OUT_SEED)  # the split training never sees
     parser.add_argument("--model", required=True, help="toycity, coco (COCO weights mapped to the urban classes) or a checkpoint path")
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")

@@ -5,7 +5,7 @@
 
 It trains ``course_lib.model.build('toycity_small')`` with ``course_lib.train.train`` on freshly
 generated ToyCity scenes (scene seeds 0..N-1, each seen at most once, so no augmentation is needed),
-evaluates pycocotools box and mask AP on a fixed held-out split (scene seeds from 1,000,000 on)
+evaluates pycocotools box and mask AP on a fixed held-out split (``course_lib.toycity.held_out``)
 every ``--eval-every`` steps, and writes
 
 * ``course_lib/assets/toycity_maskrcnn.pt``: the state dict (what ``course_lib.zoo.load('toycity')`` loads);
@@ -36,13 +36,12 @@ from course_lib.atomic import atomic_path, write_json
 from course_lib.bench import device_name
 from course_lib.evaluate import coco_metrics, predict
 from course_lib.mask_target import set_mask_targets
-from course_lib.toycity import ToyCityDataset
+from course_lib.toycity import HELD_OUT_SEED, ToyCityDataset, held_out
 from course_lib.errors import WouldOverwrite
 from course_lib.train import AMP_OPTIONS, SCHEDULES, amp_setting, check_new_run, train
 from course_lib.zoo import sha256_of
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
-VAL_SEED = 1_000_000  # held-out scenes: far from the training seeds 0..length-1
 
 
 def ap_summary(metrics: dict) -> dict[str, float]:
@@ -113,7 +112,7 @@ def run(args: argparse.Namespace, command: str) -> None:
     if args.input_scale != 1:
         build_kwargs["anchor_sizes"] = [round(s * args.input_scale) for s in models.TOYCITY_ANCHOR_SIZES]
     train_set = ToyCityDataset(args.steps * args.batch_size, seed=0, height=args.height, width=args.width)
-    val_set = ToyCityDataset(args.val_length, seed=VAL_SEED, height=args.height, width=args.width)
+    val_set = held_out(args.val_length, args.height, args.width)
     scan_started = time.perf_counter()
     factors = sampling.dataset_repeat_factors(train_set, args.repeat_threshold, progress=rank == 0) if args.repeat_threshold else None
     label_scan_s = time.perf_counter() - scan_started  # rendering every training scene once to read its classes
@@ -158,7 +157,7 @@ def run(args: argparse.Namespace, command: str) -> None:
         "schedule": args.schedule, "grad_clip": args.grad_clip, "amp_bf16": amp, "mask_targets": args.mask_targets, "mask_dice_weight": args.mask_dice_weight, "mask_loss_weight": args.mask_loss_weight, "seed": args.seed,
         "repeat_threshold": args.repeat_threshold, "label_scan_s": round(label_scan_s, 1), "processes": args.processes, "threads": args.threads,
         "train_scenes": f"ToyCityDataset(seed=0, length={len(train_set)}) at {args.height}x{args.width}",
-        "val_scenes": f"ToyCityDataset(seed={VAL_SEED}, length={args.val_length}) at {args.height}x{args.width}",
+        "val_scenes": f"ToyCityDataset(seed={HELD_OUT_SEED}, length={args.val_length}) at {args.height}x{args.width}",
         "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(cpu_seconds, 1),
         "total_wall_s_with_eval": round(total_wall, 1),
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
