@@ -8,7 +8,7 @@ import sys
 #: subcommand -> module whose ``cli(argv) -> int`` runs it (``module:function`` for another function)
 COMMANDS = {
     "train": "course_lib.train",
-    "eval": "course_lib.evaluate",
+    "eval": "course_lib.cli.evaluate",
     "bench": "course_lib.bench",
     "video": "course_lib.video",
     "export": "course_lib.__main__:export_cli",

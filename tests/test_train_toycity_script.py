@@ -41,7 +41,7 @@ def test_a_tiny_run_writes_weights_that_its_manifest_rebuilds(tiny_run):
 
 
 def test_the_eval_command_reads_a_runs_weights_through_its_manifest(tiny_run, tmp_path):
-    from course_lib import evaluate
+    from course_lib.cli import evaluate
 
     results = json.loads((tiny_run / "toycity_training.json").read_text())
     # the same 2 held-out scenes the run evaluated (course_lib.toycity.held_out: both commands' default)
