@@ -38,7 +38,7 @@ from course_lib.evaluate import coco_metrics, predict
 from course_lib.mask_target import set_mask_targets
 from course_lib.toycity import HELD_OUT_SEED, ToyCityDataset, held_out
 from course_lib.errors import WouldOverwrite
-from course_lib.train import AMP_OPTIONS, SCHEDULES, amp_setting, check_new_run, train
+from course_lib.train import AMP_OPTIONS, add_recipe_arguments, amp_setting, check_new_run, train
 from course_lib.zoo import sha256_of
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
@@ -51,18 +51,9 @@ def ap_summary(metrics: dict) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1300)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    parser.add_argument("--lr", type=float, default=1.4e-3)
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--schedule", choices=SCHEDULES, default="linear")
-    parser.add_argument("--grad-clip", type=float, default=10.0)
+    add_recipe_arguments(parser, "toycity")  # the same options and defaults as `python -m course_lib train --recipe toycity`
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--amp", choices=tuple(AMP_OPTIONS), default="auto",
-                        help="bfloat16 autocast (auto: where the CPU has AMX / AVX-512 BF16 units)")
     parser.add_argument("--mask-targets", choices=("soft", "binary"), default="binary",
                         help="the mask head's 28x28 targets: torchvision's soft ones or the paper's binary ones")
     parser.add_argument("--mask-stem-channels", type=int, default=32,
@@ -80,15 +71,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of the --box-rois sampled RoIs per image that may be positives; the mask head trains on those")
     parser.add_argument("--input-scale", type=float, default=1.0,
                         help="the model resizes each scene by this factor before the backbone (anchors scale with it)")
-    parser.add_argument("--repeat-threshold", type=float, default=0.0, help=sampling.THRESHOLD_HELP)
     parser.add_argument("--val-length", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=140, help="steps between held-out evaluations")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--processes", type=int, default=1,
-                        help="data-parallel training processes, each on batch-size / processes images (course_lib.distributed)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads in all (split over the processes)")
     parser.add_argument("--out", default="runs/toycity", help="checkpoints and TensorBoard logs")
-    parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-install", action="store_true", help="write the weights to --out, not course_lib/assets")
     args = parser.parse_args(argv)
     distributed.check_batch_split(parser, args)

@@ -72,3 +72,34 @@ def test_a_batch_that_does_not_split_over_the_processes_stops_before_training(tm
     assert "--batch-size 3 must be a multiple of --processes 2" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
+
+def parsed_options(monkeypatch, command) -> dict:
+    """The options ``command`` (a ``main``/``cli`` call) would train with, caught before training starts."""
+    from course_lib import distributed
+
+    caught = {}
+    monkeypatch.setattr(distributed, "launch", lambda fn, args, *rest, **kwargs: caught.update(vars(args)))
+    assert command() == 0
+    return caught
+
+
+def test_the_script_and_the_train_command_share_the_toycity_recipe(cli, monkeypatch, tmp_path):
+    from course_lib import train
+
+    script = parsed_options(monkeypatch, lambda: cli(["--out", str(tmp_path / "script")]))
+    command = parsed_options(monkeypatch, lambda: train.cli(["--recipe", "toycity", "--data", "toycity", "--out", str(tmp_path / "cli")]))
+    recipe = train.RECIPES["toycity"]
+    assert {key: script[key] for key in recipe} == {key: command[key] for key in recipe} == recipe
+    finetune = parsed_options(monkeypatch, lambda: train.cli(["--data", "toycity", "--steps", "3", "--out", str(tmp_path / "ft")]))
+    assert (finetune["optimizer"], finetune["lr"]) == (train.RECIPES["finetune"]["optimizer"], train.RECIPES["finetune"]["lr"])
+
+
+def test_the_recorded_command_of_the_shipped_model_parses_to_its_recorded_recipe(cli, monkeypatch, tmp_path):
+    manifest = zoo.toycity_manifest()
+    prefix = "python data_scripts/train_toycity.py "
+    assert manifest["command"].startswith(prefix)
+    options = parsed_options(monkeypatch, lambda: cli([*manifest["command"][len(prefix):].split(), "--out", str(tmp_path)]))
+    recorded = manifest["training"]
+    renamed = {"warmup_steps": "warmup"}
+    for key in ("steps", "batch_size", "optimizer", "lr", "weight_decay", "warmup_steps", "schedule", "grad_clip", "repeat_threshold", "seed"):
+        assert options[renamed.get(key, key)] == recorded[key], key
