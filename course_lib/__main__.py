@@ -9,7 +9,7 @@ import sys
 COMMANDS = {
     "train": "course_lib.train",
     "eval": "course_lib.cli.evaluate",
-    "bench": "course_lib.bench",
+    "bench": "course_lib.cli.bench",
     "video": "course_lib.video",
     "export": "course_lib.__main__:export_cli",
 }
