@@ -8,8 +8,8 @@ import sys
 #: subcommand -> module whose ``cli(argv) -> int`` runs it (``module:function`` for another function)
 COMMANDS = {
     "train": "course_lib.train",
-    "eval": "course_lib.evaluate",
-    "bench": "course_lib.bench",
+    "eval": "course_lib.cli.evaluate",
+    "bench": "course_lib.cli.bench",
     "video": "course_lib.video",
     "export": "course_lib.__main__:export_cli",
 }

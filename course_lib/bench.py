@@ -12,7 +12,6 @@ and read committed results with :func:`load_results`. ``--train-step`` times tra
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import ctypes
@@ -21,7 +20,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import threading
 import time
 from importlib import resources
@@ -33,13 +31,12 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from course_lib import runtime, speed, zoo
+from course_lib import runtime, speed
 from course_lib.atomic import write_json
 
 #: The stages of Mask R-CNN's forward, in order (the order of ``course_lib.inspect.trace``).
 STAGES = ("transform", "backbone", "rpn", "box_head", "mask_head", "paste")
 #: Held-out ToyCity scenes: the seeds ``data_scripts/train_toycity.py`` evaluates the model on.
-VAL_SEED = 1_000_000
 RESULTS_DIR = "assets/results"
 
 
@@ -233,10 +230,10 @@ def mask_ap(model: nn.Module, dataset: Sequence[tuple[Tensor, dict]], batch_size
 
 
 def toycity_val(length: int, height: int = 128, width: int = 256) -> list[tuple[Tensor, dict]]:
-    """The first ``length`` held-out ToyCity scenes (seeds from :data:`VAL_SEED`), as the model's trainer saw them."""
-    from course_lib.toycity import ToyCityDataset
+    """:func:`course_lib.toycity.held_out` as a list of ``(image, target)``, rendered once for repeated timing."""
+    from course_lib.toycity import held_out
 
-    dataset = ToyCityDataset(length, seed=VAL_SEED, height=height, width=width)
+    dataset = held_out(length, height, width)
     return [dataset[i] for i in range(length)]
 
 
@@ -536,109 +533,3 @@ def pareto_plot(results: dict, ax=None):
     ax.set_title(f"{results['model']} on {results['data']}\n{results['device']}", fontsize=9)
     ax.legend()
     return ax
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
-    parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
-    parser.add_argument("--variants", default="baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,scale_0.75,scale_0.5,batch_4,fast,fast_small,fast_bf16",
-                        help=f"comma-separated, from: {', '.join(speed.VARIANTS)}; or runtimes (course_lib[deploy]): "
-                             "ort, ov_fp32, ov_bf16, ov_int8, ov_int8_bf16, each optionally @SETTINGS (e.g. ov_int8@fast); all are then timed interleaved")
-    parser.add_argument("--calibration", type=int, default=runtime.pick(2, 64),
-                        help="ToyCity training scenes that calibrate INT8 runtimes")
-    parser.add_argument("--val", type=int, default=runtime.pick(4, 100), help="held-out ToyCity scenes for mask AP")
-    parser.add_argument("--size", default="128x256", help="HxW of the ToyCity scenes (the model was trained at 128x256)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=runtime.pick(3, 30))
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--no-eval", action="store_true", help="time only, skip mask AP")
-    parser.add_argument("--out", default=None, help="write the results JSON here")
-    parser.add_argument("--tracker", action="store_true", help="time the tracker alone (30 instances per frame) instead")
-    parser.add_argument("--train-step", action="store_true",
-                        help="time training steps (RoI pooler x precision x processes) on ToyCity training scenes instead")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per training step (with --train-step)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.train_step:
-        from course_lib.toycity import ToyCityDataset
-
-        height, width = (int(v) for v in args.size.lower().split("x"))
-        device = runtime.device()
-        runtime.print_banner(f"{args.model} model (training steps)", f"ToyCity training scenes at {height}x{width}")
-        result = training_step_benchmark(zoo.from_command_line(args.model, args.arch, device),
-                                         ToyCityDataset(64, seed=0, height=height, width=width),
-                                         batch_size=args.batch_size, warmup=args.warmup, repeats=args.repeats)
-        result["model"], result["data"] = f"{args.model} model", f"ToyCity training scenes, {height}x{width}"
-        print(training_step_table(result))
-        if args.out:
-            print("wrote", save_results(result, args.out))
-        return 0
-    if args.tracker:
-        result = tracker_overhead()
-        print(json.dumps(result, indent=2))
-        if args.out:
-            print("wrote", save_results(result, args.out))
-        return 0
-    height, width = (int(v) for v in args.size.lower().split("x"))
-    names = args.variants.split(",")
-    from course_lib.deploy import available as deploy_available
-
-    try:
-        deployed = [n for n in names if _is_deploy_name(n)]
-    except ValueError as error:  # a runtime with settings an export cannot keep
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if args.model.startswith("random:") or deployed:
-        if not deploy_available():
-            print("error: runtime variants need ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'", file=sys.stderr)
-            return 2
-        return _deploy_cli(args, names, height, width)
-    device = runtime.device()
-    model, name = zoo.from_command_line(args.model, args.arch, device), f"{args.model} model"
-    dataset = toycity_val(args.val, height, width)
-    runtime.print_banner(name, f"ToyCity val, {args.val} scenes at {height}x{width}")
-    results = run_benchmark(model, dataset, args.variants.split(","), model_name=name,
-                            data_name=f"ToyCity val ({args.val} scenes, {height}x{width})", warmup=args.warmup,
-                            repeats=args.repeats, evaluate=not args.no_eval)
-    print(results_table(results))
-    for variant, reason in results["skipped"].items():
-        print(f"skipped {variant}: {reason}")
-    if args.out:
-        print("wrote", save_results(results, args.out))
-    return 0
-
-
-def _is_deploy_name(name: str) -> bool:
-    from course_lib.deploy.measure import is_deploy_name
-
-    return is_deploy_name(name)
-
-
-def _deploy_cli(args: argparse.Namespace, names: list[str], height: int, width: int) -> int:
-    """``bench`` with runtime variants, or with ``--model random:ARCH`` (timing only): interleaved, on the CPU."""
-    from course_lib.deploy.measure import random_weights_model, run_deploy_benchmark
-    from course_lib.toycity import ToyCityDataset
-
-    if args.model.startswith("random:"):
-        model = random_weights_model(args.model.split(":", 1)[1], height, width)
-        name = f"{args.model.split(':', 1)[1]} with random weights (timing only), {model.roi_heads.detections_per_img} detections per image"
-        args.no_eval = True
-    else:
-        model, name = zoo.from_command_line(args.model, args.arch, torch.device("cpu")), f"{args.model} model"
-    dataset = toycity_val(args.val, height, width)
-    calibration = ToyCityDataset(args.calibration, seed=0, height=height, width=width)  # training scenes
-    runtime.print_banner(name, f"ToyCity val, {args.val} scenes at {height}x{width}")
-    results = run_deploy_benchmark(model, dataset, names, calibration=[calibration[i][0] for i in range(len(calibration))],
-                                   model_name=name, data_name=f"ToyCity val ({args.val} scenes, {height}x{width})",
-                                   warmup=args.warmup, repeats=args.repeats, evaluate=not args.no_eval)
-    print(results_table(results))
-    for variant, reason in results["skipped"].items():
-        print(f"skipped {variant}: {reason}")
-    if args.out:
-        print("wrote", save_results(results, args.out))
-    return 0

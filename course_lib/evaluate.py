@@ -18,7 +18,6 @@ Related modules: :mod:`course_lib.failures` (missed / false / confused detection
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 from typing import Sequence
@@ -31,9 +30,7 @@ from pycocotools.cocoeval import COCOeval
 from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
-from course_lib.atomic import write_json
 from course_lib.classes import CLASSES
-from course_lib.errors import BadInput
 
 #: Names of COCOeval.stats entries, in its order (maxDets 100 unless named).
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -297,47 +294,3 @@ def evaluate_model(model: torch.nn.Module, dataset: torch.utils.data.Dataset, de
     metrics["mask_iou"] = mean_matched_mask_iou(predictions, targets)
     return metrics, predictions
 
-
-def cli(argv: list[str]) -> int:
-    """``python -m course_lib eval --data toycity|cityscapes|coco --model toycity|coco|CHECKPOINT [...]``."""
-    from course_lib import data, runtime, zoo
-    from course_lib.failures import failure_analysis
-
-    parser = argparse.ArgumentParser(prog="python -m course_lib eval", description=__doc__.splitlines()[0])
-    data.add_dataset_arguments(parser, toycity_length=100, toycity_seed=1_000_000)  # the held-out split of train_toycity.py
-    parser.add_argument("--model", required=True, help="toycity, coco (COCO weights mapped to the urban classes) or a checkpoint path")
-    parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--official", metavar="OUT_DIR", help="Cityscapes: also run the official evaluator, writing its files here")
-    parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON to FILE")
-    args = parser.parse_args(argv)
-    if args.official and (args.data != "cityscapes" or args.limit is not None):
-        parser.error("--official needs --data cityscapes and every image of the split (no --limit)")
-    if args.limit is not None and args.limit < 1:
-        raise BadInput(f"--limit {args.limit}: evaluate at least 1 image (leave --limit out for all of them)")
-
-    device = runtime.device()
-    dataset = data.dataset_from_arguments(args, "eval")
-    if len(dataset) == 0:
-        raise BadInput(f"the {args.data} evaluation set is empty: metrics of no images are undefined; "
-                       "give at least 1 image (for ToyCity, --length 1 or more)")
-    if args.limit is not None:
-        dataset = torch.utils.data.Subset(dataset, range(min(args.limit, len(dataset))))
-    model = zoo.from_command_line(args.model, args.arch, device)
-    predictions, targets = predict(model, dataset, device, args.batch_size)
-    metrics = coco_metrics(predictions, targets)
-    metrics["mask_iou"] = mean_matched_mask_iou(predictions, targets)
-    split = args.split or f"scenes from seed {args.data_seed}"  # ToyCity has seeds, not splits
-    runtime.print_banner(args.model, f"{args.data} {split} ({len(dataset)} images)")
-    print(format_metrics(metrics))
-    print(failure_analysis(predictions, targets).table())
-    if args.official:
-        from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
-
-        official = cityscapes_official_eval(predictions, args.root, args.split, args.official)
-        print(format_official(official))
-        metrics["cityscapes_official"] = official
-    if args.json:
-        write_json(args.json, metrics, indent=2)
-    return 0

@@ -427,38 +427,58 @@ def _log_sample_prediction(writer, model: nn.Module, image: torch.Tensor, step: 
     writer.add_image("sample_prediction", canvas, step)
 
 
+#: Training recipes: the defaults of ``python -m course_lib train --recipe NAME``. ``toycity`` is the
+#: recipe of the shipped ToyCity model, also the defaults of ``data_scripts/train_toycity.py``.
+RECIPES: dict[str, dict[str, Any]] = {
+    "finetune": {"steps": None, "batch_size": 4, "optimizer": "sgd", "lr": 0.02, "weight_decay": 1e-4, "warmup": 50,
+                 "schedule": "cosine", "grad_clip": 10.0, "repeat_threshold": 0.0, "seed": 0, "amp": "auto", "processes": 1},
+    "toycity": {"steps": 1300, "batch_size": 4, "optimizer": "adamw", "lr": 1.4e-3, "weight_decay": 0.05, "warmup": 100,
+                "schedule": "linear", "grad_clip": 10.0, "repeat_threshold": 0.0, "seed": 0, "amp": "auto", "processes": 1},
+}
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, recipe: str) -> None:
+    """Add the options of a training recipe (``--steps --batch-size --optimizer --lr ...``) with
+    :data:`RECIPES` ``[recipe]`` as their defaults (``--steps`` is required where the recipe has none)."""
+    defaults = RECIPES[recipe]
+    parser.add_argument("--steps", type=int, default=defaults["steps"], required=defaults["steps"] is None)
+    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"])
+    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default=defaults["optimizer"],
+                        help="sgd for fine-tuning COCO weights; adamw (e.g. --lr 1e-3 --weight-decay 0.05) from scratch")
+    parser.add_argument("--lr", type=float, default=defaults["lr"])
+    parser.add_argument("--weight-decay", type=float, default=defaults["weight_decay"])
+    parser.add_argument("--warmup", type=int, default=defaults["warmup"], help="warmup steps")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=defaults["schedule"])
+    parser.add_argument("--grad-clip", type=float, default=defaults["grad_clip"])
+    parser.add_argument("--repeat-threshold", type=float, default=defaults["repeat_threshold"], help=sampling.THRESHOLD_HELP)
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
+    parser.add_argument("--amp", choices=tuple(AMP_OPTIONS), default=defaults["amp"],
+                        help="mixed precision (auto: on for CUDA and for CPUs with bfloat16 units)")
+    parser.add_argument("--processes", type=int, default=defaults["processes"],
+                        help="data-parallel training processes (one per GPU, or per CPU core), each on batch-size / processes images")
+    parser.add_argument("--resume", action="store_true", help="continue from the output folder's last.pt")
+
+
 def cli(argv: list[str]) -> int:
-    """``python -m course_lib train --data toycity|cityscapes|coco --arch ... --steps N --out DIR [--resume] [--processes P]``."""
+    """``python -m course_lib train --data toycity|cityscapes|coco [--recipe finetune|toycity] --arch ... --steps N --out DIR [--resume] [--processes P]``."""
     from course_lib import data
     from course_lib import model as models
 
-    parser = argparse.ArgumentParser(prog="python -m course_lib train", description=__doc__.splitlines()[0])
+    recipe_parser = argparse.ArgumentParser(add_help=False)
+    recipe_parser.add_argument("--recipe", choices=tuple(RECIPES), default="finetune",
+                               help="defaults of the training options: finetune, or toycity (the shipped ToyCity model's)")
+    recipe = recipe_parser.parse_known_args(argv)[0].recipe
+    parser = argparse.ArgumentParser(prog="python -m course_lib train", description=__doc__.splitlines()[0], parents=[recipe_parser])
     data.add_dataset_arguments(parser, toycity_length=2000, toycity_seed=0)
     parser.add_argument("--augment", action="store_true", help="flip, scale jitter, small rotation, colour jitter (course_lib.augment)")
     parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small")
     parser.add_argument("--weights", help="COCO weights for the R50 archs (e.g. DEFAULT): heads transferred to the 9 classes")
     parser.add_argument("--min-size", type=int)
     parser.add_argument("--max-size", type=int)
-    parser.add_argument("--steps", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
-                        help="sgd for fine-tuning COCO weights; adamw (e.g. --lr 1e-3 --weight-decay 0.05) from scratch")
-    parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--warmup", type=int, default=50, help="warmup steps")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="cosine")
-    parser.add_argument("--grad-clip", type=float, default=10.0)
+    add_recipe_arguments(parser, recipe)
     parser.add_argument("--checkpoint-every", type=int, default=100)
-    parser.add_argument("--repeat-threshold", type=float, default=0.0,
-                        help=sampling.THRESHOLD_HELP)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--amp", choices=tuple(AMP_OPTIONS), default="auto",
-                        help="mixed precision (auto: on for CUDA and for CPUs with bfloat16 units)")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0: exact resume; 2-4 on a GPU machine)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="data-parallel training processes (one per GPU, or per CPU core), each on batch-size / processes images")
     parser.add_argument("--out", required=True, help="output folder: last.pt, model.pt, history.json, tensorboard/")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     args = parser.parse_args(argv)
     distributed.check_batch_split(parser, args)
     check_new_run(args.out, args.resume)  # here, not in the worker processes: one line, not a traceback from each

@@ -25,7 +25,7 @@ import torch
 from course_lib import runtime, zoo
 from course_lib.bench import device_name
 from course_lib.evaluate import coco_metrics, predict
-from course_lib.toycity import ToyCityDataset
+from course_lib.toycity import HELD_OUT_SEED, ToyCityDataset
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
 
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="NAME=FOLDER of a train_toycity.py --no-install run, or 'shipped'")
     parser.add_argument("--length", type=int, default=500, help="scenes per held-out split")
-    parser.add_argument("--data-seeds", type=int, nargs="+", default=[1_000_000, 2_000_000],
-                        help="first scene seed of each split (1,000,000 is train_toycity.py's, whose first 100 it evaluated)")
+    parser.add_argument("--data-seeds", type=int, nargs="+", default=[HELD_OUT_SEED, 2 * HELD_OUT_SEED],
+                        help=f"first scene seed of each split ({HELD_OUT_SEED} is course_lib.toycity.held_out's, whose first 100 train_toycity.py evaluated)")
     parser.add_argument("--rare-class", default="train", help="the class whose AP gets its own column")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="write the table as JSON to this file")

@@ -5,7 +5,7 @@
 
 It trains ``course_lib.model.build('toycity_small')`` with ``course_lib.train.train`` on freshly
 generated ToyCity scenes (scene seeds 0..N-1, each seen at most once, so no augmentation is needed),
-evaluates pycocotools box and mask AP on a fixed held-out split (scene seeds from 1,000,000 on)
+evaluates pycocotools box and mask AP on a fixed held-out split (``course_lib.toycity.held_out``)
 every ``--eval-every`` steps, and writes
 
 * ``course_lib/assets/toycity_maskrcnn.pt``: the state dict (what ``course_lib.zoo.load('toycity')`` loads);
@@ -36,13 +36,12 @@ from course_lib.atomic import atomic_path, write_json
 from course_lib.bench import device_name
 from course_lib.evaluate import coco_metrics, predict
 from course_lib.mask_target import set_mask_targets
-from course_lib.toycity import ToyCityDataset
+from course_lib.toycity import HELD_OUT_SEED, ToyCityDataset, held_out
 from course_lib.errors import WouldOverwrite
-from course_lib.train import AMP_OPTIONS, SCHEDULES, amp_setting, check_new_run, train
+from course_lib.train import AMP_OPTIONS, add_recipe_arguments, amp_setting, check_new_run, train
 from course_lib.zoo import sha256_of
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
-VAL_SEED = 1_000_000  # held-out scenes: far from the training seeds 0..length-1
 
 
 def ap_summary(metrics: dict) -> dict[str, float]:
@@ -52,18 +51,9 @@ def ap_summary(metrics: dict) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1300)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    parser.add_argument("--lr", type=float, default=1.4e-3)
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--schedule", choices=SCHEDULES, default="linear")
-    parser.add_argument("--grad-clip", type=float, default=10.0)
+    add_recipe_arguments(parser, "toycity")  # the same options and defaults as `python -m course_lib train --recipe toycity`
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--amp", choices=tuple(AMP_OPTIONS), default="auto",
-                        help="bfloat16 autocast (auto: where the CPU has AMX / AVX-512 BF16 units)")
     parser.add_argument("--mask-targets", choices=("soft", "binary"), default="binary",
                         help="the mask head's 28x28 targets: torchvision's soft ones or the paper's binary ones")
     parser.add_argument("--mask-stem-channels", type=int, default=32,
@@ -81,15 +71,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of the --box-rois sampled RoIs per image that may be positives; the mask head trains on those")
     parser.add_argument("--input-scale", type=float, default=1.0,
                         help="the model resizes each scene by this factor before the backbone (anchors scale with it)")
-    parser.add_argument("--repeat-threshold", type=float, default=0.0, help=sampling.THRESHOLD_HELP)
     parser.add_argument("--val-length", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=140, help="steps between held-out evaluations")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--processes", type=int, default=1,
-                        help="data-parallel training processes, each on batch-size / processes images (course_lib.distributed)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads in all (split over the processes)")
     parser.add_argument("--out", default="runs/toycity", help="checkpoints and TensorBoard logs")
-    parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-install", action="store_true", help="write the weights to --out, not course_lib/assets")
     args = parser.parse_args(argv)
     distributed.check_batch_split(parser, args)
@@ -113,7 +98,7 @@ def run(args: argparse.Namespace, command: str) -> None:
     if args.input_scale != 1:
         build_kwargs["anchor_sizes"] = [round(s * args.input_scale) for s in models.TOYCITY_ANCHOR_SIZES]
     train_set = ToyCityDataset(args.steps * args.batch_size, seed=0, height=args.height, width=args.width)
-    val_set = ToyCityDataset(args.val_length, seed=VAL_SEED, height=args.height, width=args.width)
+    val_set = held_out(args.val_length, args.height, args.width)
     scan_started = time.perf_counter()
     factors = sampling.dataset_repeat_factors(train_set, args.repeat_threshold, progress=rank == 0) if args.repeat_threshold else None
     label_scan_s = time.perf_counter() - scan_started  # rendering every training scene once to read its classes
@@ -158,7 +143,7 @@ def run(args: argparse.Namespace, command: str) -> None:
         "schedule": args.schedule, "grad_clip": args.grad_clip, "amp_bf16": amp, "mask_targets": args.mask_targets, "mask_dice_weight": args.mask_dice_weight, "mask_loss_weight": args.mask_loss_weight, "seed": args.seed,
         "repeat_threshold": args.repeat_threshold, "label_scan_s": round(label_scan_s, 1), "processes": args.processes, "threads": args.threads,
         "train_scenes": f"ToyCityDataset(seed=0, length={len(train_set)}) at {args.height}x{args.width}",
-        "val_scenes": f"ToyCityDataset(seed={VAL_SEED}, length={args.val_length}) at {args.height}x{args.width}",
+        "val_scenes": f"ToyCityDataset(seed={HELD_OUT_SEED}, length={args.val_length}) at {args.height}x{args.width}",
         "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(cpu_seconds, 1),
         "total_wall_s_with_eval": round(total_wall, 1),
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},

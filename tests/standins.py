@@ -75,9 +75,10 @@ def toycity_scenes(first_seed: int, count: int, height: int, width: int, semanti
 def export_cityscapes(root: Path, count: int = 2, height: int = 128, width: int = 256) -> Path:
     """ToyCity in the Cityscapes layout: ``train`` and ``val`` splits of ``count`` scenes each, with
     the small instances turned into group regions. Returns ``root`` (for ``CITYSCAPES_DATASET``)."""
+    from course_lib.toycity import HELD_OUT_SEED
     from course_lib.toycity.export import write_cityscapes
 
-    for split, first in (("train", 0), ("val", 1_000_000)):
+    for split, first in (("train", 0), ("val", HELD_OUT_SEED)):
         write_cityscapes(root, split, toycity_scenes(first, count, height, width, semantic=True), group_area=150)
         for ids_file in sorted((Path(root) / "gtFine" / split).glob("*/*_instanceIds.png")):
             add_caravan(ids_file)

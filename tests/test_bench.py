@@ -8,7 +8,8 @@ import time
 import pytest
 import torch
 
-from course_lib import bench
+from course_lib import bench, zoo
+from course_lib.cli import bench as bench_cli
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +64,10 @@ def test_pareto_front_keeps_only_unbeaten_variants():
 
 
 def test_cli_times_without_evaluation(model, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(bench.zoo, "from_command_line", lambda *args, **kwargs: model)
+    monkeypatch.setattr(zoo, "from_command_line", lambda *args, **kwargs: model)
     out = tmp_path / "bench.json"
     argv = ["--variants", "baseline,rpn_100", "--val", "1", "--warmup", "1", "--repeats", "2", "--no-eval", "--out", str(out)]
-    assert bench.cli(argv) == 0
+    assert bench_cli.cli(argv) == 0
     printed = capsys.readouterr().out
     assert "[results from]" in printed and "| rpn_100 |" in printed
     assert [row["name"] for row in json.loads(out.read_text())["variants"]] == ["baseline", "rpn_100"]
@@ -74,11 +75,11 @@ def test_cli_times_without_evaluation(model, monkeypatch, tmp_path, capsys):
 
 def test_training_step_benchmark_times_each_pooler_and_leaves_the_model_alone(model, monkeypatch, tmp_path, capsys):
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    monkeypatch.setattr(bench.zoo, "from_command_line", lambda *args, **kwargs: model)
+    monkeypatch.setattr(zoo, "from_command_line", lambda *args, **kwargs: model)
     out = tmp_path / "train_step.json"
     threads = torch.get_num_threads()
     try:  # 2 threads: the data-parallel variant runs 2 processes of 1 thread
-        assert bench.cli(["--train-step", "--warmup", "1", "--repeats", "2", "--size", "64x128", "--threads", "2", "--out", str(out)]) == 0
+        assert bench_cli.cli(["--train-step", "--warmup", "1", "--repeats", "2", "--size", "64x128", "--threads", "2", "--out", str(out)]) == 0
     finally:
         torch.set_num_threads(threads)
     results = json.loads(out.read_text())

@@ -216,7 +216,7 @@ def test_official_cityscapes_evaluator_on_a_cityscapes_layout_fixture(tmp_path):
 def test_eval_cli_on_toycity_with_a_checkpoint(tmp_path, capsys):
     import json
 
-    from course_lib.evaluate import cli
+    from course_lib.cli.evaluate import cli
     from course_lib.model import build
 
     torch.manual_seed(0)

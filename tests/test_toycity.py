@@ -138,3 +138,11 @@ def test_dataset_transforms_move_boxes_with_masks():
     image, target = ToyCityDataset(1, seed=2, transforms=v2.RandomHorizontalFlip(p=1.0), **SIZE)[0]
     assert torch.equal(target["boxes"].as_subclass(torch.Tensor), boxes_from_masks(target["masks"]))
     assert torch.equal(target["masks"], scene(2, **SIZE)[1]["masks"].flip(-1))
+
+
+def test_held_out_split_starts_at_the_held_out_seed_far_from_training_seeds():
+    from course_lib.toycity import HELD_OUT_SEED, held_out
+
+    assert HELD_OUT_SEED == 1_000_000  # the seed every committed ToyCity result was evaluated on
+    split = held_out(3, 64, 128)
+    assert (len(split), split.seed, split.height, split.width) == (3, HELD_OUT_SEED, 64, 128)

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from course_lib import zoo
+from course_lib.toycity import HELD_OUT_SEED
 
 TINY = ["--steps", "2", "--batch-size", "2", "--warmup", "1", "--height", "64", "--width", "128", "--val-length", "2",
         "--eval-every", "2", "--threads", "1", "--no-install"]
@@ -40,10 +41,10 @@ def test_a_tiny_run_writes_weights_that_its_manifest_rebuilds(tiny_run):
 
 
 def test_the_eval_command_reads_a_runs_weights_through_its_manifest(tiny_run, tmp_path):
-    from course_lib import evaluate
+    from course_lib.cli import evaluate
 
     results = json.loads((tiny_run / "toycity_training.json").read_text())
-    # the same 2 held-out scenes the run evaluated (seed 1,000,000 is both commands' default)
+    # the same 2 held-out scenes the run evaluated (course_lib.toycity.held_out: both commands' default)
     assert evaluate.cli(["--data", "toycity", "--length", "2", "--height", "64", "--width", "128",
                          "--model", str(tiny_run / "toycity_maskrcnn.pt"), "--json", str(tmp_path / "eval.json")]) == 0
     metrics = json.loads((tmp_path / "eval.json").read_text())
@@ -53,13 +54,13 @@ def test_the_eval_command_reads_a_runs_weights_through_its_manifest(tiny_run, tm
 def test_compare_runs_evaluates_each_run_on_each_split(tiny_run, tmp_path, data_script_main, capsys):
     compare = data_script_main("compare_toycity_runs")
     out = tmp_path / "table.json"
-    assert compare([f"tiny={tiny_run}", "--length", "2", "--data-seeds", "1000000", "7", "--threads", "1", "--out", str(out)]) == 0
+    assert compare([f"tiny={tiny_run}", "--length", "2", "--data-seeds", str(HELD_OUT_SEED), "7", "--threads", "1", "--out", str(out)]) == 0
     table = json.loads(out.read_text())
     (row,) = table["runs"]
-    assert row["run"] == "tiny" and sorted(row["splits"]) == ["1000000", "7"]
+    assert row["run"] == "tiny" and sorted(row["splits"]) == sorted([str(HELD_OUT_SEED), "7"])
     # its first split is the run's own held-out split, evaluated again
-    assert row["splits"]["1000000"]["segm_AP"] == pytest.approx(row["training_split_segm_AP"], abs=0.01)
-    assert row["mean_segm_AP"] == pytest.approx((row["splits"]["1000000"]["segm_AP"] + row["splits"]["7"]["segm_AP"]) / 2)
+    assert row["splits"][str(HELD_OUT_SEED)]["segm_AP"] == pytest.approx(row["training_split_segm_AP"], abs=0.01)
+    assert row["mean_segm_AP"] == pytest.approx((row["splits"][str(HELD_OUT_SEED)]["segm_AP"] + row["splits"]["7"]["segm_AP"]) / 2)
     assert "tiny" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="missing .*toycity_maskrcnn.pt"):
         compare([f"empty={tmp_path}"])
@@ -70,3 +71,35 @@ def test_a_batch_that_does_not_split_over_the_processes_stops_before_training(tm
         cli([*TINY, "--batch-size", "3", "--processes", "2", "--out", str(tmp_path)])
     assert "--batch-size 3 must be a multiple of --processes 2" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def parsed_options(monkeypatch, command) -> dict:
+    """The options ``command`` (a ``main``/``cli`` call) would train with, caught before training starts."""
+    from course_lib import distributed
+
+    caught = {}
+    monkeypatch.setattr(distributed, "launch", lambda fn, args, *rest, **kwargs: caught.update(vars(args)))
+    assert command() == 0
+    return caught
+
+
+def test_the_script_and_the_train_command_share_the_toycity_recipe(cli, monkeypatch, tmp_path):
+    from course_lib import train
+
+    script = parsed_options(monkeypatch, lambda: cli(["--out", str(tmp_path / "script")]))
+    command = parsed_options(monkeypatch, lambda: train.cli(["--recipe", "toycity", "--data", "toycity", "--out", str(tmp_path / "cli")]))
+    recipe = train.RECIPES["toycity"]
+    assert {key: script[key] for key in recipe} == {key: command[key] for key in recipe} == recipe
+    finetune = parsed_options(monkeypatch, lambda: train.cli(["--data", "toycity", "--steps", "3", "--out", str(tmp_path / "ft")]))
+    assert (finetune["optimizer"], finetune["lr"]) == (train.RECIPES["finetune"]["optimizer"], train.RECIPES["finetune"]["lr"])
+
+
+def test_the_recorded_command_of_the_shipped_model_parses_to_its_recorded_recipe(cli, monkeypatch, tmp_path):
+    manifest = zoo.toycity_manifest()
+    prefix = "python data_scripts/train_toycity.py "
+    assert manifest["command"].startswith(prefix)
+    options = parsed_options(monkeypatch, lambda: cli([*manifest["command"][len(prefix):].split(), "--out", str(tmp_path)]))
+    recorded = manifest["training"]
+    renamed = {"warmup_steps": "warmup"}
+    for key in ("steps", "batch_size", "optimizer", "lr", "weight_decay", "warmup_steps", "schedule", "grad_clip", "repeat_threshold", "seed"):
+        assert options[renamed.get(key, key)] == recorded[key], key

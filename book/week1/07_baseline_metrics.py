@@ -45,7 +45,7 @@ import math
 import torch
 
 from course_lib import evaluate, model as model_lib, runtime, zoo
-from course_lib.toycity import ToyCityDataset
+from course_lib import toycity
 
 runtime.seed_everything(0)
 use_cityscapes = zoo.available("coco") and runtime.cityscapes_root() is not None
@@ -62,7 +62,7 @@ print("baseline:", "COCO model on Cityscapes val" if use_cityscapes else "ToyCit
 manifest = zoo.toycity_manifest()
 size = manifest["build_kwargs"]["min_size"], manifest["build_kwargs"]["max_size"]
 val_scenes = runtime.pick(12, 100)
-held_out = ToyCityDataset(val_scenes, seed=1_000_000, height=size[0], width=size[1])
+held_out = toycity.held_out(val_scenes, *size)
 
 toycity_model = zoo.load("toycity", device="cpu")
 runtime.print_banner("ToyCity model (shipped)", f"ToyCity held-out, {val_scenes} scenes, {size[0]}x{size[1]}")

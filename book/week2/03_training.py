@@ -48,7 +48,7 @@ from course_lib import bench, plots, runtime, sampling, zoo
 from course_lib.classes import CLASS_TO_INDEX, CLASSES
 from course_lib.evaluate import coco_metrics, format_metrics, predict
 from course_lib.mask_skip import STEM
-from course_lib.toycity import ToyCityDataset
+from course_lib.toycity import ToyCityDataset, held_out
 from course_lib.train import SCHEDULES, load_checkpoint, lr_factor, train
 
 runtime.seed_everything(0)
@@ -343,8 +343,7 @@ assert abs(counts[has_train].mean() - factors[has_train].mean()) < 0.1 and count
 # that the committed file loads and runs):
 
 # %%
-check = ToyCityDataset(runtime.pick(16, 100), seed=1_000_000, height=manifest["build_kwargs"]["min_size"],
-                       width=manifest["build_kwargs"]["max_size"])
+check = held_out(runtime.pick(16, 100), manifest["build_kwargs"]["min_size"], manifest["build_kwargs"]["max_size"])
 metrics = coco_metrics(*predict(toy, check, device="cpu", batch_size=8))
 runtime.print_banner("ToyCity model (shipped)", f"ToyCity held-out, first {len(check)} scenes")
 print(f"segm AP {metrics['segm']['AP']:.3f}  AP50 {metrics['segm']['AP50']:.3f} | bbox AP {metrics['bbox']['AP']:.3f}")

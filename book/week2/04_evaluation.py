@@ -48,20 +48,19 @@ from course_lib.classes import CLASSES
 from course_lib.data import CityscapesInstances
 from course_lib.evaluate import coco_metrics, format_metrics, matched_mask_ious, mean_matched_mask_iou, predict
 from course_lib.failures import draw_errors, failure_analysis
-from course_lib.toycity import ToyCityDataset, scene
+from course_lib.toycity import HELD_OUT_SEED, held_out, scene
 from course_lib.toycity.export import write_cityscapes
 
 runtime.seed_everything(0)
 torch.set_num_threads(runtime.pick(1, 2))
 HEIGHT, WIDTH = 128, 256  # the resolution the ToyCity model was trained at
-HELD_OUT_SEED = 1_000_000  # training used scenes 0..N-1; these seeds were never seen
 N_IMAGES = runtime.pick(8, 200)
 N_EXPORT = runtime.pick(4, 50)
 MODEL_NAME = "ToyCity model (course_lib.zoo.load('toycity'))"
 DATA_NAME = f"ToyCity held-out scenes {HELD_OUT_SEED}.. ({N_IMAGES} images, {HEIGHT}x{WIDTH})"
 
 model = zoo.load("toycity")
-dataset = ToyCityDataset(N_IMAGES, seed=HELD_OUT_SEED, height=HEIGHT, width=WIDTH)
+dataset = held_out(N_IMAGES, HEIGHT, WIDTH)  # training used scenes 0..N-1; these seeds were never seen
 
 # %% [markdown]
 # ## Average precision, from the ground up

@@ -15,7 +15,7 @@ from torchvision.ops.poolers import LevelMapper
 from torchvision.transforms.v2 import functional as TF
 
 from course_lib.anchors import anchor_at, count_anchors, fpn_grid_sizes
-from course_lib.exercises import Exercise, Mistake, register
+from course_lib.exercises.core import Exercise, Mistake, register
 from course_lib.roi import bilinear_sample
 
 

@@ -12,7 +12,7 @@ from torchvision.models.detection.roi_heads import maskrcnn_inference
 from torchvision.ops import box_iou, masks_to_boxes
 
 from course_lib.evaluate import mask_iou_matrix
-from course_lib.exercises import Exercise, Mistake, register
+from course_lib.exercises.core import Exercise, Mistake, register
 
 
 def _logit_cases(seed: int):

@@ -10,7 +10,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.utils import draw_segmentation_masks
 
 from course_lib.bench import load_results, pareto_front
-from course_lib.exercises import Exercise, Mistake, register
+from course_lib.exercises.core import Exercise, Mistake, register
 from course_lib.track import FORBIDDEN, assign
 
 # --- where the time goes ----------------------------------------------------------------------------

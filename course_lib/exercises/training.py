@@ -11,7 +11,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from course_lib.data import boxes_from_masks
-from course_lib.exercises import Exercise, Mistake, register
+from course_lib.exercises.core import Exercise, Mistake, register
 from course_lib.sampling import repeat_factors
 from course_lib.train import lr_factor
 

@@ -9,6 +9,9 @@ from torchvision.transforms.v2 import functional as F
 
 from .scene import scene
 
+#: First scene seed of ToyCity's held-out split: training uses seeds 0..N-1, so these scenes are never trained on.
+HELD_OUT_SEED = 1_000_000
+
 
 def to_tv_tensors(image, target: dict[str, torch.Tensor]) -> tuple[tv_tensors.Image, dict]:
     """uint8 [H, W, 3] + target -> float32 [3, H, W] Image in [0, 1] + target with tv_tensors.
@@ -58,3 +61,8 @@ class ToyCityDataset(Dataset):
     def image_labels(self, index: int) -> list[int]:
         """The class indices of scene ``index``'s instances (it renders the scene: hidden objects are dropped)."""
         return self._scene(index)[1]["labels"].tolist()
+
+
+def held_out(length: int, height: int = 128, width: int = 256) -> ToyCityDataset:
+    """The first ``length`` held-out scenes (seeds from :data:`HELD_OUT_SEED`), at the shipped model's 128x256 by default."""
+    return ToyCityDataset(length, seed=HELD_OUT_SEED, height=height, width=width)
