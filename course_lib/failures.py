@@ -25,7 +25,8 @@ import torch
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from course_lib.classes import CLASSES
-from course_lib.evaluate import kept_indices, object_indices, binary_masks, mask_iou_matrix, match_pairs
+from course_lib.evaluate import kept_indices, object_indices, binary_masks, mask_iou_matrix
+from course_lib.matching import match_pairs
 
 #: COCO's object size ranges in mask pixels: small < 32^2 <= medium < 96^2 <= large.
 SIZE_BINS = (("small", 0, 32**2), ("medium", 32**2, 96**2), ("large", 96**2, float("inf")))

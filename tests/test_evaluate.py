@@ -9,7 +9,8 @@ from torchvision import tv_tensors
 
 from course_lib import zoo
 from course_lib.classes import CLASS_TO_INDEX
-from course_lib.evaluate import coco_metrics, format_metrics, maskness, match_pairs, mean_matched_mask_iou, predict
+from course_lib.evaluate import coco_metrics, format_metrics, maskness, mean_matched_mask_iou, predict
+from course_lib.matching import match_pairs
 from course_lib.failures import draw_errors, failure_analysis
 
 H, W = 64, 96
