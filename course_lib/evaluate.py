@@ -27,10 +27,10 @@ import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
 from course_lib.classes import CLASSES
+from course_lib.matching import match_pairs
 
 #: Names of COCOeval.stats entries, in its order (maxDets 100 unless named).
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -193,18 +193,6 @@ def mask_iou_matrix(pred_masks: torch.Tensor, gt_masks: torch.Tensor) -> np.ndar
         return np.zeros((len(pred_masks), len(gt_masks)))
     ious = mask_utils.iou(encode_masks(pred_masks), encode_masks(gt_masks), [0] * len(gt_masks))
     return np.asarray(ious, dtype=np.float64).reshape(len(pred_masks), len(gt_masks))
-
-
-def match_pairs(ious: np.ndarray, iou_threshold: float) -> list[tuple[int, int]]:
-    """One-to-one (prediction, target) pairs maximising total IoU, each pair with IoU >= threshold.
-
-    ``ious`` [P, G]. The Hungarian algorithm (scipy ``linear_sum_assignment``) finds the best
-    global assignment; pairs under the threshold are then dropped.
-    """
-    if ious.size == 0:
-        return []
-    rows, cols = linear_sum_assignment(ious, maximize=True)
-    return [(int(p), int(g)) for p, g in zip(rows, cols) if ious[p, g] >= iou_threshold]
 
 
 def kept_indices(prediction: dict, score_threshold: float) -> torch.Tensor:

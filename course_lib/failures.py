@@ -22,10 +22,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from course_lib.classes import CLASSES
-from course_lib.evaluate import kept_indices, object_indices, binary_masks, mask_iou_matrix, match_pairs
+from course_lib.evaluate import kept_indices, object_indices, binary_masks, mask_iou_matrix
+from course_lib.matching import match_pairs
+from course_lib.viz import draw_masks_and_boxes
 
 #: COCO's object size ranges in mask pixels: small < 32^2 <= medium < 96^2 <= large.
 SIZE_BINS = (("small", 0, 32**2), ("medium", 32**2, 96**2), ("large", 96**2, float("inf")))
@@ -160,8 +161,7 @@ def draw_errors(image: torch.Tensor, prediction: dict, target: dict, errors: Ima
         if not indices:
             continue
         masks = enlarge(torch.from_numpy(binary_masks(source["masks"][indices])).bool())
-        canvas = draw_segmentation_masks(canvas, masks, alpha=0.45, colors=color)
         labels = [class_names[int(source["labels"][i])] for i in indices]
         boxes = torch.as_tensor(source["boxes"][indices]).float() * scale
-        canvas = draw_bounding_boxes(canvas, boxes, labels=labels, colors=color)
+        canvas = draw_masks_and_boxes(canvas, masks, boxes, color, labels, alpha=0.45)
     return canvas

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 from torchvision.ops import box_iou
 
+from course_lib.matching import match_pairs
 from course_lib.paste import paste_masks, sample_box_masks
 
 #: Cost given to forbidden pairs (different class, IoU under the gate). Finite, because
@@ -154,10 +154,9 @@ def assign(cost: Tensor) -> tuple[list[tuple[int, int]], list[int], list[int]]:
     The Hungarian algorithm may still pair a row with a :data:`FORBIDDEN` column when nothing
     better is left; such pairs are dropped and both sides count as unmatched.
     """
-    cost = cost.numpy()
-    rows, cols = linear_sum_assignment(cost) if cost.size else (np.empty(0, int), np.empty(0, int))
-    allowed = cost[rows, cols] < FORBIDDEN
-    matches = list(zip(rows[allowed].tolist(), cols[allowed].tolist()))
+    # Maximising -cost is scipy's minimisation of cost (it negates internally); every allowed cost
+    # is 1 - IoU <= 1, so the gate 1 - FORBIDDEN keeps exactly the pairs not FORBIDDEN.
+    matches = match_pairs(-cost, threshold=1 - FORBIDDEN)
     matched_rows = {r for r, _ in matches}
     matched_cols = {c for _, c in matches}
     unmatched_rows = [r for r in range(cost.shape[0]) if r not in matched_rows]

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import masks_to_boxes
 
+from course_lib.matching import match_pairs
 from course_lib.track import Tracker, mask_iou, masks_to_rois, tracks_to_frame
 
 #: Tracker settings of the three modes compared in the course.
@@ -83,13 +84,10 @@ def run_tracker(detections: Sequence[dict], height: int, width: int, **settings)
 
 def match_to_ground_truth(gt: dict, pred: dict, iou_threshold: float = 0.5) -> dict[int, int]:
     """``{gt track id: predicted track id}`` for pairs of one frame with mask IoU >= threshold (one-to-one)."""
-    from scipy.optimize import linear_sum_assignment
-
     if len(gt["masks"]) == 0 or len(pred["masks"]) == 0:
         return {}
-    iou = mask_iou(gt["masks"], pred["masks"]).numpy()
-    rows, cols = linear_sum_assignment(-iou)
-    return {int(gt["track_ids"][r]): int(pred["track_ids"][c]) for r, c in zip(rows, cols) if iou[r, c] >= iou_threshold}
+    pairs = match_pairs(mask_iou(gt["masks"], pred["masks"]), iou_threshold)
+    return {int(gt["track_ids"][r]): int(pred["track_ids"][c]) for r, c in pairs}
 
 
 def id_switches(gt_frames: Sequence[dict], pred_frames: Sequence[dict], iou_threshold: float = 0.5) -> int:

@@ -415,15 +415,13 @@ def _summary_writer(log_dir: str | os.PathLike | None):
 @torch.no_grad()
 def _log_sample_prediction(writer, model: nn.Module, image: torch.Tensor, step: int, score_threshold: float = 0.5) -> None:
     """Draw the model's masks and boxes (score >= threshold) on one image into TensorBoard."""
-    from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+    from course_lib.viz import draw_masks_and_boxes  # imported lazily: matplotlib is slow to import
 
     prediction = model([image])[0]
     keep = prediction["scores"] >= score_threshold
-    canvas = (image.clamp(0, 1) * 255).to(torch.uint8).cpu()
-    masks = prediction["masks"][keep, 0].cpu() > 0.5
-    if masks.numel():
-        canvas = draw_segmentation_masks(canvas, masks, alpha=0.5)
-        canvas = draw_bounding_boxes(canvas, prediction["boxes"][keep].cpu(), colors="yellow")
+    # One colour, not class colours: the labels may be COCO's as well as Cityscapes'. (torchvision's
+    # default palette would paint the first instance black.)
+    canvas = draw_masks_and_boxes(image, prediction["masks"][keep], prediction["boxes"][keep], colors="yellow")
     writer.add_image("sample_prediction", canvas, step)
 
 

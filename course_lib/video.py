@@ -23,10 +23,10 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from course_lib import runtime, speed
+from course_lib import runtime, speed, viz
 from course_lib.atomic import atomic_path
 from course_lib.errors import BadInput, MissingData, WouldOverwrite
-from course_lib.classes import CLASS_COLORS, CLASSES
+from course_lib.classes import CLASSES
 from course_lib.track import Tracker, tracks_to_frame
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -209,29 +209,21 @@ def draw_instances(image: np.ndarray, result: dict, alpha: float = 0.5) -> np.nd
 
     ``result``: ``boxes [N, 4]``, ``labels [N]``, optional ``masks`` (``[N, H, W]`` or
     ``[N, 1, H, W]``, thresholded at 0.5) and ``track_ids [N]``. With track ids, each object has
-    its track's colour and ``class #id``; otherwise the class colour and the score.
+    its track's colour and ``class #id``; otherwise the class colour and the score. Drawn by
+    :func:`course_lib.viz.draw_masks_and_boxes`.
     """
     from course_lib.track import track_color
 
-    out = image.astype(np.float32)
-    has_ids = "track_ids" in result
-    colours = [
-        track_color(int(i)) if has_ids else CLASS_COLORS[CLASSES[int(label)]]
-        for i, label in zip(result.get("track_ids", result["labels"]), result["labels"])
-    ]
-    masks = result.get("masks")
-    if masks is not None and len(masks):
-        masks = (masks[:, 0] if masks.dim() == 4 else masks) > 0.5
-        for mask, colour in zip(masks.cpu().numpy(), colours):
-            out[mask] = (1 - alpha) * out[mask] + alpha * np.array(colour, np.float32)
-    out = out.astype(np.uint8)
-    for k, (box, colour) in enumerate(zip(result["boxes"].tolist(), colours)):
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        cv2.rectangle(out, (x0, y0), (x1, y1), colour, 1)
-        name = CLASSES[int(result["labels"][k])]
-        text = f"{name} #{int(result['track_ids'][k])}" if has_ids else f"{name} {float(result['scores'][k]):.2f}"
-        cv2.putText(out, text, (x0, max(y0 - 3, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
-    return out
+    names = [CLASSES[int(label)] for label in result["labels"]]
+    if "track_ids" in result:
+        colours = [track_color(int(i)) for i in result["track_ids"]]
+        texts = [f"{name} #{int(i)}" for name, i in zip(names, result["track_ids"])]
+    else:
+        colours = viz.class_colors(result["labels"])
+        texts = [f"{name} {float(score):.2f}" for name, score in zip(names, result["scores"])]
+    canvas = viz.draw_masks_and_boxes(torch.from_numpy(image).permute(2, 0, 1), result.get("masks"), result["boxes"],
+                                      colours, texts, alpha=alpha)
+    return np.ascontiguousarray(canvas.permute(1, 2, 0).numpy())
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarray:

@@ -226,6 +226,36 @@ def roi_pool_vs_align(box: Tensor, feature_size: tuple[int, int], output_size: i
 # --- final output ------------------------------------------------------------------------------
 
 
+Color = str | tuple[int, int, int]
+
+
+def class_colors(labels: Tensor, class_names: Sequence[str] = CLASSES) -> list[tuple[int, int, int]]:
+    """The class colour (:data:`course_lib.classes.CLASS_COLORS`) of each label in ``labels [N]``."""
+    return [CLASS_COLORS[class_names[int(label)]] for label in labels]
+
+
+def draw_masks_and_boxes(image: Tensor, masks: Tensor | None = None, boxes: Tensor | None = None,
+                         colors: Color | Sequence[Color] | None = None, labels: Sequence[str] | None = None,
+                         alpha: float = 0.5, width: int = 1) -> Tensor:
+    """The library's one instance drawer: uint8 ``[3, H, W]`` of ``image`` with masks and boxes drawn.
+
+    ``image``: uint8 ``[3, H, W]`` or float in [0, 1]. ``masks``: ``[N, H, W]`` (or ``[N, 1, H, W]``),
+    boolean or soft (thresholded at 0.5), blended in with opacity ``alpha``. ``boxes``: ``[N, 4]``
+    ``(x1, y1, x2, y2)`` in pixels, outlined ``width`` pixels wide, each with its text from
+    ``labels`` at its top-left corner. ``colors``: one per instance, one for all, or ``None`` for
+    torchvision's palette. Later instances are painted over earlier ones. Drawn by
+    ``torchvision.utils.draw_segmentation_masks`` and ``draw_bounding_boxes``.
+    """
+    canvas = (image if image.dtype == torch.uint8 else (image.clamp(0, 1) * 255).to(torch.uint8)).cpu()
+    if masks is not None and len(masks):
+        masks = masks[:, 0] if masks.dim() == 4 else masks
+        masks = masks if masks.dtype == torch.bool else masks > 0.5
+        canvas = draw_segmentation_masks(canvas, masks.cpu(), alpha=alpha, colors=colors)
+    if boxes is not None and len(boxes):
+        canvas = draw_bounding_boxes(canvas, boxes.cpu().float(), labels=labels, colors=colors, width=width)
+    return canvas
+
+
 def instance_colors(labels: Tensor, class_names: Sequence[str] = CLASSES) -> list[tuple[int, int, int]]:
     """One colour per instance: its class colour, lightened a little more for each further instance of the class."""
     seen: dict[int, int] = {}
@@ -248,12 +278,8 @@ def detections_overlay(image: Tensor, detections: Mapping[str, Tensor], class_na
     keep = (detections["scores"] >= score_threshold).nonzero().flatten()
     keep = keep[detections["scores"][keep].argsort()]  # ascending: the most confident is drawn last
     boxes, labels, scores = detections["boxes"][keep], detections["labels"][keep], detections["scores"][keep]
-    canvas = (image.clamp(0, 1) * 255).to(torch.uint8)
     colors = instance_colors(labels, class_names)
-    if len(keep):
-        masks = detections["masks"][keep, 0] >= mask_threshold
-        canvas = draw_segmentation_masks(canvas, masks, alpha=0.6, colors=colors)
-        canvas = draw_bounding_boxes(canvas, boxes, colors=colors, width=2)
+    canvas = draw_masks_and_boxes(image, detections["masks"][keep, 0] >= mask_threshold, boxes, colors, alpha=0.6, width=2)
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
     _show(ax, canvas.float() / 255, title or f"{len(keep)} detections with score >= {score_threshold}")

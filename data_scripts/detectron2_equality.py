@@ -32,9 +32,9 @@ import cv2
 import numpy as np
 import torch
 import torchvision
-from scipy.optimize import linear_sum_assignment
 
 from course_lib import bench, detectron2_zoo
+from course_lib.matching import match_pairs
 
 #: What "equal" means here (the committed test asserts the same): float32 arithmetic in a different
 #: order (the input normalisation is folded differently) moves boxes by far less than a pixel.
@@ -103,9 +103,9 @@ def within_tolerance(result: dict) -> bool:
 def compare(d2_out, tv_out: dict, mask_threshold: float = 0.5) -> dict:
     """Differences between Detectron2's ``Instances`` and torchvision's output dict for one image.
 
-    Detections are paired by ``linear_sum_assignment`` on box distance (same label only), not by
+    Detections are paired by :func:`course_lib.matching.match_pairs` on box distance (same label only), not by
     rank: two scores within float noise of each other may swap ranks, and the 100-detection cap
-    may then keep a different last detection. Pairs whose boxes differ by more than ``1 px`` count
+    may then keep a different last detection. Pairs whose boxes differ by more than ``1 px`` on average count
     as unmatched.
     """
     d2_boxes, d2_scores = d2_out.pred_boxes.tensor, d2_out.scores
@@ -114,9 +114,8 @@ def compare(d2_out, tv_out: dict, mask_threshold: float = 0.5) -> dict:
     tv_soft = tv_out["masks"][:, 0]
     tv_masks = tv_soft >= mask_threshold  # Detectron2's threshold (the course's > 0.5 differs on a measure-zero set)
     cost = torch.cdist(d2_boxes, tv_boxes, p=1) + 1e6 * (d2_labels[:, None] != tv_labels[None, :])
-    rows, cols = linear_sum_assignment(cost.numpy())
-    good = cost[rows, cols] < 4.0  # four coordinates within 1 px each on average
-    i, j = torch.as_tensor(rows[good.numpy()]), torch.as_tensor(cols[good.numpy()])
+    pairs = match_pairs(-cost, threshold=-4.0)  # four coordinates within 1 px each on average
+    i, j = torch.tensor([p for p, _ in pairs], dtype=torch.long), torch.tensor([q for _, q in pairs], dtype=torch.long)
     inter = (d2_masks[i] & tv_masks[j]).flatten(1).sum(1).double()
     union = (d2_masks[i] | tv_masks[j]).flatten(1).sum(1).double()
     differing = d2_masks[i] ^ tv_masks[j]

@@ -9,7 +9,8 @@ from torchvision import tv_tensors
 
 from course_lib import zoo
 from course_lib.classes import CLASS_TO_INDEX
-from course_lib.evaluate import coco_metrics, format_metrics, maskness, match_pairs, mean_matched_mask_iou, predict
+from course_lib.evaluate import coco_metrics, format_metrics, maskness, mean_matched_mask_iou, predict
+from course_lib.matching import match_pairs
 from course_lib.failures import draw_errors, failure_analysis
 
 H, W = 64, 96
@@ -129,6 +130,9 @@ def test_match_pairs_is_globally_optimal_not_greedy():
     ious = np.array([[0.9, 0.8], [0.6, 0.0]])
     assert sorted(match_pairs(ious, 0.5)) == [(0, 1), (1, 0)]
     assert match_pairs(np.zeros((0, 3)), 0.5) == []
+    # The gate drops a pair of the optimum rather than re-pairing: row 1's only partner is under it.
+    assert match_pairs(torch.tensor([[0.9, 0.0], [0.0, 0.3]]), 0.5) == [(0, 0)]
+    assert match_pairs(torch.tensor([[0.9, 0.0], [0.0, 0.3]])) == [(0, 0), (1, 1)]  # no gate: all min(R, C) pairs
 
 
 def test_mean_matched_mask_iou_averages_same_class_pairs_only():

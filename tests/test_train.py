@@ -233,3 +233,23 @@ def test_cli_seed_reproduces_the_first_loss(tmp_path):
         assert training.cli(argv + ["--out", str(tmp_path / run)]) == 0
         first_losses.append(json.loads((tmp_path / run / "history.json").read_text())["loss"][0]["loss"])
     assert first_losses[0] == first_losses[1]
+
+
+def test_sample_prediction_image_draws_the_confident_instances():
+    from course_lib.train import _log_sample_prediction
+
+    masks = torch.zeros(2, 1, 16, 24)
+    masks[0, 0, 2:8, 2:8] = 0.9
+    masks[1, 0, 9:14, 10:20] = 0.9
+    prediction = {"boxes": torch.tensor([[2.0, 2, 8, 8], [10, 9, 20, 14]]), "labels": torch.tensor([1, 2]),
+                  "scores": torch.tensor([0.9, 0.1]), "masks": masks}
+    logged = {}
+
+    class Writer:
+        def add_image(self, tag, image, step):
+            logged[tag] = image
+
+    _log_sample_prediction(Writer(), lambda images: [prediction], torch.zeros(3, 16, 24), step=0)
+    image = logged["sample_prediction"]
+    assert image.dtype == torch.uint8 and image.shape == (3, 16, 24)
+    assert image[:, 5, 5].any() and not image[:, 11, 15].any()  # the 0.1-score instance is not drawn

@@ -100,3 +100,21 @@ def test_explorers_return_widgets(small_trace, image):
     boxes, scores = t.proposals[:20], t.proposal_scores[:20]
     for widget in (viz.proposal_explorer(image, t), viz.nms_explorer(image, boxes, scores), viz.mask_class_picker(t, 0)):
         assert isinstance(widget, ipywidgets.Widget)
+
+
+def test_draw_masks_and_boxes_blends_masks_and_outlines_boxes():
+    image = torch.zeros(3, 20, 30)
+    masks = torch.zeros(2, 20, 30, dtype=torch.bool)
+    masks[0, 2:8, 2:8] = True
+    masks[1, 10:18, 15:25] = True
+    boxes = torch.tensor([[2.0, 2, 8, 8], [15, 10, 25, 18]])
+    colors = viz.class_colors(torch.tensor([1, 3]))
+    drawn = viz.draw_masks_and_boxes(image, masks, boxes, colors, alpha=0.5, width=1)
+    assert drawn.dtype == torch.uint8 and drawn.shape == (3, 20, 30)
+    inside = drawn[:, 5, 5].tolist()  # half the class colour over black
+    assert inside == [round(c / 2) for c in colors[0]] or inside == [c // 2 for c in colors[0]]
+    assert drawn[:, 2, 5].tolist() == list(colors[0])  # the box outline in full colour
+    assert drawn[:, 0, 0].tolist() == [0, 0, 0]
+    soft = viz.draw_masks_and_boxes(image, masks[:, None].float(), colors="red", alpha=1.0)  # [N, 1, H, W] soft masks
+    assert soft[:, 12, 20].tolist() == [255, 0, 0] and soft[:, 0, 0].tolist() == [0, 0, 0]
+    assert torch.equal(viz.draw_masks_and_boxes(image), torch.zeros(3, 20, 30, dtype=torch.uint8))

@@ -45,10 +45,9 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from torchvision.utils import draw_segmentation_masks
 
-from course_lib import runtime
-from course_lib.classes import CLASS_COLORS, CLASSES
+from course_lib import runtime, viz
+from course_lib.classes import CLASSES
 from course_lib.mots import evaluate_mots
 from course_lib.toycity import MAX_OCCLUSION, MIN_VISIBLE_AREA, clip, scene
 from course_lib.toycity.export import write_coco
@@ -62,9 +61,7 @@ N_FRAMES = runtime.pick(20, 60)  # frames in the clip (10 per second)
 def overlay(image: np.ndarray, masks: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     """Instance masks in their class colours over an image (uint8 [H, W, 3])."""
     canvas = torch.from_numpy(image).permute(2, 0, 1)
-    if len(labels):
-        colors = [CLASS_COLORS[CLASSES[int(label)]] for label in labels]
-        canvas = draw_segmentation_masks(canvas, masks.bool(), alpha=0.55, colors=colors)
+    canvas = viz.draw_masks_and_boxes(canvas, masks.bool(), colors=viz.class_colors(labels), alpha=0.55)
     return canvas.permute(1, 2, 0).numpy()
 
 

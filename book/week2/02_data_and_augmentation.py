@@ -44,9 +44,8 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 from torchvision.transforms.v2 import functional as F
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from course_lib import runtime
+from course_lib import runtime, viz
 from course_lib.augment import BoxesFromMasks, train_transforms
 from course_lib.classes import CLASS_COLORS, CLASSES, INDEX_TO_CITYSCAPES_ID
 from course_lib.data import CityscapesInstances, boxes_from_masks, read_instance_ids
@@ -60,11 +59,8 @@ N_STATS = runtime.pick(20, 300)  # scenes for the class statistics
 
 def show(image, target, boxes=None, title="", ax=None):
     """Masks and boxes of a target over its image (boxes default to the target's)."""
-    canvas = (image.clamp(0, 1) * 255).to(torch.uint8)
-    colors = [CLASS_COLORS[CLASSES[int(label)]] for label in target["labels"]]
-    if len(target["labels"]):
-        canvas = draw_segmentation_masks(canvas, target["masks"].bool(), alpha=0.5, colors=colors)
-        canvas = draw_bounding_boxes(canvas, target["boxes"] if boxes is None else boxes, colors=colors)
+    canvas = viz.draw_masks_and_boxes(image, target["masks"].bool(), target["boxes"] if boxes is None else boxes,
+                                      viz.class_colors(target["labels"]))
     ax = ax or plt.subplots(figsize=(8, 4))[1]
     ax.imshow(canvas.permute(1, 2, 0))
     ax.set_title(title)
@@ -249,10 +245,9 @@ loose = rotated["boxes"].as_subclass(torch.Tensor)[visible]
 tight = tightened["boxes"].as_subclass(torch.Tensor)[visible]
 iou = box_iou(loose, tight).diagonal()
 
-canvas = (rotated_image.clamp(0, 1) * 255).to(torch.uint8)
-canvas = draw_segmentation_masks(canvas, tightened["masks"][visible].bool(), alpha=0.4, colors="yellow")
-canvas = draw_bounding_boxes(canvas, loose, colors="red")
-canvas = draw_bounding_boxes(canvas, tight, colors="lime")
+canvas = viz.draw_masks_and_boxes(rotated_image, tightened["masks"][visible].bool(), colors="yellow", alpha=0.4)
+canvas = viz.draw_masks_and_boxes(canvas, boxes=loose, colors="red")
+canvas = viz.draw_masks_and_boxes(canvas, boxes=tight, colors="lime")
 plt.figure(figsize=(8, 4))
 plt.imshow(canvas.permute(1, 2, 0))
 plt.axis("off")

@@ -26,6 +26,7 @@ from course_lib import speed
 from course_lib.deploy.export import METADATA_KEY, export_onnx, save_openvino, to_openvino
 from course_lib.deploy.predictor import RuntimePredictor, onnxruntime_predictor, openvino_predictor
 from course_lib.deploy.quantize import DEFAULT_SCOPE, IGNORED_SCOPES, quantize_int8
+from course_lib.matching import match_pairs
 
 #: runtime name -> what it is
 RUNTIMES = {
@@ -143,7 +144,6 @@ def agreement_with_eager(model: MaskRCNN, predictor: RuntimePredictor, settings:
     the export reproduces (same class, box IoU >= 0.9, :func:`course_lib.speed.agreement`);
     ``mask_iou``: the mean IoU of the two binary masks of those detections that match.
     """
-    from scipy.optimize import linear_sum_assignment
     from torchvision.ops import box_iou
 
     shares, mask_ious = [], []
@@ -154,8 +154,8 @@ def agreement_with_eager(model: MaskRCNN, predictor: RuntimePredictor, settings:
         if len(reference["boxes"]) and len(candidate["boxes"]):
             overlap = box_iou(reference["boxes"], candidate["boxes"])
             overlap *= reference["labels"][:, None] == candidate["labels"][None, :]
-            for i, j in zip(*linear_sum_assignment(-overlap.numpy())):
-                if overlap[i, j] >= 0.9 and reference["scores"][i] >= 0.5:
+            for i, j in match_pairs(overlap, 0.9):
+                if reference["scores"][i] >= 0.5:
                     a, b = reference["masks"][i] > 0.5, candidate["masks"][j] > 0.5
                     mask_ious.append(float((a & b).sum()) / max(float((a | b).sum()), 1.0))
     return {"detections": float(np.mean(shares)), "mask_iou": float(np.mean(mask_ious)) if mask_ious else 1.0}
