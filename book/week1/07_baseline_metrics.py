@@ -123,17 +123,22 @@ assert with_objects and all(0 <= row["AP"] <= 1 for row in with_objects if not m
 # un-fine-tuned mapping here is the starting point of that fine-tuning.
 
 # %%
-if use_cityscapes:
+def cityscapes_val_baseline(model, name: str, out_dir: str) -> dict:
+    """Predict on Cityscapes val and score with the official evaluator (needs ``CITYSCAPES_DATASET``)."""
     from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
     from course_lib.data import CityscapesInstances
 
-    coco_urban = zoo.load("coco", urban=True, **runtime.pick({}, dict(min_size=1024, max_size=2048)))
-    val = CityscapesInstances(split="val")
-    cs_predictions, _ = evaluate.predict(coco_urban, val, batch_size=1)
-    runtime.print_banner("COCO-pretrained R50-FPN mapped to urban classes", "Cityscapes val (official evaluator)")
-    official = cityscapes_official_eval(cs_predictions, runtime.cityscapes_root(), "val", out_dir="cityscapes_results")
+    predictions, _ = evaluate.predict(model, CityscapesInstances(split="val"), batch_size=1)
+    runtime.print_banner(name, "Cityscapes val (official evaluator)")
+    official = cityscapes_official_eval(predictions, runtime.cityscapes_root(), "val", out_dir=out_dir)
     print(format_official(official))
     assert 0 <= official["AP"] <= official["AP50"] <= 1
+    return official
+
+
+if use_cityscapes:
+    coco_urban = zoo.load("coco", urban=True, **runtime.pick({}, dict(min_size=1024, max_size=2048)))
+    cityscapes_val_baseline(coco_urban, "COCO-pretrained R50-FPN mapped to urban classes", "cityscapes_results")
 else:
     print("skipped: needs COCO weights (internet) and Cityscapes (CITYSCAPES_DATASET); the ToyCity baseline above stands alone")
 
@@ -152,15 +157,8 @@ from course_lib import detectron2_zoo
 
 D2_CITYSCAPES = "Cityscapes/mask_rcnn_R_50_FPN"
 if runtime.cityscapes_root() is not None and detectron2_zoo.status(D2_CITYSCAPES) != "unavailable":
-    from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
-    from course_lib.data import CityscapesInstances
-
-    d2_model = zoo.load(f"detectron2:{D2_CITYSCAPES}")
-    d2_predictions, _ = evaluate.predict(d2_model, CityscapesInstances(split="val"), batch_size=1)
-    runtime.print_banner("Detectron2's Cityscapes R50-FPN, converted to torchvision", "Cityscapes val (official evaluator)")
-    d2_official = cityscapes_official_eval(d2_predictions, runtime.cityscapes_root(), "val", out_dir="cityscapes_results_detectron2")
-    print(format_official(d2_official))
-    assert 0 <= d2_official["AP"] <= d2_official["AP50"] <= 1
+    cityscapes_val_baseline(zoo.load(f"detectron2:{D2_CITYSCAPES}"), "Detectron2's Cityscapes R50-FPN, converted to torchvision",
+                            "cityscapes_results_detectron2")
 else:
     print("skipped: needs Cityscapes (CITYSCAPES_DATASET) and Detectron2's Cityscapes weights (internet)")
 
