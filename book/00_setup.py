@@ -51,6 +51,7 @@ import torchvision
 
 import course_lib
 from course_lib import runtime, zoo
+from course_lib.zoo import files
 
 device = runtime.device()
 print(f"python       {platform.python_version()}")
@@ -87,7 +88,7 @@ assert torch.isclose(pooled, features.mean()).all()
 coco_status = zoo.status("coco")
 toycity_status = zoo.status("toycity")
 cityscapes = runtime.cityscapes_root()
-print(f"COCO-pretrained Mask R-CNN : {coco_status}  (cache: {zoo.weights_dir()})")
+print(f"COCO-pretrained Mask R-CNN : {coco_status}  (cache: {files.weights_dir()})")
 print(f"ToyCity model              : {toycity_status}")
 print(f"Cityscapes                 : {cityscapes or 'not found (set CITYSCAPES_DATASET=/path/to/cityscapes)'}")
 
@@ -107,15 +108,15 @@ assert coco_status in {"cached", "downloadable", "unavailable"}
 # The entries, with their backbone, classes and test-time resize:
 
 # %%
-from course_lib import detectron2_zoo
 from course_lib.classes import CLASSES
+from course_lib.zoo import detectron2_weights
 
-for d2_name, d2_entry in detectron2_zoo.ENTRIES.items():
-    d2_cached = (zoo.weights_dir() / d2_entry.cache_name).exists()
+for d2_name, d2_entry in detectron2_weights.ENTRIES.items():
+    d2_cached = (files.weights_dir() / d2_entry.cache_name).exists()
     print(f"detectron2:{d2_name:<50} R{d2_entry.depth}-FPN  {len(d2_entry.classes):>2} classes  "
           f"short side {d2_entry.min_size}, long side <= {d2_entry.max_size}  "
           f"({'cached' if d2_cached else 'downloads on first load'})")
-assert detectron2_zoo.class_names("Cityscapes/mask_rcnn_R_50_FPN") == CLASSES, "same classes, same order"
+assert detectron2_weights.class_names("Cityscapes/mask_rcnn_R_50_FPN") == CLASSES, "same classes, same order"
 
 # %% [markdown]
 # ## One real forward pass
@@ -127,8 +128,8 @@ assert detectron2_zoo.class_names("Cityscapes/mask_rcnn_R_50_FPN") == CLASSES, "
 # soft masks in `[0, 1]`).
 
 # %%
-from course_lib import toycity
 from course_lib.classes import CLASSES
+from course_lib.data import toycity
 
 model, model_name = zoo.course_model()
 image, target = toycity.scene(seed=3, height=256, width=512)
@@ -172,6 +173,7 @@ if model_name.startswith("ToyCity"):  # what COCO weights find on a synthetic sc
 
 # %%
 import torch
+
 from course_lib import exercises
 
 

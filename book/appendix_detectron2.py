@@ -16,7 +16,7 @@
 # This course builds on torchvision's Mask R-CNN; much of the field, and many workplaces, use
 # Facebook AI Research's Detectron2. The two implement the same model with different conventions,
 # and Detectron2's model zoo holds trained weights, among them a Mask R-CNN fine-tuned on Cityscapes.
-# `course_lib.detectron2_zoo` reads those weights without installing Detectron2 (which has no
+# `course_lib.zoo.detectron2_weights` reads those weights without installing Detectron2 (which has no
 # PyPI release) and converts them into a torchvision `MaskRCNN`. This page maps the course's calls
 # to Detectron2's and shows what the conversion has to get right.
 
@@ -34,19 +34,19 @@ if "google.colab" in sys.modules:
 # | a trained model | `zoo.load("detectron2:Cityscapes/mask_rcnn_R_50_FPN")` | `cfg = get_cfg()`; `cfg.merge_from_file(model_zoo.get_config_file(...))`; `cfg.MODEL.WEIGHTS = model_zoo.get_checkpoint_url(...)`; `DefaultPredictor(cfg)` |
 # | input | a list of RGB float tensors `[3, H, W]` in `[0, 1]`; the model resizes | `predictor(image)` with a BGR `uint8` array `[H, W, 3]` (it resizes), or `model([{"image": ..., "height": ..., "width": ...}])` with BGR in `[0, 255]` already resized |
 # | output | per image a dict: `boxes`, `labels` (background is `0`), `scores`, `masks` (soft, `[N, 1, H, W]`) | `outputs["instances"]`: `pred_boxes`, `pred_classes` (first class is `0`), `scores`, `pred_masks` (bool, `[N, H, W]`) |
-# | class names | `detectron2_zoo.class_names(name)`, `course_lib.classes.CLASSES` | `MetadataCatalog.get(cfg.DATASETS.TEST[0]).thing_classes` |
+# | class names | `detectron2_weights.class_names(name)`, `course_lib.classes.CLASSES` | `MetadataCatalog.get(cfg.DATASETS.TEST[0]).thing_classes` |
 # | test-time size | `MaskRCNN(min_size=..., max_size=...)` | `cfg.INPUT.MIN_SIZE_TEST`, `cfg.INPUT.MAX_SIZE_TEST` |
 # | score threshold, NMS | `box_score_thresh`, `box_nms_thresh`, `box_detections_per_img` | `cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST`, `NMS_THRESH_TEST`, `cfg.TEST.DETECTIONS_PER_IMAGE` |
 # | RoI Align | `torchvision.ops.roi_align(..., aligned=True)` | `detectron2.layers.ROIAlign(..., aligned=True)` (`ROIAlignV2`) |
 # | Cityscapes evaluation | `cityscapes_eval.cityscapes_official_eval(...)` | `CityscapesInstanceEvaluator` (both call `cityscapesscripts`) |
-# | drawing | `course_lib.viz`, `torchvision.utils.draw_segmentation_masks` | `Visualizer(image, metadata).draw_instance_predictions(...)` |
+# | drawing | `course_lib.viz.stages`, `torchvision.utils.draw_segmentation_masks` | `Visualizer(image, metadata).draw_instance_predictions(...)` |
 # | training | `python -m course_lib train` | `DefaultTrainer(cfg).train()`, `tools/train_net.py` |
 
 # %% [markdown]
 # ## What the conversion has to get right
 #
 # A state dict is only half of a model: the same numbers give different outputs under different
-# conventions. `course_lib.detectron2_arch` builds torchvision's Mask R-CNN with Detectron2's; the
+# conventions. `course_lib.modeling.detectron2_arch` builds torchvision's Mask R-CNN with Detectron2's; the
 # Cityscapes model's, untrained (no weights needed), shows them:
 #
 # - **input**: Detectron2 subtracts its pixel mean from BGR values in `[0, 255]`; the course feeds
@@ -65,9 +65,10 @@ if "google.colab" in sys.modules:
 # - **masks**: Detectron2 pastes each mask by sampling it at the image's pixel centres.
 
 # %%
-from course_lib import detectron2_arch, detectron2_zoo
+from course_lib.modeling import detectron2_arch
+from course_lib.zoo import detectron2_weights
 
-entry = detectron2_zoo.entry("Cityscapes/mask_rcnn_R_50_FPN")
+entry = detectron2_weights.entry("Cityscapes/mask_rcnn_R_50_FPN")
 converted = detectron2_arch.build(entry.depth, len(entry.classes) + 1, entry.min_size, entry.max_size)
 first_block = converted.backbone.body.layer2[0]
 print("test-time resize      :", converted.transform.min_size, converted.transform.max_size)
@@ -76,7 +77,7 @@ print("stride of 1x1 / 3x3   :", first_block.conv1.stride, first_block.conv2.str
 print("anchor, size 32, h/w 0.5:", [round(v, 3) for v in converted.rpn.anchor_generator.cell_anchors[0][0].tolist()])
 print("RoI poolers           :", type(converted.roi_heads.box_roi_pool).__name__, "sampling ratio", converted.roi_heads.box_roi_pool.sampling_ratio)
 print("box regression weights:", converted.roi_heads.box_coder.weights)
-print("classes               :", detectron2_zoo.class_names(entry.name))
+print("classes               :", detectron2_weights.class_names(entry.name))
 assert first_block.conv1.stride == (2, 2) and converted.transform.min_size == (entry.min_size,)
 
 # %% [markdown]

@@ -31,9 +31,11 @@ if "google.colab" in sys.modules:
 # %% tags=["hide-input"]
 from IPython.display import Markdown, display
 
-from course_lib import bench, plots, report
+from course_lib import report, results
+from course_lib.engine import step_benchmark
+from course_lib.viz import plots
 
-shipped = bench.load_results("toycity_training.json")
+shipped = results.load_results("toycity_training.json")
 print("[results from toycity_training.json] the shipped run:", shipped["command"])
 print(f"{shipped['training']['cpu']}, {shipped['training']['threads']} threads, {shipped['training']['date']}: "
       f"mask AP {shipped['final']['segm']['AP']:.3f} after {shipped['training']['train_wall_s']:.0f} s of training")
@@ -46,7 +48,7 @@ print(f"{shipped['training']['cpu']}, {shipped['training']['threads']} threads, 
 # steps on the held-out scenes:
 
 # %% tags=["hide-input"]
-runs = {name: bench.load_results(name) for name in report.SEED_AND_SCHEDULE_RUNS}
+runs = {name: results.load_results(name) for name in report.SEED_AND_SCHEDULE_RUNS}
 for name, run in runs.items():
     print(f"{name:<36} {run['command']}  ({run['training']['date']})")
 display(plots.decay_comparison(runs))
@@ -65,7 +67,7 @@ assert not any(differs.values()), f"the four runs differ in more than seed and d
 # The cosine recipe stretched to twice the steps (one run): what the ten-minute budget costs.
 
 # %% tags=["hide-input"]
-longer = bench.load_results("toycity_training_2x.json")
+longer = results.load_results("toycity_training_2x.json")
 print(f"[results from toycity_training_2x.json] {longer['command']}  ({longer['training']['date']})")
 first_above = next((p for p in longer["curve"] if p["segm_AP"] >= 0.5), None)
 print(f"final mask AP {longer['curve'][-1]['segm_AP']:.3f} after {longer['training']['train_wall_s'] / 60:.1f} min; first at or above 0.5: "
@@ -80,7 +82,7 @@ print(f"final mask AP {longer['curve'][-1]['segm_AP']:.3f} after {longer['traini
 # more steps, among them the shipped one.
 
 # %% tags=["hide-input"]
-larger = bench.load_results("toycity_runs_500.json")
+larger = results.load_results("toycity_runs_500.json")
 print(f"[results from toycity_runs_500.json] evaluated on {larger['evaluated_on']}, {larger['date']}")
 display(Markdown(report.runs_500_table()))
 by_name = {row["run"]: row for row in larger["runs"]}
@@ -98,12 +100,12 @@ assert by_name["shipped"]["command"].split(" --out")[0] == shipped["command"].sp
 #
 # One training step timed each way (`python -m course_lib bench --train-step`); the last two rows
 # ask whether a second core is better used by a second thread or by a second process
-# (`DistributedDataParallel`, `course_lib.distributed`).
+# (`DistributedDataParallel`, `course_lib.engine.distributed`).
 
 # %% tags=["hide-input"]
-step_bench = bench.load_results("train_step_cpu.json")
+step_bench = results.load_results("train_step_cpu.json")
 print(f"[results from train_step_cpu.json] {step_bench['device']}, {step_bench['threads']} threads, {step_bench['date']}")
-print(bench.training_step_table(step_bench))
+print(step_benchmark.training_step_table(step_bench))
 
 # %% [markdown]
 # ## Levers recorded without a results file of their own
@@ -114,6 +116,6 @@ print(bench.training_step_table(step_bench))
 # original text). One run each, on the held-out split of the bar.
 
 # %% tags=["hide-input"]
-levers = bench.load_results(report.LEVERS)
+levers = results.load_results(report.LEVERS)
 print(f"[results from {report.LEVERS}] {levers['provenance']}")
 display(Markdown(report.levers_table()))

@@ -10,9 +10,9 @@ import json
 import re
 from importlib import resources
 
-from course_lib import bench, zoo
-from course_lib.toycity import HELD_OUT_SEED
-
+from course_lib import results
+from course_lib.data.toycity import HELD_OUT_SEED
+from course_lib.zoo import registry
 
 #: The recipe shipped before repeat-factor sampling (1,300 steps, linear decay, seed 0) first, then
 #: the same recipe with another seed, the other decay, or both.
@@ -26,7 +26,7 @@ LEVERS = "toycity_levers.json"
 
 def levers_table() -> str:
     """A Markdown table of the recorded levers: what changed, steps, minutes, mask AP against its baseline, source commit."""
-    levers = bench.load_results(LEVERS)["levers"]
+    levers = results.load_results(LEVERS)["levers"]
     rows = ["| lever | command | steps | train min | mask AP | baseline (mask AP) | finding | source |", "|---|---|---|---|---|---|---|---|"]
     for lever in levers:
         minutes = f"{lever['train_wall_s'] / 60:.1f}" if "train_wall_s" in lever else "-"
@@ -38,7 +38,7 @@ def levers_table() -> str:
 
 def runs_500_table() -> str:
     """A Markdown table of ``toycity_runs_500.json``: per run, training time and mask AP on each held-out split."""
-    runs = bench.load_results("toycity_runs_500.json")
+    runs = results.load_results("toycity_runs_500.json")
     seeds = [str(seed) for seed in runs["data_seeds"]]
     rows = ["| run | command | train s | AP, bar's 100 | " + " | ".join(f"AP, {runs['length']} @ {seed}" for seed in seeds) + " | mean |",
             "|---|---|---|---|" + "---|" * len(seeds) + "---|"]
@@ -54,20 +54,20 @@ def _row(result: str, value: str, source: str, where: str) -> str:
 
 def readme_results() -> str:
     """A Markdown table: result, value, what it was measured on, and the file it comes from (AP in points)."""
-    manifest = zoo.toycity_manifest()
+    manifest = registry.toycity_manifest()
     metrics, training = manifest["metrics"], manifest["training"]
-    speed = bench.load_results("bench_cpu.json")
-    tracker = bench.load_results("tracker_cpu.json")
-    toycity_speed = bench.load_results("toycity_speed.json")
+    speed = results.load_results("bench_cpu.json")
+    tracker = results.load_results("tracker_cpu.json")
+    toycity_speed = results.load_results("toycity_speed.json")
     # the previous recipe's run and the same recipe with the other seed and/or the other learning-rate decay
-    runs = {name: bench.load_results(name) for name in SEED_AND_SCHEDULE_RUNS}
-    curve = bench.load_results("toycity_training.json")["curve"]  # the shipped run
-    longer = bench.load_results("toycity_training_2x.json")
-    larger = bench.load_results("toycity_runs_500.json")  # data_scripts/compare_toycity_runs.py
+    runs = {name: results.load_results(name) for name in SEED_AND_SCHEDULE_RUNS}
+    curve = results.load_results("toycity_training.json")["curve"]  # the shipped run
+    longer = results.load_results("toycity_training_2x.json")
+    larger = results.load_results("toycity_runs_500.json")  # data_scripts/compare_toycity_runs.py
     finals = [run["curve"][-1]["segm_AP"] for run in runs.values()]
     first_above = next((point for point in longer["curve"] if point["segm_AP"] >= 0.5), None)
-    levers = bench.load_results(LEVERS)
-    step_source = bench.load_results("train_step_cpu.json")
+    levers = results.load_results(LEVERS)
+    step_source = results.load_results("train_step_cpu.json")
     steps = {row["name"]: row for row in step_source["variants"]}
     # the last evaluation within the first 10 minutes of training (the course's budget)
     early = max((point for point in curve if point["train_wall_s"] <= 600), key=lambda point: point["step"])
@@ -127,13 +127,13 @@ def readme_results() -> str:
         rows.append(_row(f"Inference, `{name}`",
                          f"{row['speedup']:.2f}x faster, mask AP {round(-row['mask_AP_drop'], 1) + 0.0:+.1f} points",  # drop is in points; + 0.0 turns -0.0 into 0.0
                          speed_label, "`course_lib/assets/results/bench_cpu.json`"))
-    deployed = bench.load_results("deploy_cpu.json")  # runtimes, timed interleaved with the eager model
+    deployed = results.load_results("deploy_cpu.json")  # runtimes, timed interleaved with the eager model
     within = max((row for row in deployed["variants"] if row["mask_AP_drop"] <= 1.0), key=lambda row: row["speedup"])
     rows.append(_row(f"Inference, runtime `{within['name']}` (fastest within 1 AP point)",
                      f"{within['speedup']:.2f}x faster, mask AP {round(-within['mask_AP_drop'], 1) + 0.0:+.1f} points",
                      f"{deployed['model']}, {deployed['data']}, {deployed['device']}, {deployed['threads']} thread(s)",
                      "`course_lib/assets/results/deploy_cpu.json`"))
-    large = bench.load_results("deploy_r50_cpu.json")
+    large = results.load_results("deploy_r50_cpu.json")
     fastest = max(large["variants"], key=lambda row: row["speedup"])
     rows.append(_row(f"Inference, runtime `{fastest['name']}`, R50-FPN v2", f"{fastest['speedup']:.2f}x faster",
                      f"{large['model']}, {large['input_size'][0]}x{large['input_size'][1]}, {large['device']}, "
@@ -146,7 +146,7 @@ def readme_results() -> str:
              f"{toycity_speed['size'][0]}x{toycity_speed['size'][1]}, 1 CPU thread",
              "`course_lib/assets/results/toycity_speed.json`"),
     ]
-    equality = bench.load_results("detectron2_equality.json")  # data_scripts/detectron2_equality.py
+    equality = results.load_results("detectron2_equality.json")  # data_scripts/detectron2_equality.py
     images = equality["images"]
     rows.append(_row(
         "Detectron2 model-zoo conversion vs Detectron2 itself",
@@ -162,7 +162,7 @@ def readme_results() -> str:
 
 def _tracker_comparison_rows() -> list[str]:
     """One row per detection source: HOTA and tracker-only time of the course's tracker and boxmot's."""
-    comparison = bench.load_results("tracker_comparison.json")  # data_scripts/compare_trackers.py
+    comparison = results.load_results("tracker_comparison.json")  # data_scripts/compare_trackers.py
     setting = (f"{len(comparison['clips'])} ToyCity clips of {comparison['frames']} frames at "
                f"{comparison['size'][0]}x{comparison['size'][1]}, TrackEval, {comparison['device']}, "
                f"{comparison['threads']} thread")
@@ -176,7 +176,7 @@ def _gpu_rows() -> list[str]:
     """GPU inference and training-step results: each row names the GPU and the versions its file records."""
     rows = []
     for name in ("deploy_gpu.json", "deploy_gpu_512.json"):  # data_scripts/bench_gpu.py
-        result = bench.load_results(name)
+        result = results.load_results(name)
         variants = {row["name"]: row for row in result["variants"]}
         best = max(result["variants"], key=lambda row: row["fps"])
         size = re.search(r"\d+x\d+", result["what"]).group()
@@ -185,12 +185,12 @@ def _gpu_rows() -> list[str]:
                          f"({best['speedup']:.2f}x)",
                          f"{result['what']}, {result['device']}, torch {result['torch']}",
                          f"`course_lib/assets/results/{name}`"))
-    toycity = bench.load_results("bench_gpu.json")
+    toycity = results.load_results("bench_gpu.json")
     baseline = next(row for row in toycity["variants"] if row["name"] == "baseline")
     rows.append(_row("GPU inference, ToyCity model", f"{baseline['median_ms']:.1f} ms/image, mask AP {100 * baseline['mask_AP']:.1f}",
                      f"{toycity['model']}, {toycity['data']}, {toycity['device']}, torch {toycity['torch']}",
                      "`course_lib/assets/results/bench_gpu.json`"))
-    steps = bench.load_results("train_step_gpu.json")
+    steps = results.load_results("train_step_gpu.json")
     fastest = max(steps["variants"], key=lambda row: row["images_per_s"])
     rows.append(_row(f"GPU training step ({steps['batch_size']} images)",
                      f"{fastest['images_per_s']:.0f} images/s with {fastest['description']}",
@@ -201,7 +201,7 @@ def _gpu_rows() -> list[str]:
 
 def results_files() -> list[str]:
     """Names of the committed results files."""
-    folder = resources.files("course_lib") / bench.RESULTS_DIR
+    folder = resources.files("course_lib") / results.RESULTS_DIR
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".json"))
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -51,7 +53,6 @@ def seed_everything(seed: int = 0) -> None:
 
 def in_colab() -> bool:
     """True inside Google Colab."""
-    import sys
 
     return "google.colab" in sys.modules
 
@@ -82,7 +83,6 @@ def print_banner(model: str, data: str, recorded: dict | None = None, source: st
 
 def cityscapes_root() -> "Path | None":
     """The Cityscapes folder named by ``CITYSCAPES_DATASET`` if it holds ``leftImg8bit`` and ``gtFine``."""
-    from pathlib import Path
 
     root = os.environ.get("CITYSCAPES_DATASET")
     if not root:

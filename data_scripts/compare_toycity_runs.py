@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 
 from course_lib import runtime, zoo
-from course_lib.bench import device_name
-from course_lib.evaluate import coco_metrics, predict
-from course_lib.toycity import HELD_OUT_SEED, ToyCityDataset
+from course_lib.data.toycity import HELD_OUT_SEED, ToyCityDataset
+from course_lib.deploy.timing import device_name
+from course_lib.engine.inference import inference_on_dataset
+from course_lib.evaluation.coco_eval import coco_metrics
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
 
@@ -57,7 +58,7 @@ def evaluate_run(spec: str, length: int, data_seeds: list[int], rare_class: str)
            "training_split": results["training"]["val_scenes"], "training_split_segm_AP": results["final"]["segm"]["AP"],
            "splits": {}}
     for seed in data_seeds:
-        metrics = coco_metrics(*predict(model, ToyCityDataset(length, seed=seed, height=size[0], width=size[1]),
+        metrics = coco_metrics(*inference_on_dataset(model, ToyCityDataset(length, seed=seed, height=size[0], width=size[1]),
                                         device="cpu", batch_size=4))
         row["splits"][str(seed)] = {"segm_AP": metrics["segm"]["AP"], "bbox_AP": metrics["bbox"]["AP"],
                                     "segm_per_class": {c: v["AP"] for c, v in metrics["segm"]["per_class"].items()}}
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", help="NAME=FOLDER of a train_toycity.py --no-install run, or 'shipped'")
     parser.add_argument("--length", type=int, default=500, help="scenes per held-out split")
     parser.add_argument("--data-seeds", type=int, nargs="+", default=[HELD_OUT_SEED, 2 * HELD_OUT_SEED],
-                        help=f"first scene seed of each split ({HELD_OUT_SEED} is course_lib.toycity.held_out's, whose first 100 train_toycity.py evaluated)")
+                        help=f"first scene seed of each split ({HELD_OUT_SEED} is course_lib.data.toycity.held_out's, whose first 100 train_toycity.py evaluated)")
     parser.add_argument("--rare-class", default="train", help="the class whose AP gets its own column")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="write the table as JSON to this file")

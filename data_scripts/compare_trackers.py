@@ -11,12 +11,12 @@ walking behind traffic). Every tracker gets the same detections of each clip, fr
   least ``--min-score`` (0.1: ByteTrack and BoT-SORT use the low-score ones; each tracker applies
   its own thresholds);
 * ``perturbed ground truth``: the clip's ground truth with box jitter and ragged mask edges
-  (:func:`course_lib.track_eval.noisy_detections`), to separate the tracker's errors from the
+  (:func:`course_lib.evaluation.track_metrics.noisy_detections`), to separate the tracker's errors from the
   detector's. It is not a detector.
 
 Scores are TrackEval's (MOTSChallenge: HOTA, DetA, AssA, IDF1, IDSW) combined over all clips and
 classes, on the masks each tracker reports; time is ``update`` alone per frame, trackers taking
-turns frame by frame (:func:`course_lib.trackers.compare`). The script prints the table and, with
+turns frame by frame (:func:`course_lib.tracking.trackers.compare`). The script prints the table and, with
 ``--out``, writes it as JSON with the machine, threads, versions, date and this command.
 """
 
@@ -34,11 +34,11 @@ from pathlib import Path
 import torch
 
 from course_lib import runtime, zoo
-from course_lib.bench import device_name
-from course_lib.toycity import clip
-from course_lib.track_eval import noisy_detections
-from course_lib.trackers import TRACKERS, compare
-from course_lib.video import predict_frames
+from course_lib.data.toycity import clip
+from course_lib.deploy.timing import device_name
+from course_lib.evaluation.track_metrics import noisy_detections
+from course_lib.tracking.annotate import predict_frames
+from course_lib.tracking.trackers import TRACKERS, compare
 
 DEFAULT_CLIPS = ["0:0.5", "1:0.5", "2:0.5", "3:0.5", "4:0.9", "5:0.9", "6:0.9", "7:0.9"]
 COLUMNS = ("HOTA", "DetA", "AssA", "IDF1", "IDSW", "ms_per_frame")

@@ -2,7 +2,7 @@
 
 Writes one random-weight model-zoo ``.pkl`` (exactly Detectron2's names and shapes), loads it into
 Detectron2 (``DetectionCheckpointer``, the model built from ``configs/<entry>.yaml`` with
-``MODEL.WEIGHTS=''`` on the CPU) and into course_lib (``detectron2_zoo.load_file``), runs both on the
+``MODEL.WEIGHTS=''`` on the CPU) and into course_lib (``detectron2_weights.load_file``), runs both on the
 same images and compares boxes, scores, labels and masks. The result goes to
 ``course_lib/assets/results/detectron2_equality.json``.
 
@@ -33,8 +33,9 @@ import numpy as np
 import torch
 import torchvision
 
-from course_lib import bench, detectron2_zoo
-from course_lib.matching import match_pairs
+from course_lib.deploy import timing
+from course_lib.structures.matching import match_pairs
+from course_lib.zoo import detectron2_weights
 
 #: What "equal" means here (the committed test asserts the same): float32 arithmetic in a different
 #: order (the input normalisation is folded differently) moves boxes by far less than a pixel.
@@ -50,7 +51,7 @@ TOLERANCE = {
 OUT = Path(__file__).resolve().parents[1] / "course_lib" / "assets" / "results" / "detectron2_equality.json"
 
 
-def detectron2_model(config_root: Path, entry: detectron2_zoo.Entry, weights: Path) -> torch.nn.Module:
+def detectron2_model(config_root: Path, entry: detectron2_weights.Entry, weights: Path) -> torch.nn.Module:
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
@@ -62,15 +63,15 @@ def detectron2_model(config_root: Path, entry: detectron2_zoo.Entry, weights: Pa
     DetectionCheckpointer(model).load(str(weights))  # logs, but does not fail on, missing or extra keys
     state = model.state_dict()
     shapes = {name: tuple(value.shape) for name, value in state.items()}
-    if shapes != detectron2_zoo.expected_shapes(entry.depth, len(entry.classes)):
-        raise SystemExit(f"Detectron2's {entry.name} has other tensor names or shapes than detectron2_zoo.expected_shapes")
-    written = detectron2_zoo.read_weights(weights, entry.depth, len(entry.classes))
+    if shapes != detectron2_weights.expected_shapes(entry.depth, len(entry.classes)):
+        raise SystemExit(f"Detectron2's {entry.name} has other tensor names or shapes than detectron2_weights.expected_shapes")
+    written = detectron2_weights.read_weights(weights, entry.depth, len(entry.classes))
     if not all(torch.equal(state[name], torch.from_numpy(array)) for name, array in written.items()):
         raise SystemExit(f"Detectron2 did not load every tensor of {weights}")
     return model
 
 
-def test_size_image(path: Path, entry: detectron2_zoo.Entry) -> np.ndarray:
+def test_size_image(path: Path, entry: detectron2_weights.Entry) -> np.ndarray:
     """BGR uint8 ``[H, W, 3]`` with short side ``entry.min_size`` (long side at most ``max_size``)."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
@@ -103,7 +104,7 @@ def within_tolerance(result: dict) -> bool:
 def compare(d2_out, tv_out: dict, mask_threshold: float = 0.5) -> dict:
     """Differences between Detectron2's ``Instances`` and torchvision's output dict for one image.
 
-    Detections are paired by :func:`course_lib.matching.match_pairs` on box distance (same label only), not by
+    Detections are paired by :func:`course_lib.structures.matching.match_pairs` on box distance (same label only), not by
     rank: two scores within float noise of each other may swap ranks, and the 100-detection cap
     may then keep a different last detection. Pairs whose boxes differ by more than ``1 px`` on average count
     as unmatched.
@@ -142,7 +143,7 @@ def compare(d2_out, tv_out: dict, mask_threshold: float = 0.5) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", nargs="+", type=Path, required=True)
-    parser.add_argument("--entry", default="Cityscapes/mask_rcnn_R_50_FPN", choices=sorted(detectron2_zoo.ENTRIES))
+    parser.add_argument("--entry", default="Cityscapes/mask_rcnn_R_50_FPN", choices=sorted(detectron2_weights.ENTRIES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -151,15 +152,15 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         raise SystemExit("detectron2 is not importable: put a source checkout and its requirements on PYTHONPATH") from None
     config_root = Path(detectron2.__file__).resolve().parents[1] / "configs"
-    entry = detectron2_zoo.entry(args.entry)
+    entry = detectron2_weights.entry(args.entry)
     torch.manual_seed(args.seed)
 
     with tempfile.TemporaryDirectory() as tmp:
-        pkl = detectron2_zoo.save_weights(
-            detectron2_zoo.random_weights(entry.depth, len(entry.classes), args.seed), Path(tmp) / "random.pkl"
+        pkl = detectron2_weights.save_weights(
+            detectron2_weights.random_weights(entry.depth, len(entry.classes), args.seed), Path(tmp) / "random.pkl"
         )
         d2 = detectron2_model(config_root, entry, pkl)
-        ours = detectron2_zoo.load_file(pkl, entry.name).eval()
+        ours = detectron2_weights.load_file(pkl, entry.name).eval()
 
     rows = []
     with torch.inference_mode():
@@ -174,8 +175,8 @@ def main(argv: list[str] | None = None) -> None:
 
     result = {
         "entry": entry.name,
-        "weights": f"random (detectron2_zoo.random_weights, seed {args.seed}), one .pkl read by both",
-        "state_dict": "Detectron2's names and shapes equal detectron2_zoo.expected_shapes; every tensor loaded in both",
+        "weights": f"random (detectron2_weights.random_weights, seed {args.seed}), one .pkl read by both",
+        "state_dict": "Detectron2's names and shapes equal detectron2_weights.expected_shapes; every tensor loaded in both",
         "images": rows,
         "max_abs_box_diff_px": max(r["max_abs_box_diff_px"] for r in rows),
         "max_abs_score_diff": max(r["max_abs_score_diff"] for r in rows),
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
             "torchvision": torchvision.__version__,
             "python": platform.python_version(),
         },
-        "device": bench.device_name(torch.device("cpu")),
+        "device": timing.device_name(torch.device("cpu")),
         "threads": torch.get_num_threads(),
         "command": "python data_scripts/detectron2_equality.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from course_lib.data import cityscapes_pairs
+from course_lib.data.cityscapes import cityscapes_pairs
 
 PACKAGES = ("gtFine_trainvaltest.zip", "leftImg8bit_trainvaltest.zip")
 LOGIN_URL = "https://www.cityscapes-dataset.com/login"

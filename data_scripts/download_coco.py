@@ -4,7 +4,7 @@
 
 Writes ``DEST/annotations/instances_val2017.json`` (official), ``DEST/annotations/urban_val2017.json``
 (the subset: images with a non-crowd person, bicycle, car, motorcycle, bus, train or truck) and
-``DEST/val2017/*.jpg``; read it with ``course_lib.data.CocoUrbanSubset(DEST)``.
+``DEST/val2017/*.jpg``; read it with ``course_lib.data.coco_urban.CocoUrbanSubset(DEST)``.
 
 The annotation archive (242 MB) is checked against its published MD5 and resumes after an
 interruption. COCO publishes no per-image checksums, so each image is checked by decoding it;
@@ -23,9 +23,9 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from course_lib.atomic import atomic_path, write_text
-from course_lib.data import CocoUrbanSubset, coco_urban_subset
-from course_lib.download import download
+from course_lib.data.coco_urban import CocoUrbanSubset, coco_urban_subset
+from course_lib.utils.atomic import atomic_path, write_text
+from course_lib.utils.download import download
 
 ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
 ANNOTATIONS_MD5 = "f4bbac642086de4f52a3fdda2de5fa2c"

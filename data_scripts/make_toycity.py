@@ -28,10 +28,10 @@ import cv2
 import torch
 from tqdm.auto import tqdm
 
-from course_lib.bench import device_name
-from course_lib.mots import write_mots
-from course_lib.toycity import clip, scene
-from course_lib.toycity.export import write_cityscapes, write_coco
+from course_lib.data.toycity import clip, scene
+from course_lib.data.toycity.export import write_cityscapes, write_coco
+from course_lib.deploy.timing import device_name
+from course_lib.evaluation.mots import write_mots
 
 
 def scenes(args, semantic: bool):
@@ -66,7 +66,7 @@ def bench(args) -> dict:
     clip(args.seed, args.count, args.height, args.width)
     clip_time = time.perf_counter() - start
     return {
-        "what": "course_lib.toycity generation speed, ground truth included",
+        "what": "course_lib.data.toycity generation speed, ground truth included",
         "command": "python data_scripts/make_toycity.py " + " ".join(sys.argv[1:]),
         "size": [args.height, args.width],
         "count": args.count,

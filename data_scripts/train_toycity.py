@@ -3,9 +3,9 @@
     python data_scripts/train_toycity.py --repeat-threshold 0.44 --steps 1650   # the committed model (~9-10 min, 2 CPU cores)
     python data_scripts/train_toycity.py --steps 40 --out /tmp/toy --no-install   # a smoke run
 
-It trains ``course_lib.model.build('toycity_small')`` with ``course_lib.train.train`` on freshly
+It trains ``course_lib.modeling.maskrcnn.build('toycity_small')`` with ``course_lib.engine.trainer.train`` on freshly
 generated ToyCity scenes (scene seeds 0..N-1, each seen at most once, so no augmentation is needed),
-evaluates pycocotools box and mask AP on a fixed held-out split (``course_lib.toycity.held_out``)
+evaluates pycocotools box and mask AP on a fixed held-out split (``course_lib.data.toycity.held_out``)
 every ``--eval-every`` steps, and writes
 
 * ``course_lib/assets/toycity_maskrcnn.pt``: the state dict (what ``course_lib.zoo.load('toycity')`` loads);
@@ -30,22 +30,28 @@ from pathlib import Path
 
 import torch
 
-from course_lib import model as models
-from course_lib import distributed, runtime, sampling
-from course_lib.atomic import atomic_path, write_json
-from course_lib.bench import device_name
-from course_lib.evaluate import coco_metrics, predict
-from course_lib.mask_target import set_mask_targets
-from course_lib.toycity import HELD_OUT_SEED, ToyCityDataset, held_out
+from course_lib import runtime
+from course_lib.cli import options
+from course_lib.cli.train import add_recipe_arguments
+from course_lib.data import sampling
+from course_lib.data.toycity import HELD_OUT_SEED, ToyCityDataset, held_out
+from course_lib.deploy.timing import device_name
+from course_lib.engine import distributed
+from course_lib.engine.checkpoint import check_new_run
+from course_lib.engine.inference import inference_on_dataset
+from course_lib.engine.recipes import AMP_OPTIONS, amp_setting
+from course_lib.engine.trainer import train
 from course_lib.errors import WouldOverwrite
-from course_lib.train import AMP_OPTIONS, add_recipe_arguments, amp_setting, check_new_run, train
-from course_lib.zoo import sha256_of
+from course_lib.evaluation.coco_eval import coco_metrics
+from course_lib.modeling import maskrcnn as models
+from course_lib.utils.atomic import atomic_path, write_json
+from course_lib.zoo.files import sha256_of
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
 
 
 def ap_summary(metrics: dict) -> dict[str, float]:
-    """The headline numbers of :func:`course_lib.evaluate.coco_metrics` as flat keys."""
+    """The headline numbers of :func:`course_lib.evaluation.coco_eval.coco_metrics` as flat keys."""
     return {f"{t}_{k}": metrics[t][k] for t in ("bbox", "segm") for k in ("AP", "AP50", "AP75")}
 
 
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/toycity", help="checkpoints and TensorBoard logs")
     parser.add_argument("--no-install", action="store_true", help="write the weights to --out, not course_lib/assets")
     args = parser.parse_args(argv)
-    distributed.check_batch_split(parser, args)
+    options.check_batch_split(parser, args)
     try:
         check_new_run(args.out, args.resume)  # before the worker processes start
     except WouldOverwrite as error:
@@ -103,14 +109,15 @@ def run(args: argparse.Namespace, command: str) -> None:
     factors = sampling.dataset_repeat_factors(train_set, args.repeat_threshold, progress=rank == 0) if args.repeat_threshold else None
     label_scan_s = time.perf_counter() - scan_started  # rendering every training scene once to read its classes
     runtime.seed_everything(args.seed)
-    model = set_mask_targets(models.build("toycity_small", **build_kwargs), args.mask_targets, args.mask_dice_weight)
+    # The loss options only change training: the manifest's build_kwargs are what inference needs.
+    model = models.build("toycity_small", **build_kwargs, mask_targets=args.mask_targets, mask_dice_weight=args.mask_dice_weight)
 
     latest: dict = {}  # full metrics of the last evaluation (train() evaluates once more at the end)
 
     def eval_fn(m: torch.nn.Module) -> dict[str, float]:
         start, threads = time.perf_counter(), torch.get_num_threads()
         torch.set_num_threads(args.threads)  # rank 0 evaluates alone while the other processes wait
-        latest.update(coco_metrics(*predict(m, val_set, device="cpu", batch_size=8)))
+        latest.update(coco_metrics(*inference_on_dataset(m, val_set, device="cpu", batch_size=8)))
         torch.set_num_threads(threads)
         summary = ap_summary(latest)
         print(f"  held-out: segm AP {summary['segm_AP']:.3f}  AP50 {summary['segm_AP50']:.3f}  bbox AP {summary['bbox_AP']:.3f}")
@@ -156,7 +163,7 @@ def run(args: argparse.Namespace, command: str) -> None:
         "training": training, "metrics": {**ap_summary(final), "per_class_segm": final["segm"]["per_class"]},
     }
     results = {
-        "what": "toycity_small trained with course_lib.train on ToyCity; pycocotools AP on held-out scenes vs training time",
+        "what": "toycity_small trained with course_lib.engine.trainer on ToyCity; pycocotools AP on held-out scenes vs training time",
         "command": command, "training": training,
         "curve": history["eval"],
         "loss": [{k: round(v, 4) for k, v in r.items()} for r in history["loss"]],

@@ -68,7 +68,7 @@ def untrained_toycity_model():
     it tests plumbing (timers, variants, CLIs), never the quality of detections."""
     import torch
 
-    from course_lib.model import build
+    from course_lib.modeling.maskrcnn import build
 
     torch.manual_seed(0)
     return build("toycity_small").eval()
@@ -104,11 +104,11 @@ def coco_weights(coco_torch_home, monkeypatch) -> Path:
     """COCO mode for one test: ``TORCH_HOME`` at the stand-in cache, its sha256 prefix trusted. Returns the file."""
     from standins import trust_coco_file
 
-    from course_lib import zoo
+    from course_lib.zoo import registry
 
     monkeypatch.setenv("TORCH_HOME", str(coco_torch_home))
     monkeypatch.delenv("COURSE_OFFLINE", raising=False)
-    path = zoo._coco_file()
+    path = registry._coco_file()
     trust_coco_file(monkeypatch, path)
     return path
 

@@ -42,32 +42,32 @@ def coco_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def install_coco_weights(torch_home: Path) -> Path:
     """Write :func:`coco_state_dict` to ``torch_home``'s hub cache under torchvision's official name."""
-    from course_lib import zoo
+    from course_lib.zoo import registry
 
-    path = Path(torch_home) / "hub" / "checkpoints" / Path(zoo.COCO_WEIGHTS.url).name
+    path = Path(torch_home) / "hub" / "checkpoints" / Path(registry.COCO_WEIGHTS.url).name
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(coco_state_dict(), path)
     return path
 
 
 def trust_coco_file(monkeypatch, path: Path) -> None:
-    """Make ``course_lib.zoo`` expect the stand-in's sha256 prefix instead of torchvision's (the check stays)."""
-    from course_lib import zoo
+    """Make ``course_lib.zoo.registry`` expect the stand-in's sha256 prefix instead of torchvision's (the check stays)."""
+    from course_lib.zoo import files, registry
 
-    prefix = zoo.sha256_of(path)[:8]
-    monkeypatch.setattr(zoo, "_coco_hash_prefix", lambda: prefix)
+    prefix = files.sha256_of(path)[:8]
+    monkeypatch.setattr(registry, "_coco_hash_prefix", lambda: prefix)
 
 
 #: The same as :func:`trust_coco_file`, as a notebook cell run before a chapter's own cells.
 TRUST_COCO_CELL = """\
-from course_lib import zoo as _zoo
-_prefix = _zoo.sha256_of(_zoo._coco_file())[:8]
-_zoo._coco_hash_prefix = lambda: _prefix
+from course_lib.zoo import files as _files, registry as _registry
+_prefix = _files.sha256_of(_registry._coco_file())[:8]
+_registry._coco_hash_prefix = lambda: _prefix
 """
 
 
 def toycity_scenes(first_seed: int, count: int, height: int, width: int, semantic: bool):
-    from course_lib.toycity import scene
+    from course_lib.data.toycity import scene
 
     return (scene(seed, height, width, semantic=semantic) for seed in range(first_seed, first_seed + count))
 
@@ -75,8 +75,8 @@ def toycity_scenes(first_seed: int, count: int, height: int, width: int, semanti
 def export_cityscapes(root: Path, count: int = 2, height: int = 128, width: int = 256) -> Path:
     """ToyCity in the Cityscapes layout: ``train`` and ``val`` splits of ``count`` scenes each, with
     the small instances turned into group regions. Returns ``root`` (for ``CITYSCAPES_DATASET``)."""
-    from course_lib.toycity import HELD_OUT_SEED
-    from course_lib.toycity.export import write_cityscapes
+    from course_lib.data.toycity import HELD_OUT_SEED
+    from course_lib.data.toycity.export import write_cityscapes
 
     for split, first in (("train", 0), ("val", HELD_OUT_SEED)):
         write_cityscapes(root, split, toycity_scenes(first, count, height, width, semantic=True), group_area=150)
@@ -90,7 +90,7 @@ def add_caravan(ids_file: Path) -> None:
     of an ``*_instanceIds.png`` and its ``*_labelIds.png``."""
     import cv2
 
-    from course_lib.data import read_instance_ids
+    from course_lib.data.cityscapes import read_instance_ids
 
     caravan = next(label.id for label in labels if label.name == "caravan")
     labels_file = ids_file.with_name(ids_file.name.replace("_instanceIds", "_labelIds"))
@@ -106,8 +106,8 @@ def export_coco(root: Path, split: str = "val2017", count: int = 2, height: int 
     writes). Returns ``root``."""
     import json
 
-    from course_lib.data import coco_urban_subset
-    from course_lib.toycity.export import write_coco
+    from course_lib.data.coco_urban import coco_urban_subset
+    from course_lib.data.toycity.export import write_coco
 
     instances = write_coco(root, split, toycity_scenes(2_000_000, count, height, width, semantic=False))
     subset = coco_urban_subset(json.loads(Path(instances).read_text()))
@@ -117,7 +117,7 @@ def export_coco(root: Path, split: str = "val2017", count: int = 2, height: int 
 
 def cityscapes_ids(root: Path, split: str) -> np.ndarray:
     """All id values in the split's ``*_instanceIds.png`` files (to check what the export holds)."""
-    from course_lib.data import read_instance_ids
+    from course_lib.data.cityscapes import read_instance_ids
 
     files = sorted((Path(root) / "gtFine" / split).glob("*/*_instanceIds.png"))
     return np.unique(np.concatenate([np.unique(read_instance_ids(f)) for f in files]))

@@ -1,4 +1,4 @@
-"""course_lib.anchors against torchvision's AnchorGenerator, and the roadmap's worked examples."""
+"""course_lib.scratch.anchors against torchvision's AnchorGenerator, and the roadmap's worked examples."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
-from course_lib import anchors
+from course_lib.scratch import anchors
 
 
 def _torchvision_anchors(sizes, ratios, image_shape, grid_sizes):

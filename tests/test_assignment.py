@@ -1,8 +1,8 @@
-"""course_lib.assignment: grid-cell, point and anchor assignment on hand-made boxes."""
+"""course_lib.scratch.assignment: grid-cell, point and anchor assignment on hand-made boxes."""
 
 import torch
 
-from course_lib import assignment
+from course_lib.scratch import assignment
 
 SIZE = (448, 448)  # a 7x7 grid has 64-pixel cells
 

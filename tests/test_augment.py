@@ -1,4 +1,4 @@
-"""course_lib.augment: tight boxes after rotation, sanitising, and the training pipeline's contract."""
+"""course_lib.data.augment: tight boxes after rotation, sanitising, and the training pipeline's contract."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from torchvision import tv_tensors
 from torchvision.ops import box_iou
 from torchvision.transforms.v2 import functional as F
 
-from course_lib.augment import BoxesFromMasks, eval_transforms, sanitize, train_transforms
-from course_lib.data import make_target
+from course_lib.data.augment import BoxesFromMasks, eval_transforms, sanitize, train_transforms
+from course_lib.structures.instances import make_target
 
 H, W = 120, 160
 
@@ -82,7 +82,7 @@ def test_eval_transforms_accept_uint8_and_do_nothing_else():
 
 
 def test_toycity_items_keep_every_per_instance_field_aligned_when_instances_leave_the_frame():
-    from course_lib.toycity import ToyCityDataset
+    from course_lib.data.toycity import ToyCityDataset
 
     torch.manual_seed(0)
     zoom_in = train_transforms(scale_range=(2.0, 2.0), max_rotation=20.0)  # pushes objects out of frame
@@ -95,7 +95,7 @@ def test_toycity_items_keep_every_per_instance_field_aligned_when_instances_leav
 
 
 def test_clip_frames_keep_track_ids_aligned_when_instances_leave_the_frame():
-    from course_lib.toycity import clip, to_tv_tensors
+    from course_lib.data.toycity import clip, to_tv_tensors
 
     torch.manual_seed(0)
     image, target = to_tv_tensors(*clip(seed=1, num_frames=1, height=64, width=128)[0])

@@ -1,7 +1,7 @@
 """Bad input and faults, as a hostile-but-fair user meets them: each gets one ``error: ...`` line
 (exit code 2) or the right result, and no input or earlier output is changed or lost.
 
-Every case runs through ``python -m course_lib`` (in-process, ``course_lib.__main__.main``) or
+Every case runs through ``python -m course_lib`` (in-process, ``course_lib.cli.main``) or
 the public API; a "disk full" fault writes part of a file and then fails, as a full disk does.
 """
 
@@ -20,9 +20,14 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import atomic, bench, data, evaluate, video, zoo
-from course_lib.__main__ import main
+from course_lib import results, zoo
+from course_lib.cli import main
+from course_lib.data import coco_urban, images
 from course_lib.errors import BadInput
+from course_lib.evaluation import coco_eval
+from course_lib.tracking import annotate, video_io
+from course_lib.utils import atomic
+from course_lib.zoo import files
 
 TOYCITY = ["--data", "toycity", "--height", "64", "--width", "128"]
 TRAIN = ["train", *TOYCITY, "--length", "4", "--steps", "1", "--batch-size", "2", "--warmup", "1", "--amp", "off",
@@ -87,7 +92,7 @@ def disk_full(monkeypatch):
 
 
 def test_video_refuses_to_write_over_its_input(tmp_path, small_model, capsys):
-    clip, _ = video.write_toycity_clip(tmp_path / "clip.mp4", num_frames=3, height=64, width=128)
+    clip, _ = video_io.write_toycity_clip(tmp_path / "clip.mp4", num_frames=3, height=64, width=128)
     before = snapshot(tmp_path)
     for same in (str(clip), str(tmp_path / "." / "clip.mp4")):
         assert main(["video", str(clip), same]) == 2
@@ -116,11 +121,11 @@ def test_train_toycity_refuses_an_existing_run_without_resume(finished_run, tmp_
 
 
 def test_zoo_load_needs_at_least_8_hex_digits_of_the_sha256(tmp_path):
-    from course_lib.model import build
+    from course_lib.modeling.maskrcnn import build
 
     path = tmp_path / "mine.pt"
     torch.save(build("toycity_small").state_dict(), path)
-    full = zoo.sha256_of(path)
+    full = files.sha256_of(path)
     for digest in ("", full[:1], full[:7], "not-hex!"):  # each would have matched, or loaded any file
         with pytest.raises(BadInput, match="at least its first 8"):
             zoo.load("checkpoint", source=str(path), sha256=digest, arch="toycity_small")
@@ -144,13 +149,13 @@ def test_a_truncated_image_in_a_dataset_is_an_error(tmp_path):
     cv2.imwrite(str(tmp_path / "cut.jpg"), np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
     (tmp_path / "cut.jpg").write_bytes((tmp_path / "cut.jpg").read_bytes()[:600])
     with pytest.raises(BadInput, match="cut.jpg: cannot read this image"):
-        data._rgb(tmp_path / "cut.jpg")
+        images.read_rgb(tmp_path / "cut.jpg")
 
 
 def test_a_16_bit_greyscale_png_keeps_its_grey_levels(tmp_path):
     grey = (np.arange(32 * 64).reshape(32, 64) * 30).astype(np.uint16)  # 0 .. 61410
     cv2.imwrite(str(tmp_path / "grey16.png"), grey)
-    image = data._rgb(tmp_path / "grey16.png")
+    image = images.read_rgb(tmp_path / "grey16.png")
     assert image.shape == (3, 32, 64)
     expected = torch.from_numpy(grey.astype(np.float32) / 65535)
     for channel in image:
@@ -183,25 +188,25 @@ def coco_folder(root: Path, extra: list[dict]) -> Path:
     {"category_id": 3, "area": 0.0, "bbox": [40, 40, 10, 10], "segmentation": [[40, 40, 45, 45, 50, 50]]},  # a line
 ], ids=["zero-box", "zero-area-polygon"])
 def test_a_zero_area_coco_annotation_is_skipped_so_perfect_predictions_score_ap_1(tmp_path, degenerate):
-    dataset = data.CocoUrbanSubset(coco_folder(tmp_path / "coco", [degenerate]))
+    dataset = coco_urban.CocoUrbanSubset(coco_folder(tmp_path / "coco", [degenerate]))
     with pytest.warns(UserWarning, match="skipped 1 annotation"):
         _, target = dataset[0]
     assert target["boxes"].tolist() == [[10.0, 10.0, 30.0, 30.0]]
     perfect = {"boxes": target["boxes"], "labels": target["labels"], "scores": torch.ones(1),
                "masks": target["masks"][:, None].float()}
-    metrics = evaluate.coco_metrics([perfect], [target])
+    metrics = coco_eval.coco_metrics([perfect], [target])
     assert metrics["segm"]["per_class"]["car"]["AP"] == pytest.approx(1.0)
     assert metrics["bbox"]["per_class"]["car"]["AP"] == pytest.approx(1.0)
 
 
 def test_a_two_point_coco_polygon_is_skipped_not_a_crash(tmp_path):
     two_points = {"category_id": 1, "area": 0.0, "bbox": [5, 5, 15, 15], "segmentation": [[5, 5, 20, 20]]}
-    dataset = data.CocoUrbanSubset(coco_folder(tmp_path / "coco", [two_points]))
+    dataset = coco_urban.CocoUrbanSubset(coco_folder(tmp_path / "coco", [two_points]))
     with pytest.warns(UserWarning, match="skipped 1 annotation"):
         _, target = dataset[0]
-    assert target["labels"].tolist() == [data.COCO_TO_INDEX[3]]
+    assert target["labels"].tolist() == [coco_urban.COCO_TO_INDEX[3]]
     with pytest.warns(UserWarning, match="skipped 1 annotation"):
-        assert dataset.image_labels(0) == [data.COCO_TO_INDEX[3]]
+        assert dataset.image_labels(0) == [coco_urban.COCO_TO_INDEX[3]]
 
 
 @pytest.mark.parametrize("option", [["--length", "0"], ["--length", "-1"], ["--length", "2", "--limit", "0"]],
@@ -290,8 +295,8 @@ def test_coco_weights_offline_are_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_coco_weights_offline_from_python_are_weights_unavailable(tmp_path, monkeypatch):
-    from course_lib import model as models
     from course_lib.errors import WeightsUnavailable
+    from course_lib.modeling import maskrcnn as models
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
@@ -307,7 +312,7 @@ def test_a_1x1_image_is_one_line(tmp_path, small_model, capsys):
 
 
 def test_frames_over_the_pixel_limit_are_downscaled_with_a_warning(tmp_path, small_model, capsys, monkeypatch):
-    monkeypatch.setattr(video, "MAX_PIXELS", 64 * 128)  # stands for 4K: the same guard without allocating GBs
+    monkeypatch.setattr(video_io, "MAX_PIXELS", 64 * 128)  # stands for 4K: the same guard without allocating GBs
     write_frames(tmp_path / "frames", frames_of(height=128, width=256, count=2))
     out = tmp_path / "out.mp4"
     assert main(["video", str(tmp_path / "frames"), str(out), "--no-side-by-side"]) == 0
@@ -339,7 +344,7 @@ def test_a_fault_while_writing_a_video_keeps_the_earlier_one(tmp_path, small_mod
                 raise RuntimeError("out of memory")
             yield frame, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0)}
 
-    monkeypatch.setattr(video, "predict_frames", two_frames_then_fault)
+    monkeypatch.setattr(annotate, "predict_frames", two_frames_then_fault)
     with pytest.raises(RuntimeError, match="out of memory"):
         main(["video", str(tmp_path / "frames"), str(out)])
     assert out.read_bytes() == b"an earlier result" and sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out.mp4"]
@@ -381,12 +386,12 @@ def test_eval_json_is_written_atomically(tmp_path, small_model, disk_full):
 
 
 def test_bench_results_are_written_atomically(tmp_path, disk_full):
-    out = tmp_path / "bench.json"
-    bench.save_results({"variants": ["earlier"]}, out)
-    disk_full("bench.json")
+    out = tmp_path / "benchmark.json"
+    results.save_results({"variants": ["earlier"]}, out)
+    disk_full("benchmark.json")
     with pytest.raises(OSError, match="No space left"):
-        bench.save_results({"variants": ["new"]}, out)
-    assert json.loads(out.read_text()) == {"variants": ["earlier"]} and [p.name for p in tmp_path.iterdir()] == ["bench.json"]
+        results.save_results({"variants": ["new"]}, out)
+    assert json.loads(out.read_text()) == {"variants": ["earlier"]} and [p.name for p in tmp_path.iterdir()] == ["benchmark.json"]
 
 
 def test_coco_download_never_leaves_a_partial_annotation_file(tmp_path, monkeypatch):

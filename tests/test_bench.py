@@ -1,4 +1,4 @@
-"""course_lib.bench: stage timing, latency statistics, the results file, the Pareto front, the CLI."""
+"""course_lib.deploy.benchmark: stage timing, latency statistics, the results file, the Pareto front, the CLI."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import time
 import pytest
 import torch
 
-from course_lib import bench, zoo
+from course_lib import zoo
 from course_lib.cli import bench as bench_cli
+from course_lib.deploy import benchmark, eager, timing
+from course_lib.engine import step_benchmark
+from course_lib.results import pareto_front, results_table, save_results
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +22,7 @@ def model(untrained_toycity_model):
 
 @pytest.fixture(scope="module")
 def dataset():
-    return bench.toycity_val(1)
+    return benchmark.toycity_val(1)
 
 
 def test_stage_timer_accounts_for_the_forward_and_leaves_no_trace(model, dataset):
@@ -27,29 +30,29 @@ def test_stage_timer_accounts_for_the_forward_and_leaves_no_trace(model, dataset
     with torch.inference_mode():
         model([image])
         start = time.perf_counter()
-        with bench.stage_timer(model) as stages:
+        with timing.stage_timer(model) as stages:
             model([image])
         total = time.perf_counter() - start
-    assert list(stages) == list(bench.STAGES) and all(seconds > 0 for seconds in stages.values())
+    assert list(stages) == list(timing.STAGES) and all(seconds > 0 for seconds in stages.values())
     assert 0.5 * total < sum(stages.values()) <= total  # the stages are most of the forward, never more
     assert "postprocess" not in model.transform.__dict__ and "postprocess_detections" not in model.roi_heads.__dict__
     assert not model.backbone._forward_hooks and not model.backbone._forward_pre_hooks
 
 
 def test_run_benchmark_reports_every_field_and_skips_what_the_device_cannot_run(model, dataset, tmp_path):
-    results = bench.run_benchmark(model, dataset, ["baseline", "det_20", "fp16"], warmup=1, repeats=2, stage_repeats=1,
+    results = benchmark.run_benchmark(model, dataset, ["baseline", "det_20", "fp16"], warmup=1, repeats=2, stage_repeats=1,
                                   progress=None)
-    assert results["skipped"] == {"fp16": bench.speed.get("fp16").supported(torch.device("cpu"))}
+    assert results["skipped"] == {"fp16": eager.get("fp16").supported(torch.device("cpu"))}
     names = [row["name"] for row in results["variants"]]
     assert names == ["baseline", "det_20"]
     row = results["variants"][1]
     assert row["p90_ms"] >= row["median_ms"] > 0 and row["fps"] == pytest.approx(1000 / row["median_ms"])
-    assert set(row["stages_ms"]) == set(bench.STAGES)
+    assert set(row["stages_ms"]) == set(timing.STAGES)
     assert 0 <= row["mask_AP"] <= 1 and row["speedup"] == pytest.approx(row["paired_baseline_ms"] / row["median_ms"])
     assert results["input_size"] == [128, 256] and results["torch"] == torch.__version__
-    path = bench.save_results(results, tmp_path / "r.json")
+    path = save_results(results, tmp_path / "r.json")
     assert json.loads(path.read_text()) == json.loads(json.dumps(results))
-    table = bench.results_table(results).splitlines()
+    table = results_table(results).splitlines()
     assert len(table) == 2 + 2 and table[2].startswith("| baseline |")
 
 
@@ -60,12 +63,12 @@ def test_pareto_front_keeps_only_unbeaten_variants():
         {"name": "dominated", "median_ms": 120, "mask_AP": 0.4},
         {"name": "middle", "median_ms": 40, "mask_AP": 0.45},
     ]
-    assert bench.pareto_front({"variants": rows}) == ["fast_bad", "middle", "slow_good"]
+    assert pareto_front({"variants": rows}) == ["fast_bad", "middle", "slow_good"]
 
 
 def test_cli_times_without_evaluation(model, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(zoo, "from_command_line", lambda *args, **kwargs: model)
-    out = tmp_path / "bench.json"
+    out = tmp_path / "benchmark.json"
     argv = ["--variants", "baseline,rpn_100", "--val", "1", "--warmup", "1", "--repeats", "2", "--no-eval", "--out", str(out)]
     assert bench_cli.cli(argv) == 0
     printed = capsys.readouterr().out
@@ -83,7 +86,7 @@ def test_training_step_benchmark_times_each_pooler_and_leaves_the_model_alone(mo
     finally:
         torch.set_num_threads(threads)
     results = json.loads(out.read_text())
-    assert [row["name"] for row in results["variants"]] == list(bench.TRAIN_STEP_VARIANTS)
+    assert [row["name"] for row in results["variants"]] == list(step_benchmark.TRAIN_STEP_VARIANTS)
     assert all(row["median_ms"] > 0 and row["images_per_s"] > 0 for row in results["variants"])
     assert results["variants"][0]["speedup"] == 1.0
     assert "| separable_amp |" in capsys.readouterr().out
@@ -93,7 +96,7 @@ def test_training_step_benchmark_times_each_pooler_and_leaves_the_model_alone(mo
 
 
 def test_tracker_overhead_records_what_it_measured():
-    result = bench.tracker_overhead(num_objects=5, num_frames=6, height=64, width=128)
+    result = benchmark.tracker_overhead(num_objects=5, num_frames=6, height=64, width=128)
     assert result["frame_size"] == [64, 128] and result["update_ms"] > 0 and result["paste_ms"] > 0
     assert result["command"].startswith("python -m course_lib bench --tracker") and result["device"].startswith("cpu")
     assert result["torch"] == torch.__version__ and result["date"][:2] == "20"

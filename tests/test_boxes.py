@@ -1,11 +1,11 @@
-"""course_lib.boxes against torchvision.ops and BoxCoder."""
+"""course_lib.scratch.boxes against torchvision.ops and BoxCoder."""
 
 import pytest
 import torch
 import torchvision
 from torchvision.models.detection._utils import BoxCoder
 
-from course_lib import boxes
+from course_lib.scratch import boxes
 
 
 def _random_boxes(n: int, generator: torch.Generator, extent: float = 100.0) -> torch.Tensor:

@@ -63,7 +63,7 @@ def run_notebook(path, cwd, timeout: int = 600) -> str:
 
 
 def check_real_data_branch(chapter, cityscapes_standin, tmp_path, monkeypatch) -> None:
-    from course_lib.video import sample_video
+    from course_lib.tracking.video_io import sample_video
 
     if chapter.endswith("04_video_demo.ipynb") and sample_video() is None:
         pytest.skip("the video chapter's real street needs vtest.avi: run `make vtest` (apt-get download opencv-doc)")

@@ -14,8 +14,8 @@ import json
 import pytest
 import torch
 
-from course_lib.__main__ import main
 from course_lib.classes import CLASSES
+from course_lib.cli import main
 
 TINY_TRAIN = ["--steps", "1", "--batch-size", "2", "--warmup", "1", "--checkpoint-every", "1"]
 
@@ -29,7 +29,8 @@ def cityscapes(cityscapes_standin, monkeypatch):
 def test_cityscapes_standin_has_the_real_layout(cityscapes):
     from standins import cityscapes_ids
 
-    from course_lib import data, runtime
+    from course_lib import runtime
+    from course_lib.data.cityscapes import CityscapesInstances
 
     assert runtime.cityscapes_root() == cityscapes
     ids = cityscapes_ids(cityscapes, "val")
@@ -37,7 +38,7 @@ def test_cityscapes_standin_has_the_real_layout(cityscapes):
     groups = [v for v in ids if 24 <= v <= 33]
     assert groups, "group regions keep the plain label id of a thing class"
     assert 29 * 1000 in ids, "a caravan instance, a class the official evaluation ignores"
-    val = data.CityscapesInstances(split="val", crowd=True)
+    val = CityscapesInstances(split="val", crowd=True)
     _, target = val[0]
     assert target["iscrowd"].sum() > 0 and set(target["labels"].tolist()) <= set(range(1, len(CLASSES)))
 
@@ -87,18 +88,19 @@ def test_week1_subject_is_the_street_photo_where_there_is_no_cityscapes(coco_wei
     """COCO weights without Cityscapes: the Week 1 chapters open the model on the cached street photo."""
     import cv2
 
-    from course_lib import inspect, zoo
-    from course_lib.toycity import scene
+    from course_lib.data import subjects
+    from course_lib.data.toycity import scene
+    from course_lib.zoo import files
 
     home = tmp_path / "torch_home"
     (home / "hub" / "checkpoints").mkdir(parents=True)
     (home / "hub" / "checkpoints" / coco_weights.name).symlink_to(coco_weights)
     monkeypatch.setenv("TORCH_HOME", str(home))
     monkeypatch.delenv("CITYSCAPES_DATASET", raising=False)
-    photo = zoo.weights_dir().parent / "course_images" / "FudanPed00054.png"  # where the download lands
+    photo = files.weights_dir().parent / "course_images" / "FudanPed00054.png"  # where the download lands
     photo.parent.mkdir(parents=True)
     cv2.imwrite(str(photo), scene(5, 96, 160)[0][:, :, ::-1])
 
-    subject = inspect.chapter_subject()
+    subject = subjects.chapter_subject()
     assert subject.model_name.startswith("COCO") and subject.data_name.startswith("street photo")
     assert subject.image.shape == (3, 96, 160) and 0 <= float(subject.image.min()) <= float(subject.image.max()) <= 1

@@ -1,4 +1,4 @@
-"""course_lib.data: the Cityscapes reader on a fixture written in the exact Cityscapes layout."""
+"""course_lib.data.catalog: the Cityscapes reader on a fixture written in the exact Cityscapes layout."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from course_lib.classes import CLASS_TO_INDEX
-from course_lib.data import CityscapesInstances, collate, read_instance_ids
+from course_lib.data.cityscapes import CityscapesInstances, read_instance_ids
+from course_lib.structures.instances import collate
 
 H, W = 32, 64
 # Cityscapes label ids, from cityscapesscripts' label table.
@@ -170,7 +171,7 @@ def test_download_coco_builds_a_subset_that_coco_urban_subset_reads(tmp_path: Pa
         httpd.server_close()
 
     assert sorted(p.name for p in (dest / "val2017").iterdir()) == ["000000000001.jpg", "000000000003.jpg"]
-    from course_lib.data import CocoUrbanSubset
+    from course_lib.data.coco_urban import CocoUrbanSubset
 
     dataset = CocoUrbanSubset(dest)
     assert dataset.image_ids == [1, 3]

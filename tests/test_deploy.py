@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from course_lib import bench, speed, zoo
-from course_lib.__main__ import main
-from course_lib.deploy import export, measure, variants
+from course_lib import zoo
+from course_lib.cli import main
+from course_lib.data.toycity import ToyCityDataset
+from course_lib.deploy import benchmark, eager, export, interleaved, variants
 from course_lib.deploy.predictor import onnxruntime_predictor, openvino_predictor
 from course_lib.deploy.quantize import quantize_int8
-from course_lib.toycity import ToyCityDataset
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def model():
 @pytest.fixture(scope="module")
 def images():
     # two held-out scenes with different numbers of detections: a trace that froze the count would fail one
-    return [image for image, _ in bench.toycity_val(2)]
+    return [image for image, _ in benchmark.toycity_val(2)]
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +70,9 @@ def test_int8_on_two_calibration_scenes_quantizes_only_the_chosen_layers(onnx_fi
 
 
 def test_variant_names_resolve():
-    assert measure.is_deploy_name("ov_int8@fast") and not measure.is_deploy_name("fast")
+    assert interleaved.is_deploy_name("ov_int8@fast") and not interleaved.is_deploy_name("fast")
     fast = variants.parse("ov_int8@fast#nncf_defaults")
-    assert fast.settings == speed.get("fast") and fast.int8_scope == "nncf_defaults"
+    assert fast.settings == eager.get("fast") and fast.int8_scope == "nncf_defaults"
     assert all(variants.parse(name).name == name for name in variants.names())
     assert {"ort", "ov_fp32", "ov_int8", "ov_int8@fast", "ort@det_20"} <= set(variants.names())
     with pytest.raises(ValueError, match="combine a runtime with"):

@@ -1,6 +1,6 @@
 """Every digit in a chapter's prose is a result printed by code, or a listed constant.
 
-``course_lib.provenance`` finds the digits of each markdown cell that no rule exempts (math, code,
+``course_lib.utils.provenance`` finds the digits of each markdown cell that no rule exempts (math, code,
 years, citations, headings, names such as ResNet-50, square grids); ``book/digits_allowed.yml``
 lists, per chapter, the phrases whose digits are constants, quotes or published numbers. Anything
 else is a typed number: compute it in a code cell, or read it from a committed results file.
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from course_lib.provenance import markdown_cells, typed_numbers
+from course_lib.utils.provenance import markdown_cells, typed_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLOWLIST = ROOT / "book" / "digits_allowed.yml"

@@ -1,4 +1,4 @@
-"""course_lib.distributed + train: two processes, each on half of every batch, train like one on all of it."""
+"""course_lib.engine.distributed + train: two processes, each on half of every batch, train like one on all of it."""
 
 import signal
 import subprocess
@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib import distributed
-from course_lib import train as training
+from course_lib.cli import train
+from course_lib.engine import checkpoint, distributed, trainer
 
 
 class Colours(torch.utils.data.Dataset):
@@ -47,7 +47,7 @@ SETTINGS = dict(steps=6, batch_size=2, lr=0.05, optimizer="adamw", warmup_steps=
 def _train_and_save(out: Path, batch_size: int = 2) -> None:
     """Train in this process (rank r of a launch, or alone) and save the weights as ``rank{r}.pt``."""
     model = ColourRegression()
-    training.train(model, Colours(), checkpoint_dir=out, **{**SETTINGS, "batch_size": batch_size})
+    trainer.train(model, Colours(), checkpoint_dir=out, **{**SETTINGS, "batch_size": batch_size})
     torch.save(model.state_dict(), out / f"rank{distributed.rank_and_world()[0]}.pt")
 
 
@@ -66,8 +66,8 @@ class NaNOnRank1(Colours):
 
 def _train_until_diverged(out: Path) -> None:
     try:
-        training.train(ColourRegression(), NaNOnRank1(), checkpoint_dir=out, **SETTINGS)
-    except training.TrainingDiverged as error:
+        trainer.train(ColourRegression(), NaNOnRank1(), checkpoint_dir=out, **SETTINGS)
+    except trainer.TrainingDiverged as error:
         (out / f"rank{distributed.rank_and_world()[0]}.diverged").write_text(str(error))
         raise
 
@@ -77,12 +77,12 @@ def test_a_nan_in_one_process_stops_every_process(tmp_path):
         distributed.launch(_train_until_diverged, tmp_path, processes=2)
     # both raised (neither was left waiting for the other's gradients), before touching the weights
     assert sorted(p.name for p in tmp_path.glob("*.diverged")) == ["rank0.diverged", "rank1.diverged"]
-    assert training.load_checkpoint(tmp_path / training.CHECKPOINT_NAME)["step"] == 3
+    assert checkpoint.load_checkpoint(tmp_path / checkpoint.CHECKPOINT_NAME)["step"] == 3
 
 
 def test_each_process_loads_its_share_of_every_batch():
-    whole = list(training.batches(Colours(), start=2, steps=4, batch_size=4, seed=1))
-    halves = [list(training.batches(Colours(), start=2, steps=4, batch_size=4, seed=1, rank=r, world=2)) for r in (0, 1)]
+    whole = list(trainer.batches(Colours(), start=2, steps=4, batch_size=4, seed=1))
+    halves = [list(trainer.batches(Colours(), start=2, steps=4, batch_size=4, seed=1, rank=r, world=2)) for r in (0, 1)]
     for step, batch in enumerate(whole):
         shared = halves[0][step] + halves[1][step]
         assert len(halves[0][step]) == len(halves[1][step]) == 2
@@ -98,17 +98,17 @@ def test_two_processes_train_like_one(tmp_path):
         assert torch.allclose(rank0[name], alone[name], atol=1e-6), f"{name}: 2 processes x 1 image != 1 process x 2 images"
     assert not torch.allclose(alone["fit.weight"], ColourRegression().fit.weight), "the weights did not move"
 
-    checkpoint = training.load_checkpoint(tmp_path / "two" / training.CHECKPOINT_NAME)
-    assert checkpoint["step"] == SETTINGS["steps"] and len(checkpoint["rng_by_rank"]) == 2
-    logged = [r["loss"] for r in checkpoint["history"]["loss"]]
-    alone_logged = [r["loss"] for r in training.load_checkpoint(tmp_path / "one" / training.CHECKPOINT_NAME)["history"]["loss"]]
+    saved = checkpoint.load_checkpoint(tmp_path / "two" / checkpoint.CHECKPOINT_NAME)
+    assert saved["step"] == SETTINGS["steps"] and len(saved["rng_by_rank"]) == 2
+    logged = [r["loss"] for r in saved["history"]["loss"]]
+    alone_logged = [r["loss"] for r in checkpoint.load_checkpoint(tmp_path / "one" / checkpoint.CHECKPOINT_NAME)["history"]["loss"]]
     assert logged == pytest.approx(alone_logged, rel=1e-5), "the logged loss is the mean over both processes"
 
 
 def test_a_checkpoint_resumes_only_with_as_many_processes(tmp_path):
     distributed.launch(_train_and_save, tmp_path, processes=2)
     with pytest.raises(ValueError, match=r"written by 2 training process\(es\): resume it with 2"):
-        training.train(ColourRegression(), Colours(), checkpoint_dir=tmp_path, resume=True, **{**SETTINGS, "steps": 8})
+        trainer.train(ColourRegression(), Colours(), checkpoint_dir=tmp_path, resume=True, **{**SETTINGS, "steps": 8})
 
 
 def test_the_batch_must_split_over_the_processes(tmp_path):
@@ -121,17 +121,17 @@ def test_the_batch_must_split_over_the_processes(tmp_path):
 def test_cli_trains_toycity_in_two_processes(tmp_path):
     argv = ["--data", "toycity", "--length", "4", "--height", "64", "--width", "128", "--steps", "2",
             "--batch-size", "2", "--warmup", "1", "--out", str(tmp_path), "--processes", "2"]
-    assert training.cli(argv) == 0
-    state = training.load_checkpoint(tmp_path / training.CHECKPOINT_NAME)
+    assert train.cli(argv) == 0
+    state = checkpoint.load_checkpoint(tmp_path / checkpoint.CHECKPOINT_NAME)
     assert state["step"] == 2 and len(state["rng_by_rank"]) == 2
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "history.json").is_file()
     with pytest.raises(SystemExit):  # 3 images do not split over 2 processes
-        training.cli([*argv, "--batch-size", "3"])
+        train.cli([*argv, "--batch-size", "3"])
 
 
 LAUNCHER = '''
 import os, sys, time
-from course_lib import distributed
+from course_lib.engine import distributed
 
 def wait(folder):
     open(os.path.join(folder, str(os.getpid())), "w").close()

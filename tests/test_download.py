@@ -1,4 +1,4 @@
-"""course_lib.download against a loopback HTTP server (127.0.0.1, never the internet)."""
+"""course_lib.utils.download against a loopback HTTP server (127.0.0.1, never the internet)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.download import download
+from course_lib.utils.download import download
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB, spans several read chunks
 

@@ -1,4 +1,4 @@
-"""course_lib.evaluate on hand-made cases whose expected values are derived independently."""
+"""course_lib.evaluation.coco_eval on hand-made cases whose expected values are derived independently."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from course_lib import zoo
 from course_lib.classes import CLASS_TO_INDEX
-from course_lib.evaluate import coco_metrics, format_metrics, maskness, mean_matched_mask_iou, predict
-from course_lib.matching import match_pairs
-from course_lib.failures import draw_errors, failure_analysis
+from course_lib.engine.inference import inference_on_dataset
+from course_lib.evaluation.coco_eval import coco_metrics, format_metrics
+from course_lib.evaluation.failures import draw_errors, failure_analysis
+from course_lib.evaluation.matched_masks import maskness, mean_matched_mask_iou
+from course_lib.structures.matching import match_pairs
+from course_lib.zoo import registry
 
 H, W = 64, 96
 CAR, PERSON, BUS, TRUCK = (CLASS_TO_INDEX[name] for name in ("car", "person", "bus", "truck"))
@@ -186,10 +188,11 @@ def test_draw_errors_paints_each_kind():
 
 
 def test_official_cityscapes_evaluator_on_a_cityscapes_layout_fixture(tmp_path):
-    from test_data import CAR as CS_CAR, fixture_ids, write_cityscapes_frame
+    from test_data import CAR as CS_CAR
+    from test_data import fixture_ids, write_cityscapes_frame
 
-    from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
-    from course_lib.data import CityscapesInstances
+    from course_lib.data.cityscapes import CityscapesInstances
+    from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval, format_official
 
     write_cityscapes_frame(tmp_path, "val", "frankfurt", "000000_000294", fixture_ids())
     write_cityscapes_frame(tmp_path, "val", "lindau", "000001_000019", np.full(fixture_ids().shape, 7))
@@ -221,7 +224,7 @@ def test_eval_cli_on_toycity_with_a_checkpoint(tmp_path, capsys):
     import json
 
     from course_lib.cli.evaluate import cli
-    from course_lib.model import build
+    from course_lib.modeling.maskrcnn import build
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "model.pt"
@@ -233,15 +236,15 @@ def test_eval_cli_on_toycity_with_a_checkpoint(tmp_path, capsys):
     assert "[results from] model:" in printed and "miss rate" in printed
     metrics = json.loads(out.read_text())
     assert set(metrics) == {"bbox", "segm", "mask_iou"} and "car" in metrics["segm"]["per_class"]
-    with pytest.raises(zoo.WeightsUnavailable, match="expected 'toycity', 'coco' or the path"):
+    with pytest.raises(registry.WeightsUnavailable, match="expected 'toycity', 'coco' or the path"):
         cli(["--data", "toycity", "--model", str(tmp_path / "missing.pt"), "--length", "1"])
 
 
 def test_official_evaluator_and_coco_metrics_on_an_exported_toycity_split(tmp_path):
-    from course_lib.cityscapes_eval import cityscapes_official_eval
-    from course_lib.data import CityscapesInstances
-    from course_lib.toycity import scene
-    from course_lib.toycity.export import write_cityscapes
+    from course_lib.data.cityscapes import CityscapesInstances
+    from course_lib.data.toycity import scene
+    from course_lib.data.toycity.export import write_cityscapes
+    from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval
 
     group_area = 80  # ToyCity objects under 80 pixels (three in scene 8) become <class>group regions
     write_cityscapes(tmp_path, "val", [scene(seed, 128, 256, semantic=True) for seed in (7, 8)], group_area=group_area)
@@ -273,7 +276,7 @@ class OracleModel(torch.nn.Module):
 
 
 def test_evaluate_model_batches_binarises_and_scores_an_oracle():
-    from course_lib.evaluate import evaluate_model
+    from course_lib.engine.inference import evaluate_model
 
     samples = [(torch.full((3, H, W), i / 10), target([(4, 4, 40, 30), (50, 10, 90, 60)][: i + 1], [CAR, PERSON][: i + 1]))
                for i in range(2)] + [(torch.full((3, H, W), 0.5), target([(0, 0, 20, 20)], [BUS]))]
@@ -302,7 +305,7 @@ class _FixedOutputModel(torch.nn.Module):
 
 def test_predict_keeps_maskness_to_rank_detections_by_score_times_maskness():
     dataset = [(torch.zeros(3, H, W), target([(0, 0, 4, 4)], [CAR]))]
-    predictions, _ = predict(_FixedOutputModel(), dataset, device="cpu")
+    predictions, _ = inference_on_dataset(_FixedOutputModel(), dataset, device="cpu")
     assert predictions[0]["scores"].tolist() == pytest.approx([0.9, 0.8])
     assert predictions[0]["maskness"].tolist() == pytest.approx([0.55, 1.0])
     rescored = predictions[0]["scores"] * predictions[0]["maskness"]

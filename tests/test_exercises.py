@@ -67,7 +67,7 @@ def test_reference_ap_agrees_with_cocoeval():
     import numpy as np
     import torch
 
-    from course_lib.evaluate import coco_metrics
+    from course_lib.evaluation.coco_eval import coco_metrics
 
     g = torch.Generator().manual_seed(0)
     masks = torch.zeros(6, 32, 32, dtype=torch.uint8)

@@ -1,4 +1,5 @@
-"""course_lib's modules import each other without a cycle (imports inside functions count too)."""
+"""The shape of course_lib: no import cycle (imports inside functions count too), argparse only in
+``course_lib.cli``, and every module short enough to hold in mind."""
 
 from __future__ import annotations
 
@@ -15,16 +16,15 @@ PACKAGE_ROOT = Path(course_lib.__file__).parent
 
 
 def module_name(path: Path) -> str:
-    """``course_lib/toycity/scene.py`` -> ``course_lib.toycity.scene``; a package's ``__init__.py`` -> the package."""
+    """``course_lib/toycity/scene.py`` -> ``course_lib.data.toycity.scene``; a package's ``__init__.py`` -> the package."""
     parts = path.relative_to(PACKAGE_ROOT.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 MODULES = {module_name(path): path for path in sorted(PACKAGE_ROOT.rglob("*.py"))}
 
-#: The import that still closes a cycle, written inside a function, to be removed (issue 23):
-#: zoo.load dispatches "detectron2:" names to detectron2_zoo, which uses zoo's download helpers.
-KNOWN_CYCLE_EDGES = {("course_lib.zoo", "course_lib.detectron2_zoo")}
+#: The longest a module may grow: beyond it, split it by concept.
+MAX_MODULE_LINES = 350
 
 
 def imported_modules(name: str, path: Path) -> set[str]:
@@ -45,33 +45,58 @@ def imported_modules(name: str, path: Path) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    return {name: imported_modules(name, path) for name, path in MODULES.items() if name != "course_lib.__main__"}
+    return {name: imported_modules(name, path) for name, path in MODULES.items()}
 
 
 def test_the_graph_sees_imports_inside_functions_and_relative_imports():
     graph = import_graph()
-    assert "course_lib.cityscapes_eval" in graph["course_lib.cli.evaluate"]  # a top-level import of the eval CLI
-    assert "course_lib.deploy.measure" in graph["course_lib.cli.bench"]  # imported inside a function
-    assert "course_lib.toycity.scene" in graph["course_lib.toycity.dataset"]  # ``from .scene import scene``
-    # ``from course_lib.toycity import ToyCityDataset`` written inside a function
-    assert "course_lib.toycity" in graph["course_lib.bench"]
+    assert "course_lib.evaluation.cityscapes_eval" in graph["course_lib.cli.evaluate"]  # a top-level import of the eval CLI
+    assert "course_lib.evaluation.mots" in graph["course_lib.evaluation.track_metrics"]
+    assert "course_lib.data.toycity.scene" in graph["course_lib.data.toycity.dataset"]  # ``from .scene import scene``
+    assert "course_lib.data.toycity" in graph["course_lib.deploy.benchmark"]  # ``from course_lib.data.toycity import held_out``
+
+
+def test_imports_inside_functions_are_seen(tmp_path, monkeypatch):
+    module = tmp_path / "late.py"
+    module.write_text("def f():\n    from course_lib.data import images\n    return images\n")
+    monkeypatch.setitem(MODULES, "course_lib.late", module)
+    assert imported_modules("course_lib.late", module) == {"course_lib.data.images"}
 
 
 def test_course_lib_modules_import_each_other_without_a_cycle():
     graph = import_graph()
-    assert all(target in graph[source] for source, target in KNOWN_CYCLE_EDGES), "a known cycle is gone: drop it from the list"
-    for source, target in KNOWN_CYCLE_EDGES:
-        graph[source].discard(target)
     try:
         order = list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as error:
         pytest.fail(f"import cycle among course_lib modules: {' -> '.join(error.args[1])}")
-    assert set(order) >= set(MODULES) - {"course_lib", "course_lib.__main__"}
+    assert set(order) >= set(MODULES) - {"course_lib"}
 
 
 def test_the_command_line_modules_import():
-    from course_lib.__main__ import COMMANDS
+    from course_lib.cli import COMMANDS
 
     for target in COMMANDS.values():
         module, _, function = target.partition(":")
         assert callable(getattr(importlib.import_module(module), function or "cli"))
+
+
+def test_argparse_lives_in_the_command_line_package_only():
+    """Library functions take plain arguments; parsing them is ``course_lib.cli``'s job."""
+    parsing = [name for name, path in MODULES.items() if "argparse" in imported_names(path)]
+    assert parsing and all(name.startswith("course_lib.cli") for name in parsing), parsing
+
+
+def test_no_module_is_longer_than_a_reader_holds_in_mind():
+    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"split these by concept: {long}"
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every top-level package ``path`` imports (``import a.b`` and ``from a.b import c`` give ``a``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names

@@ -1,13 +1,13 @@
-"""course_lib.mask_skip: the stem reaches the mask head and nothing else; the pooler reads it at stride 2."""
+"""course_lib.modeling.mask_skip: the stem reaches the mask head and nothing else; the pooler reads it at stride 2."""
 
 import pytest
 import torch
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
 from torchvision.ops import roi_align
 
-from course_lib import model as models
-from course_lib.inspect import trace
-from course_lib.mask_skip import STEM, StemSkipMaskPooler, fpn_levels
+from course_lib.modeling import maskrcnn as models
+from course_lib.modeling.internals import trace
+from course_lib.modeling.mask_skip import STEM, StemSkipMaskPooler, fpn_levels
 
 
 def test_backbone_adds_a_stride_2_stem_that_the_rpn_does_not_see():

@@ -5,8 +5,8 @@ import pycocotools.mask as mask_utils
 import pytest
 import torch
 
-from course_lib.mots import evaluate_mots, make_disjoint, write_mots
-from course_lib.toycity import clip
+from course_lib.data.toycity import clip
+from course_lib.evaluation.mots import evaluate_mots, make_disjoint, write_mots
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,18 @@
-"""course_lib.paste: pasting box-frame masks back into the image, and what torchvision's rounding costs."""
-
-import copy
+"""course_lib.modeling.paste: pasting box-frame masks back into the image, and what torchvision's rounding costs."""
 
 import pytest
 import torch
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from course_lib.paste import oracle_masks, paste_masks, perfect_masks_in_detected_boxes, resized_pixel_offset, set_paste
-from course_lib.track import mask_iou
+from course_lib.modeling.maskrcnn import build
+from course_lib.modeling.paste import (
+    ExactPasteTransform,
+    oracle_masks,
+    paste_masks,
+    perfect_masks_in_detected_boxes,
+    resized_pixel_offset,
+)
+from course_lib.tracking.mask_rois import mask_iou
 
 
 def _rectangle(x0: int, y0: int, x1: int, y1: int, height: int = 40, width: int = 60) -> dict:
@@ -73,8 +79,9 @@ def test_resized_paste_matches_pasting_at_the_resized_size():
 
 
 def test_the_paste_changes_only_the_masks(untrained_toycity_model):
-    course_model = untrained_toycity_model  # toycity_small pastes with course_lib.paste by default
-    torchvision_model = set_paste(copy.deepcopy(course_model), "torchvision")
+    course_model = untrained_toycity_model  # toycity_small pastes with course_lib.modeling.paste by default
+    torch.manual_seed(0)
+    torchvision_model = build("toycity_small", paste="torchvision").eval()  # the same seed: the same weights
     assert type(course_model.transform).__name__ == "ExactPasteTransform"
     assert type(torchvision_model.transform).__name__ == "GeneralizedRCNNTransform"
     image = torch.rand(3, 96, 160)  # resized to 128 x 213 inside: the resized offset is exercised
@@ -86,7 +93,13 @@ def test_the_paste_changes_only_the_masks(untrained_toycity_model):
     assert ours["masks"].shape == theirs["masks"].shape
     assert not torch.equal(ours["masks"], theirs["masks"])
     with pytest.raises(ValueError, match="paste must be one of"):
-        set_paste(torchvision_model, "nearest")
+        build("toycity_small", paste="nearest")
+
+
+def test_the_r50_models_paste_like_torchvision_unless_asked():
+    assert type(build("r50_fpn", min_size=64, max_size=96).transform) is GeneralizedRCNNTransform
+    exact = build("r50_fpn", min_size=64, max_size=96, paste="course_lib").transform
+    assert isinstance(exact, ExactPasteTransform) and (exact.min_size, exact.max_size) == ((64,), 96)
 
 
 def test_perfect_masks_replace_only_matched_detections():

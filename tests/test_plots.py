@@ -1,4 +1,4 @@
-"""course_lib.plots draws the committed results files; course_lib.report turns them into tables."""
+"""course_lib.viz.plots draws the committed results files; course_lib.report turns them into tables."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ import re
 import pytest
 from matplotlib.figure import Figure
 
-from course_lib import bench, plots, report
+from course_lib import report, results
+from course_lib.deploy import timing
+from course_lib.viz import plots
 
 
 @pytest.fixture(scope="module")
 def shipped() -> dict:
-    return bench.load_results("toycity_training.json")
+    return results.load_results("toycity_training.json")
 
 
 def test_training_figures_have_a_line_per_metric(shipped):
-    fig = plots.training_curve(shipped, bench.load_results("toycity_training_2x.json"))
+    fig = plots.training_curve(shipped, results.load_results("toycity_training_2x.json"))
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert all(len(ax.lines) == 3 + 1 + 1 for ax in fig.axes)  # three metrics, the longer run, the bar
     fig = plots.training_curve_and_loss(shipped, window=10)
@@ -24,23 +26,23 @@ def test_training_figures_have_a_line_per_metric(shipped):
 
 
 def test_decay_comparison_draws_every_run():
-    runs = {name: bench.load_results(name) for name in report.SEED_AND_SCHEDULE_RUNS}
+    runs = {name: results.load_results(name) for name in report.SEED_AND_SCHEDULE_RUNS}
     fig = plots.decay_comparison(runs)
     assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == len(runs) + 1  # runs plus the bar
 
 
 def test_speed_and_tracker_figures():
-    speed_run = bench.load_results("bench_cpu.json")
+    speed_run = results.load_results("bench_cpu.json")
     fig = plots.speed_and_stages(speed_run)
-    assert len(fig.axes[1].patches) == len(speed_run["variants"]) * len(bench.STAGES)
+    assert len(fig.axes[1].patches) == len(speed_run["variants"]) * len(timing.STAGES)
     assert len(plots.pareto(speed_run).axes) == 1
-    tracker = bench.load_results("tracker_cpu.json")
+    tracker = results.load_results("tracker_cpu.json")
     widths = sorted(p.get_width() for p in plots.tracker_cost(tracker).axes[0].patches)
     assert widths == sorted([tracker["update_ms"], tracker["paste_ms"]])
 
 
 def test_levers_table_has_a_row_per_recorded_lever_with_its_source():
-    levers = bench.load_results(report.LEVERS)
+    levers = results.load_results(report.LEVERS)
     rows = report.levers_table().splitlines()[2:]
     assert len(rows) == len(levers["levers"])
     for lever, row in zip(levers["levers"], rows):
@@ -50,6 +52,6 @@ def test_levers_table_has_a_row_per_recorded_lever_with_its_source():
 
 
 def test_runs_table_has_a_row_per_run():
-    runs = bench.load_results("toycity_runs_500.json")["runs"]
+    runs = results.load_results("toycity_runs_500.json")["runs"]
     rows = report.runs_500_table().splitlines()[2:]
     assert [row.split(" | ")[0].strip("| ") for row in rows] == [run["run"] for run in runs]

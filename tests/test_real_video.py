@@ -11,19 +11,20 @@ import itertools
 import cv2
 import pytest
 
-from course_lib import video, zoo
-from course_lib.__main__ import main
-from course_lib.track import Tracker
+from course_lib import zoo
+from course_lib.cli import main
+from course_lib.tracking import annotate, video_io
+from course_lib.tracking.track import Tracker
 
-SAMPLE = video.sample_video()
+SAMPLE = video_io.sample_video()
 pytestmark = pytest.mark.skipif(
     SAMPLE is None, reason="vtest.avi not found: run `make vtest` (apt-get download opencv-doc) or set COURSE_SAMPLE_VIDEO")
 
 
 def test_sample_video_is_a_real_street():
-    frames = list(itertools.islice(video.read_frames(SAMPLE), 3))
+    frames = list(itertools.islice(video_io.read_frames(SAMPLE), 3))
     assert frames[0].shape == (576, 768, 3) and frames[0].dtype.name == "uint8"
-    assert video.frames_per_second(SAMPLE) > 1
+    assert video_io.frames_per_second(SAMPLE) > 1
     assert frames[0].std() > 10, "real pixels, not a blank frame"
 
 
@@ -40,8 +41,8 @@ def test_video_command_tracks_the_sample(tmp_path, capsys):
 def test_tracker_on_the_sample_keeps_ids_consistent():
     """Whatever the ToyCity model finds on real pixels, the tracker's output is well formed."""
     model = zoo.load("toycity", device="cpu")
-    frames = itertools.islice(video.read_frames(SAMPLE), 4)
-    results = [result for _, result, _ in video.annotate(model, frames, Tracker(), batch_size=2)]
+    frames = itertools.islice(video_io.read_frames(SAMPLE), 4)
+    results = [result for _, result, _ in annotate.annotate(model, frames, Tracker(), batch_size=2)]
     assert len(results) == 4
     for result in results:
         ids = result["track_ids"].tolist()

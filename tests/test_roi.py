@@ -1,10 +1,10 @@
-"""course_lib.roi against torchvision.ops.roi_align / roi_pool."""
+"""course_lib.scratch.roi against torchvision.ops.roi_align / roi_pool."""
 
 import pytest
 import torch
 import torchvision
 
-from course_lib import roi
+from course_lib.scratch import roi
 
 
 def _random_rois(k: int, generator: torch.Generator, image_hw=(96, 120), batch: int = 2) -> torch.Tensor:

@@ -1,12 +1,12 @@
-"""course_lib.sampling: the epoch shuffle and LVIS repeat-factor sampling."""
+"""course_lib.data.sampling: the epoch shuffle and LVIS repeat-factor sampling."""
 
 import math
 
 import pytest
 import torch
 
-from course_lib import sampling
-from course_lib.toycity import ToyCityDataset
+from course_lib.data import sampling
+from course_lib.data.toycity import ToyCityDataset
 
 
 def test_repeat_factors_follow_the_lvis_formula():

@@ -10,8 +10,8 @@ from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 
 from course_lib.classes import CLASS_TO_INDEX, CLASSES, INDEX_TO_CITYSCAPES_ID, NUM_CLASSES
-from course_lib.data import boxes_from_masks
-from course_lib.toycity import MAX_OCCLUSION, MIN_VISIBLE_AREA, ToyCityDataset, scene
+from course_lib.data.toycity import MAX_OCCLUSION, MIN_VISIBLE_AREA, ToyCityDataset, scene
+from course_lib.structures.instances import boxes_from_masks
 
 SIZE = dict(height=128, width=256)
 SEEDS = range(12)
@@ -141,7 +141,7 @@ def test_dataset_transforms_move_boxes_with_masks():
 
 
 def test_held_out_split_starts_at_the_held_out_seed_far_from_training_seeds():
-    from course_lib.toycity import HELD_OUT_SEED, held_out
+    from course_lib.data.toycity import HELD_OUT_SEED, held_out
 
     assert HELD_OUT_SEED == 1_000_000  # the seed every committed ToyCity result was evaluated on
     split = held_out(3, 64, 128)

@@ -5,7 +5,7 @@ import json
 import pytest
 from pycocotools.coco import COCO
 
-from course_lib.data import CityscapesInstances
+from course_lib.data.cityscapes import CityscapesInstances
 
 TINY = ["--height", "96", "--width", "192", "--count", "2"]
 

@@ -5,16 +5,16 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from cityscapesscripts.helpers.annotation import Annotation
 from cityscapesscripts.helpers.labels import id2label
 from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
+from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from course_lib.data import CityscapesInstances, read_instance_ids
-from course_lib.toycity import scene
-from course_lib.toycity.export import write_cityscapes, write_coco
+from course_lib.data.cityscapes import CityscapesInstances, read_instance_ids
+from course_lib.data.toycity import scene
+from course_lib.data.toycity.export import write_cityscapes, write_coco
 
 SIZE = dict(height=128, width=256)
 

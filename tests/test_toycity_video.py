@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.data import boxes_from_masks
-from course_lib.toycity import clip
-from course_lib.toycity.video import band_speeds, move, spawn
-from course_lib.toycity.world import Actor, in_traffic, populate, sample_camera, sample_look, sample_street
+from course_lib.data.toycity import clip
+from course_lib.data.toycity.video import band_speeds, move, spawn
+from course_lib.data.toycity.world import Actor, in_traffic, populate, sample_camera, sample_look, sample_street
+from course_lib.structures.instances import boxes_from_masks
 
 SIZE = dict(height=128, width=256)
 

@@ -1,4 +1,4 @@
-"""course_lib.trackers: boxmot's trackers behind the course's interface, and the comparison script at tiny scale."""
+"""course_lib.tracking.trackers: boxmot's trackers behind the course's interface, and the comparison script at tiny scale."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_lib.track import mask_iou, tracks_to_frame
-from course_lib.track_eval import match_to_ground_truth, noisy_detections
-from course_lib.trackers import BOXMOT_TRACKERS, TRACKERS, BoxmotTracker, compare, make_tracker
+from course_lib.evaluation.track_metrics import match_to_ground_truth, noisy_detections
+from course_lib.tracking.mask_rois import mask_iou
+from course_lib.tracking.track import tracks_to_frame
+from course_lib.tracking.trackers import BOXMOT_TRACKERS, TRACKERS, BoxmotTracker, compare, make_tracker
 
 H, W, FRAMES = 128, 256, 12
 
 
 @pytest.fixture(scope="module")
 def targets():
-    from course_lib.toycity import clip
+    from course_lib.data.toycity import clip
 
     return [target for _, target in clip(2, FRAMES, H, W, fps=25)]
 

@@ -1,12 +1,14 @@
-"""course_lib.train: exact resume, clean stop on NaN, atomic checkpoints, a loss that falls."""
+"""course_lib.engine.trainer: exact resume, clean stop on NaN, atomic checkpoints, a loss that falls."""
 
 import json
 
 import pytest
 import torch
 
-from course_lib import model as models
-from course_lib import train as training
+from course_lib.cli import train
+from course_lib.engine import checkpoint, recipes, trainer
+from course_lib.modeling import maskrcnn as models
+from course_lib.structures import instances
 
 H, W = 64, 128
 
@@ -66,21 +68,21 @@ def test_resume_after_interrupt_gives_identical_weights(tmp_path, repeat_factors
     reference = _model(0)
     # An evaluation that draws random numbers must not shift the training's random streams.
     noisy_eval = lambda model: {"noise": torch.rand(1).item()}
-    history = training.train(reference, Shapes(), steps=steps, checkpoint_dir=tmp_path / "a",
+    history = trainer.train(reference, Shapes(), steps=steps, checkpoint_dir=tmp_path / "a",
                              eval_fn=noisy_eval, eval_every=1, **settings)
     assert [r["step"] for r in history["eval"]] == list(range(1, steps + 1))
 
     interrupted = _model(0)
     with pytest.raises(KeyboardInterrupt):  # dies while loading the batch of step 3 (6 items read)
-        training.train(interrupted, FailAfter(Shapes(), after=7, mode="interrupt"), steps=steps,
+        trainer.train(interrupted, FailAfter(Shapes(), after=7, mode="interrupt"), steps=steps,
                        checkpoint_dir=tmp_path / "b", **settings)
-    assert training.load_checkpoint(tmp_path / "b" / training.CHECKPOINT_NAME)["step"] == 2
+    assert checkpoint.load_checkpoint(tmp_path / "b" / checkpoint.CHECKPOINT_NAME)["step"] == 2
 
     resumed = _model(1)  # a different init: everything must come from the checkpoint
     other = {**SETTINGS, "repeat_factors": [1.0] * 4 if repeat_factors is None else None}
     with pytest.raises(ValueError, match="repeat factors: resume with the same"):
-        training.train(_model(1), Shapes(), steps=steps, checkpoint_dir=tmp_path / "b", resume=True, **other)
-    history = training.train(resumed, Shapes(), steps=steps, checkpoint_dir=tmp_path / "b", resume=True, **settings)
+        trainer.train(_model(1), Shapes(), steps=steps, checkpoint_dir=tmp_path / "b", resume=True, **other)
+    history = trainer.train(resumed, Shapes(), steps=steps, checkpoint_dir=tmp_path / "b", resume=True, **settings)
     assert [r["step"] for r in history["loss"]] == list(range(steps))
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
@@ -88,9 +90,9 @@ def test_resume_after_interrupt_gives_identical_weights(tmp_path, repeat_factors
 
 def test_nan_loss_stops_cleanly_and_keeps_last_checkpoint(tmp_path):
     model = _model(0)
-    with pytest.raises(training.TrainingDiverged, match=r"step 3 .*last\.pt \(step 2\)"):
-        training.train(model, FailAfter(Shapes(), after=6, mode="nan"), steps=6, checkpoint_dir=tmp_path, **SETTINGS)
-    state = training.load_checkpoint(tmp_path / training.CHECKPOINT_NAME)
+    with pytest.raises(trainer.TrainingDiverged, match=r"step 3 .*last\.pt \(step 2\)"):
+        trainer.train(model, FailAfter(Shapes(), after=6, mode="nan"), steps=6, checkpoint_dir=tmp_path, **SETTINGS)
+    state = checkpoint.load_checkpoint(tmp_path / checkpoint.CHECKPOINT_NAME)
     assert state["step"] == 2
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
     assert all(torch.isfinite(p).all() for p in model.parameters()), "weights were updated with a NaN loss"
@@ -98,30 +100,30 @@ def test_nan_loss_stops_cleanly_and_keeps_last_checkpoint(tmp_path):
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
-    training.save_checkpoint({"step": 1}, path)
+    checkpoint.save_checkpoint({"step": 1}, path)
 
     def crash_midway(obj, f):
         with open(f, "wb") as handle:
             handle.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(training.torch, "save", crash_midway)
+    monkeypatch.setattr(trainer.torch, "save", crash_midway)
     with pytest.raises(OSError, match="disk full"):
-        training.save_checkpoint({"step": 2}, path)
-    assert training.load_checkpoint(path)["step"] == 1
+        checkpoint.save_checkpoint({"step": 2}, path)
+    assert checkpoint.load_checkpoint(path)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
 def test_short_run_lowers_the_loss():
     model = _model(0)
-    history = training.train(model, Shapes(), steps=24, **{**SETTINGS, "lr": 0.02, "warmup_steps": 4})
+    history = trainer.train(model, Shapes(), steps=24, **{**SETTINGS, "lr": 0.02, "warmup_steps": 4})
     losses = [r["loss"] for r in history["loss"]]
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < 0.6 * first, (first, last)
 
 
 def test_lr_schedule_warms_up_then_decays():
-    factor = lambda s, schedule: training.lr_factor(s, steps=100, warmup_steps=10, schedule=schedule)
+    factor = lambda s, schedule: recipes.lr_factor(s, steps=100, warmup_steps=10, schedule=schedule)
     assert factor(0, "cosine") == pytest.approx(0.001)
     assert factor(10, "cosine") == pytest.approx(1.0)
     assert factor(55, "cosine") == pytest.approx(0.5)
@@ -134,8 +136,8 @@ def test_lr_schedule_warms_up_then_decays():
 
 
 def test_worker_processes_load_the_same_batches():
-    in_process = list(training.batches(Shapes(), start=1, steps=3, batch_size=2, seed=0))
-    in_workers = list(training.batches(Shapes(), start=1, steps=3, batch_size=2, seed=0, num_workers=1))
+    in_process = list(trainer.batches(Shapes(), start=1, steps=3, batch_size=2, seed=0))
+    in_workers = list(trainer.batches(Shapes(), start=1, steps=3, batch_size=2, seed=0, num_workers=1))
     assert len(in_process) == len(in_workers) == 2
     for batch_a, batch_b in zip(in_process, in_workers):
         for (image_a, target_a), (image_b, target_b) in zip(batch_a, batch_b):
@@ -145,7 +147,7 @@ def test_worker_processes_load_the_same_batches():
 def test_cli_trains_toycity_and_resumes(tmp_path, capsys, monkeypatch):
     argv = ["--data", "toycity", "--length", "4", "--height", "64", "--width", "128", "--steps", "3",
             "--batch-size", "2", "--warmup", "1", "--checkpoint-every", "1", "--repeat-threshold", "0.5", "--out", str(tmp_path)]
-    collate, calls = training.collate, []
+    collate, calls = instances.batch_to_device, []
 
     def interrupted_at_step_2(*args):
         calls.append(1)
@@ -153,16 +155,16 @@ def test_cli_trains_toycity_and_resumes(tmp_path, capsys, monkeypatch):
             raise KeyboardInterrupt
         return collate(*args)
 
-    monkeypatch.setattr(training, "collate", interrupted_at_step_2)
+    monkeypatch.setattr(trainer, "batch_to_device", interrupted_at_step_2)
     with pytest.raises(KeyboardInterrupt):
-        training.cli(argv)
-    state = training.load_checkpoint(tmp_path / "last.pt")
+        train.cli(argv)
+    state = checkpoint.load_checkpoint(tmp_path / "last.pt")
     assert state["step"] == 2 and state["repeat_factors"].shape == (4,) and state["repeat_factors"].min() >= 1
     assert any((tmp_path / "tensorboard").iterdir())
-    monkeypatch.setattr(training, "collate", collate)
-    assert training.cli(argv + ["--resume"]) == 0
+    monkeypatch.setattr(trainer, "batch_to_device", collate)
+    assert train.cli(argv + ["--resume"]) == 0
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "history.json").is_file()
-    state = training.load_checkpoint(tmp_path / "last.pt")
+    state = checkpoint.load_checkpoint(tmp_path / "last.pt")
     assert state["step"] == 3 and [r["step"] for r in state["history"]["loss"]] == [0, 1, 2]
     assert "[results from]" in capsys.readouterr().out
 
@@ -175,18 +177,19 @@ def test_short_toycity_run_reaches_the_stated_ap():
     after 120; the model before the stem reached 0.93 and 0.93 after 120 steps, and with 64 RoIs
     per image in float32 0.66 and 0.67; SGD at lr 0.02 0.31 and 0.29; an untrained model 0).
     """
-    from course_lib.evaluate import coco_metrics, predict
-    from course_lib.toycity import HELD_OUT_SEED, ToyCityDataset
+    from course_lib.data.toycity import HELD_OUT_SEED, ToyCityDataset
+    from course_lib.engine.inference import inference_on_dataset
+    from course_lib.evaluation.coco_eval import coco_metrics
 
     easy = dict(num_objects=2, occlusion=0.0, small_share=0.0, classes=["car"], height=H, width=W)
     model = _model(0)
-    history = training.train(
+    history = trainer.train(
         model, ToyCityDataset(400, seed=0, **easy), steps=200, batch_size=2, lr=1e-3, optimizer="adamw",
         weight_decay=0.05, warmup_steps=10, progress=False, device=torch.device("cpu"), seed=0,
     )
     losses = [r["loss"] for r in history["loss"]]
     assert sum(losses[-5:]) < 0.6 * sum(losses[:5])
-    metrics = coco_metrics(*predict(model, ToyCityDataset(20, seed=HELD_OUT_SEED, **easy), device="cpu", batch_size=4))
+    metrics = coco_metrics(*inference_on_dataset(model, ToyCityDataset(20, seed=HELD_OUT_SEED, **easy), device="cpu", batch_size=4))
     assert metrics["segm"]["AP50"] >= 0.6, metrics["segm"]
     assert metrics["bbox"]["AP50"] >= 0.6, metrics["bbox"]
 
@@ -194,9 +197,9 @@ def test_short_toycity_run_reaches_the_stated_ap():
 def test_amp_setting_picks_the_dtype_and_the_cpu_default():
     from course_lib import runtime
 
-    assert training.amp_setting(None, torch.device("cuda")) == (True, torch.float16)
-    assert training.amp_setting(False, torch.device("cpu")) == (False, torch.bfloat16)
-    assert training.amp_setting(None, torch.device("cpu")) == (bool(runtime.cpu_has_bf16_units()), torch.bfloat16)
+    assert recipes.amp_setting(None, torch.device("cuda")) == (True, torch.float16)
+    assert recipes.amp_setting(False, torch.device("cpu")) == (False, torch.bfloat16)
+    assert recipes.amp_setting(None, torch.device("cpu")) == (bool(runtime.cpu_has_bf16_units()), torch.bfloat16)
 
 
 @pytest.mark.parametrize("mask_weight", [0.0, 1.0])
@@ -207,19 +210,19 @@ def test_loss_weights_scale_a_loss_in_the_total(mask_weight):
     logits = model.roi_heads.mask_predictor.mask_fcn_logits.weight
     before = logits.detach().clone()
     settings = {**SETTINGS, "lr": 0.001}
-    training.train(model, Shapes(), steps=2, optimizer="sgd", weight_decay=0.0, loss_weights={"loss_mask": mask_weight},
+    trainer.train(model, Shapes(), steps=2, optimizer="sgd", weight_decay=0.0, loss_weights={"loss_mask": mask_weight},
                    amp=False, **settings)
     assert torch.equal(logits, before) == (mask_weight == 0.0)
 
 
 def test_collate_passes_the_int_image_id_of_real_datasets():
-    """Cityscapes and COCO targets carry ``image_id`` as an int (course_lib.data.make_target)."""
-    from course_lib.data import make_target
+    """Cityscapes and COCO targets carry ``image_id`` as an int (course_lib.structures.instances.make_target)."""
+    from course_lib.structures.instances import make_target
 
     masks = torch.zeros(1, 8, 8, dtype=torch.uint8)
     masks[0, 2:5, 2:6] = 1
     target = make_target(masks, torch.tensor([3]), torch.tensor([0]), image_id=7)
-    images, targets = training.collate([(torch.rand(3, 8, 8), target)], torch.device("cpu"))
+    images, targets = instances.batch_to_device([(torch.rand(3, 8, 8), target)], torch.device("cpu"))
     assert targets[0]["image_id"] == 7 and torch.equal(targets[0]["labels"], torch.tensor([3]))
 
 
@@ -230,13 +233,13 @@ def test_cli_seed_reproduces_the_first_loss(tmp_path):
     first_losses = []
     for run in ("a", "b"):
         torch.manual_seed(len(first_losses) + 100)  # whatever state the process is in before
-        assert training.cli(argv + ["--out", str(tmp_path / run)]) == 0
+        assert train.cli(argv + ["--out", str(tmp_path / run)]) == 0
         first_losses.append(json.loads((tmp_path / run / "history.json").read_text())["loss"][0]["loss"])
     assert first_losses[0] == first_losses[1]
 
 
 def test_sample_prediction_image_draws_the_confident_instances():
-    from course_lib.train import _log_sample_prediction
+    from course_lib.engine.trainer import _log_sample_prediction
 
     masks = torch.zeros(2, 1, 16, 24)
     masks[0, 0, 2:8, 2:8] = 0.9

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from course_lib import zoo
-from course_lib.toycity import HELD_OUT_SEED
+from course_lib.data.toycity import HELD_OUT_SEED
+from course_lib.zoo import files, registry
 
 TINY = ["--steps", "2", "--batch-size", "2", "--warmup", "1", "--height", "64", "--width", "128", "--val-length", "2",
         "--eval-every", "2", "--threads", "1", "--no-install"]
@@ -27,7 +28,7 @@ def tiny_run(cli, tmp_path_factory):
 def test_a_tiny_run_writes_weights_that_its_manifest_rebuilds(tiny_run):
     manifest = json.loads((tiny_run / "toycity_maskrcnn.json").read_text())
     weights = tiny_run / manifest["file"]
-    assert manifest["sha256"] == zoo.sha256_of(weights)
+    assert manifest["sha256"] == files.sha256_of(weights)
     assert manifest["command"].startswith("python data_scripts/train_toycity.py --steps 2")
     assert manifest["build_kwargs"]["mask_head_channels"] == 64
     # the learner's route to their own weights: checks the sha256, builds from the manifest, loads strictly
@@ -44,7 +45,7 @@ def test_the_eval_command_reads_a_runs_weights_through_its_manifest(tiny_run, tm
     from course_lib.cli import evaluate
 
     results = json.loads((tiny_run / "toycity_training.json").read_text())
-    # the same 2 held-out scenes the run evaluated (course_lib.toycity.held_out: both commands' default)
+    # the same 2 held-out scenes the run evaluated (course_lib.data.toycity.held_out: both commands' default)
     assert evaluate.cli(["--data", "toycity", "--length", "2", "--height", "64", "--width", "128",
                          "--model", str(tiny_run / "toycity_maskrcnn.pt"), "--json", str(tmp_path / "eval.json")]) == 0
     metrics = json.loads((tmp_path / "eval.json").read_text())
@@ -75,7 +76,7 @@ def test_a_batch_that_does_not_split_over_the_processes_stops_before_training(tm
 
 def parsed_options(monkeypatch, command) -> dict:
     """The options ``command`` (a ``main``/``cli`` call) would train with, caught before training starts."""
-    from course_lib import distributed
+    from course_lib.engine import distributed
 
     caught = {}
     monkeypatch.setattr(distributed, "launch", lambda fn, args, *rest, **kwargs: caught.update(vars(args)))
@@ -84,18 +85,19 @@ def parsed_options(monkeypatch, command) -> dict:
 
 
 def test_the_script_and_the_train_command_share_the_toycity_recipe(cli, monkeypatch, tmp_path):
-    from course_lib import train
+    from course_lib.cli import train
+    from course_lib.engine import recipes
 
     script = parsed_options(monkeypatch, lambda: cli(["--out", str(tmp_path / "script")]))
     command = parsed_options(monkeypatch, lambda: train.cli(["--recipe", "toycity", "--data", "toycity", "--out", str(tmp_path / "cli")]))
-    recipe = train.RECIPES["toycity"]
+    recipe = recipes.RECIPES["toycity"]
     assert {key: script[key] for key in recipe} == {key: command[key] for key in recipe} == recipe
     finetune = parsed_options(monkeypatch, lambda: train.cli(["--data", "toycity", "--steps", "3", "--out", str(tmp_path / "ft")]))
-    assert (finetune["optimizer"], finetune["lr"]) == (train.RECIPES["finetune"]["optimizer"], train.RECIPES["finetune"]["lr"])
+    assert (finetune["optimizer"], finetune["lr"]) == (recipes.RECIPES["finetune"]["optimizer"], recipes.RECIPES["finetune"]["lr"])
 
 
 def test_the_recorded_command_of_the_shipped_model_parses_to_its_recorded_recipe(cli, monkeypatch, tmp_path):
-    manifest = zoo.toycity_manifest()
+    manifest = registry.toycity_manifest()
     prefix = "python data_scripts/train_toycity.py "
     assert manifest["command"].startswith(prefix)
     options = parsed_options(monkeypatch, lambda: cli([*manifest["command"][len(prefix):].split(), "--out", str(tmp_path)]))

@@ -1,4 +1,4 @@
-"""course_lib.zoo: the weight download path, tested against a loopback HTTP server (never the internet)."""
+"""course_lib.zoo.registry: the weight download path, tested against a loopback HTTP server (never the internet)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from course_lib import zoo
+from course_lib.zoo import files, registry
 
 
 @pytest.fixture
@@ -54,27 +55,27 @@ def test_fetch_downloads_verifies_and_caches(server, torch_home):
     (server.root / "model-abc.pth").write_bytes(payload)
     digest = hashlib.sha256(payload).hexdigest()
 
-    path = zoo.fetch(f"{server.url}/model-abc.pth", digest, progress=False)
+    path = files.fetch(f"{server.url}/model-abc.pth", digest, progress=False)
 
     assert path.read_bytes() == payload
-    assert path.parent == zoo.weights_dir()
+    assert path.parent == files.weights_dir()
     (server.root / "model-abc.pth").unlink()  # the second call must not need the server
-    assert zoo.fetch(f"{server.url}/model-abc.pth", digest[:8], progress=False) == path
+    assert files.fetch(f"{server.url}/model-abc.pth", digest[:8], progress=False) == path
 
 
 def test_fetch_rejects_a_corrupt_download_and_leaves_nothing(server, torch_home):
     (server.root / "model.pth").write_bytes(b"corrupted bytes")
     expected = hashlib.sha256(b"the real weights").hexdigest()
 
-    with pytest.raises(zoo.WeightsUnavailable, match="sha256 does not match"):
-        zoo.fetch(f"{server.url}/model.pth", expected, progress=False)
+    with pytest.raises(registry.WeightsUnavailable, match="sha256 does not match"):
+        files.fetch(f"{server.url}/model.pth", expected, progress=False)
 
-    assert not any(zoo.weights_dir().iterdir()), "a corrupt download must not stay in the cache"
+    assert not any(files.weights_dir().iterdir()), "a corrupt download must not stay in the cache"
 
 
 def test_fetch_without_server_gives_one_clear_line(torch_home):
-    with pytest.raises(zoo.WeightsUnavailable) as error:
-        zoo.fetch(closed_port_url("model.pth"), "0" * 64, progress=False)
+    with pytest.raises(registry.WeightsUnavailable) as error:
+        files.fetch(closed_port_url("model.pth"), "0" * 64, progress=False)
 
     message = str(error.value)
     assert "\n" not in message and "cannot download" in message and "copy the file" in message
@@ -83,25 +84,25 @@ def test_fetch_without_server_gives_one_clear_line(torch_home):
 
 def test_load_coco_offline_says_what_to_do(torch_home, monkeypatch):
     offline = SimpleNamespace(url=closed_port_url("maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"),
-                              meta=zoo.COCO_WEIGHTS.meta)
-    monkeypatch.setattr(zoo, "COCO_WEIGHTS", offline)
+                              meta=registry.COCO_WEIGHTS.meta)
+    monkeypatch.setattr(registry, "COCO_WEIGHTS", offline)
 
     assert zoo.status("coco") == "unavailable" and not zoo.available("coco")
-    with pytest.raises(zoo.WeightsUnavailable, match="zoo.load\\('toycity'\\)"):
+    with pytest.raises(registry.WeightsUnavailable, match="zoo.load\\('toycity'\\)"):
         zoo.load("coco")
 
 
 def test_status_reports_cached_coco_weights(torch_home):
-    zoo.weights_dir().mkdir(parents=True)
-    Path(zoo._coco_file()).write_bytes(b"x")
+    files.weights_dir().mkdir(parents=True)
+    Path(registry._coco_file()).write_bytes(b"x")
     assert zoo.status("coco") == "cached"
 
 
 def test_cached_file_with_wrong_hash_is_reported(torch_home):
-    zoo.weights_dir().mkdir(parents=True)
-    (zoo.weights_dir() / "m.pth").write_bytes(b"tampered")
-    with pytest.raises(zoo.WeightsUnavailable, match="delete it"):
-        zoo.fetch("http://127.0.0.1:9/m.pth", "0" * 64)
+    files.weights_dir().mkdir(parents=True)
+    (files.weights_dir() / "m.pth").write_bytes(b"tampered")
+    with pytest.raises(registry.WeightsUnavailable, match="delete it"):
+        files.fetch("http://127.0.0.1:9/m.pth", "0" * 64)
 
 
 def test_unknown_model_name():
@@ -110,35 +111,35 @@ def test_unknown_model_name():
 
 
 def test_user_checkpoint_from_path_round_trips(tmp_path):
-    from course_lib import model as model_lib
+    from course_lib.modeling import maskrcnn as model_lib
 
     torch.manual_seed(0)
     original = model_lib.build("toycity_small")
     path = tmp_path / "mine.pt"
     torch.save({"model": original.state_dict()}, path)
-    digest = zoo.sha256_of(path)
+    digest = files.sha256_of(path)
 
     loaded = zoo.load("checkpoint", source=str(path), sha256=digest, arch="toycity_small", device="cpu")
 
     for (name, a), b in zip(original.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name
-    with pytest.raises(zoo.WeightsUnavailable, match="corrupt"):
+    with pytest.raises(registry.WeightsUnavailable, match="corrupt"):
         zoo.load("checkpoint", source=str(path), sha256="f" * 64, arch="toycity_small")
-    with pytest.raises(zoo.WeightsUnavailable, match="no checkpoint file"):
+    with pytest.raises(registry.WeightsUnavailable, match="no checkpoint file"):
         zoo.load("checkpoint", source=str(tmp_path / "missing.pt"), sha256=digest)
 
 
 def test_toycity_model_ships_and_loads():
-    manifest = zoo.toycity_manifest()
+    manifest = registry.toycity_manifest()
     assert zoo.status("toycity") == "shipped"
     model = zoo.load("toycity", device="cpu")
     assert not model.training
-    size_mb = (Path(zoo.__file__).parent / "assets" / manifest["file"]).stat().st_size / 2**20
+    size_mb = (Path(registry.__file__).parents[1] / "assets" / manifest["file"]).stat().st_size / 2**20
     assert size_mb <= 25, f"the shipped checkpoint is {size_mb:.1f} MB; the limit is 25 MB"
 
 
 def test_command_line_model_names(tmp_path, capsys):
-    from course_lib.__main__ import main
+    from course_lib.cli import main
 
     assert not zoo.from_command_line("toycity", device="cpu").training
     missing = tmp_path / "missing.pt"
@@ -163,8 +164,8 @@ def test_coco_weights_keep_coco_meaning_zero_shot(coco_weights):
 
 
 def test_urban_log_probs_are_coco_probabilities():
-    from course_lib import model as models
     from course_lib.classes import CLASSES
+    from course_lib.modeling import coco_heads as models
 
     torch.manual_seed(0)
     coco_logits = torch.randn(5, models.COCO_NUM_SLOTS)

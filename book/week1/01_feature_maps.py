@@ -24,7 +24,7 @@
 #   much larger than the stride cell, which is why a position on a stride-16 map can propose a
 #   512-pixel box.
 #
-# We use `course_lib.inspect.trace`, which runs the model one submodule at a time and keeps every
+# We use `course_lib.modeling.internals.trace`, which runs the model one submodule at a time and keeps every
 # intermediate tensor; a unit test checks that its output equals `model([image])` exactly.
 
 # %%
@@ -39,9 +39,11 @@ import math
 
 import torch
 
-from course_lib import runtime, viz
-from course_lib.anchors import fpn_grid_sizes
-from course_lib.inspect import chapter_subject, gradient_receptive_field, trace
+from course_lib import runtime
+from course_lib.data.subjects import chapter_subject
+from course_lib.modeling.internals import gradient_receptive_field, trace
+from course_lib.scratch.anchors import fpn_grid_sizes
+from course_lib.viz import stages
 
 runtime.seed_everything(0)
 subject = chapter_subject()
@@ -66,7 +68,7 @@ for (name, fmap), (stride_y, stride_x) in zip(t.features.items(), t.strides):
 # `max_size`) and pads the batch to a multiple of 32. The stride of a level is then simply
 # $\text{stride} = \text{padded size} / \text{map size}$: every ResNet stage halves the
 # resolution (rounding up), and FPN's extra `pool` level halves it once more.
-# `course_lib.anchors.fpn_grid_sizes` predicts the map sizes from the padded size alone. (When the
+# `course_lib.scratch.anchors.fpn_grid_sizes` predicts the map sizes from the padded size alone. (When the
 # last level's size is odd, torchvision's anchor generator uses the integer division
 # `padded // map`, e.g. 672 // 11 = 61 instead of 64; the cell prints it if that happens here.)
 
@@ -92,7 +94,7 @@ for name, stride, (stride_y, stride_x) in zip(t.features, nominal, t.strides):
 # and a randomly initialised network has the same shapes with meaningless values.
 
 # %%
-viz.feature_channels(t.features, channels=(0, 1, 2, 3))
+stages.feature_channels(t.features, channels=(0, 1, 2, 3))
 
 # %% [markdown]
 # ## Stride: which image point a map position stands for
@@ -154,7 +156,7 @@ for k, (stride, _) in enumerate(t.strides[:-1]):
 
 # %%
 grad16, _, _ = receptive_field_stats(level16, position)
-viz.stride_grid(viz.image_in_trace_coordinates(subject.image, t), 16, position, grad16[: t.image_size[0], : t.image_size[1]].sqrt())
+stages.stride_grid(stages.image_in_trace_coordinates(subject.image, t), 16, position, grad16[: t.image_size[0], : t.image_size[1]].sqrt())
 
 # %% [markdown]
 # ## Why a pyramid

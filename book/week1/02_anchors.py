@@ -16,7 +16,7 @@
 # The Region Proposal Network never draws a box from nothing. At every position of every feature
 # map it holds a few fixed reference rectangles, the **anchors**, and for each one it predicts
 # (a) how likely it is to cover an object and (b) how to shift and stretch it onto that object.
-# This chapter builds anchors exactly as torchvision does, with `course_lib.anchors` (tested to be
+# This chapter builds anchors exactly as torchvision does, with `course_lib.scratch.anchors` (tested to be
 # identical to `torchvision.models.detection.anchor_utils.AnchorGenerator`), and compares two
 # configurations:
 #
@@ -37,8 +37,11 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import box_convert
 
-from course_lib import anchors, exercises, runtime, viz
-from course_lib.inspect import chapter_subject, trace
+from course_lib import exercises, runtime
+from course_lib.data.subjects import chapter_subject
+from course_lib.modeling.internals import trace
+from course_lib.scratch import anchors
+from course_lib.viz import stages
 
 # %% [markdown]
 # ## One position, nine anchors
@@ -61,7 +64,7 @@ assert torch.allclose(areas, torch.tensor([s**2 for _ in ratios for s in sizes],
 
 # %%
 position, stride = (20, 15), 16
-viz.anchors_at_position(cell + torch.tensor([position[0] * stride, position[1] * stride] * 2, dtype=torch.float32),
+stages.anchors_at_position(cell + torch.tensor([position[0] * stride, position[1] * stride] * 2, dtype=torch.float32),
                         image_size=(480, 640), title="the 9 anchors of position (20, 15) on a stride-16 map of a 640 x 480 image")
 
 # %% [markdown]
@@ -103,7 +106,7 @@ assert (small[2:] - small[:2]).tolist() == [46.0, 22.0]
 # ## The anchor grid: 40 x 30 x 9 = 10,800
 #
 # Tiling the 9 anchors over a 40 x 30 map gives the roadmap's count. We let torchvision's own
-# `AnchorGenerator` produce them and compare with `course_lib.anchors.grid_anchors`:
+# `AnchorGenerator` produce them and compare with `course_lib.scratch.anchors.grid_anchors`:
 
 # %%
 generator = AnchorGenerator((sizes,), (ratios,))
@@ -159,7 +162,7 @@ assert sum(len(a) for a in t.anchors) == anchors.count_anchors([f.shape[-2:] for
 
 # %%
 coarse = len(t.anchors) - 1
-viz.anchor_grid(t.anchors[coarse], generator.num_anchors_per_location()[coarse], viz.image_in_trace_coordinates(subject.image, t), every=7)
+stages.anchor_grid(t.anchors[coarse], generator.num_anchors_per_location()[coarse], stages.image_in_trace_coordinates(subject.image, t), every=7)
 
 # %% [markdown]
 # Red dots: the centres of one level's positions (the corner of each stride cell). Cyan: all

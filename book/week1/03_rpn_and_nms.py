@@ -34,14 +34,17 @@ if "google.colab" in sys.modules:
 import torch
 import torchvision
 
-from course_lib import boxes, exercises, runtime, viz
-from course_lib.inspect import chapter_subject, trace
+from course_lib import exercises, runtime
+from course_lib.data.subjects import chapter_subject
+from course_lib.modeling.internals import trace
+from course_lib.scratch import boxes
+from course_lib.viz import stages, widgets
 
 runtime.seed_everything(0)
 subject = chapter_subject()
 runtime.print_banner(subject.model_name, subject.data_name)
 t = trace(subject.model, subject.image)
-image = viz.image_in_trace_coordinates(subject.image, t)  # proposals live in the resized image
+image = stages.image_in_trace_coordinates(subject.image, t)  # proposals live in the resized image
 rpn = subject.model.rpn
 print(f"{len(t.objectness)} anchors, each with 1 objectness logit and 4 deltas: {tuple(t.rpn_deltas.shape)}")
 
@@ -61,7 +64,7 @@ print(f"{len(t.objectness)} anchors, each with 1 objectness logit and 4 deltas: 
 # for a 16-pixel and a 512-pixel anchor; log-space keeps widths positive. The roadmap writes the
 # update as $x_a + \Delta x$, $w_a + \Delta w$ (pixels added to the corner and the size), and a
 # common tutorial version is $x_1 = x_{1,a} + w_a d_x$, $w = w_a e^{d_w}$ on the corner with no
-# weights or clamp (`course_lib.boxes.decode_simple`). Here are all of them on the model's
+# weights or clamp (`course_lib.scratch.boxes.decode_simple`). Here are all of them on the model's
 # actual predictions:
 
 # %%
@@ -69,7 +72,7 @@ print("RPN box coder weights     :", rpn.box_coder.weights)
 print("box head box coder weights:", subject.model.roi_heads.box_coder.weights)
 anchors_all = torch.cat(t.anchors)
 ours = boxes.decode(t.rpn_deltas, anchors_all, rpn.box_coder.weights)
-assert torch.equal(ours, t.decoded), "course_lib.boxes.decode reproduces the model's proposals exactly"
+assert torch.equal(ours, t.decoded), "course_lib.scratch.boxes.decode reproduces the model's proposals exactly"
 simple = boxes.decode_simple(t.rpn_deltas, anchors_all)
 additive = anchors_all + t.rpn_deltas  # the roadmap's literal x + dx, w + dw, read as pixels on the corners
 best = t.objectness.topk(5).indices
@@ -107,7 +110,7 @@ for level, name in enumerate(t.features):
 # Non-maximum suppression visits boxes from the highest score down and deletes every box that
 # overlaps an already kept one by IoU > 0.7. torchvision runs it separately per level
 # (`batched_nms`), then keeps the `post_nms_top_n` best survivors overall. Our greedy
-# `course_lib.boxes.nms` keeps exactly the same boxes:
+# `course_lib.scratch.boxes.nms` keeps exactly the same boxes:
 
 # %%
 for level, name in enumerate(t.features):
@@ -118,7 +121,7 @@ print(f"{len(t.pre_nms_boxes)} candidates -> NMS per level -> {len(t.proposals)}
 assert len(t.proposals) <= post_n
 
 # %%
-viz.proposals_before_after_nms(image, (t.pre_nms_boxes, t.pre_nms_scores), (t.proposals, t.proposal_scores))
+stages.proposals_before_after_nms(image, (t.pre_nms_boxes, t.pre_nms_scores), (t.proposals, t.proposal_scores))
 
 # %% [markdown]
 # torchvision's R50-FPN keeps 1000 proposals per image at test time (`rpn_post_nms_top_n_test`);
@@ -141,7 +144,7 @@ print(f"{len(t.proposals)} proposals -> {len(t.boxes)} detections")
 
 # %%
 level_fine = t.pre_nms_levels == 0
-viz.nms_explorer(image, t.pre_nms_boxes[level_fine], t.pre_nms_scores[level_fine])
+widgets.nms_explorer(image, t.pre_nms_boxes[level_fine], t.pre_nms_scores[level_fine])
 
 # %% [markdown]
 # ## Exercises

@@ -23,7 +23,7 @@
 # * **RoI Align** (Mask R-CNN) keeps the exact box, places a few sample points in each bin, reads
 #   each point by **bilinear interpolation** of the four surrounding cells, and averages.
 #
-# `course_lib.roi` implements both by hand; the tests check them against `torchvision.ops`
+# `course_lib.scratch.roi` implements both by hand; the tests check them against `torchvision.ops`
 # (identical for RoI Pool, within 1e-5 for RoI Align).
 
 # %%
@@ -38,8 +38,11 @@ import torch
 import torchvision
 from matplotlib.figure import Figure
 
-from course_lib import exercises, roi, runtime, viz
-from course_lib.inspect import chapter_subject, trace
+from course_lib import exercises, runtime
+from course_lib.data.subjects import chapter_subject
+from course_lib.modeling.internals import trace
+from course_lib.scratch import roi
+from course_lib.viz import stages
 
 runtime.seed_everything(0)
 subject = chapter_subject()
@@ -87,7 +90,7 @@ assert torch.allclose(interpolated, reference[0], atol=1e-5), "one sample of RoI
 
 # %%
 box = torch.tensor([37.0, 21.0, 141.0, 99.0])
-viz.roi_pool_vs_align(box, feature_size=(8, 11), output_size=2, spatial_scale=1 / 16, sampling_ratio=2)
+stages.roi_pool_vs_align(box, feature_size=(8, 11), output_size=2, spatial_scale=1 / 16, sampling_ratio=2)
 
 # %% [markdown]
 # ## Both, on the model's real features
@@ -146,7 +149,7 @@ fig
 # $$ \text{out}_c = W_y \, F_c \, W_x^\top, \qquad W_y \in \mathbb{R}^{7 \times h},\; W_x \in \mathbb{R}^{7 \times w}, $$
 #
 # where row $p$ of $W_y$ holds the mean interpolation weight that each feature row receives from
-# the samples of bin row $p$ (each row sums to 1 inside the map). `course_lib.roi.axis_weights`
+# the samples of bin row $p$ (each row sums to 1 inside the map). `course_lib.scratch.roi.axis_weights`
 # builds these rows; below, the product reproduces torchvision's kernel for the first proposal.
 
 # %%

@@ -33,22 +33,25 @@ if "google.colab" in sys.modules:
 # %%
 # %matplotlib inline
 import copy
-import inspect as python_inspect
+import inspect
 
 import torch
 from torchvision.models.detection.roi_heads import maskrcnn_loss, paste_masks_in_image
 
-from course_lib import boxes, runtime, viz
-from course_lib import model as models
+from course_lib import runtime, zoo
 from course_lib.classes import CLASSES
-from course_lib.inspect import chapter_subject, trace
-from course_lib.toycity.scene import scene
+from course_lib.data.subjects import chapter_subject
+from course_lib.data.toycity.scene import scene
+from course_lib.modeling import coco_heads, maskrcnn
+from course_lib.modeling.internals import trace
+from course_lib.scratch import boxes
+from course_lib.viz import overlay, stages, widgets
 
 runtime.seed_everything(0)
 subject = chapter_subject()
 runtime.print_banner(subject.model_name, subject.data_name)
 t = trace(subject.model, subject.image)
-image = viz.image_in_trace_coordinates(subject.image, t)
+image = stages.image_in_trace_coordinates(subject.image, t)
 print(f"{len(t.proposals)} proposals -> class probabilities {tuple(t.class_probs.shape)}, "
       f"box deltas {tuple(t.box_deltas.shape)} -> {len(t.boxes)} detections -> mask logits {tuple(t.mask_logits.shape)}")
 assert len(t.boxes) > 0, "this chapter needs at least one detection"
@@ -61,7 +64,7 @@ assert len(t.boxes) > 0, "this chapter needs at least one detection"
 # their best non-background probability). Most proposals are background; a few rows light up.
 
 # %%
-viz.class_heatmap(t.class_probs, CLASSES, max_rows=200)
+stages.class_heatmap(t.class_probs, CLASSES, max_rows=200)
 
 # %% [markdown]
 # The proposal that became the top detection, and its probabilities:
@@ -70,7 +73,7 @@ viz.class_heatmap(t.class_probs, CLASSES, max_rows=200)
 top = int(t.detection_proposal[0])
 print(f"detection 0: {CLASSES[int(t.labels[0])]} ({float(t.scores[0]):.2f}) came from proposal {top}")
 assert t.class_probs[top, t.labels[0]] == t.scores[0]
-viz.class_probabilities(t.class_probs[top], CLASSES, title=f"proposal {top}")
+stages.class_probabilities(t.class_probs[top], CLASSES, title=f"proposal {top}")
 
 # %% [markdown]
 # Use the slider to walk through the proposals from most to least confident (interactive in
@@ -78,7 +81,7 @@ viz.class_probabilities(t.class_probs[top], CLASSES, title=f"proposal {top}")
 # winning class.
 
 # %%
-viz.proposal_explorer(subject.image, t, CLASSES)
+widgets.proposal_explorer(subject.image, t, CLASSES)
 
 # %% [markdown]
 # ## One box per class, and how detections are made
@@ -107,12 +110,12 @@ print(f"detections that share their proposal with another detection: {shared}")
 # for the top detection, the predicted one framed in red:
 
 # %%
-viz.class_masks(t.mask_logits[0], int(t.labels[0]), CLASSES)
+stages.class_masks(t.mask_logits[0], int(t.labels[0]), CLASSES)
 
 # %%
 chosen = t.mask_logits.sigmoid()[torch.arange(len(t.labels)), t.labels]  # the same ops as maskrcnn_inference
 assert torch.equal(t.mask_probs[:, 0], chosen), "inference = sigmoid of the predicted class's channel"
-viz.mask_class_picker(t, 0, CLASSES)
+widgets.mask_class_picker(t, 0, CLASSES)
 
 # %% [markdown]
 # ### A COCO model's whole mask head
@@ -125,9 +128,8 @@ viz.mask_class_picker(t, 0, CLASSES)
 # %%
 from IPython.display import display
 
-from course_lib import zoo
-from course_lib.inspect import coco_mask_logits
-from course_lib.model import CocoUrbanMaskLogits, coco_rows
+from course_lib.modeling.coco_heads import CocoUrbanMaskLogits, coco_rows
+from course_lib.modeling.internals import coco_mask_logits
 
 if isinstance(heads.mask_predictor.mask_fcn_logits, CocoUrbanMaskLogits):
     coco_logits = coco_mask_logits(subject.model, t)  # [D, 91, 28, 28]
@@ -138,7 +140,7 @@ if isinstance(heads.mask_predictor.mask_fcn_logits, CocoUrbanMaskLogits):
     assert len(categories) == 80
     assert torch.equal(coco_logits[:, heads.mask_predictor.mask_fcn_logits.rows], t.mask_logits)
     predicted = categories.index(coco_rows()[int(t.labels[0])])
-    display(viz.class_masks(coco_logits[0, categories], predicted, [names[s] for s in categories], columns=10))
+    display(stages.class_masks(coco_logits[0, categories], predicted, [names[s] for s in categories], columns=10))
 else:
     print(f"{subject.model_name}: its mask head predicts the course's {len(CLASSES) - 1} classes only")
 
@@ -146,9 +148,9 @@ else:
 # Among COCO's categories there is no rider. COCO annotates a cyclist as a *person* on a separate
 # *bicycle*, so its person channel fires on riders too. Read in the course's classes, a COCO
 # model gives rider a probability of zero and calls every rider a person
-# (`course_lib.model.coco_zero_shot`): it cannot tell them apart, because nothing in its training
+# (`course_lib.modeling.coco_heads.coco_zero_shot`): it cannot tell them apart, because nothing in its training
 # ever did. Cityscapes does, by context (a person *on* a two-wheeler). Fine-tuning learns the
-# split: `course_lib.model.transfer_coco_heads` starts the rider rows from COCO's person rows, and
+# split: `course_lib.modeling.coco_heads.transfer_coco_heads` starts the rider rows from COCO's person rows, and
 # the Cityscapes labels then pull the two apart (Week 2).
 #
 # ## In training, the mask loss reads the ground-truth class
@@ -160,7 +162,7 @@ else:
 # code:
 
 # %%
-print(python_inspect.getsource(maskrcnn_loss))
+print(inspect.getsource(maskrcnn_loss))
 
 # %% [markdown]
 # We check it with a gradient. Take the detected boxes as RoIs, pretend their ground truth is
@@ -189,12 +191,12 @@ assert not touched[torch.arange(len(t.labels)), t.labels].any()
 # The paper tested the alternative: a **class-agnostic** head that predicts a single
 # $28 \times 28$ map whatever the class, so that every positive RoI trains the same map. On COCO it
 # was nearly as good (29.7 mask AP against 30.3 class-specific, ResNet-50-C4; He et al. 2017,
-# section 4.2). `course_lib.model.ClassAgnosticMaskLogits` is that head: a 1x1 convolution to one
+# section 4.2). `course_lib.modeling.maskrcnn.ClassAgnosticMaskLogits` is that head: a 1x1 convolution to one
 # map, repeated as a view for each class, so torchvision's loss and inference run unchanged.
 # The same wrong-class loss as above now trains the one shared map:
 
 # %%
-agnostic = models.ClassAgnosticMaskLogits(in_channels=8, num_classes=len(CLASSES))
+agnostic = maskrcnn.ClassAgnosticMaskLogits(in_channels=8, num_classes=len(CLASSES))
 shared_logits = agnostic(torch.randn(len(t.boxes), 8, 28, 28))
 loss = maskrcnn_loss(shared_logits, [t.boxes], [gt_masks.float()], [gt_labels], [torch.arange(len(t.boxes))])
 loss.backward()
@@ -210,9 +212,9 @@ assert agnostic.weight.grad.abs().sum() > 0
 # the [Experiments](../appendix_experiments.ipynb) appendix:
 
 # %%
-from course_lib import bench
+from course_lib import results
 
-lever = next(row for row in bench.load_results("toycity_levers.json")["levers"] if row["name"] == "class_agnostic")
+lever = next(row for row in results.load_results("toycity_levers.json")["levers"] if row["name"] == "class_agnostic")
 print(f"[results from toycity_levers.json, commit {lever['source_commit'][:7]}] ToyCity held-out mask AP: "
       f"class-agnostic {lever['segm_AP']:.3f}, class-specific {lever['baseline_segm_AP']:.3f}; {lever['finding']}")
 
@@ -232,7 +234,7 @@ print(f"[results from toycity_levers.json, commit {lever['source_commit'][:7]}] 
 # positive samples only (for the head: of the ground-truth class's box), $L_\text{mask}$ is the
 # per-pixel binary cross-entropy above. We compute them on a ToyCity scene with its exact ground
 # truth (on a copy of the model, so its state is untouched; with COCO weights, on the copy that
-# fine-tuning starts from, `course_lib.model.coco_fine_tuning`, since the zero-shot reading gives a
+# fine-tuning starts from, `course_lib.modeling.coco_heads.coco_fine_tuning`, since the zero-shot reading gives a
 # ground-truth rider probability zero and an infinite classification loss):
 
 # %%
@@ -240,8 +242,8 @@ height, width = 128, 256
 array, target = scene(11, height, width)
 scene_image = torch.from_numpy(array).permute(2, 0, 1).float() / 255
 target = {k: target[k] for k in ("boxes", "labels", "masks")}
-zero_shot_coco = isinstance(heads.box_predictor, models.CocoUrbanBoxPredictor)
-trainable = (models.coco_fine_tuning(subject.model) if zero_shot_coco else copy.deepcopy(subject.model)).train()
+zero_shot_coco = isinstance(heads.box_predictor, coco_heads.CocoUrbanBoxPredictor)
+trainable = (coco_heads.coco_fine_tuning(subject.model) if zero_shot_coco else copy.deepcopy(subject.model)).train()
 runtime.print_banner(subject.model_name, f"ToyCity scene 11 ({height}x{width}) with ground truth")
 losses = trainable([scene_image], [target])
 for name, value in losses.items():
@@ -266,7 +268,7 @@ binary = t.final["masks"][confident, 0] >= 0.5
 claims = binary.sum(0)
 print(f"{int(confident.sum())} detections with score >= {threshold}; "
       f"{int((claims > 1).sum())} pixels are claimed by more than one of their masks")
-viz.detections_overlay(subject.image, t.final, CLASSES, score_threshold=threshold)
+overlay.detections_overlay(subject.image, t.final, CLASSES, score_threshold=threshold)
 
 # %% [markdown]
 # **Takeaways.** The classifier scores every proposal for every class; the regressor proposes a
@@ -294,6 +296,7 @@ viz.detections_overlay(subject.image, t.final, CLASSES, score_threshold=threshol
 
 # %%
 import torch
+
 from course_lib import exercises
 
 

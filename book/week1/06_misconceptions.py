@@ -33,8 +33,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from course_lib import boxes, runtime
-from course_lib.inspect import chapter_subject, trace
+from course_lib import runtime
+from course_lib.data.subjects import chapter_subject
+from course_lib.modeling.internals import trace
+from course_lib.scratch import boxes
 
 runtime.seed_everything(0)
 subject = chapter_subject()
@@ -101,11 +103,11 @@ assert torch.equal(t.mask_probs[:, 0], t.mask_logits.sigmoid()[torch.arange(len(
 # `maskrcnn_loss` indexes the logits with the labels of the matched ground-truth boxes.
 
 # %%
-import inspect as python_inspect
+import inspect
 
 from torchvision.models.detection.roi_heads import maskrcnn_loss
 
-source = python_inspect.getsource(maskrcnn_loss)
+source = inspect.getsource(maskrcnn_loss)
 print([line.strip() for line in source.splitlines() if "gt_label[idxs]" in line][0])
 assert "gt_label[idxs]" in source
 
@@ -217,7 +219,7 @@ print(f"{seconds * 1000:.0f} ms per image ({1 / seconds:.1f} FPS) on {next(model
 # and does our model find both? We count on ToyCity scenes with exact ground truth:
 
 # %%
-from course_lib.toycity.scene import scene
+from course_lib.data.toycity.scene import scene
 
 cell, height = 32, min(t.image_size[0], 512)
 shared_pairs, both_found = 0, 0
@@ -256,6 +258,7 @@ print(f"pairs of objects whose centres share a {cell} x {cell} cell: {shared_pai
 
 # %%
 import torch
+
 from course_lib import exercises
 
 

@@ -44,8 +44,11 @@ import math
 
 import torch
 
-from course_lib import evaluate, model as model_lib, runtime, zoo
-from course_lib import toycity
+from course_lib import runtime, zoo
+from course_lib.data import toycity
+from course_lib.engine import inference
+from course_lib.evaluation import coco_eval
+from course_lib.modeling import maskrcnn as model_lib
 
 runtime.seed_everything(0)
 use_cityscapes = zoo.available("coco") and runtime.cityscapes_root() is not None
@@ -66,8 +69,8 @@ held_out = toycity.held_out(val_scenes, *size)
 
 toycity_model = zoo.load("toycity", device="cpu")
 runtime.print_banner("ToyCity model (shipped)", f"ToyCity held-out, {val_scenes} scenes, {size[0]}x{size[1]}")
-metrics, predictions = evaluate.evaluate_model(toycity_model, held_out, device="cpu", batch_size=4)
-print(evaluate.format_metrics(metrics))
+metrics, predictions = inference.evaluate_model(toycity_model, held_out, device="cpu", batch_size=4)
+print(coco_eval.format_metrics(metrics))
 print(f"mean mask IoU of matched pairs: {metrics['mask_iou']:.3f}")
 
 # %%
@@ -90,7 +93,7 @@ if val_scenes == 100:  # the full run re-scores exactly the manifest's split
 
 # %%
 untrained = model_lib.build(manifest["arch"], **manifest["build_kwargs"]).eval()
-untrained_metrics, _ = evaluate.evaluate_model(untrained, held_out, device="cpu", batch_size=4)
+untrained_metrics, _ = inference.evaluate_model(untrained, held_out, device="cpu", batch_size=4)
 runtime.print_banner("untrained toycity_small (random weights)", f"ToyCity held-out, {val_scenes} scenes")
 print(f"mask AP50: untrained {untrained_metrics['segm']['AP50']:.3f}  vs trained {metrics['segm']['AP50']:.3f}")
 assert metrics["segm"]["AP50"] > untrained_metrics["segm"]["AP50"] + 0.2
@@ -115,7 +118,7 @@ assert with_objects and all(0 <= row["AP"] <= 1 for row in with_objects if not m
 #
 # This cell runs only where both exist (e.g. on Colab with your Cityscapes copy in
 # `CITYSCAPES_DATASET`). It reads torchvision's COCO model in the urban classes with COCO's own
-# scores (`course_lib.model.coco_zero_shot`). COCO has no rider class: it calls a rider a person,
+# scores (`course_lib.modeling.coco_heads.coco_zero_shot`). COCO has no rider class: it calls a rider a person,
 # so here every rider is missed and every rider found counts as a person false positive, until
 # fine-tuning learns the difference. It scores all 500 val images with the official
 # evaluator (`cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling`). For reference, the
@@ -125,10 +128,10 @@ assert with_objects and all(0 <= row["AP"] <= 1 for row in with_objects if not m
 # %%
 def cityscapes_val_baseline(model, name: str, out_dir: str) -> dict:
     """Predict on Cityscapes val and score with the official evaluator (needs ``CITYSCAPES_DATASET``)."""
-    from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
-    from course_lib.data import CityscapesInstances
+    from course_lib.data.cityscapes import CityscapesInstances
+    from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval, format_official
 
-    predictions, _ = evaluate.predict(model, CityscapesInstances(split="val"), batch_size=1)
+    predictions, _ = inference.inference_on_dataset(model, CityscapesInstances(split="val"), batch_size=1)
     runtime.print_banner(name, "Cityscapes val (official evaluator)")
     official = cityscapes_official_eval(predictions, runtime.cityscapes_root(), "val", out_dir=out_dir)
     print(format_official(official))
@@ -153,10 +156,10 @@ else:
 # measures yours. It runs only where Cityscapes is on disk and the weights can be had.
 
 # %%
-from course_lib import detectron2_zoo
+from course_lib.zoo import detectron2_weights
 
 D2_CITYSCAPES = "Cityscapes/mask_rcnn_R_50_FPN"
-if runtime.cityscapes_root() is not None and detectron2_zoo.status(D2_CITYSCAPES) != "unavailable":
+if runtime.cityscapes_root() is not None and detectron2_weights.status(D2_CITYSCAPES) != "unavailable":
     cityscapes_val_baseline(zoo.load(f"detectron2:{D2_CITYSCAPES}"), "Detectron2's Cityscapes R50-FPN, converted to torchvision",
                             "cityscapes_results_detectron2")
 else:

@@ -34,7 +34,9 @@
 
 # %%
 # Colab: install the course library (a no-op everywhere else).
-import sys, subprocess
+import subprocess
+import sys
+
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
 
@@ -46,11 +48,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from course_lib import runtime, viz
+from course_lib import runtime
 from course_lib.classes import CLASSES
-from course_lib.mots import evaluate_mots
-from course_lib.toycity import MAX_OCCLUSION, MIN_VISIBLE_AREA, clip, scene
-from course_lib.toycity.export import write_coco
+from course_lib.data.toycity import MAX_OCCLUSION, MIN_VISIBLE_AREA, clip, scene
+from course_lib.data.toycity.export import write_coco
+from course_lib.evaluation.mots import evaluate_mots
+from course_lib.viz.overlay import class_colors, draw_masks_and_boxes
 
 HEIGHT, WIDTH = runtime.pick((256, 512), (512, 1024))
 N_GRID = runtime.pick(4, 8)  # scenes in the grid
@@ -61,7 +64,7 @@ N_FRAMES = runtime.pick(20, 60)  # frames in the clip (10 per second)
 def overlay(image: np.ndarray, masks: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     """Instance masks in their class colours over an image (uint8 [H, W, 3])."""
     canvas = torch.from_numpy(image).permute(2, 0, 1)
-    canvas = viz.draw_masks_and_boxes(canvas, masks.bool(), colors=viz.class_colors(labels), alpha=0.55)
+    canvas = draw_masks_and_boxes(canvas, masks.bool(), colors=class_colors(labels), alpha=0.55)
     return canvas.permute(1, 2, 0).numpy()
 
 
@@ -278,13 +281,13 @@ print(f"{len(tracks)} tracks; {len(last - first)} entered, {len(first - last)} l
 # ## The field's file formats, checked by the field's tools
 #
 # A synthetic dataset is only useful if the tools built for real data accept it unchanged.
-# `course_lib.toycity.export` writes
+# `course_lib.data.toycity.export` writes
 #
 # * **COCO** instances JSON with RLE masks (`write_coco`); evaluating the ground truth as if it
 #   were a perfect prediction must give AP = 1 in pycocotools;
 # * the exact **Cityscapes** `leftImg8bit`/`gtFine` layout (`write_cityscapes`), which chapter 2
 #   reads back with the course's Cityscapes reader;
-# * **MOTS** text files (`course_lib.mots.write_mots`), which TrackEval scores; a tracker that
+# * **MOTS** text files (`course_lib.evaluation.mots.write_mots`), which TrackEval scores; a tracker that
 #   reports the true ids gets HOTA = 1, and one that swaps two ids halfway does not.
 #
 # `data_scripts/make_toycity.py` exports whole splits from the command line.
@@ -381,6 +384,7 @@ print(f"{1 / seconds:.1f} scenes/s ({1000 * seconds:.0f} ms per scene, ground tr
 
 # %%
 import torch
+
 from course_lib import exercises
 
 

@@ -19,7 +19,7 @@
 # 1. the **sample format** torchvision's detection models expect, and `tv_tensors`, which let
 #    augmentations move images, masks and boxes together;
 # 2. how **Cityscapes** stores instances (one 16-bit PNG of instance ids per image), including its
-#    *group* regions, and how `course_lib.data.CityscapesInstances` reads them;
+#    *group* regions, and how `course_lib.data.cityscapes.CityscapesInstances` reads them;
 # 3. what the urban classes look like in numbers: how many objects of each class, and how small;
 # 4. **augmentation** with `torchvision.transforms.v2`, and the one place where it quietly goes
 #    wrong for instance segmentation: boxes after a rotation.
@@ -45,12 +45,14 @@ import torch
 from torchvision.ops import box_iou
 from torchvision.transforms.v2 import functional as F
 
-from course_lib import runtime, viz
-from course_lib.augment import BoxesFromMasks, train_transforms
+from course_lib import runtime
 from course_lib.classes import CLASS_COLORS, CLASSES, INDEX_TO_CITYSCAPES_ID
-from course_lib.data import CityscapesInstances, boxes_from_masks, read_instance_ids
-from course_lib.toycity import ToyCityDataset, scene
-from course_lib.toycity.export import write_cityscapes
+from course_lib.data.augment import BoxesFromMasks, train_transforms
+from course_lib.data.cityscapes import CityscapesInstances, read_instance_ids
+from course_lib.data.toycity import ToyCityDataset, scene
+from course_lib.data.toycity.export import write_cityscapes
+from course_lib.structures.instances import boxes_from_masks
+from course_lib.viz import overlay
 
 runtime.seed_everything(0)
 HEIGHT, WIDTH = 128, 256  # ToyCity's training resolution (the course's CPU model works at this size)
@@ -59,8 +61,8 @@ N_STATS = runtime.pick(20, 300)  # scenes for the class statistics
 
 def show(image, target, boxes=None, title="", ax=None):
     """Masks and boxes of a target over its image (boxes default to the target's)."""
-    canvas = viz.draw_masks_and_boxes(image, target["masks"].bool(), target["boxes"] if boxes is None else boxes,
-                                      viz.class_colors(target["labels"]))
+    canvas = overlay.draw_masks_and_boxes(image, target["masks"].bool(), target["boxes"] if boxes is None else boxes,
+                                      overlay.class_colors(target["labels"]))
     ax = ax or plt.subplots(figsize=(8, 4))[1]
     ax.imshow(canvas.permute(1, 2, 0))
     ax.set_title(title)
@@ -193,7 +195,7 @@ assert counts["person"] > counts["train"]
 # %% [markdown]
 # ## Augmentation with `transforms.v2`
 #
-# `course_lib.augment.train_transforms()` composes four random changes that a street camera
+# `course_lib.data.augment.train_transforms()` composes four random changes that a street camera
 # could plausibly produce:
 #
 # * **horizontal flip** (streets are left-right symmetric; never flip vertically);
@@ -245,9 +247,9 @@ loose = rotated["boxes"].as_subclass(torch.Tensor)[visible]
 tight = tightened["boxes"].as_subclass(torch.Tensor)[visible]
 iou = box_iou(loose, tight).diagonal()
 
-canvas = viz.draw_masks_and_boxes(rotated_image, tightened["masks"][visible].bool(), colors="yellow", alpha=0.4)
-canvas = viz.draw_masks_and_boxes(canvas, boxes=loose, colors="red")
-canvas = viz.draw_masks_and_boxes(canvas, boxes=tight, colors="lime")
+canvas = overlay.draw_masks_and_boxes(rotated_image, tightened["masks"][visible].bool(), colors="yellow", alpha=0.4)
+canvas = overlay.draw_masks_and_boxes(canvas, boxes=loose, colors="red")
+canvas = overlay.draw_masks_and_boxes(canvas, boxes=tight, colors="lime")
 plt.figure(figsize=(8, 4))
 plt.imshow(canvas.permute(1, 2, 0))
 plt.axis("off")
@@ -291,7 +293,7 @@ assert len(zoomed["labels"]) <= len(target["labels"])
 # COCO has no `rider` class (a rider is a `person` on a `bicycle` or `motorcycle`) but has the
 # other seven. `data_scripts/download_coco.py --dest DIR` fetches the val2017 annotations (MD5
 # checked, resumable) and a subset of images that contain people or vehicles;
-# `course_lib.data.CocoUrbanSubset(DIR)` then returns them in the format above, with COCO
+# `course_lib.data.coco_urban.CocoUrbanSubset(DIR)` then returns them in the format above, with COCO
 # category ids mapped to course classes (`person`→1, `car`→3, ...). It is useful to test a
 # Cityscapes-trained model on a different camera and city, i.e. under domain shift.
 #

@@ -20,7 +20,7 @@
 # 1. opens that dictionary and says what each loss measures;
 # 2. explains the three stabilisers every detection recipe uses: learning-rate **warmup**,
 #    **gradient clipping** and, when the batch is small, **GroupNorm** instead of BatchNorm;
-# 3. runs a real (short) training of the course's small CPU model with `course_lib.train.train`;
+# 3. runs a real (short) training of the course's small CPU model with `course_lib.engine.trainer.train`;
 # 4. reads the training curve of the ToyCity model that ships with the course, and the recipe
 #    that trained it; and
 # 5. shows how to train a full-size model on Cityscapes on a Colab GPU, starting from COCO weights.
@@ -30,7 +30,9 @@
 
 # %%
 # Colab: install the course library (a no-op everywhere else).
-import sys, subprocess
+import subprocess
+import sys
+
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
 
@@ -43,13 +45,20 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.ops import FrozenBatchNorm2d
 
-from course_lib import model as models
-from course_lib import bench, plots, runtime, sampling, zoo
+from course_lib import runtime, zoo
 from course_lib.classes import CLASS_TO_INDEX, CLASSES
-from course_lib.evaluate import coco_metrics, format_metrics, predict
-from course_lib.mask_skip import STEM
-from course_lib.toycity import ToyCityDataset, held_out
-from course_lib.train import SCHEDULES, load_checkpoint, lr_factor, train
+from course_lib.data import sampling
+from course_lib.data.toycity import ToyCityDataset, held_out
+from course_lib.engine import step_benchmark
+from course_lib.engine.checkpoint import load_checkpoint
+from course_lib.engine.inference import inference_on_dataset
+from course_lib.engine.recipes import SCHEDULES, lr_factor
+from course_lib.engine.trainer import train
+from course_lib.evaluation.coco_eval import coco_metrics, format_metrics
+from course_lib.modeling import coco_heads, maskrcnn
+from course_lib.modeling.mask_skip import STEM
+from course_lib.results import load_results
+from course_lib.viz import plots
 
 runtime.seed_everything(0)
 torch.set_num_threads(runtime.pick(1, 2))
@@ -92,7 +101,7 @@ print("fast mode" if runtime.fast_mode() else "full mode", "| device:", runtime.
 # %%
 scenes = ToyCityDataset(2, seed=0, height=HEIGHT, width=WIDTH)
 images, targets = zip(*(scenes[i] for i in range(len(scenes))))
-fresh = models.build("toycity_small", min_size=HEIGHT, max_size=WIDTH)
+fresh = maskrcnn.build("toycity_small", min_size=HEIGHT, max_size=WIDTH)
 rpn, heads = fresh.rpn, fresh.roi_heads
 print(f"RPN: {rpn.fg_bg_sampler.batch_size_per_image} anchors per image, at most {rpn.fg_bg_sampler.positive_fraction:.0%} positive; "
       f"positive at IoU >= {rpn.proposal_matcher.high_threshold}, negative below {rpn.proposal_matcher.low_threshold}")
@@ -157,7 +166,7 @@ assert norm_layers == {"GroupNorm"}
 # %% [markdown]
 # ## A short training run
 #
-# `course_lib.train.train` is the loop of the whole course (the command line and the script that
+# `course_lib.engine.trainer.train` is the loop of the whole course (the command line and the script that
 # trained the shipped model call it too). Each step loads a batch (which scenes is a function of
 # the seed and the step, so a resumed run sees the same batches), computes the five losses,
 # stops with a clear message if their sum is NaN or infinite, then does backward, clipping and an
@@ -181,16 +190,16 @@ assert norm_layers == {"GroupNorm"}
 # --train-step` times one step each way:
 
 # %%
-step_bench = bench.load_results("train_step_cpu.json")
+step_bench = load_results("train_step_cpu.json")
 print(f"[results from train_step_cpu.json] {step_bench['model']} | {step_bench['data']} | {step_bench['device']}, "
       f"{step_bench['threads']} threads | {step_bench['date']}")
-print(bench.training_step_table(step_bench))
+print(step_benchmark.training_step_table(step_bench))
 print(f"this machine: bfloat16 units {runtime.cpu_has_bf16_units()}")
 
 # %%
 live_steps = runtime.pick(12, 120)
 train_scenes = ToyCityDataset(live_steps * 2, seed=0, height=HEIGHT, width=WIDTH)
-small = models.build("toycity_small", min_size=HEIGHT, max_size=WIDTH)
+small = maskrcnn.build("toycity_small", min_size=HEIGHT, max_size=WIDTH)
 run_dir = tempfile.mkdtemp(prefix="course-train-")
 runtime.print_banner("toycity_small, trained live", f"ToyCity {HEIGHT}x{WIDTH}, {len(train_scenes)} scenes")
 history = train(small, train_scenes, steps=live_steps, batch_size=2, lr=1e-3, optimizer="adamw", weight_decay=0.05, warmup_steps=3,
@@ -233,8 +242,8 @@ assert state["step"] == live_steps and set(state["rng"]) >= {"python", "numpy", 
 
 # %%
 manifest = zoo.toycity_manifest()
-results = bench.load_results("toycity_training.json")
-longer = bench.load_results("toycity_training_2x.json")
+results = load_results("toycity_training.json")
+longer = load_results("toycity_training_2x.json")
 training, curve = results["training"], results["curve"]
 print("[results from toycity_training.json] command:", results["command"])
 print(f"{training['steps']} steps x {training['batch_size']} images, {training['optimizer']} at lr {training['lr']}, "
@@ -277,14 +286,14 @@ assert curve[-1]["segm_AP"] == results["final"]["segm"]["AP"] == manifest["metri
 # without it; the Experiments appendix has those runs, and beside them how far apart two seeds of
 # one recipe end, which is as large as some of the differences:
 #
-# * **A mask head that sees stride 2** (`course_lib.mask_skip`): P2's cells are 4 pixels wide, so
+# * **A mask head that sees stride 2** (`course_lib.modeling.mask_skip`): P2's cells are 4 pixels wide, so
 #   a bicycle's tyres fall between them; a U-Net-style skip brings the backbone's stem (stride 2)
 #   through a 1x1 convolution into the mask head, fused with the FPN path by one 3x3 convolution.
 #   A change to Mask R-CNN, not part of it: the R50 models keep torchvision's head.
 # * **The paper's binary mask targets** and a **Dice term** beside the per-cell cross-entropy
 #   (Milletari et al. 2016): the cross-entropy averages over a RoI's cells, so a thin object's few
 #   cells weigh little, while $1 - \frac{2\sum p\,t + 1}{\sum p + \sum t + 1}$ scores each
-#   object as a whole (`course_lib.mask_target.mask_loss`; without the Dice term a test checks it
+#   object as a whole (`course_lib.modeling.mask_loss.mask_loss`; without the Dice term a test checks it
 #   equals torchvision's `maskrcnn_loss`).
 # * **A heavier mask loss** (`loss_weights={"loss_mask": ...}`): the mask head, not the detector,
 #   holds most of the gap between box and mask AP.
@@ -313,7 +322,7 @@ assert toy_features[STEM].shape[-2:] == (64, 128), "the stem is the stride-2 map
 # $$ r_i = \max_{c \in i} \; \max\left(1, \sqrt{t / f_c}\right) $$
 #
 # times per epoch: $\lfloor r_i \rfloor$ times, plus once more with probability
-# $r_i - \lfloor r_i \rfloor$, drawn afresh each epoch (`course_lib.sampling`; `--repeat-threshold T`
+# $r_i - \lfloor r_i \rfloor$, drawn afresh each epoch (`course_lib.data.sampling`; `--repeat-threshold T`
 # in both training commands; the epoch order stays a function of (seed, step), so resume is exact).
 # From scratch, with the shipped run's threshold, checked against the library:
 
@@ -344,7 +353,7 @@ assert abs(counts[has_train].mean() - factors[has_train].mean()) < 0.1 and count
 
 # %%
 check = held_out(runtime.pick(16, 100), manifest["build_kwargs"]["min_size"], manifest["build_kwargs"]["max_size"])
-metrics = coco_metrics(*predict(toy, check, device="cpu", batch_size=8))
+metrics = coco_metrics(*inference_on_dataset(toy, check, device="cpu", batch_size=8))
 runtime.print_banner("ToyCity model (shipped)", f"ToyCity held-out, first {len(check)} scenes")
 print(f"segm AP {metrics['segm']['AP']:.3f}  AP50 {metrics['segm']['AP50']:.3f} | bbox AP {metrics['bbox']['AP']:.3f}")
 print(f"(manifest, on {manifest['training']['val_scenes']}: segm AP {manifest['metrics']['segm_AP']:.3f}  AP50 {manifest['metrics']['segm_AP50']:.3f})")
@@ -386,15 +395,15 @@ assert metrics["segm"]["AP50"] > 0.5 * manifest["metrics"]["segm_AP50"], "the sh
 # category slots) and keeps everything that does not depend on the class: backbone, FPN, RPN and
 # both heads' hidden layers. Only three layers have one row (or four) per class: the
 # classifier, the box regressor and the mask predictor's last 1x1 convolution. For those,
-# `course_lib.model.transfer_coco_heads` copies the rows of the matching COCO classes, so the
+# `course_lib.modeling.coco_heads.transfer_coco_heads` copies the rows of the matching COCO classes, so the
 # model can detect cars and people before its first Cityscapes step:
 
 # %%
 coco_names = {0: "background", 1: "person", 2: "bicycle", 3: "car", 4: "motorcycle", 6: "bus", 7: "train", 8: "truck"}
-for index, slot in enumerate(models.coco_rows()):
+for index, slot in enumerate(coco_heads.coco_rows()):
     print(f"course class {index} {CLASSES[index]:14s} <- COCO slot {slot} ({coco_names[slot]})")
-assert all(coco_names[slot] == CLASSES[index] for index, slot in enumerate(models.coco_rows()) if index and CLASSES[index] != "rider")
-assert models.coco_rows()[CLASSES.index("rider")] == models.coco_rows()[CLASSES.index("person")]
+assert all(coco_names[slot] == CLASSES[index] for index, slot in enumerate(coco_heads.coco_rows()) if index and CLASSES[index] != "rider")
+assert coco_heads.coco_rows()[CLASSES.index("rider")] == coco_heads.coco_rows()[CLASSES.index("person")]
 
 # %% [markdown]
 # Rider has no COCO class. COCO annotates a cyclist as a *person* (plus a separate bicycle), so
@@ -421,6 +430,7 @@ assert models.coco_rows()[CLASSES.index("rider")] == models.coco_rows()[CLASSES.
 
 # %%
 import math
+
 from course_lib import exercises
 
 

@@ -34,7 +34,6 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
 
 # %%
-import copy
 import tempfile
 from pathlib import Path
 
@@ -43,13 +42,15 @@ import numpy as np
 import torch
 
 from course_lib import runtime, zoo
-from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
 from course_lib.classes import CLASSES
-from course_lib.data import CityscapesInstances
-from course_lib.evaluate import coco_metrics, format_metrics, matched_mask_ious, mean_matched_mask_iou, predict
-from course_lib.failures import draw_errors, failure_analysis
-from course_lib.toycity import HELD_OUT_SEED, held_out, scene
-from course_lib.toycity.export import write_cityscapes
+from course_lib.data.cityscapes import CityscapesInstances
+from course_lib.data.toycity import HELD_OUT_SEED, held_out, scene
+from course_lib.data.toycity.export import write_cityscapes
+from course_lib.engine.inference import inference_on_dataset
+from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval, format_official
+from course_lib.evaluation.coco_eval import coco_metrics, format_metrics
+from course_lib.evaluation.failures import draw_errors, failure_analysis
+from course_lib.evaluation.matched_masks import matched_mask_ious, mean_matched_mask_iou
 
 runtime.seed_everything(0)
 torch.set_num_threads(runtime.pick(1, 2))
@@ -91,12 +92,12 @@ dataset = held_out(N_IMAGES, HEIGHT, WIDTH)  # training used scenes 0..N-1; thes
 # groups) are neither objects to find nor places where a detection is wrong: detections on them
 # are ignored.
 #
-# `course_lib.evaluate.coco_metrics` builds pycocotools' COCO objects in memory from the model's
+# `course_lib.evaluation.coco_eval.coco_metrics` builds pycocotools' COCO objects in memory from the model's
 # output (soft masks thresholded at 0.5, then run-length encoded) and runs the official
 # `COCOeval`; the unit tests check it on hand-made cases whose AP is known in advance.
 
 # %%
-predictions, targets = predict(model, dataset, batch_size=2)
+predictions, targets = inference_on_dataset(model, dataset, batch_size=2)
 metrics = coco_metrics(predictions, targets)
 metrics["mask_iou"] = mean_matched_mask_iou(predictions, targets)
 runtime.print_banner(MODEL_NAME, DATA_NAME)
@@ -148,7 +149,7 @@ assert matched_ious and np.mean(matched_ious) < 0.95, "the matched masks are goo
 # %% [markdown]
 # ## Failure analysis
 #
-# `course_lib.failures.failure_analysis` matches detections (score $\ge 0.5$) to objects by mask
+# `course_lib.evaluation.failures.failure_analysis` matches detections (score $\ge 0.5$) to objects by mask
 # IoU $\ge 0.5$ *ignoring the class*, so that each object ends up in exactly one bucket:
 #
 # * **found**: matched to a detection of its class;
@@ -206,16 +207,17 @@ for gap, name in gaps:
 # * torchvision's `paste_masks_in_image` (the original Detectron paste) rounds each box to whole
 #   pixels and resizes the map into that rectangle: on an object 5 pixels wide, one pixel of
 #   rounding is 20 % of its width;
-# * `course_lib.paste.paste_masks` lets every pixel read the map at its exact coordinate, in the
+# * `course_lib.modeling.paste.paste_masks` lets every pixel read the map at its exact coordinate, in the
 #   same convention as torchvision's RoI Align (`aligned=False`: pixel $j$'s value sits at
 #   coordinate $j$), which is how the targets were made. The ToyCity model uses this paste
-#   (`course_lib.paste.set_paste` switches any Mask R-CNN between the two).
+#   (the builder's `paste` option chooses: `zoo.load("toycity", paste="torchvision")` is the same
+#   model with torchvision's paste).
 #
 # The cell computes both ceilings on the same held-out scenes, then runs the model itself both
 # ways.
 
 # %%
-from course_lib.paste import oracle_masks, set_paste
+from course_lib.modeling.paste import oracle_masks
 
 
 def oracle_metrics(paste: str) -> dict:
@@ -226,8 +228,8 @@ def oracle_metrics(paste: str) -> dict:
 
 
 ceilings = {paste: oracle_metrics(paste) for paste in ("torchvision", "course_lib")}
-model_torchvision_paste = set_paste(copy.deepcopy(model), "torchvision")
-model_by_paste = {"torchvision": coco_metrics(*predict(model_torchvision_paste, dataset, batch_size=2), iou_types=("segm",))["segm"],
+model_torchvision_paste = zoo.load("toycity", paste="torchvision")
+model_by_paste = {"torchvision": coco_metrics(*inference_on_dataset(model_torchvision_paste, dataset, batch_size=2), iou_types=("segm",))["segm"],
                   "course_lib": metrics["segm"]}
 runtime.print_banner(MODEL_NAME, DATA_NAME)
 print(f"{'paste':12s} {'perfect model':>14s} {'ToyCity model':>14s}    (segm AP; perfect-model AP per class)")
@@ -250,10 +252,10 @@ assert ceilings["course_lib"]["AP"] > ceilings["torchvision"]["AP"] + 0.1
 # Is the gap in the detector or in the mask head? Keep the model's boxes, labels and scores, and
 # give every detection that found an object (same class, box IoU ≥ 0.5) the perfect
 # $28 \times 28$ map of that object, made in the *detected* box and pasted back
-# (`course_lib.paste.perfect_masks_in_detected_boxes`):
+# (`course_lib.modeling.paste.perfect_masks_in_detected_boxes`):
 
 # %%
-from course_lib.paste import perfect_masks_in_detected_boxes
+from course_lib.modeling.paste import perfect_masks_in_detected_boxes
 
 with_perfect_masks = [{**p, "masks": perfect_masks_in_detected_boxes(p, t)} for p, t in zip(predictions, targets)]
 head_ceiling = coco_metrics(with_perfect_masks, targets, iou_types=("segm",))["segm"]
@@ -273,17 +275,17 @@ assert head_ceiling["AP"] > metrics["segm"]["AP"], "perfect masks in the same bo
 #
 # AP sorts detections by score, and Mask R-CNN's score is the box classifier's: "this box holds a
 # rider", not "this mask is good". A sharp mask and a blurred one in equally confident boxes rank
-# the same. Mask Scoring R-CNN (Huang et al., 2019) trains a head to predict each mask's IoU and
+# the same. Mask Scoring R-CNN (Huang et al., 2019) trains a head to inference_on_dataset each mask's IoU and
 # multiplies the score by it; a training-free stand-in, SOLOv2's *maskness*, is the mean
-# probability over the pixels the mask keeps (`course_lib.evaluate.maskness`: near 1 for a sharp
+# probability over the pixels the mask keeps (`course_lib.evaluation.matched_masks.maskness`: near 1 for a sharp
 # mask, near 0.5 for a blurred one). Does it track mask quality here? Compare each detection's
 # maskness with its best mask IoU against an object of its class, then rank by score × maskness
-# (`predict` keeps each detection's maskness beside its score):
+# (`inference_on_dataset` keeps each detection's maskness beside its score):
 
 # %%
 from scipy.stats import spearmanr
 
-from course_lib.evaluate import mask_iou_matrix
+from course_lib.evaluation.matched_masks import mask_iou_matrix
 
 rescored = [{**p, "scores": p["scores"] * p["maskness"]} for p in predictions]
 rescored_segm = coco_metrics(rescored, targets, iou_types=("segm",))["segm"]
@@ -374,7 +376,7 @@ plt.show()
 #
 # Cityscapes benchmarks are scored with `cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling`,
 # not with pycocotools. It reads one text file per image, listing each predicted instance as a
-# mask PNG, a Cityscapes label id and a confidence; `course_lib.cityscapes_eval` writes these
+# mask PNG, a Cityscapes label id and a confidence; `course_lib.evaluation.cityscapes_eval` writes these
 # files and runs the script's steps. The differences from COCO's AP are small but real:
 #
 # * the precision-recall curve is integrated step by step instead of sampled at 101 recall levels;
@@ -394,7 +396,7 @@ export_root = Path(tempfile.mkdtemp(prefix="toycity_cityscapes_"))
 write_cityscapes(export_root, "val", [scene(HELD_OUT_SEED + i, HEIGHT, WIDTH, semantic=True) for i in range(N_EXPORT)],
                  group_area=80)
 exported = CityscapesInstances(export_root, "val", crowd=True)
-cs_predictions, cs_targets = predict(model, exported, batch_size=2)
+cs_predictions, cs_targets = inference_on_dataset(model, exported, batch_size=2)
 official = cityscapes_official_eval(cs_predictions, export_root, "val", export_root / "results")
 coco_on_export = coco_metrics(cs_predictions, cs_targets, iou_types=("segm",))["segm"]
 runtime.print_banner(MODEL_NAME, f"ToyCity exported in Cityscapes layout ({N_EXPORT} held-out scenes) - NOT Cityscapes")
@@ -439,6 +441,7 @@ assert Path(official["result_file"]).is_file()
 
 # %%
 import numpy as np
+
 from course_lib import exercises
 
 

@@ -40,8 +40,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from course_lib import bench, runtime, speed, zoo
-from course_lib.model import build
+from course_lib import runtime, zoo
+from course_lib.deploy import benchmark, eager, timing
+from course_lib.modeling.maskrcnn import build
 
 runtime.seed_everything(0)
 torch.set_num_threads(runtime.pick(1, 2))
@@ -49,10 +50,10 @@ REPEATS = runtime.pick(5, 30)
 MODEL_NAME = "ToyCity model (course_lib.zoo.load('toycity'))"
 
 model = zoo.load("toycity", device="cpu")
-val = bench.toycity_val(runtime.pick(4, 10))
+val = benchmark.toycity_val(runtime.pick(4, 10))
 images = [image for image, _ in val]
 DATA_NAME = f"ToyCity held-out scenes ({len(images)} images, {images[0].shape[1]}x{images[0].shape[2]})"
-print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {bench.device_name(torch.device('cpu'))}")
+print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {timing.device_name(torch.device('cpu'))}")
 
 # %% [markdown]
 # ## Timing without fooling yourself
@@ -63,7 +64,7 @@ print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device
 #   a GPU the selection of convolution algorithms. They say nothing about steady-state speed.
 # * **Synchronise.** A CUDA call returns as soon as the work is *queued*; reading the clock right
 #   after it measures the queueing. `torch.cuda.synchronize()` waits until the GPU is done
-#   (`bench.synchronize` does it when the model is on a GPU and nothing on a CPU).
+#   (`timing.synchronize` does it when the model is on a GPU and nothing on a CPU).
 # * **Report the median and a high percentile**, not the mean of a few runs: an OS hiccup or
 #   another process shifts a mean, and the 90th percentile (p90) says how bad a slow frame gets,
 #   which matters for video.
@@ -73,7 +74,7 @@ with torch.inference_mode():
     start = time.perf_counter()
     model(images[:1])
     first_call = time.perf_counter() - start
-latencies = np.array(bench.measure_latency(model, images, warmup=2, repeats=REPEATS))
+latencies = np.array(timing.measure_latency(model, images, warmup=2, repeats=REPEATS))
 runtime.print_banner(MODEL_NAME, DATA_NAME)
 print(f"first call {first_call * 1e3:.0f} ms | median {np.median(latencies) * 1e3:.1f} ms | "
       f"p90 {np.percentile(latencies, 90) * 1e3:.1f} ms | {1 / np.median(latencies):.1f} images/s")
@@ -91,8 +92,8 @@ plt.show()
 #
 # ## The stages of one forward pass
 #
-# `bench.stage_timer` puts forward hooks on the submodules that `GeneralizedRCNN.forward` calls
-# (the same order `course_lib.inspect.trace` replays in Week 1) and adds up their time:
+# `timing.stage_timer` puts forward hooks on the submodules that `GeneralizedRCNN.forward` calls
+# (the same order `course_lib.modeling.internals.trace` replays in Week 1) and adds up their time:
 #
 # | stage | what runs | scales with |
 # |---|---|---|
@@ -104,20 +105,20 @@ plt.show()
 # | paste | resize 28x28 masks and write them into the full image | detections x image size |
 
 # %%
-stages, memory = bench.measure_stages(model, images, repeats=runtime.pick(4, 10))
+stages, memory = timing.measure_stages(model, images, repeats=runtime.pick(4, 10))
 runtime.print_banner(MODEL_NAME, DATA_NAME)
 total = sum(stages.values())
 for stage, seconds in stages.items():
     print(f"{stage:>10}: {seconds * 1e3:6.1f} ms  {100 * seconds / total:5.1f}%")
 print(f"peak memory above the model's weights: {memory:.0f} MB" if memory is not None else "peak memory: not measurable here")
-assert set(stages) == set(bench.STAGES) and all(s > 0 for s in stages.values())
+assert set(stages) == set(timing.STAGES) and all(s > 0 for s in stages.values())
 
 
 def stage_bars(ax, stages_by_name: dict[str, dict[str, float]]) -> None:
     """Stacked horizontal bars of per-stage milliseconds, one bar per entry."""
     for row, (name, stages_) in enumerate(stages_by_name.items()):
         left = 0.0
-        for k, stage in enumerate(bench.STAGES):
+        for k, stage in enumerate(timing.STAGES):
             ms = stages_[stage] * 1e3
             ax.barh(row, ms, left=left, color=plt.cm.tab10(k), label=stage if row == 0 else None)
             left += ms
@@ -134,7 +135,7 @@ plt.show()
 # ## How the backbone scales with the input size
 #
 # A convolution's cost is proportional to the number of output positions, so the backbone's time
-# should grow linearly with the number of pixels. The `scale` variants of `course_lib.speed`
+# should grow linearly with the number of pixels. The `scale` variants of `course_lib.deploy.eager`
 # change the transform's `min_size` and `max_size` (and undo it afterwards), so the same images
 # can be fed at several sizes:
 
@@ -142,9 +143,9 @@ plt.show()
 scales = runtime.pick([0.5, 1.0, 1.5], [0.5, 0.75, 1.0, 1.5, 2.0])
 pixels, backbone_ms, by_scale = [], [], {}
 for scale in scales:
-    with speed.apply(model, speed.Variant(f"x{scale}", scale=scale)):
-        stages_at, _ = bench.measure_stages(model, images, repeats=runtime.pick(3, 6))
-        h, w = bench.resized_size(model, images[0])
+    with eager.apply(model, eager.Variant(f"x{scale}", scale=scale)):
+        stages_at, _ = timing.measure_stages(model, images, repeats=runtime.pick(3, 6))
+        h, w = benchmark.resized_size(model, images[0])
     pixels.append(h * w / 1e3)
     backbone_ms.append(stages_at["backbone"] * 1e3)
     by_scale[f"{h}x{w}"] = stages_at
@@ -176,8 +177,8 @@ assert backbone_ms[-1] > backbone_ms[0]  # more pixels, more backbone time
 thresholds = [0.05, 0.3, 0.5, 0.7]
 head_ms, counts = [], []
 for threshold in thresholds:
-    with speed.apply(model, speed.Variant(f"score {threshold}", score_thresh=threshold)):
-        stages_at, _ = bench.measure_stages(model, images, repeats=runtime.pick(3, 6))
+    with eager.apply(model, eager.Variant(f"score {threshold}", score_thresh=threshold)):
+        stages_at, _ = timing.measure_stages(model, images, repeats=runtime.pick(3, 6))
         with torch.inference_mode():
             counts.append(np.mean([len(o["scores"]) for o in model(images)]))
     head_ms.append((stages_at["mask_head"] + stages_at["paste"]) * 1e3)
@@ -198,7 +199,7 @@ for threshold, n, ms in zip(thresholds, counts, head_ms):
 r50 = build("maskrcnn_resnet50_fpn", min_size=runtime.pick(256, 512), max_size=runtime.pick(512, 1024),
             box_detections_per_img=20).eval()
 street = torch.nn.functional.interpolate(images[0][None], scale_factor=runtime.pick(2, 4), mode="bilinear")[0]
-r50_stages, _ = bench.measure_stages(r50, [street], repeats=runtime.pick(2, 4))
+r50_stages, _ = timing.measure_stages(r50, [street], repeats=runtime.pick(2, 4))
 runtime.print_banner("untrained Mask R-CNN R50-FPN (timing only), 20 detections", f"one ToyCity image upscaled to {street.shape[1]}x{street.shape[2]}")
 r50_total = sum(r50_stages.values())
 for stage, seconds in r50_stages.items():
@@ -242,6 +243,7 @@ plt.show()
 
 # %%
 import numpy as np
+
 from course_lib import exercises
 
 

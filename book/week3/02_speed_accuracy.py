@@ -33,7 +33,9 @@
 
 # %%
 # Colab: install the course library (a no-op everywhere else).
-import sys, subprocess
+import subprocess
+import sys
+
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "course_lib[deploy] @ git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
 
@@ -42,7 +44,10 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from course_lib import bench, runtime, speed, zoo
+from course_lib import runtime, zoo
+from course_lib.deploy import benchmark, eager
+from course_lib.results import load_results, pareto_front, results_table
+from course_lib.viz import plots
 
 runtime.seed_everything(0)
 torch.set_num_threads(runtime.pick(1, 2))
@@ -50,13 +55,13 @@ torch.set_num_threads(runtime.pick(1, 2))
 # %% [markdown]
 # ## The variants
 #
-# Each variant of `course_lib.speed` is a named, reversible change of a built model
-# (`with speed.apply(model, "rpn_100"): ...` restores every setting on exit):
+# Each variant of `course_lib.deploy.eager` is a named, reversible change of a built model
+# (`with eager.apply(model, "rpn_100"): ...` restores every setting on exit):
 
 # %%
-for variant in speed.VARIANTS.values():
+for variant in eager.VARIANTS.values():
     print(f"{variant.name:>14}: {variant.describe()}")
-print("\nnot on a CPU:", speed.get("fp16").name, "-", speed.get("fp16").supported(torch.device("cpu")))
+print("\nnot on a CPU:", eager.get("fp16").name, "-", eager.get("fp16").supported(torch.device("cpu")))
 
 # %% [markdown]
 # ## The committed measurement
@@ -67,10 +72,10 @@ print("\nnot on a CPU:", speed.get("fp16").name, "-", speed.get("fp16").supporte
 # shows how large that noise is. The **mask AP** is computed on all 100 held-out scenes.
 
 # %%
-results = bench.load_results("bench_cpu.json")
+results = load_results("bench_cpu.json")
 print(f"[results from] model: {results['model']} | data: {results['data']} | device: {results['device']}, "
       f"{results['threads']} threads | torch {results['torch']}, torchvision {results['torchvision']} | {results['date']}")
-display(Markdown(bench.results_table(results)))
+display(Markdown(results_table(results)))
 for name, reason in results["skipped"].items():
     print(f"not measured: {name}: {reason}")
 print(f"bfloat16 units on the benchmark's CPU: {results.get('cpu_bf16_units')}; on this machine: {runtime.cpu_has_bf16_units()}")
@@ -80,9 +85,9 @@ print(f"noise check: the baseline against itself, timed twice in a row: {rows['b
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 5))
-bench.pareto_plot(results, ax)
+plots.pareto_plot(results, ax)
 plt.show()
-front = bench.pareto_front(results)
+front = pareto_front(results)
 print("Pareto front, fastest first:", " -> ".join(front))
 
 # %% [markdown]
@@ -159,18 +164,18 @@ for row in results["variants"][1:]:
 
 # %%
 model = zoo.load("toycity", device="cpu")
-images = [image for image, _ in bench.toycity_val(runtime.pick(2, 8))]
-int8_heads = speed.quantize_linear_int8(model.roi_heads)
+images = [image for image, _ in benchmark.toycity_val(runtime.pick(2, 8))]
+int8_heads = eager.quantize_linear_int8(model.roi_heads)
 size_fp32 = sum(p.numel() * 4 for m in model.roi_heads.box_head.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters())
 int8_linears = [m for m in int8_heads.box_head.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
 size_int8 = sum(m.weight().numel() + 4 * m.bias().numel() for m in int8_linears)  # 1 byte per weight, float32 bias
 with torch.inference_mode():
     reference = model(images)
-    with speed.apply(model, "int8"):
+    with eager.apply(model, "int8"):
         quantized = model(images)
 runtime.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", f"{len(images)} held-out ToyCity scenes")
 print(f"box head Linear weights: {size_fp32 / 1e6:.2f} MB in float32 -> {size_int8 / 1e6:.2f} MB in INT8")
-agreements = [speed.agreement(r, q) for r, q in zip(reference, quantized)]
+agreements = [eager.agreement(r, q) for r, q in zip(reference, quantized)]
 print("share of confident detections reproduced (same class, box IoU >= 0.9):", [f"{a:.2f}" for a in agreements])
 if "int8" in rows:
     print(f"committed run: int8 {rows['int8']['speedup']:.2f}x overall; box head "
@@ -208,7 +213,7 @@ assert size_int8 < size_fp32 / 3
 # * The final paste of each mask map into the full image computes only the pixels of each box: a
 #   loop whose length and slice sizes depend on the detections. Traced, it would freeze them. So the
 #   paste stays outside the graph and runs in torch with the course's exact paste
-#   (`course_lib.paste.paste_masks`), the same code the eager model uses.
+#   (`course_lib.modeling.paste.paste_masks`), the same code the eager model uses.
 #
 # The settings of the variants above (proposals, detections, score threshold, input scale) become
 # constants of the graph: a runtime variant is written `RUNTIME@SETTINGS`, e.g. `ov_int8@fast`. The
@@ -223,7 +228,7 @@ from course_lib import deploy
 assert deploy.available(), "pip install 'course_lib[deploy]' for ONNX Runtime, OpenVINO and NNCF"
 from course_lib.deploy import variants
 
-check_images = [image for image, _ in bench.toycity_val(2)]
+check_images = [image for image, _ in benchmark.toycity_val(2)]
 with tempfile.TemporaryDirectory() as folder:
     for name in ("ort", "ov_fp32@fast"):
         predictor, path = variants.build(model, name, 128, 256, [], folder)
@@ -273,13 +278,13 @@ for scope, spec in IGNORED_SCOPES.items():
 # file; the table reads it.
 
 # %%
-deployed = bench.load_results("deploy_cpu.json")
+deployed = load_results("deploy_cpu.json")
 print(f"[results from] model: {deployed['model']} | data: {deployed['data']} | device: {deployed['device']}, "
       f"{deployed['threads']} thread(s) | {', '.join(f'{k} {v}' for k, v in deployed['versions'].items())} | {deployed['date']}")
 print("command:", deployed["command"])
 print("CPU features:", ", ".join(deployed["cpu_features"]), "| load average (1 min) before/after:",
       ", ".join(f"{v:.1f}" for v in deployed["load_average_1min"].values()))
-display(Markdown(bench.results_table(deployed)))
+display(Markdown(results_table(deployed)))
 within = [r for r in deployed["variants"] if r["mask_AP_drop"] <= 1.0]
 best_deployed = max(within, key=lambda r: r["speedup"])
 print(f"fastest within 1.0 AP point of the eager baseline: {best_deployed['name']} ({best_deployed['description']}): "
@@ -295,7 +300,7 @@ print("goal (>= 3x at <= 1.0 point) met by:",
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 5))
-bench.pareto_plot(results, ax)
+plots.pareto_plot(results, ax)
 eager_baseline_ms = rows["baseline"]["median_ms"]
 for row in deployed["variants"]:
     if row["name"] in rows:
@@ -315,10 +320,10 @@ plt.show()
 # detection cap, so the cap is set to a realistic number of detections per image.
 
 # %%
-r50 = bench.load_results("deploy_r50_cpu.json")
+r50 = load_results("deploy_r50_cpu.json")
 print(f"[results from] model: {r50['model']} | data: {r50['data']} | device: {r50['device']}, {r50['threads']} thread(s) | {r50['date']}")
 print("command:", r50["command"])
-display(Markdown(bench.results_table(r50)))
+display(Markdown(results_table(r50)))
 fastest = max(r50["variants"], key=lambda r: r["speedup"])
 print(f"fastest: {fastest['name']} at {fastest['speedup']:.2f}x the eager model (timing only: random weights, accuracy unknown)")
 assert all(row["speedup"] > 0 for row in r50["variants"])
@@ -363,13 +368,13 @@ def gpu_table(result: dict) -> str:
 
 
 for name in ("deploy_gpu.json", "deploy_gpu_512.json"):
-    gpu = bench.load_results(name)
+    gpu = load_results(name)
     print(f"[results from {name}] {gpu['what']} | {gpu['device']} | torch {gpu['torch']} | {gpu['date']}")
     print("command:", gpu["command"])
     display(Markdown(gpu_table(gpu)))
     fastest = max(gpu["variants"], key=lambda r: r["fps"])
     print(f"fastest: {fastest['name']}, {fastest['fps']:.1f} FPS ({fastest['speedup']:.2f}x float32)")
-toy_gpu = bench.load_results("bench_gpu.json")
+toy_gpu = load_results("bench_gpu.json")
 toy_baseline = {r["name"]: r for r in toy_gpu["variants"]}["baseline"]
 print(f"[results from bench_gpu.json] the ToyCity model on {toy_gpu['device']}: {toy_baseline['median_ms']:.1f} ms per "
       f"{toy_gpu['input_size'][0]}x{toy_gpu['input_size'][1]} image, mask AP {100 * toy_baseline['mask_AP']:.1f}; "
@@ -389,12 +394,12 @@ print(f"[results from bench_gpu.json] the ToyCity model on {toy_gpu['device']}: 
 # the committed ones: they depend on the CPU, the number of threads and what else is running.
 
 # %%
-live = bench.run_benchmark(model, bench.toycity_val(runtime.pick(2, 10)), list(dict.fromkeys(["baseline", "det_20", "rpn_100", best["name"]])),
+live = benchmark.run_benchmark(model, benchmark.toycity_val(runtime.pick(2, 10)), list(dict.fromkeys(["baseline", "det_20", "rpn_100", best["name"]])),
                            model_name="ToyCity model", warmup=1, repeats=runtime.pick(3, 20), stage_repeats=runtime.pick(1, 3),
                            evaluate=False, progress=None)
 runtime.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", live["data"] + f", {live['images']} images")
 print(live["device"])
-display(Markdown(bench.results_table(live)))
+display(Markdown(results_table(live)))
 assert all(row["median_ms"] > 0 for row in live["variants"])
 
 # %% [markdown]

@@ -16,7 +16,7 @@
 # Mask R-CNN looks at one image at a time. Run it on a video and every frame gets a fresh, unordered
 # list of masks: nothing says that the third car of frame 41 is the fifth car of frame 40. A
 # **tracker** adds that link, so that each object keeps one id (and one colour) for as long as it is
-# in view. This chapter builds the tracker in `course_lib.track` one step at a time:
+# in view. This chapter builds the tracker in `course_lib.tracking.track` one step at a time:
 #
 # 1. the **cost matrix** between the tracks we have and the detections of the new frame;
 # 2. the **assignment** that pairs them (the Hungarian algorithm);
@@ -44,24 +44,23 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-
 from torchvision.ops import box_iou
 
-from course_lib import bench, runtime, zoo
+from course_lib import results, runtime, zoo
 from course_lib.classes import CLASSES
-from course_lib.toycity import clip
-from course_lib.track import (
-    FORBIDDEN,
-    Tracker,
-    TrackState,
-    assign,
-    iou_cost_matrix,
-    masks_to_rois,
-    roi_mask_iou,
-    tracks_to_frame,
+from course_lib.data.toycity import clip
+from course_lib.evaluation.track_metrics import (
+    MODES,
+    compare_trackers,
+    crossings,
+    mask_flicker,
+    match_to_ground_truth,
+    noisy_detections,
+    run_tracker,
 )
-from course_lib.track_eval import MODES, compare_trackers, crossings, mask_flicker, match_to_ground_truth, noisy_detections, run_tracker
-from course_lib.video import draw_instances, predict_frames
+from course_lib.tracking.annotate import draw_instances, predict_frames
+from course_lib.tracking.mask_rois import iou_cost_matrix, masks_to_rois, roi_mask_iou
+from course_lib.tracking.track import FORBIDDEN, Tracker, TrackState, assign, tracks_to_frame
 
 runtime.seed_everything(0)
 torch.set_num_threads(runtime.pick(1, 2))
@@ -432,7 +431,7 @@ plt.show()
 # ## The course's tracker against the field
 #
 # How does this tracker compare with the ones practitioners use? [boxmot](https://github.com/mikel-brostrom/boxmot)
-# implements the common ones behind one interface; `course_lib.trackers` wraps them behind the
+# implements the common ones behind one interface; `course_lib.tracking.trackers` wraps them behind the
 # course's (`update(detections)` returns the tracks of the frame), so that they run on the same
 # detections and are scored by the same TrackEval code:
 #
@@ -455,7 +454,7 @@ plt.show()
 # the time is that of `update` alone, the trackers taking turns frame by frame.
 
 # %%
-comparison = bench.load_results("tracker_comparison.json")
+comparison = results.load_results("tracker_comparison.json")
 print(f"{comparison['command']}\n{comparison['device']}, {comparison['threads']} thread(s), {comparison['date']}, "
       f"versions {comparison['versions']}")
 print(f"{len(comparison['clips'])} ToyCity clips (seed:occlusion {' '.join(comparison['clips'])}), "
@@ -531,8 +530,9 @@ assert all(set(rows) == {"course", "ByteTrack", "OC-SORT", "BoT-SORT"} for rows 
 # ```
 
 # %%
-from course_lib import exercises
 from scipy.optimize import linear_sum_assignment
+
+from course_lib import exercises
 
 
 def gated_matches(iou, gate):

@@ -43,8 +43,10 @@ import numpy as np
 import torch
 from IPython.display import Image, display
 
-from course_lib import runtime, speed, video, zoo
-from course_lib.track import Tracker, tracks_to_frame
+from course_lib import runtime, zoo
+from course_lib.deploy import eager
+from course_lib.tracking import annotate, video_io
+from course_lib.tracking.track import Tracker, tracks_to_frame
 
 runtime.seed_everything(0)
 torch.set_num_threads(runtime.pick(1, 2))
@@ -59,10 +61,10 @@ workdir = Path(tempfile.mkdtemp(prefix="week3_video_"))
 # back the way any video would be read, and check that every frame survived the trip.
 
 # %%
-source, targets = video.write_toycity_clip(workdir / "street.mp4", seed=3, num_frames=NUM_FRAMES,
+source, targets = video_io.write_toycity_clip(workdir / "street.mp4", seed=3, num_frames=NUM_FRAMES,
                                            height=HEIGHT, width=WIDTH, fps=FPS)
-frames = list(video.read_frames(source))
-print(f"{source.name}: {len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]} at {video.frames_per_second(source):.0f} fps")
+frames = list(video_io.read_frames(source))
+print(f"{source.name}: {len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]} at {video_io.frames_per_second(source):.0f} fps")
 assert len(frames) == NUM_FRAMES and frames[0].shape == (HEIGHT, WIDTH, 3)
 
 # %% [markdown]
@@ -70,7 +72,7 @@ assert len(frames) == NUM_FRAMES and frames[0].shape == (HEIGHT, WIDTH, 3)
 # The model sees what a camera pipeline would give it.
 
 # %%
-from course_lib.toycity import clip
+from course_lib.data.toycity import clip
 
 original = clip(3, 1, HEIGHT, WIDTH, fps=FPS)[0][0]
 error = np.abs(original.astype(int) - frames[0].astype(int))
@@ -79,7 +81,7 @@ print(f"mean absolute difference after MP4 round trip: {error.mean():.2f} grey l
 # %% [markdown]
 # ## Detect, track, draw
 #
-# `video.annotate` runs the model on batches of frames (`batch_size` frames per forward pass),
+# `annotate.annotate` runs the model on batches of frames (`batch_size` frames per forward pass),
 # passes each frame's detections (score >= 0.5) to the tracker, and draws the reported tracks.
 # The `det_20` variant keeps at most 20 detections inside the model, and only those scoring at
 # least 0.2, so the mask head does no work on detections that the 0.5 threshold would throw away
@@ -90,15 +92,15 @@ model = zoo.load("toycity", device="cpu")
 tracker = Tracker()
 seconds = {"model": 0.0, "tracker": 0.0, "drawing": 0.0}
 drawn = []
-with speed.apply(model, "det_20"):
+with eager.apply(model, "det_20"):
     start = time.perf_counter()
-    for frame, detections in video.predict_frames(model, frames, batch_size=4):
+    for frame, detections in annotate.predict_frames(model, frames, batch_size=4):
         now = time.perf_counter()
         seconds["model"] += now - start
         result = tracks_to_frame(tracker.update(detections), HEIGHT, WIDTH)
         seconds["tracker"] += time.perf_counter() - now
         now = time.perf_counter()
-        drawn.append(video.side_by_side(frame, video.draw_instances(frame, result)))
+        drawn.append(annotate.side_by_side(frame, annotate.draw_instances(frame, result)))
         seconds["drawing"] += time.perf_counter() - now
         start = time.perf_counter()
 runtime.print_banner("ToyCity model (course_lib.zoo.load('toycity')), variant det_20", f"ToyCity clip seed 3, {NUM_FRAMES} frames at {HEIGHT}x{WIDTH}")
@@ -122,8 +124,8 @@ plt.show()
 # needed), downscaled to keep it small.
 
 # %%
-mp4 = video.write_mp4(drawn, workdir / "street_tracked.mp4", FPS)
-gif = video.write_gif(drawn, workdir / "street_tracked.gif", fps=FPS / 2, max_width=runtime.pick(480, 800))
+mp4 = video_io.write_mp4(drawn, workdir / "street_tracked.mp4", FPS)
+gif = video_io.write_gif(drawn, workdir / "street_tracked.gif", fps=FPS / 2, max_width=runtime.pick(480, 800))
 capture = cv2.VideoCapture(str(mp4))
 written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
 capture.release()
@@ -142,7 +144,7 @@ display(Image(filename=str(gif)))
 #
 # OpenCV's documentation ships a short real video, `vtest.avi`: pedestrians crossing a campus
 # square, filmed from above (Debian's `opencv-doc` package; `make test` fetches it into `.cache/`,
-# and `course_lib.video.sample_video()` finds it). The model is the one the course inspects
+# and `course_lib.tracking.video_io.sample_video()` finds it). The model is the one the course inspects
 # (`zoo.course_model()`). With COCO weights (Colab) this is the real demo: COCO has seen many such
 # pedestrians. Offline it is the ToyCity model, which has never seen a real pixel, and what it
 # finds here, or misses, is the **domain gap**: it learned people, cars and two-wheelers as
@@ -157,13 +159,13 @@ from collections import Counter
 
 from course_lib.classes import CLASSES
 
-real_video = video.sample_video()
+real_video = video_io.sample_video()
 if real_video is None:
     print("OpenCV's vtest.avi is not here (`make vtest` fetches it, or set COURSE_SAMPLE_VIDEO): no real street")
 else:
     real_model, real_name = zoo.course_model()
-    real_frames = list(itertools.islice(video.read_frames(real_video), runtime.pick(4, 60)))
-    real_results = list(video.annotate(real_model.cpu().eval(), real_frames, Tracker(), batch_size=2))
+    real_frames = list(itertools.islice(video_io.read_frames(real_video), runtime.pick(4, 60)))
+    real_results = list(annotate.annotate(real_model.cpu().eval(), real_frames, Tracker(), batch_size=2))
     height, width = real_frames[0].shape[:2]
     runtime.print_banner(real_name, f"OpenCV sample video {real_video.name}, first {len(real_frames)} frames, {width}x{height}")
     found = Counter(CLASSES[int(label)] for _, result, _ in real_results for label in result["labels"])
@@ -171,7 +173,7 @@ else:
     print(f"classes over all frames: {dict(found) or 'nothing'}")
     last_frame, _, last_drawing = real_results[-1]
     fig, ax = plt.subplots(figsize=(12, 4.5))
-    ax.imshow(video.side_by_side(last_frame, last_drawing))
+    ax.imshow(annotate.side_by_side(last_frame, last_drawing))
     ax.set_title(f"{real_video.name}, frame {len(real_frames) - 1}: input | {real_name}")
     ax.axis("off")
     plt.show()
@@ -204,6 +206,7 @@ else:
 
 # %%
 import torch
+
 from course_lib import exercises
 
 

@@ -27,11 +27,11 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
 
 # %% tags=["hide-input"]
-from course_lib import bench, zoo
+from course_lib import results, zoo
 
-training = bench.load_results("toycity_training.json")
-speed_run = bench.load_results("bench_cpu.json")
-tracker = bench.load_results("tracker_cpu.json")
+training = results.load_results("toycity_training.json")
+speed_run = results.load_results("bench_cpu.json")
+tracker = results.load_results("tracker_cpu.json")
 manifest = zoo.toycity_manifest()
 
 
@@ -117,7 +117,7 @@ report("course_lib/assets/results/toycity_training.json", f"ToyCity, held out: {
 baseline = speed_run["variants"][0]
 stages = baseline["stages_ms"]
 slowest = max(stages, key=stages.get)
-front = bench.pareto_front(speed_run)
+front = results.pareto_front(speed_run)
 report("course_lib/assets/results/bench_cpu.json", f"{speed_run['model']}, {speed_run['data']}, {speed_run['device']}, {speed_run['threads']} threads", {
     "baseline median latency (ms)": f"{baseline['median_ms']:.1f}",
     f"slowest stage ({slowest}), share of the stage time": f"{stages[slowest] / sum(stages.values()):.0%}",
@@ -213,7 +213,7 @@ print(f"published Cityscapes mask AP {'below' if max(CITYSCAPES_MASK_AP.values()
 # $28 \times 28$ mask ([heads and masks](../week1/05_heads_and_masks.ipynb) prints both shapes):
 
 # %% tags=["hide-input"]
-from course_lib import model as models
+from course_lib.modeling import maskrcnn as models
 
 coco_shaped = models.build("r50_fpn")
 box_grid, mask_grid = coco_shaped.roi_heads.box_roi_pool.output_size, coco_shaped.roi_heads.mask_roi_pool.output_size
@@ -226,11 +226,11 @@ assert tuple(mask_grid) == (14, 14) and tuple(box_grid) == (7, 7), "the mask bra
 # | challenge | what happened | solution | shown in |
 # |---|---|---|---|
 # | training from scratch on a CPU | a randomly initialised ResNet-50 FPN diverged to NaN within a few steps; BatchNorm statistics are noisy at batch 2; SGD learned slowly from scratch | a small backbone with GroupNorm, learning-rate warm-up, gradient clipping, AdamW, a step count fixed in advance | [training](../week2/03_training.ipynb) |
-# | ten minutes of CPU training | a profile of one step showed the backward of torchvision's RoI Align kernel taking a large share of it | RoI Align as two matrix products where a gradient flows (`course_lib.roi.SeparableMultiScaleRoIAlign`), bfloat16 autocast on a CPU with AMX; the cheaper steps bought more RoIs and images per minute | [training](../week2/03_training.ipynb), [RoI Align](../week1/04_roi_align.ipynb) |
-# | thin masks | at ToyCity's resolution a person's limbs and a bicycle's tyres are narrower than a cell of P2 (stride 4), the finest map torchvision's mask head reads; the head predicted blurred masks | the mask head also reads the stride-2 stem through a skip connection (`course_lib.mask_skip`); bicycle masks stay poor | [training](../week2/03_training.ipynb), [experiments](../appendix_experiments.ipynb) |
-# | the detector or the mask head? | mask AP stayed far below box AP | a perfect mask head on the model's own detections (`course_lib.paste.perfect_masks_in_detected_boxes`) shows that the masks hold most of the gap; a heavier mask loss and a Dice term that counts each object once (`course_lib.mask_target.dice_loss`) helped; other levers did not, within ten minutes. Ranking detections by score × maskness helps without retraining | [evaluation](../week2/04_evaluation.ipynb), [experiments](../appendix_experiments.ipynb) |
-# | a bar met by one run | one run of a recipe cleared the course's bar of mask AP 0.5 on the bar's small held-out split, but its other seed did not, and on larger held-out splits neither did: the bar was met by one run, not by the recipe | judge a recipe by two seeds and larger held-out splits (`data_scripts/compare_toycity_runs.py`); repeat-factor sampling (LVIS; `course_lib.sampling`) of the scenes that hold the rare train class, and more steps where a faster CPU allows them. A ten-minute budget buys different recipes on different CPUs, so the results files record the CPU | [experiments](../appendix_experiments.ipynb) |
-# | masks of small objects | torchvision's paste rounds boxes to whole pixels: a perfect model would score a much lower mask AP on ToyCity's small objects | a paste that reads the $28 \times 28$ map at each pixel's exact coordinate (`course_lib.paste`) | [evaluation](../week2/04_evaluation.ipynb) |
+# | ten minutes of CPU training | a profile of one step showed the backward of torchvision's RoI Align kernel taking a large share of it | RoI Align as two matrix products where a gradient flows (`course_lib.scratch.roi.SeparableMultiScaleRoIAlign`), bfloat16 autocast on a CPU with AMX; the cheaper steps bought more RoIs and images per minute | [training](../week2/03_training.ipynb), [RoI Align](../week1/04_roi_align.ipynb) |
+# | thin masks | at ToyCity's resolution a person's limbs and a bicycle's tyres are narrower than a cell of P2 (stride 4), the finest map torchvision's mask head reads; the head predicted blurred masks | the mask head also reads the stride-2 stem through a skip connection (`course_lib.modeling.mask_skip`); bicycle masks stay poor | [training](../week2/03_training.ipynb), [experiments](../appendix_experiments.ipynb) |
+# | the detector or the mask head? | mask AP stayed far below box AP | a perfect mask head on the model's own detections (`course_lib.modeling.paste.perfect_masks_in_detected_boxes`) shows that the masks hold most of the gap; a heavier mask loss and a Dice term that counts each object once (`course_lib.modeling.mask_loss.dice_loss`) helped; other levers did not, within ten minutes. Ranking detections by score × maskness helps without retraining | [evaluation](../week2/04_evaluation.ipynb), [experiments](../appendix_experiments.ipynb) |
+# | a bar met by one run | one run of a recipe cleared the course's bar of mask AP 0.5 on the bar's small held-out split, but its other seed did not, and on larger held-out splits neither did: the bar was met by one run, not by the recipe | judge a recipe by two seeds and larger held-out splits (`data_scripts/compare_toycity_runs.py`); repeat-factor sampling (LVIS; `course_lib.data.sampling`) of the scenes that hold the rare train class, and more steps where a faster CPU allows them. A ten-minute budget buys different recipes on different CPUs, so the results files record the CPU | [experiments](../appendix_experiments.ipynb) |
+# | masks of small objects | torchvision's paste rounds boxes to whole pixels: a perfect model would score a much lower mask AP on ToyCity's small objects | a paste that reads the $28 \times 28$ map at each pixel's exact coordinate (`course_lib.modeling.paste`) | [evaluation](../week2/04_evaluation.ipynb) |
 # | torchvision's backbone default | `resnet_fpn_backbone` without pretrained weights uses frozen BatchNorm, which for random weights means no normalisation at all | build the backbone with a trainable norm layer | `course_lib/model.py` |
 # | boxes after augmentation | rotating a box's corners gives a loose box | recompute boxes from the transformed masks, then drop empty instances | [data and augmentation](../week2/02_data_and_augmentation.ipynb) |
 # | no real data offline | Cityscapes needs an account, COCO weights a network | ToyCity, a procedural street with exact visible and amodal masks, occlusion and track ids | [ToyCity](../week2/01_toycity.ipynb) |

@@ -29,12 +29,13 @@ if "google.colab" in sys.modules:
 # %% tags=["hide-input"]
 from IPython.display import Markdown, display
 
-from course_lib import bench, plots
+from course_lib import results
+from course_lib.viz import plots
 
-training = bench.load_results("toycity_training.json")
-speed_run = bench.load_results("bench_cpu.json")
-tracker = bench.load_results("tracker_cpu.json")
-generation = bench.load_results("toycity_speed.json")
+training = results.load_results("toycity_training.json")
+speed_run = results.load_results("bench_cpu.json")
+tracker = results.load_results("tracker_cpu.json")
+generation = results.load_results("toycity_speed.json")
 
 for name, labels in (("toycity_training.json", f"{training['training']['val_scenes']}, CPU with {training['training']['threads']} threads"),
                      ("bench_cpu.json", f"{speed_run['model']} | {speed_run['data']} | {speed_run['device']}"),
@@ -64,8 +65,8 @@ plots.training_curve_and_loss(training)
 print(f"{speed_run['model']} | {speed_run['data']} | {speed_run['device']} | {speed_run['threads']} threads | "
       f"torch {speed_run['torch']} | {speed_run['date']}")
 display(plots.speed_and_stages(speed_run))
-display(Markdown(bench.results_table(speed_run)))
-print("Pareto front, fastest first:", bench.pareto_front(speed_run))
+display(Markdown(results.results_table(speed_run)))
+print("Pareto front, fastest first:", results.pareto_front(speed_run))
 
 # %% [markdown]
 # ## Tracking overhead

@@ -37,16 +37,17 @@ import torch
 from matplotlib.patches import Rectangle
 from torchvision.ops import box_iou
 
-from course_lib import assignment, bench, runtime
+from course_lib import results, runtime
 from course_lib.classes import CLASSES
-from course_lib.toycity import scene
+from course_lib.data.toycity import scene
+from course_lib.scratch import assignment
 
 # %% [markdown]
 # ## 1. Who is responsible for an object?
 #
 # Every detector is trained by pairing each ground-truth object with some of its outputs; an
 # object paired with none is an **orphan**: no output is ever pushed towards finding it. Three
-# schemes, each implemented in `course_lib.assignment` and unit-tested on hand-made boxes:
+# schemes, each implemented in `course_lib.scratch.assignment` and unit-tested on hand-made boxes:
 #
 # | scheme | used by | an object is owned by | two objects collide when |
 # |---|---|---|---|
@@ -252,7 +253,7 @@ for name in ("YOLOv8n-seg", "YOLOv8x-seg"):
 # results. The file names its model, data and device:
 
 # %%
-speed_run = bench.load_results("bench_cpu.json")
+speed_run = results.load_results("bench_cpu.json")
 runtime.print_banner(speed_run["model"], speed_run["data"] + " (committed Week 3 benchmark)", speed_run, "bench_cpu.json")
 baseline = speed_run["variants"][0]
 print(f"device: {speed_run['device']}, {speed_run['threads']} threads, input {speed_run['input_size']}")

@@ -33,16 +33,17 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
 
 # %% slideshow={"slide_type": "skip"}
-# course_lib.viz returns matplotlib Figure objects; Jupyter draws them only once the inline backend is on.
+# course_lib.viz.stages returns matplotlib Figure objects; Jupyter draws them only once the inline backend is on.
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import torch
 
-from course_lib import bench, plots, runtime, viz, zoo
-from course_lib.inspect import trace
-from course_lib.toycity import clip, scene
-from course_lib.track_eval import noisy_detections, run_tracker
-from course_lib.video import draw_instances
+from course_lib import results, runtime, zoo
+from course_lib.data.toycity import clip, scene
+from course_lib.evaluation.track_metrics import noisy_detections, run_tracker
+from course_lib.modeling.internals import trace
+from course_lib.tracking.annotate import draw_instances
+from course_lib.viz import overlay, plots, stages
 
 runtime.seed_everything(0)
 HEIGHT, WIDTH = 256, 512
@@ -64,9 +65,9 @@ HEIGHT, WIDTH = 256, 512
 model = zoo.load("toycity", device="cpu")  # the deck always shows the offline model, wherever it is built
 image = torch.from_numpy(scene(3, HEIGHT, WIDTH)[0]).permute(2, 0, 1).float() / 255
 t = trace(model, image)
-runtime.print_banner("ToyCity model (course_lib.zoo)", f"ToyCity scene 3 ({HEIGHT}x{WIDTH})")
+runtime.print_banner("ToyCity model (course_lib.zoo.registry)", f"ToyCity scene 3 ({HEIGHT}x{WIDTH})")
 assert len(t.boxes) > 0, "the model finds nothing: is the ToyCity checkpoint installed?"
-viz.detections_overlay(image, t.final, title="")
+overlay.detections_overlay(image, t.final, title="")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## The architecture, as tensors
@@ -87,7 +88,7 @@ print(f"class scores: {tuple(t.class_probs.shape)}   detections: {len(t.boxes)} 
 # all of them; NMS keeps the best of each overlapping group as proposals.
 
 # %%
-viz.proposals_before_after_nms(viz.image_in_trace_coordinates(image, t), (t.pre_nms_boxes, t.pre_nms_scores), (t.proposals, t.proposal_scores), max_boxes=60)
+stages.proposals_before_after_nms(stages.image_in_trace_coordinates(image, t), (t.pre_nms_boxes, t.pre_nms_scores), (t.proposals, t.proposal_scores), max_boxes=60)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Heads and class-specific masks
@@ -96,7 +97,7 @@ viz.proposals_before_after_nms(viz.image_in_trace_coordinates(image, t), (t.pre_
 # channel of the predicted class (red), training the channel of the ground-truth class.
 
 # %%
-viz.class_masks(t.mask_logits[0], int(t.labels[0]))
+stages.class_masks(t.mask_logits[0], int(t.labels[0]))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## ToyCity: a street with exact ground truth
@@ -129,7 +130,7 @@ plt.show()
 # training time (read from the committed results file).
 
 # %%
-training = bench.load_results("toycity_training.json")
+training = results.load_results("toycity_training.json")
 curve = training["curve"]
 print(runtime.banner("toycity_small (training run)", training["training"]["val_scenes"], training["training"], "toycity_training.json"))
 fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
@@ -147,7 +148,7 @@ plt.show()
 # evaluated on the same held-out scenes; the orange line joins the ones nothing else beats.
 
 # %%
-plots.pareto(bench.load_results("bench_cpu.json"))
+plots.pareto(results.load_results("bench_cpu.json"))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Tracking instances over time
@@ -160,7 +161,7 @@ plots.pareto(bench.load_results("bench_cpu.json"))
 # %%
 frames = clip(6, 24, HEIGHT, WIDTH, fps=25)
 tracked = run_tracker(noisy_detections([target for _, target in frames], seed=0), HEIGHT, WIDTH)
-overhead = bench.load_results("tracker_cpu.json")
+overhead = results.load_results("tracker_cpu.json")
 fig, axes = plt.subplots(1, 3, figsize=(13, 2.6), layout="constrained")
 for ax, k in zip(axes, (0, 11, 23)):
     ax.imshow(draw_instances(frames[k][0], tracked[k]))

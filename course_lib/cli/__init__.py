@@ -1,1 +1,33 @@
-"""Command-line entry points (argparse) of ``python -m course_lib``; the library modules stay free of option parsing."""
+"""Command line: ``python -m course_lib {train,eval,bench,video,export} ...`` (``--help`` on each).
+
+Every ``argparse`` of the project lives in this package; the library modules take plain arguments."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from course_lib.errors import UserError
+
+#: subcommand -> module whose ``cli(argv) -> int`` runs it
+COMMANDS = {
+    "train": "course_lib.cli.train",
+    "eval": "course_lib.cli.evaluate",
+    "bench": "course_lib.cli.bench",
+    "video": "course_lib.cli.video",
+    "export": "course_lib.cli.export",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
+        print(__doc__.strip())
+        print("commands:", ", ".join(COMMANDS))
+        return 0 if not argv or argv[0] in {"-h", "--help"} else 2
+    command = importlib.import_module(COMMANDS[argv[0]]).cli
+    try:
+        return int(command(argv[1:]) or 0)
+    except UserError as error:  # a mistake in what was given: one line that says what to do, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2

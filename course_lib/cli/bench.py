@@ -1,4 +1,4 @@
-"""``python -m course_lib bench``: the command line of :mod:`course_lib.bench` and of the deploy benchmark (:mod:`course_lib.deploy.measure`)."""
+"""``python -m course_lib bench``: the command line of :mod:`course_lib.deploy.benchmark` and of the deploy benchmark (:mod:`course_lib.deploy.interleaved`)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,21 @@ from typing import Sequence
 
 import torch
 
-from course_lib import bench, runtime, speed, zoo
-
-
+from course_lib import runtime, zoo
+from course_lib.data.toycity import ToyCityDataset
+from course_lib.deploy import available as deploy_available
+from course_lib.deploy import benchmark, eager
+from course_lib.deploy.interleaved import is_deploy_name, random_weights_model, run_deploy_benchmark
+from course_lib.engine import step_benchmark
+from course_lib.results import results_table, save_results
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib bench", description=bench.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m course_lib bench", description=benchmark.__doc__.splitlines()[0])
     parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
     parser.add_argument("--variants", default="baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,scale_0.75,scale_0.5,batch_4,fast,fast_small,fast_bf16",
-                        help=f"comma-separated, from: {', '.join(speed.VARIANTS)}; or runtimes (course_lib[deploy]): "
+                        help=f"comma-separated, from: {', '.join(eager.VARIANTS)}; or runtimes (course_lib[deploy]): "
                              "ort, ov_fp32, ov_bf16, ov_int8, ov_int8_bf16, each optionally @SETTINGS (e.g. ov_int8@fast); all are then timed interleaved")
     parser.add_argument("--calibration", type=int, default=runtime.pick(2, 64),
                         help="ToyCity training scenes that calibrate INT8 runtimes")
@@ -38,28 +42,25 @@ def cli(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.train_step:
-        from course_lib.toycity import ToyCityDataset
-
         height, width = (int(v) for v in args.size.lower().split("x"))
         device = runtime.device()
         runtime.print_banner(f"{args.model} model (training steps)", f"ToyCity training scenes at {height}x{width}")
-        result = bench.training_step_benchmark(zoo.from_command_line(args.model, args.arch, device),
+        result = step_benchmark.training_step_benchmark(zoo.from_command_line(args.model, args.arch, device),
                                          ToyCityDataset(64, seed=0, height=height, width=width),
                                          batch_size=args.batch_size, warmup=args.warmup, repeats=args.repeats)
         result["model"], result["data"] = f"{args.model} model", f"ToyCity training scenes, {height}x{width}"
-        print(bench.training_step_table(result))
+        print(step_benchmark.training_step_table(result))
         if args.out:
-            print("wrote", bench.save_results(result, args.out))
+            print("wrote", save_results(result, args.out))
         return 0
     if args.tracker:
-        result = bench.tracker_overhead()
+        result = benchmark.tracker_overhead()
         print(json.dumps(result, indent=2))
         if args.out:
-            print("wrote", bench.save_results(result, args.out))
+            print("wrote", save_results(result, args.out))
         return 0
     height, width = (int(v) for v in args.size.lower().split("x"))
     names = args.variants.split(",")
-    from course_lib.deploy import available as deploy_available
 
     try:
         deployed = [n for n in names if _is_deploy_name(n)]
@@ -73,29 +74,26 @@ def cli(argv: Sequence[str] | None = None) -> int:
         return _deploy_cli(args, names, height, width)
     device = runtime.device()
     model, name = zoo.from_command_line(args.model, args.arch, device), f"{args.model} model"
-    dataset = bench.toycity_val(args.val, height, width)
+    dataset = benchmark.toycity_val(args.val, height, width)
     runtime.print_banner(name, f"ToyCity val, {args.val} scenes at {height}x{width}")
-    results = bench.run_benchmark(model, dataset, args.variants.split(","), model_name=name,
+    table = benchmark.run_benchmark(model, dataset, args.variants.split(","), model_name=name,
                             data_name=f"ToyCity val ({args.val} scenes, {height}x{width})", warmup=args.warmup,
                             repeats=args.repeats, evaluate=not args.no_eval)
-    print(bench.results_table(results))
-    for variant, reason in results["skipped"].items():
+    print(results_table(table))
+    for variant, reason in table["skipped"].items():
         print(f"skipped {variant}: {reason}")
     if args.out:
-        print("wrote", bench.save_results(results, args.out))
+        print("wrote", save_results(table, args.out))
     return 0
 
 
 def _is_deploy_name(name: str) -> bool:
-    from course_lib.deploy.measure import is_deploy_name
 
     return is_deploy_name(name)
 
 
 def _deploy_cli(args: argparse.Namespace, names: list[str], height: int, width: int) -> int:
     """``bench`` with runtime variants, or with ``--model random:ARCH`` (timing only): interleaved, on the CPU."""
-    from course_lib.deploy.measure import random_weights_model, run_deploy_benchmark
-    from course_lib.toycity import ToyCityDataset
 
     if args.model.startswith("random:"):
         model = random_weights_model(args.model.split(":", 1)[1], height, width)
@@ -103,15 +101,15 @@ def _deploy_cli(args: argparse.Namespace, names: list[str], height: int, width: 
         args.no_eval = True
     else:
         model, name = zoo.from_command_line(args.model, args.arch, torch.device("cpu")), f"{args.model} model"
-    dataset = bench.toycity_val(args.val, height, width)
+    dataset = benchmark.toycity_val(args.val, height, width)
     calibration = ToyCityDataset(args.calibration, seed=0, height=height, width=width)  # training scenes
     runtime.print_banner(name, f"ToyCity val, {args.val} scenes at {height}x{width}")
-    results = run_deploy_benchmark(model, dataset, names, calibration=[calibration[i][0] for i in range(len(calibration))],
+    table = run_deploy_benchmark(model, dataset, names, calibration=[calibration[i][0] for i in range(len(calibration))],
                                    model_name=name, data_name=f"ToyCity val ({args.val} scenes, {height}x{width})",
                                    warmup=args.warmup, repeats=args.repeats, evaluate=not args.no_eval)
-    print(bench.results_table(results))
-    for variant, reason in results["skipped"].items():
+    print(results_table(table))
+    for variant, reason in table["skipped"].items():
         print(f"skipped {variant}: {reason}")
     if args.out:
-        print("wrote", bench.save_results(results, args.out))
+        print("wrote", save_results(table, args.out))
     return 0

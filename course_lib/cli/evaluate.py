@@ -1,4 +1,4 @@
-"""``python -m course_lib eval``: the command line of :mod:`course_lib.evaluate` (argparse lives here, not in the library)."""
+"""``python -m course_lib eval``: the command line of :mod:`course_lib.evaluation.coco_eval` (argparse lives here, not in the library)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,21 @@ import argparse
 
 import torch
 
-from course_lib import data, evaluate, runtime, zoo
-from course_lib.atomic import write_json
-from course_lib.cityscapes_eval import cityscapes_official_eval, format_official
+from course_lib import runtime, zoo
+from course_lib.cli import options
+from course_lib.data.toycity import HELD_OUT_SEED
+from course_lib.engine import inference
 from course_lib.errors import BadInput
-from course_lib.failures import failure_analysis
-from course_lib.toycity import HELD_OUT_SEED
+from course_lib.evaluation import coco_eval, matched_masks
+from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval, format_official
+from course_lib.evaluation.failures import failure_analysis
+from course_lib.utils.atomic import write_json
 
 
 def cli(argv: list[str]) -> int:
     """``python -m course_lib eval --data toycity|cityscapes|coco --model toycity|coco|CHECKPOINT [...]``."""
-    parser = argparse.ArgumentParser(prog="python -m course_lib eval", description=evaluate.__doc__.splitlines()[0])
-    data.add_dataset_arguments(parser, toycity_length=100, toycity_seed=HELD_OUT_SEED)  # the split training never sees
+    parser = argparse.ArgumentParser(prog="python -m course_lib eval", description=coco_eval.__doc__.splitlines()[0])
+    options.add_dataset_arguments(parser, toycity_length=100, toycity_seed=HELD_OUT_SEED)  # the split training never sees
     parser.add_argument("--model", required=True, help="toycity, coco (COCO weights mapped to the urban classes) or a checkpoint path")
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
@@ -31,19 +34,19 @@ def cli(argv: list[str]) -> int:
         raise BadInput(f"--limit {args.limit}: evaluate at least 1 image (leave --limit out for all of them)")
 
     device = runtime.device()
-    dataset = data.dataset_from_arguments(args, "eval")
+    dataset = options.dataset_from_arguments(args, "eval")
     if len(dataset) == 0:
         raise BadInput(f"the {args.data} evaluation set is empty: metrics of no images are undefined; "
                        "give at least 1 image (for ToyCity, --length 1 or more)")
     if args.limit is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(args.limit, len(dataset))))
     model = zoo.from_command_line(args.model, args.arch, device)
-    predictions, targets = evaluate.predict(model, dataset, device, args.batch_size)
-    metrics = evaluate.coco_metrics(predictions, targets)
-    metrics["mask_iou"] = evaluate.mean_matched_mask_iou(predictions, targets)
+    predictions, targets = inference.inference_on_dataset(model, dataset, device, args.batch_size)
+    metrics = coco_eval.coco_metrics(predictions, targets)
+    metrics["mask_iou"] = matched_masks.mean_matched_mask_iou(predictions, targets)
     split = args.split or f"scenes from seed {args.data_seed}"  # ToyCity has seeds, not splits
     runtime.print_banner(args.model, f"{args.data} {split} ({len(dataset)} images)")
-    print(evaluate.format_metrics(metrics))
+    print(coco_eval.format_metrics(metrics))
     print(failure_analysis(predictions, targets).table())
     if args.official:
         official = cityscapes_official_eval(predictions, args.root, args.split, args.official)

@@ -6,19 +6,19 @@ and ``masks [N, 1, 28, 28]`` (probabilities in each box's frame). Everything up 
 graph: the transform's normalisation and resize, backbone, FPN, RPN with its NMS, RoI Align,
 both heads, the per-class NMS and the box rescaling. The last step, pasting each 28 x 28 map into
 the full image, stays outside (:mod:`course_lib.deploy.predictor`), in torch, with the model's own
-paste: :func:`course_lib.paste.paste_masks` computes only the pixels of each box, a loop whose
+paste: :func:`course_lib.modeling.paste.paste_masks` computes only the pixels of each box, a loop whose
 length and slice sizes depend on the detections, which a trace would freeze at export time.
 
 Two swaps make the model traceable, with the same results:
 
-* :class:`course_lib.roi.SeparableMultiScaleRoIAlign` (RoI Align as matrix products, built for
+* :class:`course_lib.scratch.roi.SeparableMultiScaleRoIAlign` (RoI Align as matrix products, built for
   fast training) builds its matrices per box in Python, so a trace bakes in the number of boxes;
   its parent, torchvision's ``MultiScaleRoIAlign``, calls the RoI Align kernel, which exports as
   the ONNX ``RoiAlign`` operator.
 * ``dynamo=True`` export stops at a data-dependent branch in ``torchvision.ops.batched_nms``;
   the TorchScript-based exporter (``dynamo=False``, opset 17) traces it.
 
-The test-time settings of :mod:`course_lib.speed` (proposals, detections, score threshold, input
+The test-time settings of :mod:`course_lib.deploy.eager` (proposals, detections, score threshold, input
 scale) are constants of the graph: apply them (``with speed.apply(model, "fast")``) before export.
 """
 
@@ -35,10 +35,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.transform import resize_boxes
-from torchvision.ops import MultiScaleRoIAlign
 
-from course_lib.paste import ExactPasteTransform
-from course_lib.roi import SeparableMultiScaleRoIAlign
+from course_lib.modeling.paste import ExactPasteTransform
+from course_lib.scratch.roi import with_kernel_roi_align
 
 #: The exported graph's input and output names.
 INPUT = "image"
@@ -72,11 +71,7 @@ class ExportableMaskRCNN(nn.Module):
 
 def traceable_copy(model: MaskRCNN) -> MaskRCNN:
     """A copy of ``model`` in eval mode whose separable RoI poolers are torchvision's kernel pooler."""
-    model = copy.deepcopy(model).eval().float()
-    for module in model.modules():
-        if isinstance(module, SeparableMultiScaleRoIAlign):
-            module.__class__ = MultiScaleRoIAlign  # the parent class: same settings, kernel forward
-    return model
+    return with_kernel_roi_align(copy.deepcopy(model).eval().float())
 
 
 def write_atomically(path: str | Path, write) -> Path:

@@ -2,7 +2,7 @@
 
 A :class:`RuntimePredictor` runs an exported graph (:mod:`course_lib.deploy.export`) in ONNX
 Runtime or OpenVINO and pastes its 28 x 28 masks into the full image with the model's own paste,
-so that everything downstream (``course_lib.bench``'s AP evaluation, the video demo, the tracker)
+so that everything downstream (``course_lib.deploy.benchmark``'s AP evaluation, the video demo, the tracker)
 takes it in place of the PyTorch model. Both runtimes get the same thread count as torch
 (``torch.get_num_threads()``), so that a comparison on one thread is one thread on both sides.
 """
@@ -19,14 +19,14 @@ from torch import Tensor
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 from course_lib.deploy.export import INPUT, METADATA_KEY, OUTPUTS
-from course_lib.paste import paste_masks, resized_pixel_offset
+from course_lib.modeling.paste import paste_masks, resized_pixel_offset
 
 
 def paste_detections(outputs: Sequence[np.ndarray], metadata: dict) -> dict[str, Tensor]:
     """The eager model's output dict from the graph's ``(boxes, labels, scores, masks [N, 1, M, M])``.
 
     Masks are pasted into the input image as the eager model's transform does: the course's exact
-    paste (:func:`course_lib.paste.paste_masks`, with the resize's pixel offset) or torchvision's.
+    paste (:func:`course_lib.modeling.paste.paste_masks`, with the resize's pixel offset) or torchvision's.
     """
     boxes, labels, scores, masks = (torch.from_numpy(np.asarray(o)) for o in outputs)
     height, width = metadata["input_size"]

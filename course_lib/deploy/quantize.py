@@ -25,10 +25,13 @@ mask logits) in FP32, where rounding lands directly in the output.
 
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 import numpy as np
 from torch import Tensor
+
+from course_lib.deploy.export import METADATA_KEY
 
 #: Operation types that compute on coordinates, indices or shapes rather than features: kept in floating point.
 ARITHMETIC = ["Add", "Subtract", "Multiply", "Divide", "Sqrt", "Gather", "ScatterElementsUpdate", "ShapeOf", "Unsqueeze",
@@ -52,11 +55,8 @@ def quantize_int8(ov_model, calibration: Sequence[Tensor], scope: str = DEFAULT_
     ``scope`` names what stays in floating point (:data:`IGNORED_SCOPES`). Operations NNCF never
     quantizes (RoI Align, NMS, TopK, the sigmoid) stay in floating point whatever the scope.
     """
-    import json
 
     import nncf
-
-    from course_lib.deploy.export import METADATA_KEY
 
     if scope not in IGNORED_SCOPES:
         raise ValueError(f"unknown ignored scope {scope!r}: choose one of {', '.join(IGNORED_SCOPES)}")

@@ -1,7 +1,7 @@
 """Deployment variants: a runtime, a precision and the test-time settings baked into the export.
 
 A name is ``RUNTIME`` or ``RUNTIME@SETTINGS``: ``ov_int8@fast`` is OpenVINO INT8 of the model
-exported with :mod:`course_lib.speed`'s ``fast`` settings (100 proposals, 20 detections, score >=
+exported with :mod:`course_lib.deploy.eager`'s ``fast`` settings (100 proposals, 20 detections, score >=
 0.2). Only settings that are constants of the exported graph combine (input scale, proposals,
 detections, score threshold); memory format, autocast, dynamic INT8, ``torch.compile`` and
 batching are PyTorch execution choices that a runtime makes for itself, or not at all.
@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchvision.models.detection import MaskRCNN
+from torchvision.ops import box_iou
 
-from course_lib import speed
+from course_lib.deploy import eager
 from course_lib.deploy.export import METADATA_KEY, export_onnx, save_openvino, to_openvino
 from course_lib.deploy.predictor import RuntimePredictor, onnxruntime_predictor, openvino_predictor
 from course_lib.deploy.quantize import DEFAULT_SCOPE, IGNORED_SCOPES, quantize_int8
-from course_lib.matching import match_pairs
+from course_lib.structures.matching import match_pairs
 
 #: runtime name -> what it is
 RUNTIMES = {
@@ -46,7 +47,7 @@ class DeployVariant:
 
     name: str
     runtime: str
-    settings: speed.Variant
+    settings: eager.Variant
     int8_scope: str = DEFAULT_SCOPE
 
     batch_size = 1  # one image per call: the exported graph takes one image
@@ -57,9 +58,9 @@ class DeployVariant:
         return f"{RUNTIMES[self.runtime]}{precision}{settings}"
 
 
-def _exportable(settings: speed.Variant) -> str | None:
+def _exportable(settings: eager.Variant) -> str | None:
     """None if ``settings`` only changes graph constants, else what it changes that an export cannot keep."""
-    kept = speed.Variant(settings.name, scale=settings.scale, rpn_pre_nms=settings.rpn_pre_nms,
+    kept = eager.Variant(settings.name, scale=settings.scale, rpn_pre_nms=settings.rpn_pre_nms,
                          rpn_post_nms=settings.rpn_post_nms, detections=settings.detections,
                          score_thresh=settings.score_thresh)
     return None if kept == settings else settings.describe()
@@ -75,12 +76,12 @@ def parse(name: str) -> DeployVariant | None:
     runtime, _, settings_name = base.partition("@")
     if runtime not in RUNTIMES:
         return None
-    settings = speed.get(settings_name or "baseline")
+    settings = eager.get(settings_name or "baseline")
     reason = _exportable(settings)
     if reason:
         raise ValueError(f"{name}: settings {settings.name!r} change more than the exported graph's constants "
                          f"({reason}); combine a runtime with: "
-                         + ", ".join(n for n, v in speed.VARIANTS.items() if _exportable(v) is None))
+                         + ", ".join(n for n, v in eager.VARIANTS.items() if _exportable(v) is None))
     if scope and (not runtime.startswith("ov_int8") or scope not in IGNORED_SCOPES):
         raise ValueError(f"{name}: '#SCOPE' goes with ov_int8 runtimes only, one of {', '.join(IGNORED_SCOPES)}")
     return DeployVariant(name, runtime, settings, scope or DEFAULT_SCOPE)
@@ -88,7 +89,7 @@ def parse(name: str) -> DeployVariant | None:
 
 def names() -> list[str]:
     """Every runtime with every exportable setting (``ort``, ``ort@fast``, ...)."""
-    exportable = [n for n, v in speed.VARIANTS.items() if _exportable(v) is None]
+    exportable = [n for n, v in eager.VARIANTS.items() if _exportable(v) is None]
     return [runtime if s == "baseline" else f"{runtime}@{s}" for runtime in RUNTIMES for s in exportable]
 
 
@@ -105,7 +106,7 @@ def build(model: MaskRCNN, variant: DeployVariant | str, height: int, width: int
         raise ValueError(f"not a deployment variant: choose a runtime from {', '.join(RUNTIMES)}")
     folder = Path(folder)
     onnx_path = folder / f"{variant.settings.name}_{height}x{width}.onnx"
-    with speed.apply(model, variant.settings):
+    with eager.apply(model, variant.settings):
         export_onnx(model, onnx_path, height, width, variant.settings.name)
     if variant.runtime == "ort":
         return onnxruntime_predictor(onnx_path), onnx_path
@@ -136,21 +137,20 @@ class ExportMismatch(RuntimeError):
 
 
 @torch.no_grad()
-def agreement_with_eager(model: MaskRCNN, predictor: RuntimePredictor, settings: speed.Variant,
+def agreement_with_eager(model: MaskRCNN, predictor: RuntimePredictor, settings: eager.Variant,
                          images: Sequence[Tensor]) -> dict[str, float]:
     """How closely ``predictor`` reproduces ``model`` run with ``settings`` on ``images``.
 
     ``detections``: the mean share of the eager model's confident detections (score >= 0.5) that
-    the export reproduces (same class, box IoU >= 0.9, :func:`course_lib.speed.agreement`);
+    the export reproduces (same class, box IoU >= 0.9, :func:`course_lib.deploy.eager.agreement`);
     ``mask_iou``: the mean IoU of the two binary masks of those detections that match.
     """
-    from torchvision.ops import box_iou
 
     shares, mask_ious = [], []
-    with speed.apply(model, settings):
+    with eager.apply(model, settings):
         references = [model([image])[0] for image in images]
     for reference, candidate in zip(references, (predictor([image])[0] for image in images)):
-        shares.append(speed.agreement(reference, candidate))
+        shares.append(eager.agreement(reference, candidate))
         if len(reference["boxes"]) and len(candidate["boxes"]):
             overlap = box_iou(reference["boxes"], candidate["boxes"])
             overlap *= reference["labels"][:, None] == candidate["labels"][None, :]

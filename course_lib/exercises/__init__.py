@@ -15,7 +15,8 @@ and the typical mistakes written as functions, each with the hint it earns. :fun
 The exercises live in one module per part of the course (``foundations``, ``training``, ``realtime``).
 """
 
-from course_lib.exercises.core import (  # noqa: F401  (the package's public names)
-    REGISTRY, Exercise, ExerciseFailed, Mistake, PAGE_INTRO, by_chapter, check, exercises_page, register, same, solution,
-)
-from course_lib.exercises import foundations, heads, training, realtime  # noqa: F401  (importing them registers their exercises)
+from course_lib.exercises.core import REGISTRY, Exercise, ExerciseFailed, Mistake, PAGE_INTRO, by_chapter, check, exercises_page, register, same, solution
+from course_lib.exercises import foundations
+from course_lib.exercises import heads
+from course_lib.exercises import training
+from course_lib.exercises import realtime

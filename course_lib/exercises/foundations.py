@@ -9,14 +9,12 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor
-from torchvision.models.detection._utils import Matcher
-from torchvision.models.detection.roi_heads import maskrcnn_inference
 from torchvision.ops.poolers import LevelMapper
 from torchvision.transforms.v2 import functional as TF
 
-from course_lib.anchors import anchor_at, count_anchors, fpn_grid_sizes
 from course_lib.exercises.core import Exercise, Mistake, register
-from course_lib.roi import bilinear_sample
+from course_lib.scratch.anchors import anchor_at, count_anchors, fpn_grid_sizes
+from course_lib.scratch.roi import bilinear_sample
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -149,7 +147,7 @@ register(Exercise(
     name="anchor_count", chapter="book/week1/02_anchors", title="Anchors of an FPN", solution=anchor_count,
     cases=lambda: [((512, 1024), (4, 8, 16, 32, 64), 3), ((128, 256), (4, 8, 16, 32, 64), 3), ((800, 1216), (4, 8, 16, 32, 64), 3), ((96, 160), (8, 16, 32, 64), 1)],
     expected=lambda image_size, strides, a: count_anchors(fpn_grid_sizes(image_size, strides), a),
-    agrees_with="course_lib.anchors.count_anchors on the FPN's grid sizes",
+    agrees_with="course_lib.scratch.anchors.count_anchors on the FPN's grid sizes",
     hint="sum over the levels of ceil(H / stride) * ceil(W / stride) * anchors per position",
     mistakes=(
         Mistake(lambda image_size, strides, a: sum(math.ceil(image_size[0] / s) * math.ceil(image_size[1] / s) * a * len(strides) for s in strides),

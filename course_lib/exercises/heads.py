@@ -11,7 +11,7 @@ from torchvision.models.detection._utils import Matcher
 from torchvision.models.detection.roi_heads import maskrcnn_inference
 from torchvision.ops import box_iou, masks_to_boxes
 
-from course_lib.evaluate import mask_iou_matrix
+from course_lib.evaluation.matched_masks import mask_iou_matrix
 from course_lib.exercises.core import Exercise, Mistake, register
 
 

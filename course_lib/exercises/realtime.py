@@ -9,9 +9,9 @@ import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.utils import draw_segmentation_masks
 
-from course_lib.bench import load_results, pareto_front
 from course_lib.exercises.core import Exercise, Mistake, register
-from course_lib.track import FORBIDDEN, assign
+from course_lib.results import load_results, pareto_front
+from course_lib.tracking.track import FORBIDDEN, assign
 
 # --- where the time goes ----------------------------------------------------------------------------
 
@@ -72,7 +72,7 @@ def _variant_cases():
 register(Exercise(
     name="pareto", chapter="book/week3/02_speed_accuracy", title="The Pareto front", solution=pareto, cases=_variant_cases,
     expected=lambda variants: pareto_front({"variants": [{"name": n, "median_ms": ms, "mask_AP": ap} for n, ms, ap in variants]}),
-    agrees_with="course_lib.bench.pareto_front (first case: the committed bench_cpu.json)",
+    agrees_with="course_lib.results.pareto_front (first case: the committed bench_cpu.json)",
     hint="sort by latency; walking from fastest to slowest, keep a variant when its AP beats every faster one's",
     mistakes=(
         Mistake(lambda v: [min(v, key=lambda x: x[1])[0], max(v, key=lambda x: x[2])[0]],
@@ -110,7 +110,7 @@ register(Exercise(
 
 def gated_matches(iou, gate):
     """Sorted (track, detection) pairs of the max-IoU assignment, gated."""
-    # Written out, not course_lib.matching.match_pairs: this is the solution the learner writes.
+    # Written out, not course_lib.structures.matching.match_pairs: this is the solution the learner writes.
     from scipy.optimize import linear_sum_assignment
 
     rows, cols = linear_sum_assignment(-iou.numpy())
@@ -138,7 +138,7 @@ def _greedy(iou, gate):
 register(Exercise(
     name="gated_matches", chapter="book/week3/03_tracking", title="Gated Hungarian matching", solution=gated_matches, cases=_iou_matrix_cases,
     expected=lambda iou, gate: sorted(assign(torch.where(iou >= gate, 1 - iou, torch.full_like(iou, FORBIDDEN)))[0]),
-    agrees_with="course_lib.track.assign (scipy's linear_sum_assignment)",
+    agrees_with="course_lib.tracking.track.assign (scipy's linear_sum_assignment)",
     hint="scipy.optimize.linear_sum_assignment on -IoU (or 1 - IoU), then drop the pairs whose IoU is below the gate",
     mistakes=(
         Mistake(_greedy, "greedy best-pair-first is not optimal: the Hungarian algorithm (linear_sum_assignment) maximises the total IoU"),
@@ -172,7 +172,7 @@ def track_states(matched, min_hits, max_age):
 register(Exercise(
     name="track_states", chapter="book/week3/03_tracking", title="The life of a track", solution=track_states,
     cases=lambda: [([True, True, False, False, True], 3, 2), ([False, True], 2, 5), ([True, False, False, False, True], 2, 2), ([True, True, True], 1, 0)],
-    agrees_with="the reference solution (the rules of course_lib.track.Tracker)",
+    agrees_with="the reference solution (the rules of course_lib.tracking.track.Tracker)",
     hint="born tentative (confirmed if min_hits <= 1); a hit confirms once hits >= min_hits (a lost track at once); a miss removes a tentative track, otherwise makes it lost, and removes it after more than max_age misses in a row",
     mistakes=(
         Mistake(lambda m, h, a: track_states(m, 1, a), "a new track stays tentative until it has been matched min_hits times"),

@@ -10,10 +10,10 @@ from cityscapesscripts.evaluation.instance import Instance
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from course_lib.data import boxes_from_masks
+from course_lib.data.sampling import repeat_factors
+from course_lib.engine.recipes import lr_factor
 from course_lib.exercises.core import Exercise, Mistake, register
-from course_lib.sampling import repeat_factors
-from course_lib.train import lr_factor
+from course_lib.structures.instances import boxes_from_masks
 
 
 def _blob_masks(seed: int) -> list[torch.Tensor]:
@@ -41,7 +41,7 @@ def box_from_mask(mask):
 register(Exercise(
     name="box_from_mask", chapter="book/week2/01_toycity", title="A box from a mask", solution=box_from_mask,
     cases=lambda: [(m,) for m in _blob_masks(0)], expected=lambda m: boxes_from_masks(m[None])[0],
-    agrees_with="course_lib.data.boxes_from_masks (the boxes ToyCity ships)",
+    agrees_with="course_lib.structures.instances.boxes_from_masks (the boxes ToyCity ships)",
     hint="x1, y1 = smallest column and row with a True pixel; x2, y2 = largest column and row + 1",
     mistakes=(
         Mistake(lambda m: tuple(float(v) for v in torch.nonzero(m).min(0).values.tolist() + (torch.nonzero(m).max(0).values + 1).tolist()),
@@ -130,7 +130,7 @@ register(Exercise(
     name="lr_multiplier", chapter="book/week2/03_training", title="Warm-up, then cosine decay", solution=lr_multiplier,
     cases=lambda: [(s, 10, 100) for s in (0, 5, 10, 40, 99)] + [(s, 50, 1650) for s in (25, 50, 900, 1650)],
     expected=lambda step, warmup, steps: lr_factor(step, steps=steps, warmup_steps=warmup, schedule="cosine"),
-    agrees_with="course_lib.train.lr_factor(schedule='cosine')",
+    agrees_with="course_lib.engine.recipes.lr_factor(schedule='cosine')",
     hint="warm-up: 0.001 * (1 - a) + a with a = step / warmup_steps; after it: 0.5 * (1 + cos(pi * progress)), progress counted from the end of warm-up",
     mistakes=(
         Mistake(lambda step, warmup, steps: step / warmup if step < warmup else lr_multiplier(step, warmup, steps),
@@ -163,7 +163,7 @@ def _label_set_cases():
 
 register(Exercise(
     name="repeat_factors", chapter="book/week2/03_training", title="Repeat factors for rare classes", solution=image_repeat_factors,
-    cases=_label_set_cases, expected=lambda label_sets, t: repeat_factors(label_sets, t), agrees_with="course_lib.sampling.repeat_factors",
+    cases=_label_set_cases, expected=lambda label_sets, t: repeat_factors(label_sets, t), agrees_with="course_lib.data.sampling.repeat_factors",
     hint="f_c = share of images containing class c; r_c = max(1, sqrt(t / f_c)); an image takes the max of its classes' r_c (1 with none)",
     mistakes=(
         Mistake(lambda ls, t: [float(np.mean([max(1.0, math.sqrt(t / (sum(c in s for s in ls) / len(ls)))) for c in labels])) if labels else 1.0 for labels in ls],

@@ -1,0 +1,105 @@
+"""``python -m course_lib video``: annotate a street video (detect, track, draw) and write MP4 or GIF."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from course_lib import deploy, runtime, zoo
+from course_lib.data.toycity import ToyCityDataset
+from course_lib.deploy import eager, variants
+from course_lib.errors import WouldOverwrite
+from course_lib.tracking.annotate import annotate, side_by_side
+from course_lib.tracking.track import Tracker
+from course_lib.tracking.video_io import frames_per_second, read_frames, write_gif, write_mp4, write_toycity_clip
+
+# --------------------------------------------------------------------------- drawing
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib video", description=__doc__.splitlines()[0])
+    parser.add_argument("input", nargs="?", help="video file or folder of frames")
+    parser.add_argument("output", help="output .mp4 or .gif (with --toycity: where to write the clip)")
+    parser.add_argument("--track", action="store_true", help="track instances: stable ids and colours")
+    parser.add_argument("--variant", default="baseline", help=f"inference variant: {', '.join(eager.VARIANTS)}")
+    parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
+    parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
+    parser.add_argument("--runtime", default=None,
+                        help="run exported: an .onnx / OpenVINO .xml file from `python -m course_lib export`, or a runtime "
+                             "(ort, ov_fp32, ov_bf16, ov_int8, ov_int8_bf16) exported now for the video's frame size with --variant's settings")
+    parser.add_argument("--calibration", type=int, default=32, help="ToyCity training scenes that calibrate --runtime ov_int8")
+    parser.add_argument("--min-score", type=float, default=0.5)
+    parser.add_argument("--batch-size", type=int, default=None, help="frames per forward pass (default: the variant's)")
+    parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--no-side-by-side", action="store_true", help="write the annotated frames only")
+    parser.add_argument("--toycity", action="store_true", help="write a generated ToyCity clip to OUTPUT and stop")
+    parser.add_argument("--seed", type=int, default=0, help="ToyCity clip seed (with --toycity)")
+    parser.add_argument("--frames", type=int, default=40, help="ToyCity clip length (with --toycity)")
+    args = parser.parse_args(argv)
+    if args.toycity:
+        path, _ = write_toycity_clip(args.output, seed=args.seed, num_frames=args.frames)
+        print("wrote", path)
+        return 0
+    if args.input is None:
+        parser.error("give an INPUT video or frame folder (or --toycity to generate one)")
+
+    source, output = Path(args.input), Path(args.output)
+    if output.resolve() == source.resolve() or (output.exists() and source.exists() and output.samefile(source)):
+        raise WouldOverwrite(f"the output {args.output} is the input video: writing it would destroy the clip; "
+                             "give another output name")
+    variant = eager.get(args.variant)
+    frames = read_frames(args.input)
+    first = next(frames)  # fails here, with read_frames' message, on a bad input
+    fps = frames_per_second(args.input)
+    model = zoo.from_command_line(args.model, args.arch, runtime.device())
+    description = f"{args.model} model, variant {variant.name}"
+    if args.runtime:
+        try:
+            model, description = _exported(model, args.runtime, variant, first.shape[:2], args.calibration)
+        except (FileNotFoundError, ValueError, ImportError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        variant = eager.get("baseline")  # the settings are in the exported graph
+    runtime.print_banner(description, str(args.input))
+
+    def all_frames() -> Iterator[np.ndarray]:
+        yield first
+        yield from frames
+
+    stream = (f for i, f in enumerate(all_frames()) if args.max_frames is None or i < args.max_frames)
+    with (eager.apply(model, variant) if not args.runtime else contextlib.nullcontext()):
+        results = annotate(model, stream, Tracker() if args.track else None, args.batch_size or variant.batch_size, args.min_score)
+        drawn = (d if args.no_side_by_side else side_by_side(f, d) for f, _, d in tqdm(results, desc="frames", unit="frame"))
+        if str(args.output).lower().endswith(".gif"):
+            path = write_gif(list(drawn), args.output, fps)
+        else:
+            path = write_mp4(drawn, args.output, fps)
+    print("wrote", path)
+    return 0
+
+
+def _exported(model: torch.nn.Module, spec: str, variant: eager.Variant, size: tuple[int, int], calibration: int):
+    """(predictor, description) for ``--runtime``: an exported file, or a runtime exported now for ``size``."""
+
+    if not deploy.available():
+        raise ImportError("--runtime needs ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'")
+
+    if Path(spec).suffix in (".onnx", ".xml"):
+        predictor = variants.load(spec)
+        return predictor, f"{spec} ({predictor.description}, settings {predictor.metadata['settings']})"
+    name = spec if "@" in spec else f"{spec}@{variant.name}"
+    deployed = variants.parse(name)
+    if deployed is None:
+        raise ValueError(f"--runtime {spec}: give an exported .onnx/.xml file or one of {', '.join(variants.RUNTIMES)}")
+    scenes = ToyCityDataset(calibration if deployed.runtime.startswith("ov_int8") else 0, seed=0, height=size[0], width=size[1])
+    with tempfile.TemporaryDirectory() as folder:  # the runtime holds the model in memory once loaded
+        predictor, _ = variants.build(model.cpu(), deployed, *size, [scenes[i][0] for i in range(len(scenes))], folder)
+    return predictor, f"{name}: {deployed.describe()}"

@@ -1,0 +1,115 @@
+"""Cityscapes instances in torchvision's detection format, read from the official folder layout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
+
+from course_lib.classes import CITYSCAPES_ID_TO_INDEX
+from course_lib.data.augment import Transforms
+from course_lib.data.images import read_rgb
+from course_lib.errors import MissingData
+from course_lib.structures.instances import make_target
+
+DOWNLOAD_CITYSCAPES = "python data_scripts/download_cityscapes.py --dest {root}"
+
+
+def cityscapes_pairs(root: str | Path | None, split: str) -> list[tuple[Path, Path]]:
+    """Sorted (``*_leftImg8bit.png``, ``*_gtFine_instanceIds.png``) pairs of a split.
+
+    Raises FileNotFoundError naming the missing folder or file and the download command.
+    """
+    if root is None:
+        root = os.environ.get("CITYSCAPES_DATASET")
+    if not root:
+        raise MissingData(
+            "Cityscapes location unknown: pass root=... or set CITYSCAPES_DATASET=/path/to/cityscapes. "
+            "To get it (free account at cityscapes-dataset.com): " + DOWNLOAD_CITYSCAPES.format(root="/path/to/cityscapes")
+        )
+    root = Path(root).expanduser()
+    command = DOWNLOAD_CITYSCAPES.format(root=root)
+    images_dir, gt_dir = root / "leftImg8bit" / split, root / "gtFine" / split
+    for folder, package in ((images_dir, "leftImg8bit_trainvaltest.zip"), (gt_dir, "gtFine_trainvaltest.zip")):
+        if not folder.is_dir():
+            raise MissingData(f"missing folder {folder} (Cityscapes package {package}); run: {command}")
+    images = sorted(images_dir.glob("*/*_leftImg8bit.png"))
+    if not images:
+        raise MissingData(f"no */*_leftImg8bit.png under {images_dir} (a half-extracted download?); run: {command}")
+    pairs = []
+    for image in images:
+        gt = gt_dir / image.parent.name / image.name.replace("_leftImg8bit.png", "_gtFine_instanceIds.png")
+        if not gt.is_file():
+            raise MissingData(f"missing file {gt} for image {image} (a half-extracted gtFine?); run: {command}")
+        pairs.append((image, gt))
+    return pairs
+
+
+def read_instance_ids(path: Path) -> np.ndarray:
+    """A ``*_instanceIds.png`` -> int32 [H, W] ids (label id * 1000 + k, or a plain label id)."""
+    with Image.open(path) as image:  # 16-bit PNG: Pillow opens it as mode I;16 or I
+        return np.asarray(image).astype(np.int32)
+
+
+def class_of_id(value: int, crowd: bool) -> int | None:
+    """The course class of a Cityscapes id-map value; ``None`` for stuff, void, an evaluation-ignored
+    class (caravan, trailer), or a group region (id < 1000) when ``crowd`` is False."""
+    is_group = value < 1000
+    if is_group and not crowd:
+        return None
+    return CITYSCAPES_ID_TO_INDEX.get(value if is_group else value // 1000)
+
+
+def instances_from_ids(ids: torch.Tensor, crowd: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """int [H, W] Cityscapes id map -> (masks [N, H, W] uint8, labels [N], iscrowd [N]) of the 8 classes."""
+    masks, labels, iscrowd = [], [], []
+    for value in torch.unique(ids).tolist():
+        index = class_of_id(value, crowd)
+        if index is None:
+            continue
+        masks.append(ids == value)
+        labels.append(index)
+        iscrowd.append(int(value < 1000))
+    if not masks:
+        return torch.zeros(0, *ids.shape, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
+    return torch.stack(masks).to(torch.uint8), torch.tensor(labels), torch.tensor(iscrowd)
+
+
+class CityscapesInstances(torch.utils.data.Dataset):
+    """Cityscapes fine instance annotations of one split, in the module's target format.
+
+    ``root`` defaults to ``$CITYSCAPES_DATASET``; ``scale`` < 1 downsizes (image bilinear with
+    antialiasing, id map nearest, so no id is blended into another). ``crowd``: see the module
+    docstring. ``files`` lists the (image, instanceIds) pairs in item order.
+    """
+
+    def __init__(self, root: str | Path | None = None, split: str = "train", transforms: Transforms | None = None,
+                 scale: float = 1.0, crowd: bool = False) -> None:
+        if not 0 < scale <= 1:
+            raise ValueError(f"scale must be in (0, 1], got {scale}")
+        self.files = cityscapes_pairs(root, split)
+        self.transforms, self.scale, self.crowd = transforms, scale, crowd
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, dict]:
+        image_path, ids_path = self.files[index]
+        image = read_rgb(image_path)
+        ids = torch.from_numpy(read_instance_ids(ids_path))
+        if self.scale != 1:
+            size = [round(image.shape[-2] * self.scale), round(image.shape[-1] * self.scale)]
+            image = F.resize(image, size, antialias=True)
+            ids = F.resize(tv_tensors.Mask(ids[None]), size)[0].as_subclass(torch.Tensor)
+        target = make_target(*instances_from_ids(ids, self.crowd), image_id=index)
+        return self.transforms(image, target) if self.transforms else (image, target)
+
+    def image_labels(self, index: int) -> list[int]:
+        """The class indices of item ``index``'s instances, from its id PNG alone (for repeat factors)."""
+        classes = (class_of_id(value, self.crowd) for value in np.unique(read_instance_ids(self.files[index][1])).tolist())
+        return [c for c in classes if c is not None]

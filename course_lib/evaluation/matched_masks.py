@@ -1,0 +1,74 @@
+"""Mask quality beyond AP: the IoU of each matched mask, and how confident a soft mask is (maskness)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+
+from course_lib.structures.instances import MASK_THRESHOLD, encode_rle
+from course_lib.structures.matching import match_pairs
+
+#: Names of COCOeval.stats entries, in its order (maxDets 100 unless named).
+
+
+def mask_iou_matrix(pred_masks: torch.Tensor, gt_masks: torch.Tensor) -> np.ndarray:
+    """IoU of every predicted mask with every target mask: float [P, G] (masks as in :func:`binary_masks`)."""
+    if len(pred_masks) == 0 or len(gt_masks) == 0:
+        return np.zeros((len(pred_masks), len(gt_masks)))
+    ious = mask_utils.iou(encode_rle(pred_masks), encode_rle(gt_masks), [0] * len(gt_masks))
+    return np.asarray(ious, dtype=np.float64).reshape(len(pred_masks), len(gt_masks))
+
+
+def kept_indices(prediction: dict, score_threshold: float) -> torch.Tensor:
+    """Indices of the predictions scoring at least ``score_threshold``."""
+    return torch.nonzero(torch.as_tensor(prediction["scores"]) >= score_threshold).flatten()
+
+
+def object_indices(target: dict) -> torch.Tensor:
+    """Indices of the target instances that are objects, not crowd regions."""
+    crowd = torch.as_tensor(target.get("iscrowd", torch.zeros(len(target["labels"]))))
+    return torch.nonzero(crowd == 0).flatten()
+
+
+def matched_mask_ious(
+    predictions: Sequence[dict], targets: Sequence[dict], iou_threshold: float = 0.5, score_threshold: float = 0.5
+) -> list[float]:
+    """Mask IoU of every matched (prediction, target) pair of the same class.
+
+    Predictions scoring under ``score_threshold`` are left out (the ones a user would see); within
+    each image, predictions and targets of the same class are matched one-to-one by
+    :func:`match_pairs`. Crowd targets are not objects and take no part.
+    """
+    matched = []
+    for prediction, target in zip(predictions, targets):
+        kept, objects = kept_indices(prediction, score_threshold), object_indices(target)
+        pred_labels, gt_labels = prediction["labels"][kept], target["labels"][objects]
+        ious = mask_iou_matrix(prediction["masks"][kept], target["masks"][objects])
+        ious[(pred_labels[:, None] != gt_labels[None, :]).numpy()] = 0.0  # only same-class pairs
+        matched += [float(ious[p, g]) for p, g in match_pairs(ious, iou_threshold)]
+    return matched
+
+
+def mean_matched_mask_iou(
+    predictions: Sequence[dict], targets: Sequence[dict], iou_threshold: float = 0.5, score_threshold: float = 0.5
+) -> float:
+    """Mean of :func:`matched_mask_ious`: how well the masks that *are* found fit, which AP mixes
+    with detection quality. NaN when nothing matched."""
+    matched = matched_mask_ious(predictions, targets, iou_threshold, score_threshold)
+    return float(np.mean(matched)) if matched else float("nan")
+
+
+def maskness(masks: torch.Tensor) -> torch.Tensor:
+    """[P, 1, H, W] soft masks -> [P]: each mask's mean probability over its pixels above 0.5 (0 if none).
+
+    A training-free estimate of mask quality (SOLOv2's "maskness"): a confident, sharp mask scores
+    near 1, a blurred one near 0.5. Mask R-CNN ranks detections by the box classifier's score,
+    which says nothing about the mask; Mask Scoring R-CNN (Huang et al. 2019) learns a mask-IoU
+    head for this, and multiplying the score by the maskness is its free approximation.
+    """
+    probs = masks.flatten(1)
+    foreground = probs > MASK_THRESHOLD
+    return (probs * foreground).sum(1) / foreground.sum(1).clamp(min=1)

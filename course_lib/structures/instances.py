@@ -1,0 +1,76 @@
+"""Instances in torchvision's detection format: the target dict, binary masks, COCO run-length encodings, batches.
+
+A target is ``{"boxes": [N, 4] XYXY, "masks": [N, H, W] uint8, "labels": [N] int64, "image_id": int,
+"area": [N], "iscrowd": [N]}``, the format torchvision's detection models train on; a prediction
+holds ``boxes``, ``labels``, ``scores`` and ``masks`` ``[N, 1, H, W]`` (probabilities, or 0/1).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import torch
+from torchvision import tv_tensors
+from torchvision.ops import masks_to_boxes
+
+#: A soft mask covers a pixel where its probability exceeds this (Mask R-CNN's 0.5).
+MASK_THRESHOLD = 0.5
+
+
+def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
+    """[N, H, W] masks -> [N, 4] float XYXY tight boxes covering whole pixels (empty mask -> zeros)."""
+    if masks.shape[0] == 0:
+        return torch.zeros(0, 4)
+    masks = masks.as_subclass(torch.Tensor).bool()
+    boxes = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0])
+    empty = ~masks.flatten(1).any(dim=1)
+    boxes[empty] = 0.0  # masks_to_boxes gives nonsense for an empty mask; a zero box is sanitised later
+    return boxes
+
+
+def make_target(masks: torch.Tensor, labels: torch.Tensor, iscrowd: torch.Tensor, image_id: int) -> dict:
+    """The target dict of the module docstring from [N, H, W] masks, [N] labels and [N] crowd flags."""
+    masks = masks.to(torch.uint8)
+    return {
+        "boxes": tv_tensors.BoundingBoxes(boxes_from_masks(masks), format="XYXY", canvas_size=tuple(masks.shape[-2:])),
+        "masks": tv_tensors.Mask(masks),
+        "labels": labels.to(torch.int64),
+        "image_id": image_id,
+        "area": masks.flatten(1).sum(dim=1).to(torch.float32),
+        "iscrowd": iscrowd.to(torch.int64),
+    }
+
+
+def binary_masks(masks: torch.Tensor) -> torch.Tensor:
+    """[N, H, W] or [N, 1, H, W] masks (bool, uint8, or float probabilities cut at :data:`MASK_THRESHOLD`) -> bool [N, H, W]."""
+    masks = torch.as_tensor(masks)
+    if masks.ndim == 4:
+        masks = masks[:, 0]
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be [N, H, W] or [N, 1, H, W], got shape {tuple(masks.shape)}")
+    return masks > MASK_THRESHOLD if masks.is_floating_point() else masks.bool()
+
+
+def encode_rle(masks: torch.Tensor) -> list[dict]:
+    """Masks as in :func:`binary_masks` -> one COCO run-length encoding per mask, ``counts`` as str (JSON-ready)."""
+    array = binary_masks(masks).cpu().numpy().astype(np.uint8)
+    rles = mask_utils.encode(np.asfortranarray(array.transpose(1, 2, 0)))
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def collate(batch: Sequence[tuple]) -> tuple[list, list]:
+    """DataLoader collate for detection: images differ in size, so keep lists instead of stacking."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)
+
+
+def batch_to_device(samples: Sequence[tuple[torch.Tensor, dict]], device: torch.device) -> tuple[list[torch.Tensor], list[dict]]:
+    """Lists of images and targets on ``device`` (Mask R-CNN takes lists: images may differ in size)."""
+    images = [image.to(device) for image, _ in samples]
+    targets = [{key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in target.items()}
+               for _, target in samples]  # image_id is a plain int
+    return images, targets

@@ -1,0 +1,8 @@
+"""Video: read and write it, track instances from frame to frame, draw the result.
+
+* :mod:`~course_lib.tracking.track`: the course's online tracker (:class:`~course_lib.tracking.track.Tracker`),
+* :mod:`~course_lib.tracking.mask_rois`: masks kept as RoI crops and their IoU,
+* :mod:`~course_lib.tracking.trackers`: trackers behind one small interface (the course's, boxmot's),
+* :mod:`~course_lib.tracking.video_io`: frames in, MP4 and GIF out,
+* :mod:`~course_lib.tracking.annotate`: detect, track and draw a stream of frames.
+"""

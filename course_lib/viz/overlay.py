@@ -1,0 +1,76 @@
+"""Instances drawn over an image in class colours: the one drawer of the library."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+from course_lib.classes import CLASS_COLORS, CLASSES
+from course_lib.viz.stages import show_image
+
+Color = str | tuple[int, int, int]
+
+
+def class_colors(labels: Tensor, class_names: Sequence[str] = CLASSES) -> list[tuple[int, int, int]]:
+    """The class colour (:data:`course_lib.classes.CLASS_COLORS`) of each label in ``labels [N]``."""
+    return [CLASS_COLORS[class_names[int(label)]] for label in labels]
+
+
+def draw_masks_and_boxes(image: Tensor, masks: Tensor | None = None, boxes: Tensor | None = None,
+                         colors: Color | Sequence[Color] | None = None, labels: Sequence[str] | None = None,
+                         alpha: float = 0.5, width: int = 1) -> Tensor:
+    """The library's one instance drawer: uint8 ``[3, H, W]`` of ``image`` with masks and boxes drawn.
+
+    ``image``: uint8 ``[3, H, W]`` or float in [0, 1]. ``masks``: ``[N, H, W]`` (or ``[N, 1, H, W]``),
+    boolean or soft (thresholded at 0.5), blended in with opacity ``alpha``. ``boxes``: ``[N, 4]``
+    ``(x1, y1, x2, y2)`` in pixels, outlined ``width`` pixels wide, each with its text from
+    ``labels`` at its top-left corner. ``colors``: one per instance, one for all, or ``None`` for
+    torchvision's palette. Later instances are painted over earlier ones. Drawn by
+    ``torchvision.utils.draw_segmentation_masks`` and ``draw_bounding_boxes``.
+    """
+    canvas = (image if image.dtype == torch.uint8 else (image.clamp(0, 1) * 255).to(torch.uint8)).cpu()
+    if masks is not None and len(masks):
+        masks = masks[:, 0] if masks.dim() == 4 else masks
+        masks = masks if masks.dtype == torch.bool else masks > 0.5
+        canvas = draw_segmentation_masks(canvas, masks.cpu(), alpha=alpha, colors=colors)
+    if boxes is not None and len(boxes):
+        canvas = draw_bounding_boxes(canvas, boxes.cpu().float(), labels=labels, colors=colors, width=width)
+    return canvas
+
+
+def instance_colors(labels: Tensor, class_names: Sequence[str] = CLASSES) -> list[tuple[int, int, int]]:
+    """One colour per instance: its class colour, lightened a little more for each further instance of the class."""
+    seen: dict[int, int] = {}
+    colors = []
+    for label in labels.tolist():
+        k = seen.get(label, 0)
+        seen[label] = k + 1
+        base = np.array(CLASS_COLORS[class_names[label]], dtype=float)
+        mix = min(0.15 * k, 0.6)  # mix towards white so same-class neighbours stay apart
+        colors.append(tuple(int(v) for v in base * (1 - mix) + 255 * mix))
+    return colors
+
+
+def detections_overlay(image: Tensor, detections: Mapping[str, Tensor], class_names: Sequence[str] = CLASSES, score_threshold: float = 0.5, mask_threshold: float = 0.5, title: str = "") -> Figure:
+    """Masks, boxes and labels of the detections above ``score_threshold`` over the image.
+
+    ``detections`` is a model output dict (boxes, labels, scores, masks ``[D, 1, H, W]``). Where
+    masks overlap, the more confident instance is painted last and so stays visible.
+    """
+    keep = (detections["scores"] >= score_threshold).nonzero().flatten()
+    keep = keep[detections["scores"][keep].argsort()]  # ascending: the most confident is drawn last
+    boxes, labels, scores = detections["boxes"][keep], detections["labels"][keep], detections["scores"][keep]
+    colors = instance_colors(labels, class_names)
+    canvas = draw_masks_and_boxes(image, detections["masks"][keep, 0] >= mask_threshold, boxes, colors, alpha=0.6, width=2)
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    show_image(ax, canvas.float() / 255, title or f"{len(keep)} detections with score >= {score_threshold}")
+    for box, label, score, color in zip(boxes.tolist(), labels.tolist(), scores.tolist(), colors):
+        ax.text(box[0], box[1], f"{class_names[label]} {score:.2f}", fontsize=7, color="white", va="bottom",
+                bbox=dict(facecolor=np.array(color) / 255, edgecolor="none", pad=1, alpha=0.85))
+    return fig
