@@ -63,7 +63,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     names = args.variants.split(",")
 
     try:
-        deployed = [n for n in names if _is_deploy_name(n)]
+        deployed = [n for n in names if is_deploy_name(n)]
     except ValueError as error:  # a runtime with settings an export cannot keep
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -79,22 +79,11 @@ def cli(argv: Sequence[str] | None = None) -> int:
     table = benchmark.run_benchmark(model, dataset, args.variants.split(","), model_name=name,
                             data_name=f"ToyCity val ({args.val} scenes, {height}x{width})", warmup=args.warmup,
                             repeats=args.repeats, evaluate=not args.no_eval)
-    print(results_table(table))
-    for variant, reason in table["skipped"].items():
-        print(f"skipped {variant}: {reason}")
-    if args.out:
-        print("wrote", save_results(table, args.out))
-    return 0
-
-
-def _is_deploy_name(name: str) -> bool:
-
-    return is_deploy_name(name)
+    return _report(table, args.out)
 
 
 def _deploy_cli(args: argparse.Namespace, names: list[str], height: int, width: int) -> int:
     """``bench`` with runtime variants, or with ``--model random:ARCH`` (timing only): interleaved, on the CPU."""
-
     if args.model.startswith("random:"):
         model = random_weights_model(args.model.split(":", 1)[1], height, width)
         name = f"{args.model.split(':', 1)[1]} with random weights (timing only), {model.roi_heads.detections_per_img} detections per image"
@@ -107,9 +96,14 @@ def _deploy_cli(args: argparse.Namespace, names: list[str], height: int, width: 
     table = run_deploy_benchmark(model, dataset, names, calibration=[calibration[i][0] for i in range(len(calibration))],
                                    model_name=name, data_name=f"ToyCity val ({args.val} scenes, {height}x{width})",
                                    warmup=args.warmup, repeats=args.repeats, evaluate=not args.no_eval)
+    return _report(table, args.out)
+
+
+def _report(table: dict, out: str | None) -> int:
+    """Print a benchmark's table and what it skipped; write it to ``out`` if given."""
     print(results_table(table))
     for variant, reason in table["skipped"].items():
         print(f"skipped {variant}: {reason}")
-    if args.out:
-        print("wrote", save_results(table, args.out))
+    if out:
+        print("wrote", save_results(table, out))
     return 0

@@ -147,8 +147,7 @@ def run_deploy_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, dict]
                 row.update(benchmark.mask_ap(predictor, dataset))
             rows.append(row)
     if evaluate:
-        for row in rows:
-            row["mask_AP_drop"] = 100 * (rows[0]["mask_AP"] - row["mask_AP"])  # in AP points
+        benchmark.add_ap_drops(rows)
     return {
         "model": model_name,
         "data": data_name,

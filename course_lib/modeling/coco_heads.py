@@ -16,9 +16,7 @@ import copy
 
 import torch
 from torch import nn
-from torchvision.models.detection import (
-    MaskRCNN,
-)
+from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 
 from course_lib.classes import CLASSES, COCO_CATEGORY_ID, NUM_CLASSES

@@ -9,14 +9,8 @@ Three architectures share one entry point, :func:`build`:
   the stride-2 stem) that trains from scratch in minutes. ``course_lib.zoo.load('toycity')``
   builds this one and loads the committed weights.
 
-A COCO model predicts 91 category slots; the course predicts 9 classes. Two ways across:
-
-* to **fine-tune**, :func:`replace_heads` swaps the three class-dependent layers and
-  :func:`transfer_coco_heads` fills them with the rows COCO learned for the same classes (rider
-  starts from person, a starting point that training then splits);
-* to **use COCO as it is** (zero-shot), :func:`coco_zero_shot` keeps COCO's heads and reads their
-  91-slot softmax in the course's classes: the scores are COCO's own, and rider, a class COCO
-  never learned, is never predicted.
+A COCO model predicts 91 category slots, the course 9 classes: with COCO weights and nine classes,
+:func:`build` transfers COCO's heads to the course's classes (:mod:`course_lib.modeling.coco_heads`).
 """
 
 from __future__ import annotations
