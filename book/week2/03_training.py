@@ -294,7 +294,9 @@ assert curve[-1]["segm_AP"] == results["final"]["segm"]["AP"] == manifest["metri
 #   (Milletari et al. 2016): the cross-entropy averages over a RoI's cells, so a thin object's few
 #   cells weigh little, while $1 - \frac{2\sum p\,t + 1}{\sum p + \sum t + 1}$ scores each
 #   object as a whole (`course_lib.modeling.mask_loss.mask_loss`; without the Dice term a test checks it
-#   equals torchvision's `maskrcnn_loss`).
+#   equals torchvision's `maskrcnn_loss`). Both are options of the builder,
+#   `build("toycity_small", mask_targets=..., mask_dice_weight=...)` (the cell below prints the shipped
+#   values); they change training only.
 # * **A heavier mask loss** (`loss_weights={"loss_mask": ...}`): the mask head, not the detector,
 #   holds most of the gap between box and mask AP.
 # * **A linear decay to zero** instead of the cosine (Defazio et al., 2023), and **repeat-factor
