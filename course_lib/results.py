@@ -8,10 +8,7 @@ from pathlib import Path
 
 from course_lib.utils.atomic import write_json
 
-#: Held-out ToyCity scenes: the seeds ``data_scripts/train_toycity.py`` evaluates the model on.
-
-
-#: Held-out ToyCity scenes: the seeds ``data_scripts/train_toycity.py`` evaluates the model on.
+#: Where the committed results files live, relative to the package folder.
 RESULTS_DIR = "assets/results"
 
 

@@ -53,7 +53,6 @@ def seed_everything(seed: int = 0) -> None:
 
 def in_colab() -> bool:
     """True inside Google Colab."""
-
     return "google.colab" in sys.modules
 
 
@@ -81,9 +80,8 @@ def print_banner(model: str, data: str, recorded: dict | None = None, source: st
     return line
 
 
-def cityscapes_root() -> "Path | None":
+def cityscapes_root() -> Path | None:
     """The Cityscapes folder named by ``CITYSCAPES_DATASET`` if it holds ``leftImg8bit`` and ``gtFine``."""
-
     root = os.environ.get("CITYSCAPES_DATASET")
     if not root:
         return None

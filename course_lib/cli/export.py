@@ -27,11 +27,9 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--min-agreement", type=float, default=None,
                         help="least share of confident detections (and mask IoU) reproduced; default 0.95 for FP32, 0.8 for INT8/bfloat16")
     args = parser.parse_args(argv)
-
     if not deploy.available():
         print("error: export needs ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'", file=sys.stderr)
         return 2
-
     height, width = (int(v) for v in args.size.lower().split("x"))
     try:
         variant = variants.parse(args.runtime)

@@ -17,9 +17,6 @@ from course_lib.engine.trainer import train
 from course_lib.modeling import maskrcnn as models
 from course_lib.utils.atomic import atomic_path, write_json
 
-#: A dataset item: an image tensor [3, H, W] (float in [0, 1]) and a Mask R-CNN target dict
-#: (boxes [N, 4] xyxy, labels [N], masks [N, H, W]).
-
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, recipe: str) -> None:
     """Add the options of a training recipe (``--steps --batch-size --optimizer --lr ...``) with
@@ -45,7 +42,6 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipe: str) -> None:
 
 def cli(argv: list[str]) -> int:
     """``python -m course_lib train --data toycity|cityscapes|coco [--recipe finetune|toycity] --arch ... --steps N --out DIR [--resume] [--processes P]``."""
-
     recipe_parser = argparse.ArgumentParser(add_help=False)
     recipe_parser.add_argument("--recipe", choices=tuple(RECIPES), default="finetune",
                                help="defaults of the training options: finetune, or toycity (the shipped ToyCity model's)")
@@ -71,7 +67,6 @@ def cli(argv: list[str]) -> int:
 
 def _run_cli(args: argparse.Namespace) -> None:
     """The training :func:`cli` asked for, in each of its processes (rank 0 writes the results)."""
-
     rank, _ = distributed.rank_and_world()
     out = Path(args.out)
     dataset = options.dataset_from_arguments(args, "train", augment.train_transforms() if args.augment else None)

@@ -21,8 +21,6 @@ from course_lib.tracking.annotate import annotate, side_by_side
 from course_lib.tracking.track import Tracker
 from course_lib.tracking.video_io import frames_per_second, read_frames, write_gif, write_mp4, write_toycity_clip
 
-# --------------------------------------------------------------------------- drawing
-
 
 def cli(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib video", description=__doc__.splitlines()[0])
@@ -88,10 +86,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
 
 def _exported(model: torch.nn.Module, spec: str, variant: eager.Variant, size: tuple[int, int], calibration: int):
     """(predictor, description) for ``--runtime``: an exported file, or a runtime exported now for ``size``."""
-
     if not deploy.available():
         raise ImportError("--runtime needs ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'")
-
     if Path(spec).suffix in (".onnx", ".xml"):
         predictor = variants.load(spec)
         return predictor, f"{spec} ({predictor.description}, settings {predictor.metadata['settings']})"

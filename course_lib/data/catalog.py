@@ -57,5 +57,4 @@ def load_dataset(name: str, purpose: str, *, root: str | None = None, split: str
         return CityscapesInstances(root, split=split, scale=scale, transforms=transforms, crowd=crowd)
     if root is None:
         raise UserError("--data coco needs --root (the folder data_scripts/download_coco.py wrote)")
-
     return CocoUrbanSubset(root, split=split, transforms=transforms, crowd=crowd)

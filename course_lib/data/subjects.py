@@ -31,7 +31,6 @@ class Subject:
 
 def _real_street_image() -> tuple[Tensor, str] | None:
     """A Cityscapes val image if the dataset is present, else the street photo if it can be downloaded."""
-
     root = runtime.cityscapes_root()
     if root is not None:
         path = sorted((root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png"))[0]
@@ -46,7 +45,6 @@ def _real_street_image() -> tuple[Tensor, str] | None:
 def chapter_subject(seed: int = 3) -> Subject:
     """The COCO model on a real street image where weights and image can be had, else the ToyCity
     model on ToyCity scene ``seed`` (``zoo.course_model`` decides; ``COURSE_OFFLINE=1`` forces ToyCity)."""
-
     model, model_name = zoo.course_model()
     real = _real_street_image() if zoo.available("coco") and model_name.startswith("COCO") else None
     if real is not None:

@@ -5,9 +5,10 @@ initialisation, allocator growth and, on a GPU, kernel selection), synchronise t
 reading the clock (CUDA calls return before the GPU is done), and report the median and the 90th
 percentile rather than the mean (a single hiccup of the OS should not move the result).
 
-``python -m course_lib bench --help`` runs it from the shell; notebooks call :func:`run_benchmark`
-and read committed results with :func:`load_results`. ``--train-step`` times training steps instead
-(:func:`training_step_benchmark`: the RoI pooler and the precision, the two levers on a CPU).
+``python -m course_lib bench --help`` runs it from the shell (:mod:`course_lib.cli.bench`); notebooks
+call :func:`run_benchmark` and read committed results with :func:`course_lib.results.load_results`.
+Training steps are timed by :mod:`course_lib.engine.step_benchmark`, exported runtimes by
+:mod:`course_lib.deploy.interleaved`.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ def add_ap_drops(rows: list[dict]) -> None:
 
 def toycity_val(length: int, height: int = 128, width: int = 256) -> list[tuple[Tensor, dict]]:
     """:func:`course_lib.data.toycity.held_out` as a list of ``(image, target)``, rendered once for repeated timing."""
-
     dataset = held_out(length, height, width)
     return [dataset[i] for i in range(length)]
 
@@ -71,7 +71,7 @@ def run_benchmark(
     evaluate: bool = True,
     progress: Callable[[str], None] | None = print,
 ) -> dict:
-    """Measure every variant on the same images; return a JSON-ready dict (see :func:`save_results`).
+    """Measure every variant on the same images; return a JSON-ready dict (see :func:`course_lib.results.save_results`).
 
     Latency is timed on the images of ``dataset``; mask AP is computed on all of it (skip with
     ``evaluate=False``). Variants the model's device cannot run are listed under ``skipped`` with
@@ -145,11 +145,10 @@ def tracker_overhead(num_objects: int = 40, num_frames: int = 60, height: int = 
                      seed: int = 0) -> dict:
     """Milliseconds per frame of :class:`course_lib.tracking.track.Tracker` alone, on a crowded ToyCity clip.
 
-    Detections are the clip's ground truth with noise (``track_eval.noisy_detections``), so no
+    Detections are the clip's ground truth with noise (:func:`~course_lib.evaluation.track_metrics.noisy_detections`), so no
     model runs. ``update_ms`` is matching, state updates and smoothing; ``paste_ms`` the extra cost
     of turning the reported tracks into full-resolution masks (``tracks_to_frame``).
     """
-
     targets = [target for _, target in clip(seed, num_frames, height, width, num_objects=num_objects, fps=25)]
     detections = noisy_detections(targets, seed=seed)
     tracker = Tracker()

@@ -203,7 +203,6 @@ def quantize_linear_int8(module: nn.Module) -> nn.Module:
     quantization with calibration. ``torch.ao.quantization`` is deprecated in favour of the
     ``torchao`` package; its dynamic quantization still works and needs no extra dependency.
     """
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
@@ -218,7 +217,6 @@ def agreement(reference: dict, candidate: dict, min_score: float = 0.5, iou: flo
     overlaps it with box IoU >= ``iou``, one-to-one (Hungarian matching). This is how the tests
     state "a variant's outputs stay close to the baseline's".
     """
-
     ref = reference["scores"] >= min_score
     cand = candidate["scores"] >= min_score * 0.5  # a detection may drift a little below the threshold
     if not ref.any():

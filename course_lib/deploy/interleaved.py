@@ -45,7 +45,6 @@ def random_weights_model(arch: str = "r50_fpn_v2", height: int = 512, width: int
     (100 in torchvision) and the mask head would do more work than on a real street; ``detections``
     caps it at a realistic count instead (Cityscapes averages about 20 instances per image).
     """
-
     torch.manual_seed(0)
     return build(arch, min_size=height, max_size=width, box_detections_per_img=detections).eval()
 

@@ -55,7 +55,6 @@ def quantize_int8(ov_model, calibration: Sequence[Tensor], scope: str = DEFAULT_
     ``scope`` names what stays in floating point (:data:`IGNORED_SCOPES`). Operations NNCF never
     quantizes (RoI Align, NMS, TopK, the sigmoid) stay in floating point whatever the scope.
     """
-
     import nncf
 
     if scope not in IGNORED_SCOPES:

@@ -16,9 +16,6 @@ from torch import Tensor, nn
 from course_lib.engine.inference import model_device
 
 #: The stages of Mask R-CNN's forward, in order (the order of ``course_lib.modeling.internals.trace``).
-
-
-#: The stages of Mask R-CNN's forward, in order (the order of ``course_lib.modeling.internals.trace``).
 STAGES = ("transform", "backbone", "rpn", "box_head", "mask_head", "paste")
 
 

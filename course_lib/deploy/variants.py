@@ -145,7 +145,6 @@ def agreement_with_eager(model: MaskRCNN, predictor: RuntimePredictor, settings:
     the export reproduces (same class, box IoU >= 0.9, :func:`course_lib.deploy.eager.agreement`);
     ``mask_iou``: the mean IoU of the two binary masks of those detections that match.
     """
-
     shares, mask_ious = [], []
     with eager.apply(model, settings):
         references = [model([image])[0] for image in images]

@@ -15,10 +15,6 @@ import torch
 from course_lib.errors import ResumeMismatch, UnreadableCheckpoint, WouldOverwrite
 from course_lib.utils.atomic import atomic_path
 
-#: A dataset item: an image tensor [3, H, W] (float in [0, 1]) and a Mask R-CNN target dict
-#: (boxes [N, 4] xyxy, labels [N], masks [N, H, W]).
-
-
 CHECKPOINT_NAME = "last.pt"
 
 
@@ -64,7 +60,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`train` (it holds RNG states, hence ``weights_only=False``).
+    """Load a checkpoint written by :func:`~course_lib.engine.trainer.train` (it holds RNG states, hence ``weights_only=False``).
 
     Raises :class:`UnreadableCheckpoint` for an empty, truncated or foreign file (left as it is).
     """

@@ -10,10 +10,6 @@ from torch import nn
 
 from course_lib import runtime
 
-#: A dataset item: an image tensor [3, H, W] (float in [0, 1]) and a Mask R-CNN target dict
-#: (boxes [N, 4] xyxy, labels [N], masks [N, H, W]).
-
-
 #: The learning-rate schedules after the warmup (see :func:`lr_factor`).
 SCHEDULES = ("cosine", "linear", "step")
 

@@ -23,9 +23,6 @@ from course_lib.engine.recipes import amp_setting, make_optimizer
 from course_lib.scratch.roi import with_kernel_roi_align
 from course_lib.structures.instances import batch_to_device
 
-#: Held-out ToyCity scenes: the seeds ``data_scripts/train_toycity.py`` evaluates the model on.
-
-
 #: Training-step variants: which RoI pooler computes RoI Align, and in which precision.
 TRAIN_STEP_VARIANTS = {
     "kernel_pooler": "torchvision's MultiScaleRoIAlign (per-sample kernel), float32",
@@ -39,7 +36,6 @@ TRAIN_STEP_VARIANTS = {
 def _step_seconds(model: nn.Module, batches: list, amp: bool, amp_dtype: torch.dtype) -> list[float]:
     """Seconds of each training step of ``model`` (in place) over ``batches``; under DDP each
     process takes its share of every batch and the gradients are averaged in backward."""
-
     rank, world = distributed.rank_and_world()
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = make_optimizer("adamw", [p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -74,7 +70,6 @@ def training_step_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, di
 
     The last two run on a CPU with ``threads`` >= 2: ``separable_amp_1thread`` on one thread,
     ``separable_amp_2proc`` as two processes of ``threads // 2`` threads (``batch_size`` even)."""
-
     device = model_device(model)
     batches = [batch_to_device([dataset[(step * batch_size + i) % len(dataset)] for i in range(batch_size)], device)
                for step in range(warmup + repeats)]

@@ -287,7 +287,6 @@ def _summary_writer(log_dir: str | os.PathLike | None):
 @torch.no_grad()
 def _log_sample_prediction(writer, model: nn.Module, image: torch.Tensor, step: int, score_threshold: float = 0.5) -> None:
     """Draw the model's masks and boxes (score >= threshold) on one image into TensorBoard."""
-
     prediction = model([image])[0]
     keep = prediction["scores"] >= score_threshold
     # One colour, not class colours: the labels may be COCO's as well as Cityscapes'. (torchvision's

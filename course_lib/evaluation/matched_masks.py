@@ -11,11 +11,9 @@ from pycocotools import mask as mask_utils
 from course_lib.structures.instances import MASK_THRESHOLD, encode_rle
 from course_lib.structures.matching import match_pairs
 
-#: Names of COCOeval.stats entries, in its order (maxDets 100 unless named).
-
 
 def mask_iou_matrix(pred_masks: torch.Tensor, gt_masks: torch.Tensor) -> np.ndarray:
-    """IoU of every predicted mask with every target mask: float [P, G] (masks as in :func:`binary_masks`)."""
+    """IoU of every predicted mask with every target mask: float [P, G] (masks as in :func:`~course_lib.structures.instances.binary_masks`)."""
     if len(pred_masks) == 0 or len(gt_masks) == 0:
         return np.zeros((len(pred_masks), len(gt_masks)))
     ious = mask_utils.iou(encode_rle(pred_masks), encode_rle(gt_masks), [0] * len(gt_masks))

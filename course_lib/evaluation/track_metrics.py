@@ -146,7 +146,6 @@ def compare_trackers(
     combination (``"all"`` of :func:`course_lib.evaluation.mots.evaluate_mots`) and :func:`mask_flicker`;
     plus ``"ground truth": {"flicker": ...}`` for reference. TrackEval's files go under ``workdir``.
     """
-
     height, width = targets[0]["masks"].shape[-2:]
     tracked = {mode: run_tracker(detections, height, width, **settings) for mode, settings in modes.items()}
     scores = evaluate_mots(targets, tracked, workdir)
@@ -160,7 +159,6 @@ def crossings(targets: Sequence[dict], min_iou: float = 0.2) -> dict[tuple[int, 
 
     These are the moments a tracker can confuse two objects: the hard cases to look at.
     """
-
     pairs: dict[tuple[int, int], list[int]] = {}
     for frame, target in enumerate(targets):
         same_class = target["labels"][:, None] == target["labels"][None, :]

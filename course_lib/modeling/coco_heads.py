@@ -22,9 +22,6 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from course_lib.classes import CLASSES, COCO_CATEGORY_ID, NUM_CLASSES
 
 #: Number of category slots of torchvision's COCO detection models (indexed by COCO category id).
-
-
-#: Number of category slots of torchvision's COCO detection models (indexed by COCO category id).
 COCO_NUM_SLOTS = 91
 
 

@@ -167,7 +167,6 @@ def coco_mask_logits(model: MaskRCNN, t: Trace) -> Tensor:
     whose mask head computes all 91 maps and keeps 9 (``t.mask_logits`` is this tensor's rows
     ``model.roi_heads.mask_predictor.mask_fcn_logits.rows``).
     """
-
     heads = model.roi_heads
     logits_layer = heads.mask_predictor.mask_fcn_logits
     if not isinstance(logits_layer, CocoUrbanMaskLogits):

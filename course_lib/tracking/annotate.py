@@ -29,7 +29,6 @@ def draw_instances(image: np.ndarray, result: dict, alpha: float = 0.5) -> np.nd
     its track's colour and ``class #id``; otherwise the class colour and the score. Drawn by
     :func:`course_lib.viz.overlay.draw_masks_and_boxes`.
     """
-
     names = [CLASSES[int(label)] for label in result["labels"]]
     if "track_ids" in result:
         colours = [track_color(int(i)) for i in result["track_ids"]]

@@ -11,9 +11,6 @@ from course_lib.modeling.paste import paste_masks, sample_box_masks
 
 #: Cost given to forbidden pairs (different class, IoU under the gate). Finite, because
 #: linear_sum_assignment rejects a matrix whose rows cannot all be assigned at finite cost.
-
-#: Cost given to forbidden pairs (different class, IoU under the gate). Finite, because
-#: linear_sum_assignment rejects a matrix whose rows cannot all be assigned at finite cost.
 FORBIDDEN = 1e6
 
 

@@ -123,7 +123,6 @@ def compare(
     Returns ``{tracker: {HOTA, DetA, AssA, IDF1, MOTA, IDSW, ms_per_frame, ms_per_frame_mean}}``,
     the scores being TrackEval's combination over all clips (:func:`course_lib.evaluation.mots.evaluate_mots`).
     """
-
     tracked: dict[str, dict[str, list[dict]]] = {name: {} for name in names}
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for clip_name, frames in detections.items():

@@ -180,6 +180,5 @@ def write_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float, max_wi
 def write_toycity_clip(path: str | Path, seed: int = 0, num_frames: int = 40, height: int = 256, width: int = 512,
                        fps: float = 25.0) -> tuple[Path, list[dict]]:
     """Write a ToyCity clip as an MP4 (an offline input for the demo); also return its targets."""
-
     frames = clip(seed, num_frames, height, width, fps=fps)
     return write_mp4((image for image, _ in frames), path, fps), [target for _, target in frames]

@@ -16,7 +16,6 @@ from matplotlib.figure import Figure
 from course_lib.deploy import timing
 from course_lib.engine.recipes import lr_factor
 from course_lib.results import pareto_front
-from course_lib.viz import plots
 
 
 def training_curve(results: dict, longer: dict | None = None, bar: float = 0.5) -> Figure:
@@ -80,7 +79,7 @@ def speed_and_stages(speed_run: dict) -> Figure:
     """Left: latency against mask AP with the Pareto front; right: each variant's time per image by stage."""
     fig = Figure(figsize=(13, 4.2), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=(1.2, 1))
-    plots.pareto_plot(speed_run, ax=left)
+    pareto_plot(speed_run, ax=left)
     names = [row["name"] for row in speed_run["variants"]]
     bottom = [0.0] * len(names)
     for stage in timing.STAGES:
@@ -96,7 +95,7 @@ def speed_and_stages(speed_run: dict) -> Figure:
 def pareto(speed_run: dict) -> Figure:
     """Latency against mask AP of every variant, the Pareto front joined (one panel, for slides)."""
     fig = Figure(figsize=(7, 3.6), layout="constrained")
-    plots.pareto_plot(speed_run, ax=fig.subplots())
+    pareto_plot(speed_run, ax=fig.subplots())
     return fig
 
 
@@ -115,7 +114,6 @@ def tracker_cost(tracker: dict) -> Figure:
 
 def pareto_plot(results: dict, ax=None):
     """Latency (x, log scale) against mask AP (y), one labelled point per variant, Pareto front joined."""
-
     ax = ax or plt.subplots(figsize=(7, 4.5))[1]
     rows = {row["name"]: row for row in results["variants"]}
     for name, row in rows.items():

@@ -1,6 +1,6 @@
 """The one place that knows where model weights come from: ``course_lib.zoo.load(name, **options)``.
 
-* :mod:`~course_lib.zoo.registry`: the names ``load`` knows (``toycity``, ``coco``, ``detectron2/...``,
+* :mod:`~course_lib.zoo.registry`: the names ``load`` knows (``toycity``, ``coco``, ``detectron2:...``,
   a checkpoint) and how each is built,
 * :mod:`~course_lib.zoo.files`: the weights folder, sha256 checks, downloads,
 * :mod:`~course_lib.zoo.detectron2_weights`: Detectron2's model zoo read without Detectron2.

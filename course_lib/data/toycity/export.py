@@ -66,7 +66,7 @@ def coco_annotations(target: dict, first_id: int) -> list[dict]:
 def write_coco(root: str | Path, split: str, samples: Iterable[Sample]) -> Path:
     """Write images and a COCO instances JSON for ``samples``; return the JSON's path.
 
-    ``samples`` are ``(image uint8 [H, W, 3], target)`` pairs such as :func:`scene` returns;
+    ``samples`` are ``(image uint8 [H, W, 3], target)`` pairs such as :func:`~course_lib.data.toycity.scene.scene` returns;
     their ``image_id`` values must be distinct.
     """
     root = Path(root)
