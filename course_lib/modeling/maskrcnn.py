@@ -37,9 +37,9 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from course_lib.classes import NUM_CLASSES
 from course_lib.errors import WeightsUnavailable
 from course_lib.modeling.coco_heads import COCO_NUM_SLOTS, replace_heads, transfer_coco_heads
-from course_lib.modeling.mask_loss import PROJECTIONS, MaskLossRoIHeads
+from course_lib.modeling.mask_loss import MaskLossRoIHeads
 from course_lib.modeling.mask_skip import STEM, BackboneWithStem, FPNLevelsRPN, StemSkipMaskHead, StemSkipMaskPooler
-from course_lib.modeling.paste import PASTES, transform_with_paste
+from course_lib.modeling.paste import transform_with_paste
 from course_lib.scratch.roi import SeparableMultiScaleRoIAlign
 
 _TORCHVISION_BUILDERS: dict[str, Callable[..., MaskRCNN]] = {
@@ -92,10 +92,6 @@ def build(
     arch = ARCH_ALIASES.get(arch, arch)
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS + tuple(ARCH_ALIASES))}")
-    if mask_targets not in PROJECTIONS:
-        raise ValueError(f"mask_targets must be one of {', '.join(PROJECTIONS)}, got {mask_targets!r}")
-    if paste is not None and paste not in PASTES:
-        raise ValueError(f"paste must be one of {', '.join(PASTES)}, got {paste!r}")
     default_min, default_max = DEFAULT_SIZES[arch]
     sizes = dict(min_size=min_size or default_min, max_size=max_size or default_max)
     if arch == "toycity_small":

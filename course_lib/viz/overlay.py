@@ -11,6 +11,7 @@ from torch import Tensor
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from course_lib.classes import CLASS_COLORS, CLASSES
+from course_lib.structures.instances import binary_masks
 from course_lib.viz.stages import show_image
 
 Color = str | tuple[int, int, int]
@@ -35,9 +36,7 @@ def draw_masks_and_boxes(image: Tensor, masks: Tensor | None = None, boxes: Tens
     """
     canvas = (image if image.dtype == torch.uint8 else (image.clamp(0, 1) * 255).to(torch.uint8)).cpu()
     if masks is not None and len(masks):
-        masks = masks[:, 0] if masks.dim() == 4 else masks
-        masks = masks if masks.dtype == torch.bool else masks > 0.5
-        canvas = draw_segmentation_masks(canvas, masks.cpu(), alpha=alpha, colors=colors)
+        canvas = draw_segmentation_masks(canvas, binary_masks(masks).cpu(), alpha=alpha, colors=colors)
     if boxes is not None and len(boxes):
         canvas = draw_bounding_boxes(canvas, boxes.cpu().float(), labels=labels, colors=colors, width=width)
     return canvas
