@@ -30,13 +30,14 @@ MAX_PIXELS = 1920 * 1080
 
 #: OpenCV's sample street video (real pedestrians, 768x576), as Debian's ``opencv-doc`` installs it.
 SAMPLE_VIDEO = Path("usr/share/doc/opencv-doc/examples/data/vtest.avi")
+#: Where ``make vtest`` unpacks ``opencv-doc``: ``.cache/`` of the checkout (course_lib/tracking/ -> its root).
+SAMPLE_VIDEO_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "opencv-doc"
 
 
 def sample_video() -> Path | None:
     """OpenCV's ``vtest.avi`` where it can be found, else None: ``$COURSE_SAMPLE_VIDEO``, the
     repository's ``.cache/opencv-doc`` (``make vtest`` puts it there) or the installed package."""
-    candidates = [os.environ.get("COURSE_SAMPLE_VIDEO"), Path(__file__).resolve().parents[1] / ".cache" / "opencv-doc" / SAMPLE_VIDEO,
-                  Path("/") / SAMPLE_VIDEO]
+    candidates = [os.environ.get("COURSE_SAMPLE_VIDEO"), SAMPLE_VIDEO_CACHE / SAMPLE_VIDEO, Path("/") / SAMPLE_VIDEO]
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
 
