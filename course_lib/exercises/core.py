@@ -262,7 +262,7 @@ def exercises_page() -> str:
               "| Exercise | Hand-picked cases | Generated cases | Mistakes | Checked against |", "| --- | --- | --- | --- | --- |"]
     for exercise in REGISTRY.values():
         hand, generated = count_cases(exercise.name)
-        lines.append(f"| `{exercise.name}` | {hand} | {generated} | {len(exercise.mistakes)} | {exercise.agrees_with} |")
+        lines.append(f"| `{exercise.name}` | `{hand}` | `{generated}` | `{len(exercise.mistakes)}` | {exercise.agrees_with} |")  # code: counted, not typed
     return "\n".join(lines) + "\n"
 
 

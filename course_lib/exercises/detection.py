@@ -172,7 +172,7 @@ def _bilinear_generated():
 
 register(Exercise(
     name="bilinear", chapter="book/week1/04_roi_align", title="One bilinear sample", solution=bilinear, cases=_bilinear_cases, generated=_bilinear_generated,
-    expected=_roi_align_at, agrees_with="torchvision.ops.roi_align's sampling (one 1-pixel bin, one sample)",
+    expected=_roi_align_at, agrees_with="torchvision.ops.roi_align sampling that one point",
     hint="with y0 = floor(y), x0 = floor(x), ly = y - y0, lx = x - x0: (1-ly)(1-lx) f[y0,x0] + (1-ly) lx f[y0,x0+1] + ly (1-lx) f[y0+1,x0] + ly lx f[y0+1,x0+1], the +1 neighbours clamped to the last row and column",
     mistakes=(
         Mistake(lambda f, y, x: float(f[round(y), round(x)]), "that is the nearest cell's value (rounding, as RoI Pool does): mix the four neighbours with weights from the fractional parts"),

@@ -165,7 +165,7 @@ register(Exercise(
     name="anchor", chapter="book/week1/02_anchors", title="Compute an anchor", solution=anchor,
     cases=lambda: [((20, 15), 16, 256, 2.0), ((0, 0), 4, 32, 0.5), ((7, 3), 8, 64, 1.0), ((5, 9), 32, 128, 0.5), ((12, 2), 64, 512, 2.0)],
     generated=_anchor_generated,
-    expected=_anchor_generator, agrees_with="torchvision's AnchorGenerator (within its 0.5 px rounding)", atol=0.5 + 1e-4,
+    expected=_anchor_generator, agrees_with="torchvision's AnchorGenerator (within the half pixel it rounds to)", atol=0.5 + 1e-4,
     hint="centre = (p_x * stride, p_y * stride); w = size / sqrt(ratio), h = size * sqrt(ratio); corners = centre -/+ half size",
     mistakes=(
         Mistake(_anchor_roadmap, "the size fixes the AREA (size**2) and ratio = h / w, so w = size / sqrt(ratio), h = size * sqrt(ratio)"),

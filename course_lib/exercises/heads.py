@@ -151,7 +151,7 @@ def _every_best(iou):
 register(Exercise(
     name="anchor_labels", chapter="book/week1/06_misconceptions", title="Label anchors for the RPN", solution=anchor_labels,
     cases=_anchor_label_cases, generated=_anchor_label_generated, expected=_matcher_labels,
-    agrees_with="torchvision's Matcher(0.7, 0.3, allow_low_quality_matches=True)",
+    agrees_with="torchvision's `Matcher(0.7, 0.3, allow_low_quality_matches=True)`",
     hint="positive at IoU >= 0.7 with some box, negative below 0.3, ignored (-1) in between, and each box's best anchor(s), every tie included, positive",
     mistakes=(
         Mistake(lambda iou: torch.where(iou.max(0).values >= 0.7, 1.0, torch.where(iou.max(0).values < 0.3, 0.0, -1.0)),

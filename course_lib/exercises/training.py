@@ -57,7 +57,7 @@ register(Exercise(
     name="box_from_mask", chapter="book/week2/01_toycity", title="A box from a mask", solution=box_from_mask,
     cases=lambda: [(m,) for m in _blob_masks(0)], generated=lambda: [(m,) for m in _edge_masks()],
     expected=lambda m: masks_to_boxes(m[None])[0] + torch.tensor([0.0, 0.0, 1.0, 1.0]),
-    agrees_with="torchvision.ops.masks_to_boxes, + 1 on x2 and y2 (the box covers whole pixels)",
+    agrees_with="torchvision.ops.masks_to_boxes, whose x2 and y2 index the last pixel (plus one here: the box covers whole pixels)",
     hint="x1, y1 = smallest column and row with a True pixel; x2, y2 = largest column and row + 1",
     mistakes=(
         Mistake(lambda m: tuple(float(v) for v in torch.nonzero(m).min(0).values.tolist() + (torch.nonzero(m).max(0).values + 1).tolist()),
@@ -159,7 +159,7 @@ register(Exercise(
     cases=lambda: [(s, 10, 100) for s in (0, 5, 10, 40, 99)] + [(s, 50, 1650) for s in (25, 50, 900, 1650)],
     generated=lambda: [(s, w, n) for w, n in [(1, 5), (10, 11), (3, 40), (200, 1000)] for s in sorted({0, 1, w - 1, w, w + 1, (w + n) // 2, n - 1, n})],
     expected=lambda step, warmup, steps: _torch_schedule(warmup, steps)[step],
-    agrees_with="torch.optim.lr_scheduler: LinearLR(start_factor=0.001) for warmup_steps, then CosineAnnealingLR(T_max=steps - warmup_steps)",
+    agrees_with="torch.optim.lr_scheduler's LinearLR warm-up chained with CosineAnnealingLR over the steps after it",
     hint="warm-up: 0.001 * (1 - a) + a with a = step / warmup_steps; after it: 0.5 * (1 + cos(pi * progress)), progress counted from the end of warm-up",
     mistakes=(
         Mistake(lambda step, warmup, steps: step / warmup if step < warmup else lr_multiplier(step, warmup, steps),
@@ -283,7 +283,7 @@ def _pr_generated():
 
 register(Exercise(
     name="average_precision", chapter="book/week2/04_evaluation", title="AP from a precision-recall list", solution=average_precision,
-    cases=_pr_cases, generated=_pr_generated, agrees_with="the reference solution (COCOeval's 101-point interpolation; a test checks it against pycocotools)",
+    cases=_pr_cases, generated=_pr_generated, agrees_with="the reference solution (COCOeval's interpolation; a test checks it against pycocotools)",
     hint="p[i] = max(p[i:]) first; then for each recall point r in linspace(0, 1, 101) take p at the first rank whose recall >= r (0 if none); average",
     mistakes=(
         Mistake(lambda r, p: float(np.mean([p[i] if i < len(p) else 0.0 for i in np.searchsorted(r, np.linspace(0, 1, 101), side="left")])),
