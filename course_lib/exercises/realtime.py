@@ -190,19 +190,20 @@ def kept_frames(num_frames, source_fps, target_fps):
 def _exact_kept_frames(num_frames, source_fps, target_fps):
     """Independent truth in exact fractions: output frame k shows source frame ceil(k * source / target), the first at or after its time."""
     step = Fraction(str(source_fps)) / Fraction(str(target_fps))
-    return sorted({math.ceil(k * step) for k in range(num_frames * 2 + 1) if math.ceil(k * step) < num_frames})
+    due = range(math.ceil(num_frames / step) + 1)  # every output frame due before the source runs out
+    return sorted({math.ceil(k * step) for k in due if math.ceil(k * step) < num_frames})
 
 
 register(Exercise(
     name="kept_frames", chapter="book/week3/04_video_demo", title="Which frames to process", solution=kept_frames,
     cases=lambda: [(25, 25, 9), (30, 30, 10), (25, 25, 10), (24, 30, 12), (13, 29.97, 15)],
-    generated=lambda: [(0, 30, 10), (1, 30, 10), (10, 30, 30), (10, 25, 50), (31, 30, 7), (50, 60, 25), (40, 12.5, 5), (17, 24, 23), (100, 30, 1)],
+    generated=lambda: [(0, 30, 10), (1, 30, 10), (10, 30, 30), (10, 25, 50), (12, 12.5, 30), (31, 30, 7), (50, 60, 25), (40, 12.5, 5), (17, 24, 23), (100, 30, 1)],
     expected=_exact_kept_frames, agrees_with="the exact rule in fractions: output frame k shows source frame ceil(k * source / target)",
     hint="output frame k, at time k / target, shows the first source frame at or after it: ceil(k * source / target); equivalently keep frame i when floor(i * target / source) steps up (frame 0 always)",
     mistakes=(
         Mistake(lambda n, s, t: list(range(0, n, int(s // t))), "stepping by int(source / target) drifts when the rates do not divide (25 -> 10 fps keeps every 2nd frame, 12.5 fps)"),
         Mistake(lambda n, s, t: list(range(0, n, round(s / t))), "rounding the step drifts too: keep frame i when floor(i * target / source) steps up"),
-        Mistake(lambda n, s, t: sorted({math.floor(k * s / t) for k in range(2 * n + 1) if math.floor(k * s / t) < n}),
+        Mistake(lambda n, s, t: sorted({math.floor(k * s / t) for k in range(math.ceil(n * t / s) + 1) if math.floor(k * s / t) < n}),
                 "the task's convention is the first frame AT OR AFTER each output time, ceil(k * source / target), not the last one before it"),
     ),
 ))
