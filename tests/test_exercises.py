@@ -246,26 +246,31 @@ def test_no_mistake_explaining_every_failing_case_gives_the_general_hint(scratch
     assert "hint: general hint" in _rejected("scratch_double", lambda x: 2 * x + 1)
 
 
-def test_reference_ap_agrees_with_cocoeval():
-    """The AP exercise's reference (no independent truth in its checker) against pycocotools itself."""
+@pytest.mark.parametrize("seed, num_objects, found, false_positives", [(0, 6, 4, 4), (1, 6, 6, 0), (2, 8, 1, 7), (3, 4, 0, 3), (4, 20, 12, 9)])
+def test_reference_precision_recall_and_ap_agree_with_cocoeval(seed, num_objects, found, false_positives):
+    """The precision-recall and AP exercises' references (no field function in their checkers) against pycocotools itself.
+
+    One class, objects as horizontal stripes; ``found`` of them detected exactly, plus false positives off
+    every object, all with random scores: COCOeval's AP then equals the exercises' AP of that ranking.
+    """
     import numpy as np
-    import torch
 
     from course_lib.evaluation.coco_eval import coco_metrics
 
-    g = torch.Generator().manual_seed(0)
-    masks = torch.zeros(6, 32, 32, dtype=torch.uint8)
-    for i in range(6):
+    g = torch.Generator().manual_seed(seed)
+    height = 4 * num_objects + 8
+    masks = torch.zeros(num_objects, height, 32, dtype=torch.uint8)
+    for i in range(num_objects):
         masks[i, 4 * i : 4 * i + 4, 2:30] = 1
-    gt = {"masks": masks, "labels": torch.ones(6, dtype=torch.int64), "boxes": torch.zeros(6, 4)}
-    scores = torch.rand(8, generator=g)
-    pred_masks = torch.cat([masks[[0, 1, 2, 4]], torch.zeros(4, 32, 32, dtype=torch.uint8)])
-    pred_masks[4:, 28:, :] = 1  # four false positives off the objects
-    pred = {"masks": pred_masks[:, None].float(), "labels": torch.ones(8, dtype=torch.int64), "scores": scores, "boxes": torch.zeros(8, 4)}
+    gt = {"masks": masks, "labels": torch.ones(num_objects, dtype=torch.int64), "boxes": torch.zeros(num_objects, 4)}
+    detected = torch.randperm(num_objects, generator=g)[:found]
+    pred_masks = torch.cat([masks[detected], torch.zeros(false_positives, height, 32, dtype=torch.uint8)])
+    pred_masks[found:, -4:, :] = 1  # the false positives, below every object
+    scores = torch.rand(found + false_positives, generator=g)
+    pred = {"masks": pred_masks[:, None].float(), "labels": torch.ones(len(scores), dtype=torch.int64), "scores": scores, "boxes": torch.zeros(len(scores), 4)}
     metrics = coco_metrics([pred], [gt], ["__background__", "car"], iou_types=("segm",))["segm"]
-    order = scores.argsort(descending=True)
-    flags = [1 if i < 4 else 0 for i in order.tolist()]
-    precision, recall = exercises.REGISTRY["precision_recall"].solution(flags, 6)
+    flags = [1 if i < found else 0 for i in scores.argsort(descending=True).tolist()]
+    precision, recall = exercises.REGISTRY["precision_recall"].solution(flags, num_objects)
     ap = exercises.REGISTRY["average_precision"].solution(recall, precision)
     assert np.isclose(ap, metrics["AP"], atol=1e-6), (ap, metrics["AP"])
 
