@@ -21,6 +21,7 @@ import torchvision
 from course_lib import exercises
 from course_lib.exercises import REGISTRY, Exercise, ExerciseFailed, Mistake
 from course_lib.exercises import core
+from course_lib.exercises.heads import every_best, labels_by
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = list(REGISTRY)
@@ -106,26 +107,13 @@ def test_nms_returning_none_for_no_boxes_is_rejected_with_that_input():
     assert "returned None" in message and "empty Tensor float32 of shape (0, 4)" in message and "not None" in message
 
 
-def _anchor_labels(iou, positive, negative, best_anchors):
-    best = iou.max(dim=0).values
-    labels = torch.full((iou.shape[1],), -1.0)
-    labels[negative(best)] = 0.0
-    labels[positive(best)] = 1.0
-    labels[best_anchors(iou)] = 1.0
-    return labels
-
-
-def _every_best(iou):
-    return (iou == iou.max(dim=1, keepdim=True).values).any(dim=0)
-
-
 @pytest.mark.parametrize("positive, negative, best_anchors", [
-    (lambda v: v > 0.7, lambda v: v < 0.3, _every_best),
-    (lambda v: v >= 0.7, lambda v: v <= 0.3, _every_best),
+    (lambda v: v > 0.7, lambda v: v < 0.3, every_best),
+    (lambda v: v >= 0.7, lambda v: v <= 0.3, every_best),
     (lambda v: v >= 0.7, lambda v: v < 0.3, lambda iou: iou.argmax(dim=1)),
 ], ids=["positive above 0.7", "negative at 0.3", "argmax drops ties"])
 def test_anchor_labels_threshold_and_tie_mistakes_are_rejected(positive, negative, best_anchors):
-    _rejected("anchor_labels", lambda iou: _anchor_labels(iou, positive, negative, best_anchors))
+    _rejected("anchor_labels", lambda iou: labels_by(iou, positive, negative, best_anchors))
 
 
 def test_anchor_labels_follows_matcher_for_a_box_overlapping_nothing():
@@ -135,7 +123,7 @@ def test_anchor_labels_follows_matcher_for_a_box_overlapping_nothing():
     iou = torch.tensor([[0.8, 0.1, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
     matches = Matcher(0.7, 0.3, allow_low_quality_matches=True)(iou)
     assert exercises.REGISTRY["anchor_labels"].solution(iou).tolist() == torch.where(matches >= 0, 1.0, 0.0).tolist() == [1.0, 1.0, 1.0]
-    guarded = lambda iou: _anchor_labels(iou, lambda v: v >= 0.7, lambda v: v < 0.3,
+    guarded = lambda iou: labels_by(iou, lambda v: v >= 0.7, lambda v: v < 0.3,
                                          lambda m: ((m == m.max(dim=1, keepdim=True).values) & (m.max(dim=1, keepdim=True).values > 0)).any(dim=0))
     assert "no > 0 guard" in _rejected("anchor_labels", guarded)
 

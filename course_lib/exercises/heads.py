@@ -135,7 +135,11 @@ def _anchor_label_generated():
     return [(m,) for m in edges + ties]
 
 
-def _labels_by(iou, positive, negative, best_anchors):
+def labels_by(iou, positive, negative, best_anchors):
+    """Anchor labels [A] under given rules: ``positive`` and ``negative`` of each anchor's best IoU, ``best_anchors(iou)`` forced positive.
+
+    The bank's threshold and tie mistakes are this function with one rule changed.
+    """
     best_per_anchor = iou.max(dim=0).values
     labels = torch.full((iou.shape[1],), -1.0)
     labels[negative(best_per_anchor)] = 0.0
@@ -144,7 +148,8 @@ def _labels_by(iou, positive, negative, best_anchors):
     return labels
 
 
-def _every_best(iou):
+def every_best(iou):
+    """[A] bool: the anchors tied at some box's maximum IoU (torchvision's low-quality matches)."""
     return (iou == iou.max(dim=1, keepdim=True).values).any(dim=0)
 
 
@@ -159,11 +164,11 @@ register(Exercise(
         Mistake(lambda iou: torch.where(anchor_labels(iou) == -1, 0.0, anchor_labels(iou)),
                 "anchors with IoU between 0.3 and 0.7 are ignored (-1): neither object nor background"),
         Mistake(lambda iou: (iou.max(0).values > 0.5).float(), "the RPN does not split at 0.5: 1 at >= 0.7, 0 below 0.3, -1 in between"),
-        Mistake(lambda iou: _labels_by(iou, lambda v: v > 0.7, lambda v: v < 0.3, _every_best), "an anchor with IoU exactly 0.7 is positive: the test is IoU >= 0.7"),
-        Mistake(lambda iou: _labels_by(iou, lambda v: v >= 0.7, lambda v: v <= 0.3, _every_best), "an anchor with IoU exactly 0.3 is ignored, not background: negative means IoU < 0.3"),
-        Mistake(lambda iou: _labels_by(iou, lambda v: v >= 0.7, lambda v: v < 0.3, lambda m: m.argmax(dim=1)),
+        Mistake(lambda iou: labels_by(iou, lambda v: v > 0.7, lambda v: v < 0.3, every_best), "an anchor with IoU exactly 0.7 is positive: the test is IoU >= 0.7"),
+        Mistake(lambda iou: labels_by(iou, lambda v: v >= 0.7, lambda v: v <= 0.3, every_best), "an anchor with IoU exactly 0.3 is ignored, not background: negative means IoU < 0.3"),
+        Mistake(lambda iou: labels_by(iou, lambda v: v >= 0.7, lambda v: v < 0.3, lambda m: m.argmax(dim=1)),
                 "argmax keeps one best anchor per box and drops the ties: mark EVERY anchor equal to the box's maximum (iou == iou.max(dim=1, keepdim=True).values)"),
-        Mistake(lambda iou: _labels_by(iou, lambda v: v >= 0.7, lambda v: v < 0.3, lambda m: ((m == m.max(dim=1, keepdim=True).values) & (m.max(dim=1, keepdim=True).values > 0)).any(dim=0)),
+        Mistake(lambda iou: labels_by(iou, lambda v: v >= 0.7, lambda v: v < 0.3, lambda m: ((m == m.max(dim=1, keepdim=True).values) & (m.max(dim=1, keepdim=True).values > 0)).any(dim=0)),
                 "torchvision's Matcher keeps a box's best anchors even when that best IoU is 0 (every anchor then ties): no > 0 guard"),
     ),
 ))
