@@ -24,6 +24,16 @@ def iou(box_a, box_b):
     return inter / (area_a + area_b - inter)
 
 
+def _area(box, plus_one: bool = False):
+    """A box's area; ``plus_one``: the old pixel-count convention, width = x2 - x1 + 1 (a mistake here)."""
+    return (box[2] - box[0] + plus_one) * (box[3] - box[1] + plus_one)
+
+
+def _overlap(a, b, clamp: bool = True, plus_one: bool = False):
+    w, h = min(a[2], b[2]) - max(a[0], b[0]) + plus_one, min(a[3], b[3]) - max(a[1], b[1]) + plus_one
+    return max(0.0, w) * max(0.0, h) if clamp else w * h
+
+
 def _iou_cases():
     return [([0.0, 0, 10, 10], [5.0, 5, 15, 15]), ([0.0, 0, 10, 10], [20.0, 20, 30, 30]), ([0.0, 0, 10, 10], [12.0, 0, 20, 10]),
             ([0.0, 0, 10, 10], [2.0, 2, 5, 5]), ([0.0, 0, 10, 10], [0.0, 0, 10, 10]), ([0.0, 0, 10, 10], [10.0, 0, 20, 10])]
@@ -55,15 +65,6 @@ register(Exercise(
                 "coordinates are continuous pixel edges: width = x2 - x1, not the old pixel-count convention x2 - x1 + 1"),
     ),
 ))
-
-
-def _area(box, plus_one: bool = False):
-    return (box[2] - box[0] + plus_one) * (box[3] - box[1] + plus_one)
-
-
-def _overlap(a, b, clamp: bool = True, plus_one: bool = False):
-    w, h = min(a[2], b[2]) - max(a[0], b[0]) + plus_one, min(a[3], b[3]) - max(a[1], b[1]) + plus_one
-    return max(0.0, w) * max(0.0, h) if clamp else w * h
 
 
 # --- NMS -------------------------------------------------------------------------------------------
@@ -156,6 +157,13 @@ def _roi_align_at(feature_map, y, x):
     return torchvision.ops.roi_align(feature_map.double()[None, None], box, 1, spatial_scale=1.0, sampling_ratio=1, aligned=False).item()
 
 
+def _bilinear_unclamped(f, y, x):
+    """The bilinear sample without clamping the +1 neighbours (a mistake: it reads past the last row or column)."""
+    y0, x0 = math.floor(y), math.floor(x)
+    ly, lx = y - y0, x - x0
+    return float((1 - ly) * (1 - lx) * f[y0, x0] + (1 - ly) * lx * f[y0, x0 + 1] + ly * (1 - lx) * f[y0 + 1, x0] + ly * lx * f[y0 + 1, x0 + 1])
+
+
 def _bilinear_cases():
     feature_map = torch.randn(6, 8, generator=seeded(2), dtype=torch.float64)
     return [(feature_map, y, x) for y, x in [(2.0, 3.0), (2.5, 3.5), (0.25, 6.75), (4.7, 1.2), (1.0, 6.5)]]
@@ -181,12 +189,6 @@ register(Exercise(
         Mistake(lambda f, y, x: _bilinear_unclamped(f, y, x), "on the last row or column there is no +1 neighbour: clamp y0 + 1 and x0 + 1 to H - 1 and W - 1"),
     ),
 ))
-
-
-def _bilinear_unclamped(f, y, x):
-    y0, x0 = math.floor(y), math.floor(x)
-    ly, lx = y - y0, x - x0
-    return float((1 - ly) * (1 - lx) * f[y0, x0] + (1 - ly) * lx * f[y0, x0 + 1] + ly * (1 - lx) * f[y0 + 1, x0] + ly * lx * f[y0 + 1, x0 + 1])
 
 
 # --- the FPN level of a box ------------------------------------------------------------------------

@@ -275,11 +275,17 @@ def _nanmean(per_class_ap):
     return float(np.nanmean(values)) if (~np.isnan(values)).any() else float("nan")  # nanmean of nothing warns; the value is the same NaN
 
 
+def _mean_ap_generated():
+    edges = [{"car": float("nan"), "bus": float("nan")}, {"car": 0.7}, {"car": 0.0, "bus": 0.0}, {"car": float("nan"), "bus": 0.0}]
+    rng = np.random.default_rng(61)
+    random = [{f"class{i}": float("nan") if rng.random() < 0.25 else float(rng.choice([0.0, rng.random()])) for i in range(n)} for n in rng.integers(1, 12, 10)]
+    return [(d,) for d in edges + random]
+
+
 register(Exercise(
     name="mean_ap", chapter="book/week1/07_baseline_metrics", title="Mean AP over classes", solution=mean_ap,
     cases=lambda: [({"car": 0.5, "person": 0.25, "bus": float("nan")},), ({"car": 0.4, "truck": 0.1},), ({"car": 0.3, "train": float("nan"), "bicycle": 0.0, "rider": 0.2},)],
-    generated=lambda: [({"car": float("nan"), "bus": float("nan")},), ({"car": 0.7},), ({"car": 0.0, "bus": 0.0},), ({"car": float("nan"), "bus": 0.0},),
-                       ({f"class{i}": (i % 4) / 8 if i % 3 else float("nan") for i in range(12)},)],
+    generated=_mean_ap_generated,
     expected=_nanmean, agrees_with="np.nanmean, as COCOeval averages",
     hint="average the classes whose AP is defined; a class without ground truth (NaN) is left out; no class defined -> NaN",
     mistakes=(

@@ -10,7 +10,7 @@ import torch
 from torchvision.utils import draw_segmentation_masks
 
 from course_lib.exercises.core import Exercise, Mistake, register
-from course_lib.exercises.generate import seeded
+from course_lib.exercises.generate import random_boxes, seeded
 from course_lib.results import load_results
 from course_lib.tracking.track import FORBIDDEN, Tracker, assign
 
@@ -167,7 +167,7 @@ register(Exercise(
     name="overlay", chapter="book/week3/04_video_demo", title="Blend a mask into a frame", solution=overlay,
     cases=lambda: [_overlay_case(seeded(8), h, w, alpha) for h, w, alpha in [(6, 8, 0.5), (5, 5, 0.8), (4, 7, 0.3)]],
     generated=lambda: [_overlay_case(seeded(22), 3, 4, 0.5, fill=False), _overlay_case(seeded(23), 3, 4, 0.4, fill=True), _overlay_case(seeded(24), 1, 1, 0.0),
-                       _overlay_case(seeded(25), 2, 9, 1.0), _overlay_case(seeded(26), 16, 12, 0.7)],
+                       _overlay_case(seeded(25), 2, 9, 1.0)] + [_overlay_case(seeded(60 + k), h, w, a) for k, (h, w, a) in enumerate([(16, 12, 0.7), (7, 3, 0.25), (9, 9, 0.9), (2, 30, 0.6)])],
     expected=lambda image, mask, colour, alpha: draw_segmentation_masks(image, mask, alpha=alpha, colors=[colour]),
     agrees_with="torchvision.utils.draw_segmentation_masks", atol=1.0,
     hint="inside the mask: (1 - alpha) * pixel + alpha * colour; outside: the pixel unchanged; back to uint8",
@@ -224,11 +224,19 @@ def _speedup_cases():
     return [(variants[0]["stages_ms"], "backbone", 2.0), (variants[0]["stages_ms"], "mask_head", 4.0), (variants[-1]["stages_ms"], "paste", 10.0)]
 
 
+def _speedup_generated():
+    edges = [({"a": 10.0, "b": 30.0}, "a", 1.0), ({"only": 8.0}, "only", 3.0), ({"a": 1.0, "b": 99.0}, "a", 1e9), ({"a": 0.0, "b": 5.0}, "a", 2.0),
+             ({"a": 40.0, "b": 40.0, "c": 20.0}, "c", 0.5)]  # no gain, one stage, the limit, a free stage, a slow-down
+    rng = np.random.default_rng(57)
+    stages = ["transform", "backbone", "rpn", "box_head", "mask_head", "paste"]
+    random = [(dict(zip(stages, rng.uniform(0.1, 40, 6).round(3).tolist())), str(rng.choice(stages)), float(rng.choice([1.5, 2, 4, 10, 100]))) for _ in range(10)]
+    return edges + random
+
+
 register(Exercise(
     name="overall_speedup", chapter="book/week4/02_benchmarks", title="What one faster stage buys (Amdahl's law)", solution=overall_speedup,
     cases=_speedup_cases,
-    generated=lambda: [({"a": 10.0, "b": 30.0}, "a", 1.0), ({"only": 8.0}, "only", 3.0), ({"a": 1.0, "b": 99.0}, "a", 1e9), ({"a": 0.0, "b": 5.0}, "a", 2.0),
-                       ({"a": 40.0, "b": 40.0, "c": 20.0}, "c", 0.5)],
+    generated=_speedup_generated,
     agrees_with="the reference solution (on the committed bench_cpu.json)",
     hint="new total = total - t_stage + t_stage / factor; speed-up = old total / new total (Amdahl's law)",
     mistakes=(
@@ -251,12 +259,16 @@ register(Exercise(
     name="responsible_cell", chapter="book/week4/03_yolo_vs_maskrcnn", title="Which YOLO cell is responsible?", solution=responsible_cell,
     cases=lambda: [((10.0, 20.0, 50.0, 60.0), (128, 256), 8), ((200.0, 10.0, 256.0, 40.0), (128, 256), 4), ((0.0, 100.0, 30.0, 128.0), (128, 256), 13), ((60.0, 60.0, 70.0, 64.0), (128, 128), 2)],
     generated=lambda: [((0.0, 0.0, 64.0, 64.0), (128, 128), 2), ((96.0, 0.0, 160.0, 32.0), (128, 256), 4), ((250.0, 120.0, 256.0, 128.0), (128, 256), 7),
-                       ((0.0, 0.0, 2.0, 2.0), (128, 256), 1), ((200.0, 0.0, 256.0, 128.0), (128, 256), 3), ((31.0, 63.0, 33.0, 65.0), (128, 128), 4)],
+                       ((0.0, 0.0, 2.0, 2.0), (128, 256), 1), ((200.0, 0.0, 256.0, 128.0), (128, 256), 3), ((31.0, 63.0, 33.0, 65.0), (128, 128), 4),
+                       ((256.0, 128.0, 256.0, 128.0), (128, 256), 4)]  # centres on cell borders and on the image's corner
+    + [(tuple(box), (128, 256), int(s)) for box, s in zip(random_boxes(12, seeded(58), 200, 56).clamp(max=256).tolist(), torch.randint(1, 14, (12,), generator=seeded(59)))],
     hint="the centre ((x1 + x2) / 2, (y1 + y2) / 2) decides; row = floor(cy / H * S), column = floor(cx / W * S), at most S - 1 (a centre on a cell border belongs to the cell after it)",
     mistakes=(
         Mistake(lambda b, size, s: responsible_cell(b, size, s)[::-1], "rows go down the image (y), columns across (x): return (row, column)"),
         Mistake(lambda b, size, s: (min(s - 1, int(b[1] / size[0] * s)), min(s - 1, int(b[0] / size[1] * s))), "the cell holding the box's CENTRE is responsible, not the one holding its corner"),
         Mistake(lambda b, size, s: (min(s - 1, round((b[1] + b[3]) / 2 / size[0] * s)), min(s - 1, round((b[0] + b[2]) / 2 / size[1] * s))),
                 "floor, not round: cell k covers [k, k + 1) * H / S"),
+        Mistake(lambda b, size, s: (int((b[1] + b[3]) / 2 / size[0] * s), int((b[0] + b[2]) / 2 / size[1] * s)),
+                "a centre on the image's bottom or right edge gives index S: clamp to the last cell, S - 1"),
     ),
 ))

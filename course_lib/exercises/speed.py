@@ -56,7 +56,8 @@ def scaled_ms(ms, size_from, size_to):
 register(Exercise(
     name="scaled_ms", chapter="book/week3/01_where_the_time_goes", title="Backbone time at another input size", solution=scaled_ms,
     cases=lambda: [(20.0, (128, 256), (512, 1024)), (80.0, (512, 1024), (256, 512)), (35.0, (480, 640), (720, 1280))],
-    generated=lambda: [(12.0, (100, 100), (100, 100)), (10.0, (1, 1000), (1000, 1)), (50.0, (512, 1024), (512, 2048)), (7.5, (333, 517), (1, 1))],
+    generated=lambda: [(12.0, (100, 100), (100, 100)), (10.0, (1, 1000), (1000, 1)), (50.0, (512, 1024), (512, 2048)), (7.5, (333, 517), (1, 1))]
+    + [(float(ms), (int(a), int(b)), (int(c), int(d))) for ms, a, b, c, d in zip(np.random.default_rng(55).uniform(1, 200, 10).round(1), *np.random.default_rng(56).integers(1, 2049, (4, 10)))],
     hint="a convolution's work grows with the number of pixels: multiply by (H2 * W2) / (H1 * W1)",
     mistakes=(
         Mistake(lambda ms, a, b: ms * b[1] / a[1], "the work grows with the pixel COUNT (H * W), not with one side: doubling both sides is four times the work"),
@@ -85,6 +86,16 @@ def _dominance_front(variants):
         return any(m <= ms and a >= ap and (m, a) != (ms, ap) for _, m, a in variants)
 
     return [name for name, ms, ap in sorted(variants, key=lambda v: v[1]) if not beaten(ms, ap)]
+
+
+def _walk(variants, better, key=lambda v: (v[1], -v[2])):
+    """The fastest-first walk with the comparison ``better(ap, best_ap)`` and sort ``key`` as parameters (for the mistakes)."""
+    front, best_ap = [], -1.0
+    for name, _, ap in sorted(variants, key=key):
+        if better(ap, best_ap):
+            front.append(name)
+            best_ap = ap
+    return front
 
 
 def _variant_cases():
@@ -118,15 +129,6 @@ register(Exercise(
                 "at equal latency the more accurate variant dominates the other: sort ties by AP, best first"),
     ),
 ))
-
-
-def _walk(variants, better, key=lambda v: (v[1], -v[2])):
-    front, best_ap = [], -1.0
-    for name, _, ap in sorted(variants, key=key):
-        if better(ap, best_ap):
-            front.append(name)
-            best_ap = ap
-    return front
 
 
 def resized_size(height, width, min_size, max_size):
