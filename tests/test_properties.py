@@ -231,3 +231,10 @@ def test_latency_summary_solution(times, warmup):
 def test_lr_multiplier_solution(warmup, steps, data):
     step = data.draw(st.integers(0, steps))
     assert math.isclose(REGISTRY["lr_multiplier"].solution(step, warmup, steps), REGISTRY["lr_multiplier"].expected(step, warmup, steps), abs_tol=1e-9)
+
+
+@examples(300)
+@given(st.integers(0, 450).map(lambda v: v / 2), st.integers(0, 196).map(lambda v: v / 2), SIDES, SIDES, st.integers(1, 16))
+def test_responsible_cell_solution(x, y, w, h, grid):
+    """Boxes inside a 128 x 256 image (sides up to 30 px), centres often on the half-pixel cell borders."""
+    assert agrees("responsible_cell", (x, y, x + w, y + h), (128, 256), grid)

@@ -255,9 +255,16 @@ def responsible_cell(box, image_size, grid):
     return row, column
 
 
+def _cell_by_borders(box, image_size, grid):
+    """Independent truth: how many inner cell borders lie at or before the centre, per axis."""
+    centre = ((box[1] + box[3]) / 2, (box[0] + box[2]) / 2)
+    return tuple(int(np.searchsorted(np.arange(1, grid) * side / grid, c, side="right")) for c, side in zip(centre, image_size))
+
+
 register(Exercise(
     name="responsible_cell", chapter="book/week4/03_yolo_vs_maskrcnn", title="Which YOLO cell is responsible?", solution=responsible_cell,
     cases=lambda: [((10.0, 20.0, 50.0, 60.0), (128, 256), 8), ((200.0, 10.0, 256.0, 40.0), (128, 256), 4), ((0.0, 100.0, 30.0, 128.0), (128, 256), 13), ((60.0, 60.0, 70.0, 64.0), (128, 128), 2)],
+    expected=_cell_by_borders, agrees_with="the cell borders k * H / S searched with np.searchsorted",
     generated=lambda: [((0.0, 0.0, 64.0, 64.0), (128, 128), 2), ((96.0, 0.0, 160.0, 32.0), (128, 256), 4), ((250.0, 120.0, 256.0, 128.0), (128, 256), 7),
                        ((0.0, 0.0, 2.0, 2.0), (128, 256), 1), ((200.0, 0.0, 256.0, 128.0), (128, 256), 3), ((31.0, 63.0, 33.0, 65.0), (128, 128), 4),
                        ((256.0, 128.0, 256.0, 128.0), (128, 256), 4)]  # centres on cell borders and on the image's corner

@@ -88,6 +88,8 @@ def _occlusion_generated():
 register(Exercise(
     name="occlusion", chapter="book/week2/01_toycity", title="How occluded is an object?", solution=occlusion, cases=_occlusion_cases,
     generated=_occlusion_generated,
+    expected=lambda amodal, visible: float((amodal & ~visible).sum()) / float(amodal.sum()),
+    agrees_with="the count of hidden pixels (amodal and not visible) over the amodal ones",
     hint="1 - visible pixels / amodal pixels",
     mistakes=(
         Mistake(lambda a, v: float(v.sum()) / float(a.sum()), "that is the visible share; occlusion is the hidden share, 1 minus it"),
