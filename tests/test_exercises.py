@@ -35,7 +35,7 @@ def test_reference_solution_passes_every_case(name, capsys):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_generated_cases_outnumber_nothing(name):
+def test_every_exercise_has_hand_picked_and_generated_cases(name):
     hand, generated = exercises.count_cases(name)
     assert hand >= 2 and generated >= 4, "hand-picked cases and generated edge and random cases"
 
