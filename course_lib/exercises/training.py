@@ -242,6 +242,7 @@ register(Exercise(
     cases=lambda: [([1, 1, 0, 1, 0], 4), ([0, 1, 1, 1, 0, 0, 1], 5), ([1, 0, 0, 0], 2)],
     generated=lambda: [([], 3), ([1], 1), ([0], 2), ([0, 0, 0], 1), ([1, 1, 1], 3), ([1, 1], 5)]
     + [(np.random.default_rng(s).integers(0, 2, n).tolist(), n + 2) for s, n in [(49, 20), (50, 7), (51, 40)]],
+    agrees_with="the reference solution (a test checks it, with average_precision, against pycocotools)",
     hint="cumulative true positives after k detections: precision = TP_k / k, recall = TP_k / number of ground-truth objects",
     mistakes=(
         Mistake(lambda flags, n: ((np.cumsum(flags) / np.arange(1, len(flags) + 1)).tolist(), (np.cumsum(flags) / len(flags)).tolist()),
