@@ -156,11 +156,15 @@ if model_name.startswith("ToyCity"):  # what COCO weights find on a synthetic sc
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
 # ```{exercise} The model's input tensor
@@ -168,7 +172,8 @@ if model_name.startswith("ToyCity"):  # what COCO weights find on a synthetic sc
 #
 # Torchvision's detectors take a list of `float32` tensors shaped `[3, H, W]` with values in `[0,
 # 1]`; OpenCV and Pillow give `uint8` arrays shaped `[H, W, 3]`. Write `to_model_input(image)`
-# that turns the second into the first.
+# that turns such a NumPy array (any `H, W >= 1`, RGB order kept) into such a tensor: `0` becomes
+# `0.0` and `255` exactly `1.0`. Checked against torchvision's `to_image` + `to_dtype(scale=True)`.
 # ```
 
 # %%

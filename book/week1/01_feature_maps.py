@@ -194,19 +194,25 @@ assert levels.tolist() == formula, "torchvision's level for each box is the form
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
 # ```{exercise} Output size of a convolution
 # :label: exercise-conv_output_size
 #
 # Write `conv_output_size(size, kernel, stride, padding)`: the length of a convolution's output
-# along one axis of length `size`. The ResNet stem (`kernel=7, stride=2, padding=3`) is one of the
-# cases.
+# along one axis of length `size` (all four are positive integers, `padding >= 0`, zero padding on
+# both sides, no dilation, and the kernel fits the padded input). The ResNet stem (`kernel=7,
+# stride=2, padding=3`) is one of the cases. Checked against the output length of
+# `torch.nn.functional.conv1d`.
 # ```
 
 # %%
@@ -233,8 +239,10 @@ exercises.check("conv_output_size", conv_output_size)
 # :label: exercise-receptive_field
 #
 # Write `receptive_field(layers)` for a list of `(kernel, stride)` convolutions applied in order:
-# how many input pixels (along one axis) can change one output position? The check measures the
-# answer with gradients, as this chapter did for the whole backbone.
+# how many input pixels (along one axis) lie between the first and the last one that can change one
+# output position, both included? An empty list is the identity: `1`. The check measures the
+# answer with gradients through an all-ones convolution stack, as this chapter did for the whole
+# backbone.
 # ```
 
 # %%

@@ -172,19 +172,25 @@ stages.anchor_grid(t.anchors[coarse], generator.num_anchors_per_location()[coars
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
 # ```{exercise} Compute an anchor
 # :label: exercise-anchor
 #
 # Write `anchor(position, stride, size, aspect_ratio)` returning `(x1, y1, x2, y2)` in
-# torchvision's convention (ratio = height / width, area = size$^2$, centre = position × stride).
-# Rounding the half sizes is optional.
+# torchvision's convention: `position = (p_x, p_y)` is (column, row) on the feature map, the
+# centre is `(p_x * stride, p_y * stride)`, the area is `size`$^2$ and `aspect_ratio` is height /
+# width. Checked against `AnchorGenerator`, within the half pixel by which it rounds half sizes
+# (rounding them yourself is optional).
 # ```
 
 # %%
@@ -211,8 +217,10 @@ exercises.check("anchor", anchor)
 # :label: exercise-anchor_count
 #
 # Write `anchor_count(image_size, strides, ratios_per_size)`: the number of anchors of an FPN with
-# one anchor size per level on a padded `(H, W)` batch, for the given level strides and number of
-# aspect ratios.
+# one anchor size per level on a padded `(H, W)` batch, for the given level strides (powers of
+# two) and number of aspect ratios. A level of stride `s` has one position per cell of its feature
+# map, and each stride-2 step of the backbone rounds its size up. Checked against torchvision's
+# `AnchorGenerator` on the feature maps that stride-2 steps give.
 # ```
 
 # %%

@@ -149,18 +149,24 @@ widgets.nms_explorer(image, t.pre_nms_boxes[level_fine], t.pre_nms_scores[level_
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
 # ```{exercise} IoU of two boxes
 # :label: exercise-iou
 #
-# NMS rests on IoU. Write `iou(box_a, box_b)` for two `(x1, y1, x2, y2)` lists. Mind boxes that do
-# not overlap at all.
+# NMS rests on IoU. Write `iou(box_a, box_b)` for two `(x1, y1, x2, y2)` lists of floats with
+# `x1 <= x2`, `y1 <= y2` (continuous coordinates: the width is `x2 - x1`). Boxes that do not
+# overlap, or only touch, have IoU `0`; a box of zero width inside another too. Checked against
+# `torchvision.ops.box_iou`.
 # ```
 
 # %%
@@ -174,7 +180,7 @@ exercises.check("iou", iou)
 # ````{solution} exercise-iou
 # :class: dropdown
 #
-# ```{literalinclude} /course_lib/exercises/foundations.py
+# ```{literalinclude} /course_lib/exercises/detection.py
 # :pyobject: iou
 # ```
 # ````
@@ -183,9 +189,11 @@ exercises.check("iou", iou)
 # ```{exercise} Write NMS
 # :label: exercise-nms
 #
-# Write `nms(boxes, scores, iou_threshold)` returning the indices of the kept boxes, highest score
-# first. `boxes` is a `Tensor[N, 4]` of (x1, y1, x2, y2); you may use `torchvision.ops.box_iou`
-# (or your own IoU). The check compares with `torchvision.ops.nms`.
+# Write `nms(boxes, scores, iou_threshold)` returning the list of the indices of the kept boxes,
+# highest score first. `boxes` is a `Tensor[N, 4]` of (x1, y1, x2, y2), `scores` a `Tensor[N]` of
+# distinct scores; you may use `torchvision.ops.box_iou` (or your own IoU). A box is suppressed
+# when its IoU with an already kept box is strictly greater than `iou_threshold`: at exactly the
+# threshold it is kept. No boxes in: an empty list out. Checked against `torchvision.ops.nms`.
 # ```
 
 # %%
@@ -202,7 +210,7 @@ exercises.check("nms", nms)
 # ````{solution} exercise-nms
 # :class: dropdown
 #
-# ```{literalinclude} /course_lib/exercises/foundations.py
+# ```{literalinclude} /course_lib/exercises/detection.py
 # :pyobject: nms
 # ```
 # ````

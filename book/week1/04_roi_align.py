@@ -204,18 +204,24 @@ print(f"{len(t.proposals)} proposals, forward + backward: torchvision kernel {po
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
 # ```{exercise} One bilinear sample
 # :label: exercise-bilinear
 #
-# Write `bilinear(feature_map, y, x)` for a 2-D `Tensor[H, W]` and a point inside the map. The
-# check compares with the interpolation RoI Align uses.
+# Write `bilinear(feature_map, y, x)` for a 2-D `Tensor[H, W]` and a point with `0 <= y <= H - 1`,
+# `0 <= x <= W - 1` (row `y`, column `x`, float). On the last row or column the missing `+1`
+# neighbour is the edge itself. Checked against `torchvision.ops.roi_align` sampling that one
+# point.
 # ```
 
 # %%
@@ -232,7 +238,7 @@ exercises.check("bilinear", bilinear)
 # ````{solution} exercise-bilinear
 # :class: dropdown
 #
-# ```{literalinclude} /course_lib/exercises/foundations.py
+# ```{literalinclude} /course_lib/exercises/detection.py
 # :pyobject: bilinear
 # ```
 # ````
@@ -241,9 +247,11 @@ exercises.check("bilinear", bilinear)
 # ```{exercise} The FPN level of a box
 # :label: exercise-fpn_level
 #
-# `MultiScaleRoIAlign` reads each box from one pyramid level, chosen by the box's scale (equation
-# one of the FPN paper, canonical size `224` at level `4`). Write `fpn_level(box)` for an `(x1,
-# y1, x2, y2)` box, returning the level `k` of the map $P_k$ (from `2` to `5`).
+# `MultiScaleRoIAlign` reads each box from one pyramid level, chosen by the box's scale
+# $\sqrt{wh}$ (equation one of the FPN paper, canonical size `224` at level `4`). Write
+# `fpn_level(box)` for an `(x1, y1, x2, y2)` list, returning the level `k` of the map $P_k$:
+# $\lfloor 4 + \log_2(\sqrt{wh} / 224) + 10^{-6} \rfloor$ clamped to `2`–`5`, so a box whose scale is
+# exactly `224` is at level `4`. Checked against torchvision's `LevelMapper`.
 # ```
 
 # %%
@@ -260,7 +268,7 @@ exercises.check("fpn_level", fpn_level)
 # ````{solution} exercise-fpn_level
 # :class: dropdown
 #
-# ```{literalinclude} /course_lib/exercises/foundations.py
+# ```{literalinclude} /course_lib/exercises/detection.py
 # :pyobject: fpn_level
 # ```
 # ````

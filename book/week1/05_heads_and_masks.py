@@ -279,11 +279,15 @@ overlay.detections_overlay(subject.image, t.final, CLASSES, score_threshold=thre
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
 # ```{exercise} Pick the class-specific mask
@@ -291,7 +295,8 @@ overlay.detections_overlay(subject.image, t.final, CLASSES, score_threshold=thre
 #
 # The mask head returns logits `[R, C, M, M]`, one mask per class for every RoI. Write
 # `class_masks(mask_logits, labels)` returning the mask probabilities `[R, M, M]` of each RoI's
-# own class (`labels[r]`), as `maskrcnn_inference` does.
+# own class (`labels[r]`, an index into the `C` channels; channel `0` is the background's); with no
+# RoI (`R = 0`) a `[0, M, M]` tensor. Checked against torchvision's `maskrcnn_inference`.
 # ```
 
 # %%
@@ -320,7 +325,10 @@ exercises.check("class_masks", class_masks)
 # :label: exercise-mask_loss
 #
 # Write `mask_loss(mask_logits, labels, targets)`: Mask R-CNN's mask loss for logits `[R, C, M,
-# M]`, ground-truth labels `[R]` and binary targets `[R, M, M]`, one scalar.
+# M]`, ground-truth labels `[R]` and binary float targets `[R, M, M]`, one scalar tensor: the mean
+# binary cross-entropy over the pixels of each RoI's ground-truth channel. With no positive RoI
+# (`R = 0`) the loss is `mask_logits.sum() * 0`, a zero that keeps the graph, never a NaN. Checked
+# against torchvision's `maskrcnn_loss`.
 # ```
 
 # %%

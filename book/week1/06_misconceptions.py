@@ -240,20 +240,27 @@ print(f"pairs of objects whose centres share a {cell} x {cell} cell: {shared_pai
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
 # ```{exercise} Label anchors for the RPN
 # :label: exercise-anchor_labels
 #
 # Misconception six said the RPN does not keep anchors above an objectness score; in training it
-# labels them by IoU. Write `anchor_labels(iou)` for the IoU matrix `[G, A]` of ground-truth boxes
-# with anchors: `1.0` object, `0.0` background, `-1.0` ignored, with Faster R-CNN's thresholds
-# (`Matcher(0.7, 0.3, allow_low_quality_matches=True)`).
+# labels them by IoU. Write `anchor_labels(iou)` for the float IoU matrix `[G, A]` (`G, A >= 1`) of
+# ground-truth boxes with anchors, returning a float `Tensor[A]`: `1.0` object when the anchor's
+# best IoU is `>= 0.7`, `0.0` background when it is `< 0.3`, `-1.0` ignored in between; then each
+# box's best anchors, every anchor tied at that box's maximum, are objects whatever their IoU (even
+# `0`, for a box that overlaps nothing: torchvision does so). Checked against
+# `Matcher(0.7, 0.3, allow_low_quality_matches=True)`.
 # ```
 
 # %%
@@ -281,9 +288,11 @@ exercises.check("anchor_labels", anchor_labels)
 # ```{exercise} Top-k per level, not a score threshold
 # :label: exercise-top_k_per_level
 #
-# Write `top_k_per_level(scores, levels, k)`: the indices of the `k` highest scores of each
-# pyramid level (`levels[i]` is the level of score `i`), levels in increasing order, best first
-# within a level. This is how the RPN picks its candidates before NMS.
+# Write `top_k_per_level(scores, levels, k)`: a list of the indices of the `k` highest scores of
+# each pyramid level (`levels[i]`, an integer, is the level of score `i`; scores are distinct), the
+# levels in increasing order, best first within a level; a level with fewer than `k` scores gives
+# all of them, and no scores give `[]`. This is how the RPN picks its candidates before NMS.
+# Checked against torchvision's `RegionProposalNetwork._get_top_n_idx`.
 # ```
 
 # %%

@@ -168,18 +168,23 @@ else:
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
 # ```{exercise} Mask IoU
 # :label: exercise-mask_iou
 #
 # AP counts a detection as found when its mask overlaps a ground-truth mask enough. Write
-# `mask_iou(mask_a, mask_b)` for two boolean `Tensor[H, W]` masks.
+# `mask_iou(mask_a, mask_b)` for two boolean `Tensor[H, W]` masks, returning a float; two empty
+# masks give `0.0`. Checked against pycocotools' mask IoU.
 # ```
 
 # %%
@@ -206,7 +211,9 @@ exercises.check("mask_iou", mask_iou)
 # :label: exercise-mean_ap
 #
 # The headline AP is a mean over classes. Write `mean_ap(per_class_ap)` for a dict class → AP in
-# which `nan` marks a class with no ground-truth instance in the evaluation set.
+# which `nan` marks a class with no ground-truth instance in the evaluation set: the mean over the
+# other classes (an AP of `0` counts), `nan` when no class has ground truth. Checked against
+# `np.nanmean`.
 # ```
 
 # %%

@@ -368,18 +368,24 @@ print(f"{1 / seconds:.1f} scenes/s ({1000 * seconds:.0f} ms per scene, ground tr
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
 # ```{exercise} A box from a mask
 # :label: exercise-box_from_mask
 #
 # ToyCity derives every box from its mask. Write `box_from_mask(mask)` returning the tight `(x1,
-# y1, x2, y2)` box of the `True` pixels of a boolean `Tensor[H, W]`, covering whole pixels.
+# y1, x2, y2)` box of the `True` pixels of a boolean `Tensor[H, W]` with at least one, covering
+# whole pixels: a single pixel at row `y`, column `x` gives `(x, y, x + 1, y + 1)`. Checked against
+# `torchvision.ops.masks_to_boxes` plus one on `x2` and `y2` (it gives the last pixel's index).
 # ```
 
 # %%
@@ -407,8 +413,9 @@ exercises.check("box_from_mask", box_from_mask)
 # ```{exercise} How occluded is an object?
 # :label: exercise-occlusion
 #
-# ToyCity knows each object's amodal mask (its full extent) and its visible mask. Write
-# `occlusion(amodal_mask, visible_mask)`: the fraction of the object that is hidden.
+# ToyCity knows each object's amodal mask (its full extent, at least one pixel) and its visible
+# mask (a subset of it). Write `occlusion(amodal_mask, visible_mask)`: the fraction of the object
+# that is hidden, from `0.0` (fully visible) to `1.0` (fully hidden).
 # ```
 
 # %%

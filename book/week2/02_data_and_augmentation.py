@@ -305,24 +305,31 @@ assert len(zoomed["labels"]) <= len(target["labels"])
 #   regions, which are ignore regions, not objects.
 # * After any rotation, recompute boxes from masks.
 
-# %%
-# Exercise: change `angle` above to 10° (the training range) and 45°. How does the mean IoU between
-# v2's box and the tight box change? Which classes suffer most, and why?
-
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# **To explore** (no check): set `angle = 10` in the rotation cell above (the training range), then
+# `angle = 45`. How does the mean IoU between v2's box and the tight box change? Which classes
+# suffer most, and why?
 
 # %% [markdown]
 # ```{exercise} Decode a Cityscapes instance id
 # :label: exercise-label_id
 #
-# Write `label_id(value)`: the Cityscapes label id of one value of an `*_instanceIds.png` map.
+# Write `label_id(value)`: the Cityscapes label id of one value (an integer `>= 0`) of an
+# `*_instanceIds.png` map, where a value of at least `1000` is `1000 * label id + instance number`.
+# Checked against cityscapesscripts' `Instance.getLabelID`.
 # ```
 
 # %%
@@ -348,8 +355,9 @@ exercises.check("label_id", label_id)
 # ```{exercise} Flip a box
 # :label: exercise-hflip_box
 #
-# Write `hflip_box(box, width)`: the `(x1, y1, x2, y2)` box after flipping an image `width` pixels
-# wide left to right, as `transforms.v2` does.
+# Write `hflip_box(box, width)`: the `(x1, y1, x2, y2)` box, in continuous pixel-edge
+# coordinates, after flipping an image `width` pixels wide left to right, still with `x1 <= x2`.
+# Checked against `transforms.v2`'s `horizontal_flip` of `BoundingBoxes`.
 # ```
 
 # %%

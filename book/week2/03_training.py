@@ -415,19 +415,26 @@ assert coco_heads.coco_rows()[CLASSES.index("rider")] == coco_heads.coco_rows()[
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
 # ```{exercise} Warm-up, then cosine decay
 # :label: exercise-lr_multiplier
 #
 # Write `lr_multiplier(step, warmup_steps, steps)`: the factor the base learning rate is
-# multiplied by at the zero-based `step`, for a linear warm-up that starts at `0.001` of the base
-# rate followed by a cosine decay that reaches zero at `steps` (the course's `cosine` schedule).
+# multiplied by at the zero-based `step` (`0 <= step <= steps`, `1 <= warmup_steps < steps`): a
+# linear warm-up from `0.001` at step `0` to `1` at step `warmup_steps`, then a cosine decay
+# $\frac{1}{2}(1 + \cos \pi p)$ over the remaining `steps - warmup_steps` steps, with progress
+# `p = (step - warmup_steps) / (steps - warmup_steps)`, reaching zero at `steps`. Checked against
+# torch's `LinearLR` then `CosineAnnealingLR`, chained with `SequentialLR`.
 # ```
 
 # %%
@@ -456,7 +463,10 @@ exercises.check("lr_multiplier", lr_multiplier)
 # :label: exercise-repeat_factors
 #
 # Write `image_repeat_factors(label_sets, threshold)`: the LVIS repeat factor of every image,
-# given the set of classes in each image and the threshold `t`.
+# given the set of classes in each image (a non-empty list; an image may have none) and the
+# threshold `t`: $r_c = \max(1, \sqrt{t / f_c})$ with $f_c$ the fraction of images containing class
+# `c`, and each image takes the largest $r_c$ of its classes (`1.0` with none). Checked against
+# `course_lib.data.sampling.repeat_factors`.
 # ```
 
 # %%

@@ -417,26 +417,32 @@ assert Path(official["result_file"]).is_file()
 # * Failure analysis turns one number into hypotheses: small, hidden, confused or hallucinated.
 # * Report Cityscapes numbers with the official evaluator.
 
-# %%
-# Exercise: re-run the failure analysis with score_threshold=0.3 and 0.7. How do the numbers of
-# missed objects and false detections move, and why does AP not depend on this threshold at all?
-
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# **To explore** (no check): re-run the failure analysis with `score_threshold=0.3` and
+# `score_threshold=0.7`. How do the numbers of missed objects and false detections move, and why
+# does AP not depend on this threshold at all?
 
 # %% [markdown]
 # ```{exercise} Precision and recall down the ranking
 # :label: exercise-precision_recall
 #
 # Detections sorted by decreasing score are each a true positive (`1`) or not (`0`). Write
-# `precision_recall(is_true_positive, num_ground_truth)` returning two lists: the precision and
-# the recall after each detection.
+# `precision_recall(is_true_positive, num_ground_truth)` (`num_ground_truth >= 1`) returning two
+# lists, the precision and the recall after each detection, in that order; no detections give two
+# empty lists.
 # ```
 
 # %%
@@ -464,8 +470,11 @@ exercises.check("precision_recall", precision_recall)
 # ```{exercise} AP from a precision-recall list
 # :label: exercise-average_precision
 #
-# Write `average_precision(recall, precision)`: COCO's AP of one class from those two lists, with
-# its interpolation at the recall points `np.linspace(0, 1, 101)`.
+# Write `average_precision(recall, precision)`: COCO's AP of one class from those two lists (recall
+# non-decreasing; both may be empty), with its interpolation: make the precision non-increasing
+# from the right, then at each recall point of `np.linspace(0, 1, 101)` take it at the first rank
+# whose recall is at or above the point (`0` where none is), and average. A test checks this
+# against pycocotools' `COCOeval`.
 # ```
 
 # %%

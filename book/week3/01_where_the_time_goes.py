@@ -220,25 +220,32 @@ plt.show()
 #   score threshold cost little accuracy (the next chapter measures how little).
 # * The balance depends on the model: in the big R50-FPN the backbone dominates; in the small
 #   ToyCity model the heads take a large share, so the levers that pay off differ.
-#
-# **Exercise.** Time the stages with `torch.set_num_threads(1)` and with all your cores. Which
-# stages gain from more threads, and why do the ones that run per detection gain least?
 
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# **To explore** (no check): time the stages with `torch.set_num_threads(1)` and with all your
+# cores. Which stages gain from more threads, and why do the ones that run per detection gain least?
 
 # %% [markdown]
 # ```{exercise} Median and p90 latency
 # :label: exercise-latency_summary
 #
 # Write `latency_summary(times_ms, warmup)` returning `(median, p90)` of a list of per-run
-# latencies after dropping the first `warmup` runs.
+# latencies after dropping the first `warmup` runs (at least one run is left): the median as
+# `np.median`, p90 as numpy's default percentile, which interpolates linearly between the two
+# nearest ranks. Checked against `statistics.median` and `np.percentile(..., method="linear")`.
 # ```
 
 # %%
@@ -257,7 +264,7 @@ exercises.check("latency_summary", latency_summary)
 # ````{solution} exercise-latency_summary
 # :class: dropdown
 #
-# ```{literalinclude} /course_lib/exercises/realtime.py
+# ```{literalinclude} /course_lib/exercises/speed.py
 # :pyobject: latency_summary
 # ```
 # ````
@@ -282,7 +289,7 @@ exercises.check("scaled_ms", scaled_ms)
 # ````{solution} exercise-scaled_ms
 # :class: dropdown
 #
-# ```{literalinclude} /course_lib/exercises/realtime.py
+# ```{literalinclude} /course_lib/exercises/speed.py
 # :pyobject: scaled_ms
 # ```
 # ````

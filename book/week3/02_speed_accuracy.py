@@ -405,19 +405,25 @@ assert all(row["median_ms"] > 0 for row in live["variants"])
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
 # ```{exercise} The Pareto front
 # :label: exercise-pareto
 #
 # Write `pareto(variants)` for a list of `(name, median_ms, mask_ap)`: the names of the variants
-# that no other variant beats on both latency and AP, fastest first. One case is the committed
-# benchmark.
+# that no other variant beats, fastest first. A variant is beaten by one at least as fast and at
+# least as accurate and better in one of the two: at equal latency the less accurate one is
+# beaten, at equal AP the slower one (no two variants tie on both). One case is the committed
+# benchmark. Checked against that definition, pair by pair.
 # ```
 
 # %%
@@ -434,7 +440,7 @@ exercises.check("pareto", pareto)
 # ````{solution} exercise-pareto
 # :class: dropdown
 #
-# ```{literalinclude} /course_lib/exercises/realtime.py
+# ```{literalinclude} /course_lib/exercises/speed.py
 # :pyobject: pareto
 # ```
 # ````
@@ -443,8 +449,10 @@ exercises.check("pareto", pareto)
 # ```{exercise} The size the model really sees
 # :label: exercise-resized_size
 #
-# Write `resized_size(height, width, min_size, max_size)`: the size of an image after the resize
-# inside torchvision's Mask R-CNN (`GeneralizedRCNNTransform`).
+# Write `resized_size(height, width, min_size, max_size)`: the `(H, W)` of an image after the
+# resize inside torchvision's Mask R-CNN: one scale for both sides, the largest that keeps the
+# short side at most `min_size` and the long side at most `max_size`, each side rounded down.
+# Checked against `GeneralizedRCNNTransform.resize`.
 # ```
 
 # %%
@@ -461,7 +469,7 @@ exercises.check("resized_size", resized_size)
 # ````{solution} exercise-resized_size
 # :class: dropdown
 #
-# ```{literalinclude} /course_lib/exercises/realtime.py
+# ```{literalinclude} /course_lib/exercises/speed.py
 # :pyobject: resized_size
 # ```
 # ````

@@ -504,29 +504,37 @@ assert all(set(rows) == {"course", "ByteTrack", "OC-SORT", "BoT-SORT"} for rows 
 #   that grows while a track is lost, so the gate widens accordingly).
 # * Detections below the score threshold are thrown away. ByteTrack showed that matching the
 #   low-score ones in a second pass recovers many occluded objects.
+
+# %% [markdown]
+# ## Exercises
 #
-# **Exercises.** (1) Set `max_age=0` and find the frame where the hidden object gets a new id.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# **To explore** (no check): (1) Set `max_age=0` and find the frame where the hidden object gets a new id.
 # (2) Plot flicker and DetA against `mask_alpha` from 0.2 to 1.0: where is the trade-off?
 # (3) Hide an object for 8 frames: which setting brings it back, and what does it cost?
 # (4) Give tracks that touch the image border a rate of change of width and height, and rerun
 # `data_scripts/compare_trackers.py` (add `--trackers course BoT-SORT` to save time): does AssA close the gap?
 
 # %% [markdown]
-# ## Exercises
-#
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
-
-# %% [markdown]
 # ```{exercise} Gated Hungarian matching
 # :label: exercise-gated_matches
 #
-# Write `gated_matches(iou, gate)` for the IoU matrix `[T, D]` of tracks with detections: the
-# sorted `(track, detection)` pairs of the one-to-one assignment with the largest total IoU,
-# keeping only pairs with IoU at or above `gate`.
+# Write `gated_matches(iou, gate)` for the float IoU `Tensor[T, D]` of tracks with detections
+# (`T` or `D` may be `0`): the sorted list of `(track, detection)` pairs this chapter's tracker
+# makes. It gates first: a pair with IoU below `gate` is forbidden (IoU exactly `gate` is allowed),
+# then solves the assignment with the cost `1 - IoU`, forbidden pairs at a huge cost that no
+# allowed pairing outweighs, and drops the forbidden pairs it could not avoid. Checked against the
+# tracker's `assign` (scipy's `linear_sum_assignment`); in every case one assignment is the best.
 # ```
 
 # %%
@@ -554,10 +562,14 @@ exercises.check("gated_matches", gated_matches)
 # ```{exercise} The life of a track
 # :label: exercise-track_states
 #
-# Write `track_states(matched, min_hits, max_age)`: the state of one track in every frame from its
-# birth (`'tentative'`, `'confirmed'`, `'lost'` or `'removed'`), where `matched[i]` says whether a
-# detection continued it in the `i`-th frame after its birth; follow the rules of this chapter's
-# tracker.
+# Write `track_states(matched, min_hits, max_age)`: the list of the states of one track
+# (`'tentative'`, `'confirmed'`, `'lost'` or `'removed'`), one for its birth frame and one for each
+# frame after it, where `matched[i]` says whether a detection continued it in the `i`-th frame
+# after its birth (so `len(matched) + 1` states). The rules of this chapter's tracker: the birth
+# counts as the first hit; a track is born tentative, or confirmed when `min_hits <= 1`; a hit
+# confirms it once its hits reach `min_hits`, and a lost track at once; a miss removes a tentative
+# track, makes any other lost, and removes it once its misses in a row exceed `max_age`; removed is
+# final. Checked against the chapter's `Tracker`, driven frame by frame.
 # ```
 
 # %%

@@ -181,27 +181,32 @@ else:
     assert all(len(set(result["track_ids"].tolist())) == len(result["labels"]) for _, result, _ in real_results)
 
 # %% [markdown]
-# **Exercises.** (1) Run the command line on the same clip without `--track` and compare the
+# ## Exercises
+#
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
+
+# %% [markdown]
+# **To explore** (no check): (1) Run the command line on the same clip without `--track` and compare the
 # colours. (2) Try `--variant scale_0.5`: how many frames per second do you gain, and which objects
 # disappear? (3) Record a short street video with your phone, and run it with `--model coco`
 # (where the COCO weights can be downloaded).
 
 # %% [markdown]
-# ## Exercises
-#
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
-
-# %% [markdown]
 # ```{exercise} Blend a mask into a frame
 # :label: exercise-overlay
 #
-# Write `overlay(image, mask, colour, alpha)`: a `uint8` image `[3, H, W]` with the RGB `colour`
-# blended at opacity `alpha` over the pixels of the boolean `mask` `[H, W]`, as
-# `draw_segmentation_masks` draws.
+# Write `overlay(image, mask, colour, alpha)`: a new `uint8` image `[3, H, W]` with the RGB
+# `colour` (channel order `0, 1, 2`) blended at opacity `alpha` (`0` invisible, `1` opaque) over
+# the pixels of the boolean `mask` `[H, W]`, the other pixels unchanged. Checked against
+# `torchvision.utils.draw_segmentation_masks`, within one grey level of rounding.
 # ```
 
 # %%
@@ -230,8 +235,12 @@ exercises.check("overlay", overlay)
 # :label: exercise-kept_frames
 #
 # A live demo processes fewer frames than the camera delivers. Write `kept_frames(num_frames,
-# source_fps, target_fps)`: the indices of the frames to process so that the result plays at
-# `target_fps` without drifting.
+# source_fps, target_fps)`: the sorted indices of the frames to process so that the result plays at
+# `target_fps` without drifting. Output frame `k`, due at time `k / target_fps`, shows the first
+# source frame at or after that time, source frame $\lceil k s / t \rceil$ for $s$ = `source_fps` and
+# $t$ = `target_fps` (each index once); equivalently, frame `i` is kept when $\lfloor i t / s \rfloor$
+# steps up, frame `0` always. At a target rate at or above the source rate every frame is kept.
+# Checked against that rule computed in exact fractions.
 # ```
 
 # %%

@@ -95,35 +95,42 @@ print(f"{generation['scene_images_per_s']:.0f} scenes per second at {height}x{wi
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
-# ```{exercise} A results row from the committed JSON
-# :label: exercise-stage_shares
+# ```{exercise} What one faster stage buys (Amdahl's law)
+# :label: exercise-overall_speedup
 #
-# The committed `bench_cpu.json` holds each variant's time per stage (`stages_ms`). Write
-# `stage_shares(stages_ms)`: each stage's share of the total, for a row of the write-up's table.
+# The committed `bench_cpu.json` holds each variant's time per stage (`stages_ms`). Before
+# optimising a stage, ask what it can buy. Write `overall_speedup(stages_ms, stage, factor)`: the
+# speed-up of the whole image (old total time / new total time) when only `stage` runs `factor`
+# times faster and the others keep their time: Amdahl's law. A stage that takes a small share
+# caps the gain however fast it becomes.
 # ```
 
 # %%
 from course_lib import exercises
 
 
-def stage_shares(stages_ms):
+def overall_speedup(stages_ms, stage, factor):
     raise NotImplementedError  # your code here
 
 
-exercises.check("stage_shares", stage_shares)
+exercises.check("overall_speedup", overall_speedup)
 
 # %% [markdown]
-# ````{solution} exercise-stage_shares
+# ````{solution} exercise-overall_speedup
 # :class: dropdown
 #
 # ```{literalinclude} /course_lib/exercises/realtime.py
-# :pyobject: stage_shares
+# :pyobject: overall_speedup
 # ```
 # ````

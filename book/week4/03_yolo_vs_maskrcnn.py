@@ -279,18 +279,25 @@ print(f"baseline: {baseline['median_ms']:.0f} ms per image = {baseline['fps']:.1
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one small function and checks it on generated cases. While the body is
-# still `raise NotImplementedError`, the check says "not attempted yet" and the notebook runs on;
-# nothing later depends on your answer. A wrong answer stops with the input, the expected and the
-# obtained value and a hint; a right one prints a ✓ line. The solution is one click away: the
-# dropdown below each exercise on the site, or `exercises.solution("name")` in Jupyter and Colab.
+# Each exercise asks for one small function and checks it on hand-picked and generated cases:
+# empty inputs, single elements, exact ties at every threshold the task names, degenerate shapes and
+# seeded random ones, with the expected value from the field's own code wherever it exists. While
+# the body is still `raise NotImplementedError`, the check says "not attempted yet" and the notebook
+# runs on; nothing later depends on your answer. A wrong answer stops with the first failing case
+# (its input, the expected and the obtained value, or the exception it raised) and a hint; rerun
+# your function on that input with `exercises.case("name", k)`. A right answer prints a ✓ line. The
+# solution is one click away: the dropdown below each exercise on the site, or
+# `exercises.solution("name")` in Jupyter and Colab.
 
 # %% [markdown]
 # ```{exercise} Which YOLO cell is responsible?
 # :label: exercise-responsible_cell
 #
 # Write `responsible_cell(box, image_size, grid)`: the `(row, column)` of the cell of a `grid ×
-# grid` YOLO layout over an `(H, W)` image that is responsible for an `(x1, y1, x2, y2)` box.
+# grid` YOLO layout over an `(H, W)` image that is responsible for an `(x1, y1, x2, y2)` box: the
+# cell holding the box centre, rows down the image, columns across; a centre on a border between
+# cells belongs to the cell after it, and one on the image's right or bottom edge to the last
+# cell.
 # ```
 
 # %%
