@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -64,6 +65,22 @@ def test_pareto_front_keeps_only_unbeaten_variants():
         {"name": "middle", "median_ms": 40, "mask_AP": 0.45},
     ]
     assert pareto_front({"variants": rows}) == ["fast_bad", "middle", "slow_good"]
+
+
+def test_pareto_front_equals_the_dominance_definition_with_ties():
+    """Generated rows with tied latencies and tied APs: the front is every row no other row beats on both."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 9))
+        rows = [{"name": f"v{i}", "median_ms": float(ms), "mask_AP": float(ap)}
+                for i, (ms, ap) in enumerate(zip(rng.integers(1, 4, n), rng.integers(0, 3, n) / 10))]
+        beaten = {r["name"] for r in rows for o in rows
+                  if o["median_ms"] <= r["median_ms"] and o["mask_AP"] >= r["mask_AP"]
+                  and (o["median_ms"], o["mask_AP"]) != (r["median_ms"], r["mask_AP"])}
+        front = pareto_front({"variants": rows})
+        assert not beaten & set(front), rows
+        kept = {(r["median_ms"], r["mask_AP"]) for r in rows if r["name"] in front}
+        assert kept == {(r["median_ms"], r["mask_AP"]) for r in rows if r["name"] not in beaten}, rows
 
 
 def test_cli_times_without_evaluation(model, monkeypatch, tmp_path, capsys):
