@@ -23,7 +23,7 @@
 #
 # and compares it with the simplified pipeline the roadmap describes.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:
@@ -140,7 +140,8 @@ print(f"{len(t.proposals)} proposals -> {len(t.boxes)} detections")
 # ## Explore: the NMS threshold
 #
 # Move the slider: at a low IoU threshold NMS is aggressive and may merge neighbouring objects; at
-# 1.0 nothing is suppressed. (Interactive in Jupyter and Colab; the static book shows the default.)
+# 1.0 nothing is suppressed. Every position is drawn in advance, so the slider works on this page
+# as it does in Jupyter and Colab.
 
 # %%
 level_fine = t.pre_nms_levels == 0

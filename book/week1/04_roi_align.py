@@ -26,7 +26,7 @@
 # `course_lib.scratch.roi` implements both by hand; the tests check them against `torchvision.ops`
 # (identical for RoI Pool, within 1e-5 for RoI Align).
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

@@ -28,7 +28,7 @@
 # exact Cityscapes file layout. If you have Cityscapes and set `CITYSCAPES_DATASET`, the same
 # cells also show a real image.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:
