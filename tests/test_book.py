@@ -52,3 +52,14 @@ def test_no_page_shows_the_install_cell(built_site):
     for notebook in chapter_notebooks():
         page = built_site.html / notebook.relative_to(ROOT).with_suffix(".html")
         assert "google.colab" not in page.read_text(), f"{page.name} shows the Colab install cell"
+
+
+def test_explorable_pages_stay_light(built_site):
+    from conftest import explorable_chapters
+
+    for chapter in explorable_chapters():
+        page = (built_site.html / chapter.relative_to(ROOT).with_suffix(".html")).read_text()
+        views = re.findall(r'src="data:image/webp;base64,([^"]*)"', page)
+        assert views, f"{chapter.name}: the explorables' views are not on the page"
+        weight = sum(len(view) for view in views)
+        assert weight < 3_000_000, f"{chapter.name}: the explorables add {weight / 1e6:.1f} MB to the page"

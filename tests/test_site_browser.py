@@ -274,12 +274,14 @@ class DevTools:
         to_browser, self._send_fd = os.pipe()
         self._receive_fd, from_browser = os.pipe()
         self._profile = tempfile.TemporaryDirectory()
+        self._log = tempfile.TemporaryFile()  # Chromium's own messages, for the error when it stops answering
         flags = [flag for flag in CHROMIUM_FLAGS if not flag.startswith("--virtual-time-budget")]
-        # The shell puts the two pipe ends at fds 3 and 4, where Chromium looks for them.
+        # bash puts the two pipe ends at fds 3 and 4, where Chromium looks for them (dash, Debian's sh,
+        # takes only one-digit fd numbers, and under pytest the pipe's are above 9).
         self._process = subprocess.Popen(
-            ["sh", "-c", f'exec "$0" "$@" 3<&{to_browser} 4>&{from_browser}', CHROMIUM, *flags,
+            ["bash", "-c", f'exec "$0" "$@" 3<&{to_browser} 4>&{from_browser}', CHROMIUM, *flags,
              "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}", f"--window-size={width},{height}"],
-            pass_fds=(to_browser, from_browser), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pass_fds=(to_browser, from_browser), stdout=subprocess.DEVNULL, stderr=self._log)
         os.close(to_browser)
         os.close(from_browser)
         self._buffer, self._next_id, self._events = b"", 0, []
@@ -298,7 +300,10 @@ class DevTools:
         while b"\0" not in self._buffer:
             ready, _, _ = select.select([self._receive_fd], [], [], max(0.0, deadline - time.monotonic()))
             chunk = os.read(self._receive_fd, 1 << 20) if ready else b""
-            assert chunk, "Chromium went silent on its DevTools pipe"
+            if not chunk:
+                self._log.seek(0)
+                raise AssertionError(f"Chromium went silent on its DevTools pipe (exit code {self._process.poll()}):\n"
+                                     + self._log.read()[-3000:].decode(errors="replace"))
             self._buffer += chunk
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
@@ -369,6 +374,7 @@ class DevTools:
             self._process.wait()
         os.close(self._send_fd)
         os.close(self._receive_fd)
+        self._log.close()
         self._profile.cleanup()
 
 

@@ -158,6 +158,9 @@ def test_mask_class_picker_has_every_class_and_starts_at_the_predicted_one(small
         assert [shown for _, shown, _ in views] == [c == predicted for c in range(NUM_CLASSES)]
         assert f'<option value="{predicted}" selected>{CLASSES[predicted]}</option>' in html and html.count(" selected") == 1
         assert len({data for _, _, data in views}) == NUM_CLASSES  # every class's mask differs
+    for missing in (-1, len(t.labels)):
+        with pytest.raises(UserError, match="does not exist"):
+            widgets.mask_class_picker(t, missing)
 
 
 def test_explorable_escapes_its_text_and_refuses_impossible_views():

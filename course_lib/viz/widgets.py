@@ -31,7 +31,7 @@ WEBP_QUALITY = 80
 DPI = 100
 #: The NMS slider's positions: IoU thresholds 0.05, 0.10, ..., 1.00.
 NMS_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 21))
-#: How many proposals (the most confident first) the proposal slider carries: ~13 kB each.
+#: How many proposals (the most confident first) the proposal slider carries: ~12 kB each.
 PROPOSAL_VIEWS = 60
 
 # Runs in the reader's browser when the control moves: show the view whose index is the
@@ -118,7 +118,7 @@ def proposal_explorer(image: Tensor, trace, class_names: Sequence[str] = CLASSES
     views = []
     for rank, i in enumerate(order.tolist()):
         label = int(trace.class_probs[i].argmax())
-        fig = Figure(figsize=(11, 3.2), layout="constrained")
+        fig = Figure(figsize=(7.5, 2.8), layout="constrained")  # about the text column's width: no shrinking
         ax_image, ax_bar = fig.subplots(1, 2, width_ratios=(1.6, 1))
         show_image(ax_image, resized, f"proposal {i} (rank {rank}), objectness {float(trace.proposal_scores[i]):.2f}")
         draw_box(ax_image, trace.proposals[i], "yellow", 2.0)
@@ -127,12 +127,16 @@ def proposal_explorer(image: Tensor, trace, class_names: Sequence[str] = CLASSES
         ax_bar.set_xticks(range(len(class_names)), [n.strip("_") for n in class_names], rotation=45, ha="right", fontsize=8)
         ax_bar.set_ylim(0, 1)
         views.append(figure_view(str(rank), fig))
-    return Explorable(f"rank (of the {len(views)} most confident of {len(trace.class_probs)} proposals)", tuple(views))
+    return Explorable(f"rank (top {len(views)} of {len(trace.class_probs)} proposals)", tuple(views))
 
 
 def mask_class_picker(trace, detection: int, class_names: Sequence[str] = CLASSES) -> Explorable:
     """A class drop-down: detection ``detection``'s 28 x 28 mask as predicted for each class; starts at
     the predicted class."""
+    count = len(trace.labels)
+    if not 0 <= detection < count:
+        pick = f"pick one of 0 to {count - 1}" if count else "lower the score threshold or pick another image"
+        raise UserError(f"detection {detection} does not exist: this image has {count} detections; {pick}")
     predicted = int(trace.labels[detection])
     views = []
     for class_index, name in enumerate(class_names):
