@@ -36,7 +36,7 @@
 # Detectron2's published numbers where they help; the design is the same, so what you learn here
 # reads directly in Detectron2's code.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

@@ -20,7 +20,7 @@
 # PyPI release) and converts them into a torchvision `MaskRCNN`. This page maps the course's calls
 # to Detectron2's and shows what the conversion has to get right.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

@@ -22,7 +22,7 @@
 # Read them with the noise in mind: one run per lever, and two seeds of one recipe differ by
 # about as much as most levers move (the seed table below measures it).
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

@@ -1,8 +1,9 @@
-"""Shared fixtures: the book built once per test session (without executing notebooks: nbval does that)."""
+"""Shared fixtures: the book built once per test session (executing only the chapters with an explorable)."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,15 +24,24 @@ class BuiltSite:
     log: str
 
 
-def build_site(out: Path) -> BuiltSite:
-    """Build the book from the repository's own config into ``out`` with notebook execution off.
+def explorable_chapters() -> list[Path]:
+    """The chapters (paths without suffix) that show a :mod:`course_lib.viz.widgets` explorable."""
+    return sorted(path.with_suffix("") for path in (ROOT / "book").rglob("*.py")
+                  if re.search(r"^widgets\.\w+\(", path.read_text(), flags=re.M))
 
-    The config is copied into ``out`` with execution switched off; the paths in it that Jupyter
-    Book resolves against the config file's folder are made absolute so they still point into
-    the repository.
+
+def build_site(out: Path) -> BuiltSite:
+    """Build the book from the repository's own config into ``out``, executing only the chapters
+    with an explorable (the browser test moves their controls; nbval executes every chapter).
+
+    The config is copied into ``out`` with every other notebook excluded from execution; the paths
+    in it that Jupyter Book resolves against the config file's folder are made absolute so they
+    still point into the repository.
     """
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    config["execute"]["execute_notebooks"] = "off"
+    config["execute"]["execute_notebooks"] = "force"
+    config["execute"]["exclude_patterns"] = [str(path.relative_to(ROOT)) for path in (ROOT / "book").rglob("*.ipynb")
+                                             if path.with_suffix("") not in explorable_chapters()]
     config["sphinx"]["local_extensions"] = {
         name: str(ROOT / path) for name, path in config["sphinx"]["local_extensions"].items()
     }

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -258,3 +259,202 @@ def test_the_slide_deck_shows_one_slide_and_advances_on_a_key(browser):
     assert not visit.errors, visit.errors
     failed = [(path, status) for path, status in visit.requests if path.startswith("/slides/") and status != 200]
     assert not failed, f"the deck's files did not load: {failed}"
+
+
+class DevTools:
+    """One page in headless Chromium driven over the DevTools protocol through a pipe
+    (``--remote-debugging-pipe``: JSON messages ending in NUL, Chromium reads fd 3 and writes fd 4).
+
+    Unlike ``--dump-dom``, it can send the reader's own input: :meth:`press` and :meth:`click` go
+    through the browser's input pipeline (``Input.dispatch*``), so a slider moves as it does under
+    a real keyboard or mouse (a ``KeyboardEvent`` made in the page moves nothing).
+    """
+
+    def __init__(self, url: str, width: int = 1200, height: int = 900):
+        to_browser, self._send_fd = os.pipe()
+        self._receive_fd, from_browser = os.pipe()
+        self._profile = tempfile.TemporaryDirectory()
+        self._log = tempfile.TemporaryFile()  # Chromium's own messages, for the error when it stops answering
+        flags = [flag for flag in CHROMIUM_FLAGS if not flag.startswith("--virtual-time-budget")]
+        # bash puts the two pipe ends at fds 3 and 4, where Chromium looks for them (dash, Debian's sh,
+        # takes only one-digit fd numbers, and under pytest the pipe's are above 9).
+        self._process = subprocess.Popen(
+            ["bash", "-c", f'exec "$0" "$@" 3<&{to_browser} 4>&{from_browser}', CHROMIUM, *flags,
+             "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}", f"--window-size={width},{height}"],
+            pass_fds=(to_browser, from_browser), stdout=subprocess.DEVNULL, stderr=self._log)
+        os.close(to_browser)
+        os.close(from_browser)
+        self._buffer, self._next_id, self._events = b"", 0, []
+        target = self._call("Target.createTarget", url="about:blank")["targetId"]
+        self._session = self._call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        self.call("Page.enable")
+        self.call("Page.navigate", url=url)
+        self._wait_for_event("Page.loadEventFired")
+
+    def _message(self, timeout: float) -> dict:
+        import json
+        import select
+
+        deadline = time.monotonic() + timeout
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._receive_fd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(self._receive_fd, 1 << 20) if ready else b""
+            if not chunk:
+                self._log.seek(0)
+                raise AssertionError(f"Chromium went silent on its DevTools pipe (exit code {self._process.poll()}):\n"
+                                     + self._log.read()[-3000:].decode(errors="replace"))
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def _call(self, method: str, session: str | None = None, **params) -> dict:
+        import json
+
+        self._next_id += 1
+        request = {"id": self._next_id, "method": method, "params": params} | ({"sessionId": session} if session else {})
+        os.write(self._send_fd, json.dumps(request).encode() + b"\0")
+        while True:
+            message = self._message(timeout=60)
+            if message.get("id") == self._next_id:
+                assert "error" not in message, f"{method}: {message['error']}"
+                return message["result"]
+            self._events.append(message)
+
+    def call(self, method: str, **params) -> dict:
+        """A DevTools command to the page: its result."""
+        return self._call(method, self._session, **params)
+
+    def _wait_for_event(self, method: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(event.get("method") == method for event in self._events):
+            self._events.append(self._message(timeout=max(0.0, deadline - time.monotonic())))
+
+    def evaluate(self, expression: str):
+        """The JSON value of a JavaScript expression in the page (promises awaited)."""
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def wait_until(self, expression: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.evaluate(expression):
+            assert time.monotonic() < deadline, f"still false after {timeout} s: {expression}"
+            time.sleep(0.2)
+
+    def press(self, key: str, key_code: int) -> None:
+        """Press and release one key (``key`` as in ``KeyboardEvent.key``, its Windows key code) in the focused element."""
+        for kind in ("rawKeyDown", "keyUp"):
+            self.call("Input.dispatchKeyEvent", type=kind, key=key, code=key, windowsVirtualKeyCode=key_code)
+
+    def click(self, x: float, y: float) -> None:
+        """A left click at viewport point (x, y)."""
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def screenshot(self, path: Path, selector: str, index: int = 0) -> None:
+        """A PNG of the ``index``-th element matching ``selector``, as the reader sees it."""
+        import base64
+
+        box = self.evaluate(f"(() => {{ const e = document.querySelectorAll({selector!r})[{index}]; e.scrollIntoView({{behavior: 'instant'}});"
+                            "const r = e.getBoundingClientRect(); return {x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height}; })()")
+        shot = self.call("Page.captureScreenshot", format="png", clip={**box, "scale": 1})
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    def close(self) -> None:
+        # Browser.close lets Chromium end its helper processes, which write to the profile until then.
+        try:
+            self._call("Browser.close")
+        except AssertionError:  # it may close the pipe before it answers
+            pass
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        os.close(self._send_fd)
+        os.close(self._receive_fd)
+        self._log.close()
+        self._profile.cleanup()
+
+
+# What the reader sees of the index-th explorable: which views are displayed (decoded, with a size),
+# the shown view's label, what the control says, and where the control is on the screen.
+EXPLORABLE_STATE = """((index) => {
+  const explorable = document.querySelectorAll(".course-explorable")[index];
+  const views = [...explorable.querySelectorAll(".course-explorable-view")];
+  const shown = views.map((view, i) => [view, i]).filter(([view]) =>
+    getComputedStyle(view).display !== "none" && view.getBoundingClientRect().height > 0 && view.complete && view.naturalWidth > 0);
+  const control = explorable.querySelector("input, select");
+  control.scrollIntoView({block: "center", behavior: "instant"});  // the theme scrolls smoothly otherwise
+  const box = control.getBoundingClientRect();
+  const output = explorable.querySelector("output");
+  return {shown: shown.map(([view, i]) => i), label: shown.length ? shown[0][0].dataset.label : null,
+          src: shown.length ? shown[0][0].src.slice(-64) : null, views: views.length,
+          kind: control.tagName.toLowerCase(), said: output ? output.value : control.selectedOptions[0].text,
+          left: box.left, right: box.right, y: box.top + box.height / 2};
+})(%d)"""
+
+
+@pytest.fixture(scope="module")
+def explorable_pages(browser) -> list[tuple[str, int]]:
+    """(page, number of explorables its chapter calls for) for each chapter with an explorable."""
+    from conftest import explorable_chapters
+
+    pages = [(str(chapter.relative_to(ROOT)), len(re.findall(r"^widgets\.\w+\(", chapter.with_suffix(".py").read_text(), flags=re.M)))
+             for chapter in explorable_chapters()]
+    assert sum(count for _, count in pages) >= 3, f"Week 1's three explorables are not all in the book: {pages}"
+    return pages
+
+
+def test_each_explorable_changes_its_view_when_its_control_moves(browser, explorable_pages):
+    for page, count in explorable_pages:
+        tools = DevTools(urljoin(browser.origin, f"{page}.html"))
+        try:
+            assert tools.evaluate("document.querySelectorAll('.course-explorable').length") == count, f"{page}: explorables missing"
+            for index in range(count):
+                start = tools.evaluate(EXPLORABLE_STATE % index)
+                where = f"{page}, explorable {index}"
+                assert start["views"] >= 2 and len(start["shown"]) == 1, f"{where}: not one view shown at a time: {start}"
+                assert start["said"] == start["label"], f"{where}: the control and the view disagree: {start}"
+                # A key press steps one position (back from the last one); a click at the slider's left end goes to the first.
+                step = 1 if start["shown"][0] < start["views"] - 1 else -1
+                key = {("input", 1): ("ArrowRight", 39), ("input", -1): ("ArrowLeft", 37),
+                       ("select", 1): ("ArrowDown", 40), ("select", -1): ("ArrowUp", 38)}[start["kind"], step]
+                tools.evaluate(f"document.querySelectorAll('.course-explorable')[{index}].querySelector('input, select').focus()")
+                tools.press(*key)
+                moved = tools.evaluate(EXPLORABLE_STATE % index)
+                assert moved["shown"] == [start["shown"][0] + step], f"{where}: {key[0]} showed {moved['shown']}, not one step from {start['shown']}"
+                assert moved["src"] != start["src"] and moved["said"] == moved["label"] != start["label"], f"{where}: {start} -> {moved}"
+                if start["kind"] == "input":
+                    tools.click(start["left"] + 2, start["y"])
+                    clicked = tools.evaluate(EXPLORABLE_STATE % index)
+                    assert clicked["shown"] == [0] and clicked["said"] == clicked["label"], f"{where}: a click at the left end showed {clicked}"
+        finally:
+            tools.close()
+
+
+
+# Each display equation once MathJax has typeset the page: its right edge and the text column's,
+# whether its content is wider than its box, and whether the box scrolls to show the rest.
+DISPLAY_MATH = """[...document.querySelectorAll('mjx-container[display="true"]')].map((math, index) => ({index,
+  right: math.getBoundingClientRect().right, column: math.closest("article").getBoundingClientRect().right,
+  wide: math.scrollWidth > math.clientWidth + 1, scrolls: ["auto", "scroll"].includes(getComputedStyle(math).overflowX)}))"""
+ALL_MATH_TYPESET = "document.querySelectorAll('div.math').length === document.querySelectorAll('div.math mjx-container').length"
+
+
+def test_display_equations_fit_a_desktop_column_and_scroll_within_a_phone_column(browser):
+    pages = [page for page in PAGES if '<div class="math notranslate nohighlight">' in (browser.html / f"{page}.html").read_text()]
+    assert pages, "no page has display math any more: point this test at one that does"
+    for page in pages:
+        tools = DevTools(urljoin(browser.origin, f"{page}.html"), width=1200, height=900)  # both sidebars shown
+        try:
+            tools.wait_until(ALL_MATH_TYPESET)
+            for math in tools.evaluate(DISPLAY_MATH):
+                assert not math["wide"] and math["right"] <= math["column"] + 1, f"{page}: an equation is wider than the text column: {math}"
+            tools.call("Emulation.setDeviceMetricsOverride", width=380, height=800, deviceScaleFactor=1, mobile=True)
+            for math in tools.evaluate(DISPLAY_MATH):
+                assert math["right"] <= math["column"] + 1, f"{page}, on a phone: an equation sticks out of the text column: {math}"
+                assert math["scrolls"] or not math["wide"], f"{page}, on a phone: an equation is cut off: {math}"
+        finally:
+            tools.close()

@@ -1,4 +1,8 @@
-"""course_lib.viz.stages: each figure builds on small inputs with the expected axes and artists."""
+"""course_lib.viz.stages: each figure builds on small inputs with the expected axes and artists;
+course_lib.viz.widgets: each explorable carries one view per position of its control."""
+
+import io
+from types import SimpleNamespace
 
 import matplotlib
 
@@ -8,7 +12,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from course_lib.classes import NUM_CLASSES
+from course_lib.classes import CLASSES, NUM_CLASSES
+from course_lib.errors import UserError
 from course_lib.modeling import maskrcnn as model_lib
 from course_lib.modeling.internals import gradient_receptive_field, trace
 from course_lib.scratch import anchors
@@ -94,13 +99,78 @@ def test_detections_overlay_and_instance_colours(small_trace, image):
     assert colours[0] != colours[1] and len(set(colours)) == 3
 
 
-def test_explorers_return_widgets(small_trace, image):
-    import ipywidgets
+def _shown_views(html: str) -> list[tuple[str, bool, bytes]]:
+    """(label, shown, image bytes) of each view in an explorable's HTML."""
+    import base64
+    import re
+
+    views = re.findall(r'<img class="course-explorable-view" data-label="([^"]*)" alt="[^"]*"( hidden)? src="data:image/webp;base64,([^"]+)">', html)
+    return [(label, not hidden, base64.b64decode(data)) for label, hidden, data in views]
+
+
+def test_nms_explorer_draws_one_view_per_threshold_and_shows_0_7_first(small_trace, image):
+    from PIL import Image
+    from torchvision.ops import nms
 
     t = small_trace[1]
-    boxes, scores = t.proposals[:20], t.proposal_scores[:20]
-    for widget in (widgets.proposal_explorer(image, t), widgets.nms_explorer(image, boxes, scores), widgets.mask_class_picker(t, 0)):
-        assert isinstance(widget, ipywidgets.Widget)
+    calls = []
+
+    def spy_nms(boxes, scores, threshold):
+        calls.append(threshold)
+        return nms(boxes, scores, threshold)
+
+    explorable = widgets.nms_explorer(image, t.proposals[:50], t.proposal_scores[:50], nms_fn=spy_nms)
+    views = _shown_views(explorable._repr_html_())
+    assert calls == list(widgets.NMS_THRESHOLDS) and len(views) == len(widgets.NMS_THRESHOLDS)
+    assert [label for label, _, _ in views] == [f"{threshold:.2f}" for threshold in widgets.NMS_THRESHOLDS]
+    assert [label for label, shown, _ in views if shown] == ["0.70"]
+    with Image.open(io.BytesIO(views[0][2])) as first:
+        assert first.format == "WEBP" and first.size == (7 * widgets.DPI, 4 * widgets.DPI)  # stages.proposals' 7 x 4 inches
+    assert 'type="range" min="0" max="19" step="1" value="13"' in explorable._repr_html_()
+
+
+def _two_proposals() -> SimpleNamespace:
+    """A trace with two proposals: the first is background, the second a confident car."""
+    probs = torch.full((2, NUM_CLASSES), 0.01)
+    probs[0, 0], probs[1, 3] = 0.92, 0.92
+    boxes = torch.tensor([[1.0, 1.0, 20.0, 20.0], [30.0, 10.0, 60.0, 40.0]])
+    return SimpleNamespace(class_probs=probs, proposals=boxes, proposal_scores=torch.tensor([0.9, 0.8]),
+                           class_boxes=boxes[:, None].expand(2, NUM_CLASSES, 4), image_size=(64, 96))
+
+
+@pytest.mark.parametrize("max_views", [1, 3])
+def test_proposal_explorer_carries_the_most_confident_proposals(image, max_views):
+    t = _two_proposals()
+    views = _shown_views(widgets.proposal_explorer(image, t, max_views=max_views)._repr_html_())
+    expected = min(max_views, len(t.proposals))
+    assert [label for label, _, _ in views] == [str(rank) for rank in range(expected)]
+    assert [shown for _, shown, _ in views] == [True] + [False] * (expected - 1)
+
+
+def test_mask_class_picker_has_every_class_and_starts_at_the_predicted_one(small_trace):
+    t = small_trace[1]
+    for detection in range(len(t.labels)):
+        explorable = widgets.mask_class_picker(t, detection)
+        html = explorable._repr_html_()
+        views = _shown_views(html)
+        predicted = int(t.labels[detection])
+        assert [label for label, _, _ in views] == list(CLASSES)
+        assert [shown for _, shown, _ in views] == [c == predicted for c in range(NUM_CLASSES)]
+        assert f'<option value="{predicted}" selected>{CLASSES[predicted]}</option>' in html and html.count(" selected") == 1
+        assert len({data for _, _, data in views}) == NUM_CLASSES  # every class's mask differs
+    for missing in (-1, len(t.labels)):
+        with pytest.raises(UserError, match="does not exist"):
+            widgets.mask_class_picker(t, missing)
+
+
+def test_explorable_escapes_its_text_and_refuses_impossible_views():
+    view = widgets.View('"><script>alert(1)</script>', b"RIFF")
+    html = widgets.Explorable("a <b>", (view, view), initial=1)._repr_html_()
+    assert "<script>" not in html and "<b>" not in html and "&lt;script&gt;" in html
+    assert html.count(" hidden ") == 1 and "<output>&quot;&gt;&lt;script&gt;" in html
+    for bad in (dict(views=()), dict(views=(view,), initial=1), dict(views=(view,), initial=-1), dict(views=(view,), control="knob")):
+        with pytest.raises(UserError):
+            widgets.Explorable("x", **bad)
 
 
 def test_draw_masks_and_boxes_blends_masks_and_outlines_boxes():

@@ -1,13 +1,14 @@
 """Sphinx extension: the notebook executor waits for each cell's reply in one-second polls.
 
 myst-nb executes the chapters with nbclient, which waits for a cell's ``execute_reply`` in a single
-``shell_channel.get_msg(timeout=<cell timeout>)``. After a cell that displays an ipywidget (the
-NMS slider of Week 1's RPN chapter, the class picker of its heads chapter) that wait sometimes
-does not wake up when the reply arrives and sleeps until the cell timeout, 30 minutes here: the
-build looks hung while the kernel sits idle (jupyter/nbclient#312, open). Measured on this
-project's machine, executing the RPN chapter as myst-nb does: 4 of 8 runs stalled for the whole
-timeout, 0 of 10 with this patch. Polling in one-second slices until the same deadline sees the
-waiting reply at the next slice; a cell that really runs long still times out as before.
+``shell_channel.get_msg(timeout=<cell timeout>)``. After a cell that displays an ipywidget (a
+progress bar of ``tqdm.auto`` is one in a kernel; Week 1's explorables once were) that wait
+sometimes does not wake up when the reply arrives and sleeps until the cell timeout, 30 minutes
+here: the build looks hung while the kernel sits idle (jupyter/nbclient#312, open). Measured when
+the RPN chapter's NMS slider was an ipywidget, executing that chapter as myst-nb does: 4 of 8 runs
+stalled for the whole timeout, 0 of 10 with this patch. Polling in one-second slices until the
+same deadline sees the waiting reply at the next slice; a cell that really runs long still times
+out as before.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@
 # We use `course_lib.modeling.internals.trace`, which runs the model one submodule at a time and keeps every
 # intermediate tensor; a unit test checks that its output equals `model([image])` exactly.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

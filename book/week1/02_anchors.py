@@ -24,7 +24,7 @@
 # * the **FPN** design that Mask R-CNN in torchvision uses: 5 maps, **one** size per map x 3 ratios,
 #   so 3 anchors per position per level.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

@@ -23,7 +23,7 @@
 #
 # and compares it with the simplified pipeline the roadmap describes.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:
@@ -55,9 +55,10 @@ print(f"{len(t.objectness)} anchors, each with 1 objectness logit and 4 deltas: 
 # works on the **centre** and in **relative, log-space** units, divided by per-coordinate weights
 # $(w_x, w_y, w_w, w_h)$:
 #
-# $$ x = x_a + \frac{d_x}{w_x} w_a, \quad y = y_a + \frac{d_y}{w_y} h_a, \quad
-#    w = w_a \exp\!\Big(\min\big(\tfrac{d_w}{w_w}, \log\tfrac{1000}{16}\big)\Big), \quad
-#    h = h_a \exp\!\Big(\min\big(\tfrac{d_h}{w_h}, \log\tfrac{1000}{16}\big)\Big). $$
+# $$ \begin{aligned}
+#    x &= x_a + \frac{d_x}{w_x} w_a, & w &= w_a \exp\!\Big(\min\big(\tfrac{d_w}{w_w}, \log\tfrac{1000}{16}\big)\Big), \\
+#    y &= y_a + \frac{d_y}{w_y} h_a, & h &= h_a \exp\!\Big(\min\big(\tfrac{d_h}{w_h}, \log\tfrac{1000}{16}\big)\Big).
+#    \end{aligned} $$
 #
 # The RPN uses weights (1, 1, 1, 1), the box head (10, 10, 5, 5); the clamp stops a wild
 # prediction from growing a box more than 62.5 times. Relative units make one delta mean the same
@@ -140,7 +141,8 @@ print(f"{len(t.proposals)} proposals -> {len(t.boxes)} detections")
 # ## Explore: the NMS threshold
 #
 # Move the slider: at a low IoU threshold NMS is aggressive and may merge neighbouring objects; at
-# 1.0 nothing is suppressed. (Interactive in Jupyter and Colab; the static book shows the default.)
+# 1.0 nothing is suppressed. Every position is drawn in advance, so the slider works on this page
+# as it does in Jupyter and Colab.
 
 # %%
 level_fine = t.pre_nms_levels == 0

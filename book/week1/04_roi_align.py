@@ -26,7 +26,7 @@
 # `course_lib.scratch.roi` implements both by hand; the tests check them against `torchvision.ops`
 # (identical for RoI Pool, within 1e-5 for RoI Align).
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:
@@ -65,7 +65,8 @@ print("mask head pooler:", heads.mask_roi_pool)
 # $x_0 = \lfloor x \rfloor$, and weight each by the area of the opposite sub-rectangle
 # ($l_y = y - y_0$, $l_x = x - x_0$):
 #
-# $$ f(y, x) = (1-l_y)(1-l_x) f_{y_0 x_0} + (1-l_y)\,l_x f_{y_0, x_0+1} + l_y (1-l_x) f_{y_0+1, x_0} + l_y l_x f_{y_0+1, x_0+1}. $$
+# $$ \begin{aligned} f(y, x) = {} & (1-l_y)(1-l_x) f_{y_0 x_0} + (1-l_y)\,l_x f_{y_0, x_0+1} \\
+#    & + l_y (1-l_x) f_{y_0+1, x_0} + l_y l_x f_{y_0+1, x_0+1}. \end{aligned} $$
 #
 # The roadmap's example point $(x, y) = (10.7, 20.3)$: RoI Pool would use cell (20, 11) only.
 

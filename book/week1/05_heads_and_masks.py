@@ -24,7 +24,7 @@
 # `model([image])` never returns, then looks at training: which mask the loss uses, and how the
 # five losses add up.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:
@@ -76,9 +76,9 @@ assert t.class_probs[top, t.labels[0]] == t.scores[0]
 stages.class_probabilities(t.class_probs[top], CLASSES, title=f"proposal {top}")
 
 # %% [markdown]
-# Use the slider to walk through the proposals from most to least confident (interactive in
-# Jupyter and Colab): the yellow box is the proposal, the red one its refined box for the
-# winning class.
+# Use the slider to walk through the most confident proposals, best first: the yellow box is the
+# proposal, the red one its refined box for the winning class. (Click the slider, then use the
+# arrow keys to step one proposal at a time.)
 
 # %%
 widgets.proposal_explorer(subject.image, t, CLASSES)

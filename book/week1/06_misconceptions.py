@@ -17,7 +17,7 @@
 # each section below states a claim, computes something on a real model that decides it, and
 # asserts the result. The verdicts: **false**, **true**, or **half true** (with the correction).
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

@@ -33,7 +33,7 @@
 # official Cityscapes evaluator. Offline it is the shipped ToyCity model on held-out ToyCity
 # scenes, scored by pycocotools. The two are never mixed in one table.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

@@ -32,7 +32,7 @@
 # ToyCity is a stand-in, not a substitute: the chapters use Cityscapes and COCO whenever they
 # are present. Its last section lists what it does *not* model.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import subprocess
 import sys

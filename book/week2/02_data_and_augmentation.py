@@ -28,7 +28,7 @@
 # exact Cityscapes file layout. If you have Cityscapes and set `CITYSCAPES_DATASET`, the same
 # cells also show a real image.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:
@@ -109,8 +109,8 @@ assert torch.equal(boxes_from_masks(target["masks"]), target["boxes"].as_subclas
 # pixel holds
 #
 # $$
-# \text{id} = \begin{cases} 1000 \cdot \text{label id} + k & \text{pixel of the } k\text{-th object of a class with instances,} \\
-# \text{label id} & \text{otherwise (road, sky, \dots, and group regions).} \end{cases}
+# \text{id} = \begin{cases} 1000 \cdot \text{label id} + k & \text{object } k \text{ of a class with instances,} \\
+# \text{label id} & \text{road, sky, } \dots \text{, and group regions.} \end{cases}
 # $$
 #
 # So `26003` is the fourth car (label id 26) and a plain `26` on a car-shaped blob is a **car

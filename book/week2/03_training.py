@@ -28,7 +28,7 @@
 # Every change that was tried on the way to the shipped recipe, with its command, its results file
 # and its number, is in the [Experiments](../appendix_experiments.ipynb) appendix.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import subprocess
 import sys

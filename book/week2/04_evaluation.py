@@ -27,7 +27,7 @@
 # All numbers here are **ToyCity** numbers (synthetic scenes, a small CPU model). They are not
 # comparable with published Cityscapes results; every printed block says where it comes from.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

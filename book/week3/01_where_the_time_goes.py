@@ -27,7 +27,7 @@
 # The next chapter turns these findings into faster variants and measures what each one costs in
 # accuracy.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

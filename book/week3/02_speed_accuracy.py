@@ -31,7 +31,7 @@
 # so the text and the numbers come from the same measurement. At the end, a small live run on
 # your machine shows how much timings move with the hardware.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import subprocess
 import sys

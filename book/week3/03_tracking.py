@@ -30,7 +30,7 @@
 # The data are ToyCity clips: a fixed camera over a synthetic street, where the generator knows the
 # true identity of every object in every frame. All numbers are ToyCity numbers.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

@@ -26,7 +26,7 @@
 # The same command works on your own video file or a folder of frames (`--model coco` uses the
 # COCO-pretrained R50-FPN mapped to the urban classes, where its weights can be downloaded).
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

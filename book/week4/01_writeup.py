@@ -20,7 +20,7 @@
 # code that reads them is folded under each result; the record of every training experiment is the
 # [Experiments](../appendix_experiments.ipynb) appendix.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

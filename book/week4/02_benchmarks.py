@@ -20,7 +20,7 @@
 # To measure on your own machine, rerun the command each section prints and point the chapter at
 # your file.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

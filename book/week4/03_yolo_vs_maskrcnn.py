@@ -25,7 +25,7 @@
 # 2. **Speed and accuracy.** Published COCO numbers, with their sources and hardware, and the
 #    course's own Mask R-CNN timings on ToyCity (CPU), never mixed without a label.
 
-# %%
+# %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

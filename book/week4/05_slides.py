@@ -26,7 +26,7 @@
 # the deck from two pinned Python packages, so it presents without an internet connection; the
 # figures are inside the one HTML file. Cells marked "skip", like this one, stay out of the deck.
 
-# %% slideshow={"slide_type": "skip"}
+# %% slideshow={"slide_type": "skip"} tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else).
 import sys, subprocess
 if "google.colab" in sys.modules:

@@ -2,6 +2,6 @@
 
 * :mod:`~course_lib.viz.overlay`: the one instance drawer (torchvision's ``draw_segmentation_masks``),
 * :mod:`~course_lib.viz.stages`: Week 1's figures of feature maps, anchors, proposals, heads,
-* :mod:`~course_lib.viz.widgets`: Week 1's interactive figures (ipywidgets),
+* :mod:`~course_lib.viz.widgets`: Week 1's explorables (views drawn in advance, a control switches them),
 * :mod:`~course_lib.viz.plots`: plots of the committed results files.
 """

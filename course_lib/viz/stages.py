@@ -1,9 +1,9 @@
 """Figures of Week 1: what each stage of Mask R-CNN holds, drawn with matplotlib.
 
 Every plotting function returns a ``matplotlib.figure.Figure`` built without pyplot, so a notebook
-shows it exactly once (as the cell's value) and a test can count its axes and artists. The
-``*_explorer`` functions return ipywidgets for interactive use. Images are ``Tensor[3, H, W]``
-in [0, 1]; boxes are ``(x1, y1, x2, y2)`` in the image's pixels.
+shows it exactly once (as the cell's value) and a test can count its axes and artists; the
+explorables of :mod:`course_lib.viz.widgets` draw their views with them. Images are
+``Tensor[3, H, W]`` in [0, 1]; boxes are ``(x1, y1, x2, y2)`` in the image's pixels.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def roi_pool_vs_align(box: Tensor, feature_size: tuple[int, int], output_size: i
     return fig
 
 
-# --- interactive explorers ---------------------------------------------------------------------
+# --- the model's working size ------------------------------------------------------------------
 
 
 def image_in_trace_coordinates(image: Tensor, trace) -> Tensor:
