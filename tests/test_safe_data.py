@@ -233,3 +233,30 @@ def test_a_cityscapes_split_whose_first_frames_hold_no_instance_is_read(tmp_path
     assert [len(dataset[i][1]["labels"]) for i in range(3)] == [0, 0, 3]
     assert torch.equal(dataset[2][1]["masks"].sum(dim=0).bool(), torch.from_numpy(fixture_ids() >= 1000) & ~torch.from_numpy(
         fixture_ids() // 1000 == 29))  # every instance but the evaluation-ignored caravan
+
+
+def test_a_coco_file_without_person_or_vehicle_images_is_one_line(tmp_path, small_model, capsys):
+    root = coco_folder(tmp_path / "coco", [])
+    rewrite_instances(root, lambda instances: instances["annotations"][0].update(category_id=18))  # the car becomes a dog
+    before = snapshot(tmp_path)
+    assert main([*EVAL_COCO, "--root", str(root)]) == 2
+    assert "no image has a (non-crowd) annotation of COCO categories [1, 2, 3, 4, 6, 7, 8]" in one_error_line(capsys)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("scale", ["0", "-0.5", "1.5", "nan"])
+def test_a_cityscapes_scale_out_of_range_is_one_line(tmp_path, small_model, capsys, scale):
+    write_cityscapes_frame(tmp_path, "val", "frankfurt", "000000_000294", fixture_ids())
+    assert main([*EVAL_CITYSCAPES, "--root", str(tmp_path), "--scale", scale]) == 2
+    assert "give a downscale factor in (0, 1]" in one_error_line(capsys)
+    with pytest.raises(BadInput, match=r"in \(0, 1\]"):
+        CityscapesInstances(tmp_path, "val", scale=float(scale))
+
+
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_download_coco_needs_at_least_one_image(tmp_path, monkeypatch, data_script, capsys, count):
+    script, asked = tampered_download(tmp_path, monkeypatch, data_script, lambda instances: None)
+    with pytest.raises(SystemExit) as stop:
+        script.main(["--dest", str(tmp_path / "coco"), "--max-images", count])
+    assert stop.value.code == 2 and f"--max-images {count}: give 1 or more" in capsys.readouterr().err
+    assert asked == [] and not (tmp_path / "coco").exists()

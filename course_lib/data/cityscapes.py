@@ -112,7 +112,7 @@ class CityscapesInstances(torch.utils.data.Dataset):
     def __init__(self, root: str | Path | None = None, split: str = "train", transforms: Transforms | None = None,
                  scale: float = 1.0, crowd: bool = False) -> None:
         if not 0 < scale <= 1:
-            raise ValueError(f"scale must be in (0, 1], got {scale}")
+            raise BadInput(f"scale {scale}: give a downscale factor in (0, 1], e.g. 0.5 for 512x1024 frames")
         self.files = cityscapes_pairs(root, split)
         check_holds_instances(self.files)
         self.transforms, self.scale, self.crowd = transforms, scale, crowd

@@ -126,6 +126,9 @@ class CocoUrbanSubset(torch.utils.data.Dataset):
         self.images_dir = self.root / split
         self.transforms, self.crowd = transforms, crowd
         self.image_ids = [image["id"] for image in coco_urban_subset(self.coco.dataset)["images"]]
+        if not self.image_ids:
+            raise BadInput(f"{ann_file}: no image has a (non-crowd) annotation of COCO categories "
+                           f"{sorted(COCO_TO_INDEX)} (person and vehicles): nothing to train on or evaluate")
 
     def __len__(self) -> int:
         return len(self.image_ids)
