@@ -76,6 +76,32 @@ def test_a_coco_file_name_in_a_subfolder_is_read(tmp_path):
     assert image.shape == (3, 64, 64) and target["boxes"].tolist() == [[10.0, 10.0, 30.0, 30.0]]
 
 
+def test_every_accepted_file_name_stays_inside_the_folder():
+    """Names generated from the parts that make paths escape: whatever is accepted, joined to the
+    folder and normalised as POSIX and as Windows would, names a file strictly inside it."""
+    import itertools
+    import ntpath
+    import posixpath
+
+    from course_lib.data.coco_urban import relative_file_name
+
+    pieces = ["a", "b.jpg", "..", ".", "", "C:", "/", "\\", "..."]
+    accepted = 0
+    for count in range(1, 5):
+        for combination in itertools.product(pieces, repeat=count):
+            text = "".join(combination)
+            try:
+                name = relative_file_name(text, "test")
+            except BadInput:
+                continue
+            accepted += 1
+            for flavour, root in ((posixpath, "/data/val2017"), (ntpath, "D:\\data\\val2017")):
+                joined = flavour.normpath(flavour.join(root, text))
+                assert joined.startswith(root + flavour.sep), (text, joined)
+            assert name == text.replace("\\", "/")
+    assert accepted > 100  # the ordinary names ("a/b.jpg", "...", "a.b.jpg") pass
+
+
 def tampered_download(tmp_path: Path, monkeypatch, data_script, change) -> tuple:
     """download_coco.py with its server offline serving ``coco_fixture()`` after ``change(instances)``."""
     script = data_script("download_coco")
