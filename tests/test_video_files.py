@@ -90,6 +90,16 @@ def test_a_clip_cut_short_is_an_error_naming_the_frame(tmp_path, small_model, ca
         list(video_io.read_frames(clip))
 
 
+def test_max_frames_stops_reading_before_the_cut(tmp_path, small_model):
+    clip = write_avi(tmp_path / "clip.avi", noise(12))
+    clip.write_bytes(clip.read_bytes()[:clip.stat().st_size // 2])
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(clip), str(out), "--max-frames", "3", "--no-side-by-side"]) == 0
+    capture = cv2.VideoCapture(str(out))
+    assert sum(1 for _ in iter(capture.grab, False)) == 3
+    capture.release()
+
+
 @pytest.mark.parametrize("suffix", [".avi", ".mp4"])
 def test_a_whole_clip_reads_every_frame_without_a_word(tmp_path, capsys, suffix):
     frames = noise(7)

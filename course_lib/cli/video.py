@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import sys
 import tempfile
 from pathlib import Path
@@ -72,7 +73,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
         yield first
         yield from frames
 
-    stream = (f for i, f in enumerate(all_frames()) if args.max_frames is None or i < args.max_frames)
+    stream = itertools.islice(all_frames(), args.max_frames)  # stops reading there: later frames may not even decode
     with (eager.apply(model, variant) if not args.runtime else contextlib.nullcontext()):
         results = annotate(model, stream, Tracker() if args.track else None, args.batch_size or variant.batch_size, args.min_score)
         with tqdm(results, desc="frames", unit="frame") as progress:  # closed, its line ended, before a writer's error shows
