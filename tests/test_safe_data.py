@@ -18,10 +18,9 @@ import numpy as np
 import pytest
 import torch
 from standins import serve_offline
-from test_bad_input import coco_folder, one_error_line, snapshot
+from test_bad_input import coco_folder, one_error_line, small_model, snapshot  # noqa: F401 (small_model: a fixture)
 from test_data import CAR, H, W, coco_fixture, coco_server_files, fixture_ids, write_cityscapes_frame
 
-from course_lib import zoo
 from course_lib.cli import main
 from course_lib.data.cityscapes import CityscapesInstances
 from course_lib.data.coco_urban import CocoUrbanSubset
@@ -30,13 +29,6 @@ from course_lib.utils.download import download
 
 EVAL_COCO = ["eval", "--data", "coco", "--model", "toycity", "--split", "val2017"]
 EVAL_CITYSCAPES = ["eval", "--data", "cityscapes", "--model", "toycity", "--split", "val"]
-
-
-@pytest.fixture
-def small_model(monkeypatch, untrained_toycity_model):
-    """The commands with an untrained ToyCity-sized model: tests the plumbing, not the detections."""
-    monkeypatch.setattr(zoo, "from_command_line", lambda *args, **kwargs: untrained_toycity_model)
-    return untrained_toycity_model
 
 
 def rewrite_instances(root: Path, change) -> None:

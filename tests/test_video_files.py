@@ -14,19 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_bad_input import one_error_line, snapshot, write_frames
+from test_bad_input import one_error_line, small_model, snapshot, write_frames  # noqa: F401 (small_model: a fixture)
 
-from course_lib import zoo
 from course_lib.cli import main
 from course_lib.errors import BadInput, DiskFull
 from course_lib.tracking import video_io
-
-
-@pytest.fixture
-def small_model(monkeypatch, untrained_toycity_model):
-    """The command with an untrained ToyCity-sized model: tests the plumbing, not the detections."""
-    monkeypatch.setattr(zoo, "from_command_line", lambda *args, **kwargs: untrained_toycity_model)
-    return untrained_toycity_model
 
 
 def noise(count: int, height: int = 64, width: int = 128, seed: int = 0) -> list[np.ndarray]:
