@@ -74,7 +74,7 @@ def fetch_image(image: dict, folder: Path) -> None:
             picture.verify()
     except Exception as error:
         path.unlink()
-        raise SystemExit(f"{path} is not a valid image ({error}); it was deleted, run the script again") from error
+        raise BadInput(f"{path} is not a valid image ({error}); it was deleted, run the script again") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         write_text(subset_file, json.dumps(subset))
         (dest / "annotations_trainval2017.zip").unlink(missing_ok=True)  # its one needed file is extracted
         dataset = CocoUrbanSubset(dest, SPLIT)
-    except UserError as error:
+    except (UserError, ConnectionError) as error:  # ConnectionError: offline, with what to do about it
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"COCO urban subset ready: {len(dataset)} images, annotations in {subset_file}")

@@ -278,3 +278,15 @@ def test_download_coco_needs_at_least_one_image(tmp_path, monkeypatch, data_scri
         script.main(["--dest", str(tmp_path / "coco"), "--max-images", count])
     assert stop.value.code == 2 and f"--max-images {count}: give 1 or more" in capsys.readouterr().err
     assert asked == [] and not (tmp_path / "coco").exists()
+
+
+def test_download_coco_offline_or_given_a_broken_image_is_one_line(tmp_path, monkeypatch, data_script, capsys):
+    script, asked = tampered_download(tmp_path, monkeypatch, data_script, lambda instances: None)
+    (tmp_path / "server" / "000000000003.jpg").write_bytes(b"<html>not found</html>")  # a server's error page
+    dest = tmp_path / "coco"
+    assert script.main(["--dest", str(dest)]) == 2
+    assert "000000000003.jpg is not a valid image" in one_error_line(capsys)
+    assert not (dest / "val2017" / "000000000003.jpg").exists() and (dest / "val2017" / "000000000001.jpg").is_file()
+    serve_offline(monkeypatch, script, {})  # offline: the next run has everything but the deleted image
+    assert script.main(["--dest", str(dest)]) == 2
+    assert "cannot reach https://images.cocodataset.org/val2017/000000000003.jpg" in one_error_line(capsys)

@@ -140,7 +140,7 @@ def _decoded_frames(source: Path) -> Iterator[tuple[str, np.ndarray]]:
         if decoded < declared:
             raise BadInput(
                 f"{source}: decoding stopped after frame {decoded} of the {declared} the file declares (cut short or "
-                f"damaged), so no output is written; copy it again, or keep the frames that decode with "
+                f"damaged); copy it again, or keep the frames that decode with "
                 f"`ffmpeg -i {source.name} -c:v libx264 -pix_fmt yuv420p repaired.mp4`"
             )
     finally:
@@ -171,7 +171,7 @@ def count_frames(path: Path) -> int:
 
 
 def _not_a_folder(path: str | Path) -> Path:
-    """``path`` as a Path; :class:`BadInput` if it is a folder, checked before any frame is drawn."""
+    """``path`` as a Path; :class:`BadInput` if it is a folder (checked before anything is written)."""
     path = Path(path)
     if path.is_dir():
         raise BadInput(f"{path} is a folder: give the video a file name, e.g. {path / 'annotated.mp4'}")
