@@ -227,6 +227,18 @@ def test_a_cityscapes_id_png_of_another_size_is_one_line(tmp_path, small_model, 
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("first", [True, False], ids=["first-file", "later-file"])
+def test_a_cut_short_cityscapes_id_png_is_one_line(tmp_path, small_model, capsys, first):
+    write_cityscapes_frame(tmp_path, "val", "aachen", "000000_000019", fixture_ids())
+    write_cityscapes_frame(tmp_path, "val", "bochum", "000000_000019", fixture_ids())
+    damaged = next((tmp_path / "gtFine/val").glob(f"{'aachen' if first else 'bochum'}/*_instanceIds.png"))
+    damaged.write_bytes(damaged.read_bytes()[:len(damaged.read_bytes()) // 2])
+    before = snapshot(tmp_path)
+    assert main([*EVAL_CITYSCAPES, "--root", str(tmp_path)]) == 2
+    assert f"{damaged.name}: cannot read this id map" in one_error_line(capsys)
+    assert snapshot(tmp_path) == before
+
+
 def test_cityscapes_label_ids_in_place_of_instance_ids_are_refused(tmp_path, small_model, capsys):
     from course_lib.data.toycity import scene
     from course_lib.data.toycity.export import write_cityscapes

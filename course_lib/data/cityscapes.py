@@ -51,9 +51,13 @@ def cityscapes_pairs(root: str | Path | None, split: str) -> list[tuple[Path, Pa
 
 
 def read_instance_ids(path: Path) -> np.ndarray:
-    """A ``*_instanceIds.png`` -> int32 [H, W] ids (label id * 1000 + k, or a plain label id)."""
-    with Image.open(path) as image:  # 16-bit PNG: Pillow opens it as mode I;16 or I
-        return np.asarray(image).astype(np.int32)
+    """A ``*_instanceIds.png`` -> int32 [H, W] ids (label id * 1000 + k, or a plain label id);
+    :class:`BadInput` for a file cut short or not an image."""
+    try:
+        with Image.open(path) as image:  # 16-bit PNG: Pillow opens it as mode I;16 or I
+            return np.asarray(image).astype(np.int32)
+    except (OSError, SyntaxError) as error:  # unidentified, truncated, broken PNG
+        raise BadInput(f"{path}: cannot read this id map ({error}); re-extract it from gtFine_trainvaltest.zip") from None
 
 
 def check_holds_instances(pairs: list[tuple[Path, Path]]) -> None:
