@@ -177,6 +177,20 @@ def test_a_transposed_coco_size_is_caught_too(tmp_path):
         CocoUrbanSubset(root)[0]
 
 
+@pytest.mark.parametrize("size", [[32, 64], [64, 32], [65, 64]])
+def test_a_coco_rle_of_another_size_than_its_image_is_one_line(tmp_path, small_model, capsys, size):
+    from pycocotools import mask as mask_utils
+
+    root = coco_folder(tmp_path / "coco", [])
+    rle = mask_utils.encode(np.asfortranarray(np.ones(size, np.uint8)))
+    rle["counts"] = rle["counts"].decode()
+    rewrite_instances(root, lambda instances: instances["annotations"][0].update(segmentation=rle))
+    before = snapshot(tmp_path)
+    assert main([*EVAL_COCO, "--root", str(root)]) == 2
+    assert f"COCO annotation 1 of image 1 is a {size[1]}x{size[0]} mask on a 64x64 image" in one_error_line(capsys)
+    assert snapshot(tmp_path) == before
+
+
 def test_duplicate_coco_image_ids_are_one_line(tmp_path, small_model, capsys):
     root = coco_folder(tmp_path / "coco", [])
     shutil.copy(root / "val2017" / "000000000001.jpg", root / "val2017" / "copy.jpg")

@@ -147,8 +147,13 @@ class CocoUrbanSubset(torch.utils.data.Dataset):
                            f"{info['width']}x{info['height']} (image id {image_id}): the annotations belong to another "
                            "version of the image; re-download or re-export the image and its annotation file together")
         annotations = self._annotations(image_id)
-        masks = torch.from_numpy(np.stack([self.coco.annToMask(a) for a in annotations])) if annotations \
-            else torch.zeros(0, info["height"], info["width"], dtype=torch.uint8)
+        arrays = [self.coco.annToMask(a) for a in annotations]
+        for annotation, array in zip(annotations, arrays):  # an RLE carries its own size, which may be another
+            if array.shape != (info["height"], info["width"]):
+                raise BadInput(f"COCO annotation {annotation['id']} of image {image_id} is a {array.shape[1]}x{array.shape[0]} "
+                               f"mask on a {info['width']}x{info['height']} image: its RLE 'size' must be [height, width] "
+                               "of its image; export the annotations again")
+        masks = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, info["height"], info["width"], dtype=torch.uint8)
         covers_pixels = masks.flatten(1).any(dim=1).tolist()  # a sliver can rasterise to no pixel at all
         if not all(covers_pixels):
             _warn_degenerate(image_id, covers_pixels.count(False))
