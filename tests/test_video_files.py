@@ -8,6 +8,7 @@ Through ``python -m course_lib video`` (in-process) and the library calls; every
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def tiny_disk(tmp_path):
 
 def fill(disk: Path, leave: int) -> None:
     """Fill ``disk`` up to ``leave`` free bytes."""
-    (disk / "filler").write_bytes(b"\0" * (video_io.shutil.disk_usage(disk).free - leave))
+    (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - leave))
 
 
 # --------------------------------------------------------------------------- reading a clip cut short
