@@ -62,14 +62,20 @@ def built_site(tmp_path_factory) -> BuiltSite:
 
 
 @pytest.fixture(scope="session")
-def data_script_main():
-    """``data_script_main("make_toycity")``: the ``main`` function of that script in ``data_scripts/``."""
+def data_script():
+    """``data_script("download_coco")``: that script of ``data_scripts/`` as a module, freshly loaded."""
     def load(name: str):
         spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "data_scripts" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        return module.main
+        return module
     return load
+
+
+@pytest.fixture(scope="session")
+def data_script_main(data_script):
+    """``data_script_main("make_toycity")``: the ``main`` function of that script in ``data_scripts/``."""
+    return lambda name: data_script(name).main
 
 
 @pytest.fixture(scope="module")

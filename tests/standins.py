@@ -7,6 +7,7 @@
   ``gtFine/`` with ``*_instanceIds.png``, group regions, an evaluation-ignored class).
 * :func:`export_coco`: ToyCity scenes as a COCO instances file plus images, under the paths that
   ``data_scripts/download_coco.py`` writes.
+* :func:`serve_offline`: the server for a download script: URLs answered from local files.
 
 The product checks the sha256 of the COCO file against torchvision's published prefix; the stand-in
 cannot match it, so tests replace the expected prefix (:func:`trust_coco_file`, or
@@ -121,3 +122,26 @@ def cityscapes_ids(root: Path, split: str) -> np.ndarray:
 
     files = sorted((Path(root) / "gtFine" / split).glob("*/*_instanceIds.png"))
     return np.unique(np.concatenate([np.unique(read_instance_ids(f)) for f in files]))
+
+
+def serve_offline(monkeypatch, script, served: dict[str, Path]) -> list[str]:
+    """Replace ``script.download`` (a data script's :func:`course_lib.utils.download.download`) by one
+    that answers each URL of ``served`` with that file's bytes and any other URL with the
+    ``ConnectionError`` of an unreachable server; like the real one it keeps an existing destination.
+    Returns the list of the URLs asked for, in order."""
+    import shutil
+
+    asked: list[str] = []
+
+    def download(url: str, dest, **kwargs) -> Path:
+        asked.append(url)
+        dest = Path(dest)
+        if not dest.exists():
+            if url not in served:
+                raise ConnectionError(f"cannot reach {url}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(served[url], dest)
+        return dest
+
+    monkeypatch.setattr(script, "download", download)
+    return asked

@@ -111,10 +111,10 @@ def test_no_root_and_no_environment_says_how_to_get_cityscapes(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
-# COCO subset: data_scripts/download_coco.py against a loopback server, read by CocoUrbanSubset
+# COCO subset: data_scripts/download_coco.py (its server offline), read by CocoUrbanSubset
 # ---------------------------------------------------------------------------------------------
 
-def coco_fixture(base_url: str) -> dict:
+def coco_fixture(base_url: str = "http://images.cocodataset.org/val2017") -> dict:
     """Image 1: person + car + dog; image 2: only a dog; image 3: a crowd of people + a bus."""
     def image(i: int) -> dict:
         return {"id": i, "file_name": f"{i:012d}.jpg", "height": H, "width": W, "coco_url": f"{base_url}/{i:012d}.jpg"}
@@ -137,38 +137,34 @@ def coco_fixture(base_url: str) -> dict:
     }
 
 
-def test_download_coco_builds_a_subset_that_coco_urban_subset_reads(tmp_path: Path, monkeypatch):
-    import functools
+def coco_server_files(folder: Path, script, instances: dict) -> dict[str, Path]:
+    """The files images.cocodataset.org would serve for ``instances``, written to ``folder`` and keyed by
+    the URLs ``script`` (data_scripts/download_coco.py) asks for; ``script``'s MD5 set to the archive's."""
     import hashlib
-    import http.server
-    import importlib.util
     import json
-    import threading
     import zipfile
 
-    served = tmp_path / "server"
-    served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
-        with zipfile.ZipFile(served / "annotations.zip", "w") as archive:
-            archive.writestr("annotations/instances_val2017.json", json.dumps(coco_fixture(base_url)))
-        for i in (1, 2, 3):
-            Image.fromarray(np.full((H, W, 3), 40 * i, dtype=np.uint8)).save(served / f"{i:012d}.jpg")
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / "annotations.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr(script.INSTANCES_MEMBER, json.dumps(instances))
+    script.ANNOTATIONS_MD5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    served = {script.ANNOTATIONS_URL: archive}
+    for i in (1, 2, 3):
+        Image.fromarray(np.full((H, W, 3), 40 * i, dtype=np.uint8)).save(folder / f"{i:012d}.jpg")
+        served[f"https://images.cocodataset.org/val2017/{i:012d}.jpg"] = folder / f"{i:012d}.jpg"
+    return served
 
-        spec = importlib.util.spec_from_file_location("download_coco", Path(__file__).parents[1] / "data_scripts/download_coco.py")
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
-        monkeypatch.setattr(script, "ANNOTATIONS_URL", f"{base_url}/annotations.zip")
-        monkeypatch.setattr(script, "ANNOTATIONS_MD5", hashlib.md5((served / "annotations.zip").read_bytes()).hexdigest())
-        dest = tmp_path / "coco"
-        assert script.main(["--dest", str(dest)]) == 0
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+
+def test_download_coco_builds_a_subset_that_coco_urban_subset_reads(tmp_path: Path, monkeypatch, data_script):
+    from standins import serve_offline
+
+    script = data_script("download_coco")
+    asked = serve_offline(monkeypatch, script, coco_server_files(tmp_path / "server", script, coco_fixture()))
+    dest = tmp_path / "coco"
+    assert script.main(["--dest", str(dest)]) == 0
+    assert asked == [script.ANNOTATIONS_URL, "https://images.cocodataset.org/val2017/000000000001.jpg",
+                     "https://images.cocodataset.org/val2017/000000000003.jpg"]
 
     assert sorted(p.name for p in (dest / "val2017").iterdir()) == ["000000000001.jpg", "000000000003.jpg"]
     from course_lib.data.coco_urban import CocoUrbanSubset

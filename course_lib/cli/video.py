@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import sys
 import tempfile
 from pathlib import Path
@@ -72,14 +73,15 @@ def cli(argv: Sequence[str] | None = None) -> int:
         yield first
         yield from frames
 
-    stream = (f for i, f in enumerate(all_frames()) if args.max_frames is None or i < args.max_frames)
+    stream = itertools.islice(all_frames(), args.max_frames)  # stops reading there: later frames may not even decode
     with (eager.apply(model, variant) if not args.runtime else contextlib.nullcontext()):
         results = annotate(model, stream, Tracker() if args.track else None, args.batch_size or variant.batch_size, args.min_score)
-        drawn = (d if args.no_side_by_side else side_by_side(f, d) for f, _, d in tqdm(results, desc="frames", unit="frame"))
-        if str(args.output).lower().endswith(".gif"):
-            path = write_gif(list(drawn), args.output, fps)
-        else:
-            path = write_mp4(drawn, args.output, fps)
+        with tqdm(results, desc="frames", unit="frame") as progress:  # closed, its line ended, before a writer's error shows
+            drawn = (d if args.no_side_by_side else side_by_side(f, d) for f, _, d in progress)
+            if str(args.output).lower().endswith(".gif"):
+                path = write_gif(list(drawn), args.output, fps)
+            else:
+                path = write_mp4(drawn, args.output, fps)
     print("wrote", path)
     return 0
 

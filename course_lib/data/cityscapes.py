@@ -14,7 +14,7 @@ from torchvision.transforms.v2 import functional as F
 from course_lib.classes import CITYSCAPES_ID_TO_INDEX
 from course_lib.data.augment import Transforms
 from course_lib.data.images import read_rgb
-from course_lib.errors import MissingData
+from course_lib.errors import BadInput, MissingData
 from course_lib.structures.instances import make_target
 
 DOWNLOAD_CITYSCAPES = "python data_scripts/download_cityscapes.py --dest {root}"
@@ -51,9 +51,29 @@ def cityscapes_pairs(root: str | Path | None, split: str) -> list[tuple[Path, Pa
 
 
 def read_instance_ids(path: Path) -> np.ndarray:
-    """A ``*_instanceIds.png`` -> int32 [H, W] ids (label id * 1000 + k, or a plain label id)."""
-    with Image.open(path) as image:  # 16-bit PNG: Pillow opens it as mode I;16 or I
-        return np.asarray(image).astype(np.int32)
+    """A ``*_instanceIds.png`` -> int32 [H, W] ids (label id * 1000 + k, or a plain label id);
+    :class:`BadInput` for a file cut short or not an image."""
+    try:
+        with Image.open(path) as image:  # 16-bit PNG: Pillow opens it as mode I;16 or I
+            return np.asarray(image).astype(np.int32)
+    except (OSError, SyntaxError) as error:  # unidentified, truncated, broken PNG
+        raise BadInput(f"{path}: cannot read this id map ({error}); re-extract it from gtFine_trainvaltest.zip") from None
+
+
+def check_holds_instances(pairs: list[tuple[Path, Path]]) -> None:
+    """:class:`BadInput` unless some ``*_instanceIds.png`` of ``pairs`` holds an instance id (label id * 1000 + k).
+
+    Files are read in order until one does: on Cityscapes, where almost every frame shows a car,
+    that is the first file. A split without any is refused, since training on it would learn
+    nothing and evaluating it would score nothing: it is most likely ``*_labelIds.png`` files
+    (one plain label id per class) saved under the instance files' names.
+    """
+    for _, ids_path in pairs:
+        if read_instance_ids(ids_path).max() >= 1000:
+            return
+    raise BadInput(f"none of the {len(pairs)} *_gtFine_instanceIds.png files under {pairs[0][1].parent.parent} holds an "
+                   "instance id (label id * 1000 + k): they look like *_labelIds.png; give the gtFine instanceIds files "
+                   f"(Cityscapes package gtFine_trainvaltest.zip, or cityscapesscripts' json2instanceImg)")
 
 
 def class_of_id(value: int, crowd: bool) -> int | None:
@@ -86,13 +106,19 @@ class CityscapesInstances(torch.utils.data.Dataset):
     ``root`` defaults to ``$CITYSCAPES_DATASET``; ``scale`` < 1 downsizes (image bilinear with
     antialiasing, id map nearest, so no id is blended into another). ``crowd``: see the module
     docstring. ``files`` lists the (image, instanceIds) pairs in item order.
+
+    Checked when the dataset is made: the layout (:func:`cityscapes_pairs`) and that the id PNGs
+    hold instances (:func:`check_holds_instances`). Checked when an item is read, where both files
+    are decoded anyway: that the id PNG has its image's size (another size would misplace every
+    mask, so perfect predictions would score AP 0).
     """
 
     def __init__(self, root: str | Path | None = None, split: str = "train", transforms: Transforms | None = None,
                  scale: float = 1.0, crowd: bool = False) -> None:
         if not 0 < scale <= 1:
-            raise ValueError(f"scale must be in (0, 1], got {scale}")
+            raise BadInput(f"scale {scale}: give a downscale factor in (0, 1], e.g. 0.5 for 512x1024 frames")
         self.files = cityscapes_pairs(root, split)
+        check_holds_instances(self.files)
         self.transforms, self.scale, self.crowd = transforms, scale, crowd
 
     def __len__(self) -> int:
@@ -102,6 +128,10 @@ class CityscapesInstances(torch.utils.data.Dataset):
         image_path, ids_path = self.files[index]
         image = read_rgb(image_path)
         ids = torch.from_numpy(read_instance_ids(ids_path))
+        if tuple(ids.shape) != tuple(image.shape[-2:]):
+            raise BadInput(f"{ids_path} is {ids.shape[1]}x{ids.shape[0]} pixels but its image {image_path.name} is "
+                           f"{image.shape[-1]}x{image.shape[-2]}: an id map has its image's size; re-extract both from the "
+                           "Cityscapes packages (or export them again together)")
         if self.scale != 1:
             size = [round(image.shape[-2] * self.scale), round(image.shape[-1] * self.scale)]
             image = F.resize(image, size, antialias=True)

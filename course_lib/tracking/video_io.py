@@ -1,8 +1,17 @@
-"""Video in and out: read frames from a file or folder, write MP4 and GIF atomically."""
+"""Video in and out: read frames from a file or folder, write MP4 and GIF atomically.
+
+Both directions are verified, because OpenCV reports neither kind of failure: a video file whose
+later frames do not decode ends early as if it were complete, and ``cv2.VideoWriter`` goes on
+"writing" to a full disk. :func:`read_frames` compares the frames decoded with the count the file
+declares, and :func:`write_mp4` reopens what it wrote and counts its frames before the file takes
+the output's name.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -12,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from course_lib.data.toycity import clip
-from course_lib.errors import BadInput, MissingData
+from course_lib.errors import BadInput, DiskFull, MissingData
 from course_lib.utils.atomic import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -83,6 +92,9 @@ def read_frames(source: str | Path) -> Iterator[np.ndarray]:
     Raises :class:`MissingData` for a missing path and :class:`BadInput` for a file OpenCV cannot
     decode, a truncated JPEG, a folder whose frames differ in size, a frame under
     :data:`MIN_SIDE` pixels a side or a source without frames, each saying what to do about it.
+    A video file that stops decoding before the frame count it declares (cut short, or damaged)
+    raises :class:`BadInput` once its last decodable frame is read: the contract is every frame or
+    an error, so a writer downstream (:func:`write_mp4`) leaves no shorter output behind.
     """
     warned = False
     for where, frame in _decoded_frames(Path(source)):
@@ -120,9 +132,17 @@ def _decoded_frames(source: Path) -> Iterator[tuple[str, np.ndarray]]:
                 f"or no frames). Convert it, e.g. `ffmpeg -i {source.name} -c:v libx264 -pix_fmt yuv420p out.mp4`, "
                 "or extract its frames into a folder of PNGs."
             )
+        declared, decoded = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0
         while ok:
             yield f"{source} (a frame)", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            decoded += 1
             ok, bgr = capture.read()
+        if decoded < declared:
+            raise BadInput(
+                f"{source}: decoding stopped after frame {decoded} of the {declared} the file declares (cut short or "
+                f"damaged); copy it again, or keep the frames that decode with "
+                f"`ffmpeg -i {source.name} -c:v libx264 -pix_fmt yuv420p repaired.mp4`"
+            )
     finally:
         capture.release()
 
@@ -138,14 +158,54 @@ def frames_per_second(source: str | Path, default: float = 10.0) -> float:
     return fps if fps and fps > 0 else default
 
 
+def count_frames(path: Path) -> int:
+    """The frames OpenCV decodes from the video file ``path`` (0 if it cannot open it)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        count = 0
+        while capture.isOpened() and capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def _not_a_folder(path: str | Path) -> Path:
+    """``path`` as a Path; :class:`BadInput` if it is a folder (checked before anything is written)."""
+    path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"{path} is a folder: give the video a file name, e.g. {path / 'annotated.mp4'}")
+    return path
+
+
+def _disk_full(path: Path, detail: str) -> DiskFull:
+    return DiskFull(f"no space left on the disk of {path.parent} ({detail}): {path.name} was not written and an "
+                    "earlier file of that name is unchanged; free some space or write elsewhere")
+
+
+def _not_written(path: Path, tmp: Path, frame_bytes: int, what: str) -> Exception:
+    """The error for a video that could not be written to ``tmp`` (beside ``path``): :class:`DiskFull`
+    when its disk has less room left than one raw frame, :class:`BadInput` when no file can be created
+    there (a read-only folder or disk), else a ``RuntimeError`` that says ``what`` went wrong."""
+    free = shutil.disk_usage(tmp.parent).free
+    if free < frame_bytes:
+        return _disk_full(path, f"{free} bytes free; {what}")
+    try:
+        tmp.open("ab").close()
+    except OSError as error:
+        return BadInput(f"cannot write {path} ({error.strerror}): choose a writable folder")
+    return RuntimeError(f"OpenCV cannot write {path}: {what}")
+
+
 def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: float) -> Path:
     """Write RGB uint8 frames (all the same size) as an MP4 (``mp4v``, playable by OpenCV and VLC).
 
-    The file appears under ``path`` only once every frame is written (:mod:`course_lib.utils.atomic`):
-    an error on the way leaves an earlier file there untouched and no partial video.
+    The file appears under ``path`` only once every frame is written and OpenCV decodes the same
+    number back from it (:mod:`course_lib.utils.atomic`): an error on the way, or a file cut short
+    by a full disk (:class:`DiskFull`), leaves an earlier file there untouched and no partial video.
     """
-    path = Path(path)
-    writer = None
+    path = _not_a_folder(path)
+    writer, written = None, 0
     with atomic_path(path) as tmp:
         try:
             for frame in frames:
@@ -153,16 +213,20 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: float) -> Pat
                     height, width = frame.shape[:2]
                     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
                     if not writer.isOpened():
-                        raise RuntimeError(f"OpenCV cannot write {path}: this OpenCV build has no MPEG-4 encoder")
+                        raise _not_written(path, tmp, frame.nbytes, "its video writer did not open (no MPEG-4 encoder?)")
                 if frame.shape[:2] != (height, width):  # OpenCV would drop such a frame without a word
                     raise BadInput(f"a frame of {frame.shape[1]}x{frame.shape[0]} pixels in a {width}x{height} video: "
                                    "every frame must have the size of the first")
                 writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                written += 1
         finally:
             if writer is not None:
                 writer.release()
         if writer is None:
             raise ValueError("no frames to write")
+        decoded = count_frames(tmp)
+        if decoded != written:
+            raise _not_written(path, tmp, height * width * 3, f"{decoded} of its {written} frames decode")
     return path
 
 
@@ -170,11 +234,16 @@ def write_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float, max_wi
     """Write RGB frames as a looping GIF (for the book), downscaled to at most ``max_width`` pixels."""
     if not frames:
         raise ValueError("no frames to write")
-    path = Path(path)
+    path = _not_a_folder(path)
     scale = min(1.0, max_width / frames[0].shape[1])
     images = [Image.fromarray(f).resize((round(f.shape[1] * scale), round(f.shape[0] * scale)), Image.BILINEAR) for f in frames]
-    with atomic_path(path) as tmp:
-        images[0].save(tmp, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    try:
+        with atomic_path(path) as tmp:
+            images[0].save(tmp, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    except OSError as error:  # unlike OpenCV, Pillow reports a full disk
+        if error.errno != errno.ENOSPC:
+            raise
+        raise _disk_full(path, error.strerror) from None
     return path
 
 

@@ -32,7 +32,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp.exists():  # not unlink(missing_ok=True): on a read-only disk that fails, hiding the real error
+            tmp.unlink()
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -11,12 +11,18 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from course_lib.errors import BadInput
+
 CHUNK_BYTES = 1 << 20
+
+#: URL schemes :func:`download` fetches: urllib would also read ``file://`` (any file on the disk) and ``ftp://``.
+SCHEMES = ("https", "http")
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
@@ -51,8 +57,11 @@ def download(
 
     An existing ``dest`` that matches the given checksums (or any existing ``dest`` when none is
     given) is kept without touching the network. Raises ``ConnectionError`` when the server cannot
-    be reached and ``ValueError`` on a checksum mismatch (the downloaded bytes are deleted).
+    be reached, ``ValueError`` on a checksum mismatch (the downloaded bytes are deleted) and
+    :class:`BadInput` for a URL that is not one of :data:`SCHEMES`.
     """
+    if urllib.parse.urlsplit(url).scheme.lower() not in SCHEMES:
+        raise BadInput(f"{url}: not an https or http URL; downloads never read local files or other schemes")
     dest = Path(dest)
     if dest.exists() and _checksum_error(dest, sha256, md5) is None:
         return dest
