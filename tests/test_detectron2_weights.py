@@ -111,6 +111,8 @@ def test_wrong_structure_is_refused_with_one_line(tmp_path, cityscapes_weights):
 
     extra = d2z.save_weights({**cityscapes_weights, "roi_heads.keypoint_head.x": np.zeros(1, np.float32)}, tmp_path / "x.pkl")
     assert "unused" in refusal(extra)
+    numbered = d2z.save_weights({**cityscapes_weights, 7: np.zeros(1, np.float32)}, tmp_path / "numbered.pkl")
+    assert "unused" in refusal(numbered)  # a name that is not a string: refused like any other stray name
 
     caffe2 = tmp_path / "caffe2.pkl"  # Detectron1/Caffe2 files are a bare dict of blobs
     caffe2.write_bytes(pickle.dumps({"blobs": {"conv1_w": np.zeros((64, 3, 7, 7), np.float32)}}))

@@ -187,7 +187,7 @@ def read_weights(path: Path, depth: int, num_classes: int) -> dict[str, np.ndarr
     data = _unpickle(path, what)
     if not (isinstance(data, dict) and "__author__" in data and isinstance(data.get("model"), dict)):
         raise WeightsUnavailable(f"{what} (expected a pickled {{'model': ..., '__author__': ...}}): delete it and load again")
-    model = {str(k): v for k, v in data["model"].items()}
+    model = {str(k): v for k, v in data["model"].items()}  # a stray non-string name is then refused as unused
     if model and all(k.startswith(DDP_PREFIX) for k in model):  # fvcore's _strip_prefix_if_present: all or none
         model = {k[len(DDP_PREFIX):]: v for k, v in model.items()}
     weights = {k: v for k, v in model.items() if not DERIVED_BUFFERS.fullmatch(k)}
