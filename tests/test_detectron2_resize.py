@@ -101,6 +101,8 @@ def test_bad_images_and_options_get_one_line():
         transform("pil")([torch.zeros(3, 64, 64, dtype=torch.uint8)])  # would wrap around in * 255, silently
     with pytest.raises(BadInput, match=r"\(64, 64\)"):
         transform("pil")([torch.zeros(64, 64)])
+    with pytest.raises(BadInput, match=r"\(3, 0, 5\)"):
+        transform("interpolate")([torch.zeros(3, 0, 5)])  # would divide by its zero short side
     with pytest.raises(BadInput, match="inference"):
         transform("pil")([torch.zeros(3, 64, 64)], [{"boxes": torch.zeros(0, 4)}])
     with pytest.raises(BadInput, match=r"\['interpolate', 'pil'\]"):

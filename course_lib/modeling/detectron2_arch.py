@@ -206,8 +206,9 @@ class Detectron2Transform(GeneralizedRCNNTransform):
         if targets is not None:
             raise BadInput("a model converted from Detectron2's zoo is for inference: call model.eval() and give no targets")
         for image in images:
-            if image.dim() != 3 or not image.is_floating_point():
-                raise BadInput(f"expected float images [3, H, W] in [0, 1], got a {image.dtype} tensor of shape {tuple(image.shape)}")
+            if image.dim() != 3 or not image.is_floating_point() or 0 in image.shape:
+                raise BadInput(f"expected float images [3, H, W] in [0, 1], H and W at least 1, "
+                               f"got a {image.dtype} tensor of shape {tuple(image.shape)}")
         resized = [self.normalize(self.resize_image(image)) for image in images]
         sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in resized]
         return ImageList(self.batch_images(resized, self.size_divisible), sizes), None
