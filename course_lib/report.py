@@ -147,14 +147,16 @@ def readme_results() -> str:
              "`course_lib/assets/results/toycity_speed.json`"),
     ]
     equality = results.load_results("detectron2_equality.json")  # data_scripts/detectron2_equality.py
-    images = equality["images"]
+    exact = equality["comparisons"]["pil"]  # the default resize against Detectron2's DefaultPredictor
+    images = exact["images"]
     rows.append(_row(
         "Detectron2 model-zoo conversion vs Detectron2 itself",
         f"{sum(r['matched'] for r in images)}/{sum(r['detections_detectron2'] for r in images)} detections paired, "
-        f"max box diff {equality['max_abs_box_diff_px']:.1e} px, max score diff {equality['max_abs_score_diff']:.1e}, "
-        f"mask pixels differing {equality['mask_pixel_disagreement']:.1e}"
+        f"max box diff {exact['max_abs_box_diff_px']:.1e} px, max score diff {exact['max_abs_score_diff']:.1e}, "
+        f"mask pixels differing {exact['mask_pixel_disagreement']:.1e}"
         + (" (within tolerance)" if equality["within_tolerance"] else " (OUTSIDE tolerance)"),
-        f"{equality['entry']}, random weights, {len(images)} photographs at the test size, {equality['device']}",
+        f"{equality['entry']}, random weights, {len(images)} images resized by both as Detectron2's DefaultPredictor does "
+        f"({', '.join('x'.join(map(str, r['size_hw'])) for r in images)}), {equality['device']}",
         "`course_lib/assets/results/detectron2_equality.json`"))
     rows += _tracker_comparison_rows() + _gpu_rows()
     return "\n".join(rows)

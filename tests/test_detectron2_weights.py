@@ -7,9 +7,13 @@ download would be cached, so ``zoo.load("detectron2:...")`` runs its real path w
 
 from __future__ import annotations
 
+import codecs
+import dataclasses
+import importlib
 import importlib.util
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,8 @@ import pytest
 import torch
 
 from course_lib import zoo
+from course_lib.cli import main as cli_main
+from course_lib.errors import BadInput
 from course_lib.modeling import detectron2_arch
 from course_lib.zoo import detectron2_weights as d2z
 from course_lib.zoo import files, registry
@@ -94,7 +100,7 @@ def refusal(path: Path, depth: int = 50, num_classes: int = 8) -> str:
     with pytest.raises(registry.WeightsUnavailable) as error:
         d2z.read_weights(path, depth, num_classes)
     message = str(error.value)
-    assert "\n" not in message and str(path) in message
+    assert "\n" not in message and str(path) in message and "delete it" in message
     return message
 
 
@@ -105,6 +111,8 @@ def test_wrong_structure_is_refused_with_one_line(tmp_path, cityscapes_weights):
 
     extra = d2z.save_weights({**cityscapes_weights, "roi_heads.keypoint_head.x": np.zeros(1, np.float32)}, tmp_path / "x.pkl")
     assert "unused" in refusal(extra)
+    numbered = d2z.save_weights({**cityscapes_weights, 7: np.zeros(1, np.float32)}, tmp_path / "numbered.pkl")
+    assert "unused" in refusal(numbered)  # a name that is not a string: refused like any other stray name
 
     caffe2 = tmp_path / "caffe2.pkl"  # Detectron1/Caffe2 files are a bare dict of blobs
     caffe2.write_bytes(pickle.dumps({"blobs": {"conv1_w": np.zeros((64, 3, 7, 7), np.float32)}}))
@@ -127,7 +135,7 @@ def test_missing_batchnorm_statistics_are_filled_as_detectron2_does(tmp_path, ci
 
 
 def test_unknown_entry_names_the_choices():
-    with pytest.raises(ValueError, match="Cityscapes/mask_rcnn_R_50_FPN"):
+    with pytest.raises(BadInput, match="Cityscapes/mask_rcnn_R_50_FPN"):
         zoo.load("detectron2:COCO-InstanceSegmentation/no_such_model")
 
 
@@ -151,6 +159,94 @@ def test_masks_are_pasted_at_pixel_centres():
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (10, 29, 10, 19)
 
 
+
+
+def test_module_prefixed_names_are_read_as_detectron2_reads_them(tmp_path, cityscapes_weights):
+    """A model saved inside DistributedDataParallel: every name starts with ``module.`` (fvcore strips it, all or none)."""
+    prefixed = {f"module.{k}": v for k, v in cityscapes_weights.items()}
+    read = d2z.read_weights(d2z.save_weights(prefixed, tmp_path / "ddp.pkl"), 50, 8)
+    assert read.keys() == cityscapes_weights.keys()
+    assert all(np.array_equal(read[k], cityscapes_weights[k]) for k in read)
+
+    half = {(f"module.{k}" if i % 2 else k): v for i, (k, v) in enumerate(cityscapes_weights.items())}
+    assert "lacks" in refusal(d2z.save_weights(half, tmp_path / "half.pkl"))
+
+
+def test_torch_save_file_renamed_pkl_is_refused_with_one_line(tmp_path, cityscapes_weights):
+    path = tmp_path / "model_final.pkl"
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in list(cityscapes_weights.items())[:3]}}, path)
+    assert "torch.save" in refusal(path)
+
+
+def test_cut_files_and_bad_encodings_are_refused_with_one_line(tmp_path):
+    """Every truncation of a small zoo-format pickle (a cut download), and bytes stored with an unknown codec."""
+    path = tmp_path / "cut.pkl"
+    for protocol in (2, 4):  # Python 2 era files store bytes through _codecs.encode
+        good = pickle.dumps({"model": {"backbone.bottom_up.stem.conv1.weight": np.zeros((2, 3), np.float32)},
+                             "__author__": "x"}, protocol=protocol)
+        for end in range(len(good)):
+            path.write_bytes(good[:end])
+            refusal(path)
+
+    class UnknownCodec:
+        def __reduce__(self):
+            return (codecs.encode, ("abc", "lati21"))
+
+    path.write_bytes(pickle.dumps({"model": {"x": UnknownCodec()}, "__author__": "x"}, protocol=2))
+    assert "lati21" in refusal(path)
+
+
+@pytest.fixture
+def small_cityscapes(torch_home, monkeypatch, cityscapes_weights):
+    """The Cityscapes entry with a 64-pixel test size (fast), its random-weight stand-in in the cache."""
+    monkeypatch.setitem(d2z.ENTRIES, CITYSCAPES, dataclasses.replace(d2z.ENTRIES[CITYSCAPES], min_size=64, max_size=128))
+    cache(cityscapes_weights, CITYSCAPES)
+    return CITYSCAPES
+
+
+@pytest.mark.parametrize("resize", sorted(detectron2_arch.RESIZE_MODES))
+def test_zoo_model_on_an_odd_image_answers_in_its_coordinates(small_cityscapes, resize):
+    model = zoo.load(f"detectron2:{small_cityscapes}", device="cpu", resize=resize)
+    assert model.transform.resize_mode == resize
+    image = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (3, 37, 61))).float() / 255
+    with torch.inference_mode():
+        out = model([image])[0]
+    assert len(out["boxes"]) > 0  # random weights detect plenty
+    assert out["masks"].shape[1:] == (1, 37, 61)
+    assert (out["boxes"][:, 0::2] <= 61).all() and (out["boxes"][:, 1::2] <= 37).all() and (out["boxes"] >= 0).all()
+    assert ((out["boxes"][:, 2:] - out["boxes"][:, :2]) > 0).all()
+
+
+def test_status_knows_detectron2_names(torch_home, cityscapes_weights, monkeypatch):
+    monkeypatch.setattr(files, "reachable", lambda url: False)  # offline
+    assert zoo.status(f"detectron2:{CITYSCAPES}") == "unavailable" and not zoo.available(f"detectron2:{CITYSCAPES}")
+    cache(cityscapes_weights, CITYSCAPES)
+    assert zoo.status(f"detectron2:{CITYSCAPES}") == "cached" and zoo.available(f"detectron2:{CITYSCAPES}")
+    with pytest.raises(BadInput, match="choose one of"):
+        zoo.status("detectron2:Cityscapes/no_such_model")
+
+
+def test_command_line_takes_detectron2_names_in_the_course_classes(small_cityscapes, capsys):
+    model = zoo.from_command_line(f"detectron2:{small_cityscapes}", device="cpu")
+    assert isinstance(model.transform, detectron2_arch.Detectron2Transform) and not model.training
+    assert cli_main(["eval", "--data", "toycity", "--length", "1", "--height", "64", "--width", "128",
+                     "--model", f"detectron2:{small_cityscapes}"]) == 0
+    assert "mask" in capsys.readouterr().out.lower()
+
+    assert cli_main(["eval", "--data", "toycity", "--length", "1", "--model", f"detectron2:{COCO_3X}"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"detectron2:{CITYSCAPES}" in error and "80 COCO classes" in error
+
+
+def test_equality_result_names_functions_that_exist():
+    result = json.loads((Path(d2z.__file__).parents[1] / "assets" / "results" / "detectron2_equality.json").read_text())
+    named = re.findall(r"course_lib(?:\.\w+)+", result["weights"] + " " + result["state_dict"])
+    assert named, "the result should say which function made its weights and which one it checked the names with"
+    for dotted in named:
+        module, _, attribute = dotted.rpartition(".")
+        assert hasattr(importlib.import_module(module), attribute), dotted
+
+
 @pytest.mark.skipif(importlib.util.find_spec("detectron2") is None,
                     reason="detectron2 is not importable (no PyPI release): put a source checkout and its "
                            "requirements on PYTHONPATH to compare against it")
@@ -158,12 +254,14 @@ def test_outputs_equal_detectron2s_own(tmp_path, data_script_main):
     import cv2
 
     rng = np.random.default_rng(0)
-    image = cv2.GaussianBlur(rng.integers(0, 256, (1024, 1280, 3), dtype=np.uint8), (0, 0), 8)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (333, 500, 3), dtype=np.uint8), (0, 0), 3)  # odd, resized up
     image_path = tmp_path / "blobs.png"
     cv2.imwrite(str(image_path), cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX))
     out = tmp_path / "equality.json"
-    data_script_main("detectron2_equality")(["--images", str(image_path), "--out", str(out)])
+    data_script_main("detectron2_equality")(["--images", str(image_path), f"{image_path}@1111x1283", "--out", str(out)])
 
     result = json.loads(out.read_text())
-    assert result["images"][0]["detections_detectron2"] > 10
-    assert result["within_tolerance"], {k: result[k] for k in result["tolerance"]}
+    assert [row["resized_hw"] for row in result["comparisons"]["pil"]["images"]] == [[1024, 1538], [1024, 1183]]
+    assert result["comparisons"]["pil"]["images"][0]["detections_detectron2"] > 10
+    assert result["output_size"]["equal"] == result["output_size"]["sizes_checked"]
+    assert result["within_tolerance"], {name: c.get("within_tolerance") for name, c in result["comparisons"].items()}

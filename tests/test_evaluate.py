@@ -236,7 +236,7 @@ def test_eval_cli_on_toycity_with_a_checkpoint(tmp_path, capsys):
     assert "[results from] model:" in printed and "miss rate" in printed
     metrics = json.loads(out.read_text())
     assert set(metrics) == {"bbox", "segm", "mask_iou"} and "car" in metrics["segm"]["per_class"]
-    with pytest.raises(registry.WeightsUnavailable, match="expected 'toycity', 'coco' or the path"):
+    with pytest.raises(registry.WeightsUnavailable, match="expected 'toycity', 'coco', 'detectron2:<model-zoo name>' or the path"):
         cli(["--data", "toycity", "--model", str(tmp_path / "missing.pt"), "--length", "1"])
 
 

@@ -12,9 +12,12 @@ in which every place where the two libraries differ follows Detectron2
 * proposals: ranked by objectness logits, not by their (saturating) sigmoid.
 * anchors: sizes 32-512 on strides 4-64, ratios 0.5/1/2, not rounded, offset 0, fixed strides.
 * RoI pooling: ``ROIAlignV2`` (``aligned=True``, adaptive sampling) in both poolers.
-* masks pasted into the image by sampling at pixel centres (Detectron2's ``paste_masks_in_image``).
+* resize: to Detectron2's test size (``ResizeShortestEdge``, rounded half up), with PIL on uint8
+  pixels as its ``DefaultPredictor`` does, before normalising; the bounds come from the entry's config.
+* outputs: boxes scaled back, clipped and filtered as ``detector_postprocess`` does; masks pasted
+  into the image by sampling at pixel centres (Detectron2's ``paste_masks_in_image``).
 * test time: score threshold 0.05, NMS 0.5, 100 detections, RPN 1000/1000 proposals at NMS 0.7,
-  box regression weights (10, 10, 5, 5); the resize bounds come from the entry's config.
+  box regression weights (10, 10, 5, 5).
 """
 
 from __future__ import annotations
@@ -22,18 +25,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torchvision
+from PIL import Image
 from torch import Tensor
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork
-from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
+
+from course_lib.errors import BadInput
 
 PIXEL_MEAN_BGR = (103.530, 116.280, 123.675)  # MODEL.PIXEL_MEAN
 PIXEL_STD_BGR = (1.0, 1.0, 1.0)
@@ -139,22 +146,96 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int]) -> Te
     return out
 
 
+def output_size(height: int, width: int, short_edge: int, max_size: int) -> tuple[int, int]:
+    """Detectron2's test-time size of a ``height x width`` image: ``ResizeShortestEdge.get_output_shape``.
+
+    The short side becomes ``short_edge`` unless the long side would pass ``max_size``; each side is
+    then rounded half up (``int(x + 0.5)``), in Detectron2's float arithmetic, step for step.
+    torchvision floors instead (``F.interpolate(scale_factor=..., recompute_scale_factor=True)``):
+    342 x 548 becomes 1024 x 1641 in Detectron2, 1024 x 1640 in torchvision.
+    """
+    size = short_edge * 1.0
+    scale = size / min(height, width)
+    new_h, new_w = (size, scale * width) if height < width else (scale * height, size)
+    if max(new_h, new_w) > max_size:
+        scale = max_size * 1.0 / max(new_h, new_w)
+        new_h, new_w = new_h * scale, new_w * scale
+    resized = int(new_h + 0.5), int(new_w + 0.5)
+    if min(resized) == 0:
+        raise BadInput(f"a {height}x{width} image is too elongated: with its long side at {max_size} pixels it would be "
+                       f"{resized[0]}x{resized[1]}; crop it to an aspect ratio of at most {2 * max_size}:1")
+    return resized
+
+
+#: ``resize=`` of :func:`build`: how pixels are resampled to :func:`output_size`.
+RESIZE_MODES = {
+    "pil": "PIL's bilinear resize of the uint8 image (antialiased when shrinking), as Detectron2's DefaultPredictor",
+    "interpolate": "F.interpolate on the float image, on its device, as Detectron2 resizes a float image",
+}
+
+
 class Detectron2Transform(GeneralizedRCNNTransform):
-    """torchvision's transform whose postprocess pastes masks as Detectron2 does (:func:`paste_masks`)."""
+    """torchvision's transform with Detectron2's test-time steps, so that any image size gives Detectron2's outputs.
+
+    * resize: to :func:`output_size` (rounded half up), *before* normalising, with PIL on uint8
+      pixels (``resize="pil"``) or ``F.interpolate`` on floats (``"interpolate"``); see :data:`RESIZE_MODES`;
+    * postprocess: Detectron2's ``detector_postprocess``: boxes scaled to the original size by
+      ``original / resized`` per axis, clipped to it, empty ones dropped, masks pasted at pixel
+      centres (:func:`paste_masks`).
+
+    Inference only: Detectron2 trains with other resizes (``MIN_SIZE_TRAIN``).
+    """
+
+    def __init__(self, min_size: int, max_size: int, image_mean: list[float], image_std: list[float], resize: str = "pil") -> None:
+        if resize not in RESIZE_MODES:
+            raise BadInput(f"resize={resize!r} is not a resize of Detectron2's: choose one of {sorted(RESIZE_MODES)}")
+        super().__init__(min_size, max_size, image_mean, image_std)
+        self.resize_mode = resize
+
+    def resize_image(self, image: Tensor) -> Tensor:
+        """``[3, H, W]`` RGB in [0, 1] -> ``[3, h, w]``, ``(h, w) = output_size(H, W, ...)``."""
+        size = output_size(*image.shape[-2:], self.min_size[-1], self.max_size)
+        if self.resize_mode == "interpolate":
+            return torch.nn.functional.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+        pixels = (image * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # Detectron2 reads uint8 files
+        resized = np.asarray(Image.fromarray(pixels).resize(size[::-1], Image.BILINEAR))  # channels resample alike: RGB = BGR
+        return torch.from_numpy(resized.copy()).permute(2, 0, 1).to(image.device, image.dtype) / 255
+
+    def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None) -> tuple[ImageList, None]:
+        """``[3, H_i, W_i]`` float RGB in [0, 1] -> the normalised batch padded to 32, with each resized size."""
+        if targets is not None:
+            raise BadInput("a model converted from Detectron2's zoo is for inference: call model.eval() and give no targets")
+        for image in images:
+            if image.dim() != 3 or not image.is_floating_point() or 0 in image.shape:
+                raise BadInput(f"expected float images [3, H, W] in [0, 1], H and W at least 1, "
+                               f"got a {image.dtype} tensor of shape {tuple(image.shape)}")
+        resized = [self.normalize(self.resize_image(image)) for image in images]
+        sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in resized]
+        return ImageList(self.batch_images(resized, self.size_divisible), sizes), None
 
     def postprocess(self, result: list[dict[str, Tensor]], image_shapes: list[tuple[int, int]],
                     original_image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+        """Detectron2's ``detector_postprocess``: ``boxes [N, 4]`` in the resized image -> in the original one."""
         if self.training:
             return result
-        for prediction, resized, original in zip(result, image_shapes, original_image_sizes):
-            prediction["boxes"] = resize_boxes(prediction["boxes"], resized, original)
+        for prediction, (resized_h, resized_w), (height, width) in zip(result, image_shapes, original_image_sizes):
+            boxes = prediction["boxes"].clone()
+            boxes[:, 0::2] *= width / resized_w  # a Python float times float32, as Boxes.scale
+            boxes[:, 1::2] *= height / resized_h
+            boxes[:, 0::2], boxes[:, 1::2] = boxes[:, 0::2].clamp(0, width), boxes[:, 1::2].clamp(0, height)
+            prediction["boxes"] = boxes
+            nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            prediction.update({key: value[nonempty] for key, value in prediction.items()})
             if "masks" in prediction:
-                prediction["masks"] = paste_masks(prediction["masks"], prediction["boxes"], original)
+                prediction["masks"] = paste_masks(prediction["masks"], prediction["boxes"], (height, width))
         return result
 
 
-def build(depth: int, num_classes: int, min_size: int, max_size: int, **options: Any) -> MaskRCNN:
-    """An untrained ``MaskRCNN`` R{depth}-FPN like Detectron2's; ``num_classes`` counts background."""
+def build(depth: int, num_classes: int, min_size: int, max_size: int, resize: str = "pil", **options: Any) -> MaskRCNN:
+    """An untrained ``MaskRCNN`` R{depth}-FPN like Detectron2's; ``num_classes`` counts background.
+
+    ``resize``: how images are resampled to Detectron2's test size, one of :data:`RESIZE_MODES`.
+    """
     backbone = resnet_fpn_backbone(
         backbone_name=f"resnet{depth}", weights=None, norm_layer=FrozenBatchNorm2d, extra_blocks=LastLevelMaxPool()
     )
@@ -172,6 +253,6 @@ def build(depth: int, num_classes: int, min_size: int, max_size: int, **options:
     )
     model = MaskRCNN(backbone, num_classes=num_classes, **{**settings, **options})
     t, rpn = model.transform, model.rpn
-    model.transform = Detectron2Transform(t.min_size, t.max_size, t.image_mean, t.image_std)
+    model.transform = Detectron2Transform(t.min_size, t.max_size, t.image_mean, t.image_std, resize)
     model.rpn = Detectron2RPN(rpn.anchor_generator, rpn.head, 0.7, 0.3, 256, 0.5, rpn._pre_nms_top_n, rpn._post_nms_top_n, rpn.nms_thresh)
     return model

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ import torchvision
 from torch import Tensor
 from torchvision.models.detection import MaskRCNN
 
-from course_lib.classes import CITYSCAPES_THING_LABELS
-from course_lib.errors import WeightsUnavailable
+from course_lib.classes import CITYSCAPES_THING_LABELS, CLASSES
+from course_lib.errors import BadInput, WeightsUnavailable
 from course_lib.modeling import detectron2_arch
 from course_lib.zoo import files
 
@@ -75,13 +76,26 @@ STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 #: Buffers that old Detectron2 versions saved but that are recomputed from the config.
 DERIVED_BUFFERS = re.compile(r"pixel_(mean|std)|proposal_generator\.anchor_generator\.cell_anchors\.\d")
 BN_STATS = ("running_mean", "running_var")
+DDP_PREFIX = "module."
 
 
 def entry(name: str) -> Entry:
     """The :class:`Entry` called ``name`` (e.g. ``"Cityscapes/mask_rcnn_R_50_FPN"``)."""
     if name not in ENTRIES:
-        raise ValueError(f"unknown Detectron2 model {name!r}: choose one of {sorted(ENTRIES)}")
+        raise BadInput(f"unknown Detectron2 model {name!r}: choose one of {sorted(ENTRIES)}")
     return ENTRIES[name]
+
+
+def check_course_classes(name: str) -> None:
+    """Refuse (``BadInput``, one line) entry ``name`` unless it predicts the course's classes in the course's order.
+
+    The commands (``python -m course_lib eval|bench|video|export``) read label ``i`` as
+    ``course_lib.classes.CLASSES[i]``; a COCO entry's label 3 is COCO's third class.
+    """
+    if class_names(name) != CLASSES:
+        usable = [f"detectron2:{n}" for n in ENTRIES if class_names(n) == CLASSES]
+        raise BadInput(f"detectron2:{name} predicts {len(entry(name).classes)} COCO classes, not the course's "
+                       f"{len(CLASSES) - 1}: use {' or '.join(usable)} here, or load it in Python with zoo.load")
 
 
 # --- the file: names, shapes, reading ----------------------------------------------------------
@@ -149,22 +163,34 @@ class _ArraysOnly(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _unpickle(path: Path, what: str) -> Any:
+    """The object pickled in ``path``; ``WeightsUnavailable`` (one line) for anything that is not a plain pickle."""
+    if zipfile.is_zipfile(path):  # torch.save's format since torch 1.6, e.g. a Detectron2 training's model_final.pth
+        raise WeightsUnavailable(f"{what}: it is a torch.save (zip) file, not a model-zoo .pkl; delete it and load again")
+    try:
+        with open(path, "rb") as f:
+            return _ArraysOnly(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, LookupError) as error:  # a cut file; bytes in an unknown codec
+        raise WeightsUnavailable(f"{what}: it is not a readable pickle ({' '.join(str(error).split())}); delete it and load again") from None
+
+
 def read_weights(path: Path, depth: int, num_classes: int) -> dict[str, np.ndarray]:
     """Read a model-zoo ``.pkl`` and check its structure -> ``{Detectron2 name: array}``.
 
-    Refuses (``WeightsUnavailable``, one line) a file that is not ``{"model": {...}, "__author__": ...}``,
-    misses a tensor, has one of the wrong shape, or has one that this architecture does not use.
-    BatchNorm statistics may be absent (Detectron2 then uses mean 0, variance 1): they are filled in.
+    Refuses (``WeightsUnavailable``, one line naming ``path`` and saying to delete it) a file that is
+    not ``{"model": {...}, "__author__": ...}``, misses a tensor, has one of the wrong shape, or has
+    one that this architecture does not use. Names that all start with ``module.`` (a model saved
+    inside ``DistributedDataParallel``) lose it, as Detectron2's checkpointer does. BatchNorm
+    statistics may be absent (Detectron2 then uses mean 0, variance 1): they are filled in.
     """
     what = f"{path} is not a Detectron2 Mask R-CNN R{depth}-FPN with {num_classes} classes"
-    try:
-        with open(path, "rb") as f:
-            data = _ArraysOnly(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError) as error:
-        raise WeightsUnavailable(f"{what} ({error}): delete it and load again") from None
+    data = _unpickle(path, what)
     if not (isinstance(data, dict) and "__author__" in data and isinstance(data.get("model"), dict)):
         raise WeightsUnavailable(f"{what} (expected a pickled {{'model': ..., '__author__': ...}}): delete it and load again")
-    weights = {k: v for k, v in data["model"].items() if not DERIVED_BUFFERS.fullmatch(k)}
+    model = {str(k): v for k, v in data["model"].items()}  # a stray non-string name is then refused as unused
+    if model and all(k.startswith(DDP_PREFIX) for k in model):  # fvcore's _strip_prefix_if_present: all or none
+        model = {k[len(DDP_PREFIX):]: v for k, v in model.items()}
+    weights = {k: v for k, v in model.items() if not DERIVED_BUFFERS.fullmatch(k)}
     shapes = expected_shapes(depth, num_classes)
     for name, shape in shapes.items():
         if name not in weights and name.endswith(BN_STATS):
@@ -174,7 +200,7 @@ def read_weights(path: Path, depth: int, num_classes: int) -> dict[str, np.ndarr
     wrong = sorted(k for k in set(shapes) & set(weights) if tuple(np.shape(weights[k])) != shapes[k])
     for problem, names in (("lacks", missing), ("has unused", unused), ("has wrongly shaped", wrong)):
         if names:
-            raise WeightsUnavailable(f"{what}: it {problem} {len(names)} tensors (e.g. {names[0]}); check the model name")
+            raise WeightsUnavailable(f"{what}: it {problem} {len(names)} tensors (e.g. {names[0]}); delete it and load again")
     return weights
 
 

@@ -157,7 +157,8 @@ def load(name: str, device: torch.device | str | None = None, **options: Any) ->
 
 
 def from_command_line(source: str, arch: str = "toycity_small", device: torch.device | str | None = None) -> nn.Module:
-    """The model a ``--model`` option names: ``toycity``, ``coco`` (mapped to the urban classes), or
+    """The model a ``--model`` option names: ``toycity``, ``coco`` (mapped to the urban classes),
+    ``detectron2:<name>`` of an entry in the course's classes (the Cityscapes one), or
     the path of a checkpoint written by ``python -m course_lib train`` for architecture ``arch``.
 
     Such a checkpoint is your own file and also holds optimizer and RNG states, so it is loaded with
@@ -167,9 +168,12 @@ def from_command_line(source: str, arch: str = "toycity_small", device: torch.de
     """
     if source in ("toycity", "coco"):
         return load(source, device=device, **({"urban": True} if source == "coco" else {}))
+    if source.startswith("detectron2:"):
+        detectron2_weights.check_course_classes(source.partition(":")[2])
+        return load(source, device=device)
     path = Path(source).expanduser()
     if not path.is_file():
-        raise WeightsUnavailable(f"--model {source}: expected 'toycity', 'coco' or the path of a checkpoint file")
+        raise WeightsUnavailable(f"--model {source}: expected 'toycity', 'coco', 'detectron2:<model-zoo name>' or the path of a checkpoint file")
     manifest_path = path.with_suffix(".json")
     if manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
@@ -181,6 +185,8 @@ def from_command_line(source: str, arch: str = "toycity_small", device: torch.de
 
 def status(name: str) -> str:
     """One of ``"cached"``, ``"downloadable"``, ``"unavailable"`` (``"shipped"`` for ToyCity)."""
+    if name.startswith("detectron2:"):
+        return detectron2_weights.status(name.partition(":")[2])
     if name == "coco":
         if _coco_file().exists():
             return "cached"
@@ -191,7 +197,7 @@ def status(name: str) -> str:
         except WeightsUnavailable:
             return "unavailable"
         return "shipped" if (resources.files("course_lib") / "assets" / manifest["file"]).is_file() else "unavailable"
-    raise ValueError(f"status is defined for 'coco' and 'toycity', not {name!r}")
+    raise ValueError(f"status is defined for 'coco', 'toycity' and 'detectron2:<model-zoo name>', not {name!r}")
 
 
 def available(name: str) -> bool:
