@@ -37,3 +37,7 @@ class UnreadableCheckpoint(UserError, ValueError):
 
 class WeightsUnavailable(UserError, RuntimeError):
     """Weights cannot be found locally nor downloaded."""
+
+
+class DiskFull(UserError, OSError):
+    """The disk filled up while writing an output; the earlier file of that name is kept."""

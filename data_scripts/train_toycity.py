@@ -37,14 +37,14 @@ from course_lib.data import sampling
 from course_lib.data.toycity import HELD_OUT_SEED, ToyCityDataset, held_out
 from course_lib.deploy.timing import device_name
 from course_lib.engine import distributed
-from course_lib.engine.checkpoint import check_new_run
+from course_lib.engine.checkpoint import claimed_run_folder, save_checkpoint
 from course_lib.engine.inference import inference_on_dataset
 from course_lib.engine.recipes import AMP_OPTIONS, amp_setting
 from course_lib.engine.trainer import train
-from course_lib.errors import WouldOverwrite
+from course_lib.errors import UserError
 from course_lib.evaluation.coco_eval import coco_metrics
 from course_lib.modeling import maskrcnn as models
-from course_lib.utils.atomic import atomic_path, write_json
+from course_lib.utils.atomic import write_json
 from course_lib.zoo.files import sha256_of
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
@@ -84,12 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-install", action="store_true", help="write the weights to --out, not course_lib/assets")
     args = parser.parse_args(argv)
     options.check_batch_split(parser, args)
-    try:
-        check_new_run(args.out, args.resume)  # before the worker processes start
-    except WouldOverwrite as error:
-        parser.error(str(error))
     command = "python data_scripts/train_toycity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    distributed.launch(run, args, command, processes=args.processes, threads_per_process=max(1, args.threads // args.processes))
+    try:
+        with claimed_run_folder(args.out, args.resume):  # checked and locked before the worker processes start
+            distributed.launch(run, args, command, processes=args.processes, threads_per_process=max(1, args.threads // args.processes))
+    except UserError as error:
+        parser.error(str(error))
     return 0
 
 
@@ -142,8 +142,7 @@ def run(args: argparse.Namespace, command: str) -> None:
     final = latest
 
     weights = (out if args.no_install else ASSETS) / "toycity_maskrcnn.pt"
-    with atomic_path(weights) as tmp:
-        torch.save(model.state_dict(), tmp)
+    save_checkpoint(model.state_dict(), weights)
     training = {
         "steps": args.steps, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
         "weight_decay": args.weight_decay, "warmup_steps": args.warmup,

@@ -16,6 +16,7 @@ from course_lib.deploy import benchmark, eager
 from course_lib.deploy.interleaved import is_deploy_name, random_weights_model, run_deploy_benchmark
 from course_lib.engine import step_benchmark
 from course_lib.results import results_table, save_results
+from course_lib.utils.outputs import check_output
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
@@ -39,6 +40,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
                         help="time training steps (RoI pooler x precision x processes) on ToyCity training scenes instead")
     parser.add_argument("--batch-size", type=int, default=4, help="images per training step (with --train-step)")
     args = parser.parse_args(argv)
+    if args.out:  # before minutes of timing, not after
+        check_output(args.out, "--out", inputs=(args.model,))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.train_step:

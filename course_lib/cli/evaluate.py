@@ -15,6 +15,7 @@ from course_lib.evaluation import coco_eval, matched_masks
 from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval, format_official
 from course_lib.evaluation.failures import failure_analysis
 from course_lib.utils.atomic import write_json
+from course_lib.utils.outputs import check_output, check_writable_folder
 
 
 def cli(argv: list[str]) -> int:
@@ -32,6 +33,10 @@ def cli(argv: list[str]) -> int:
         parser.error("--official needs --data cityscapes and every image of the split (no --limit)")
     if args.limit is not None and args.limit < 1:
         raise BadInput(f"--limit {args.limit}: evaluate at least 1 image (leave --limit out for all of them)")
+    if args.json:  # before minutes of inference, not after
+        check_output(args.json, "--json", inputs=(args.model, args.root))
+    if args.official:
+        check_writable_folder(args.official, "--official")
 
     device = runtime.device()
     dataset = options.dataset_from_arguments(args, "eval")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
 from course_lib import deploy, zoo
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import benchmark, variants
+from course_lib.utils.outputs import check_output
 
 
 def cli(argv: list[str]) -> int:
@@ -27,6 +29,9 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--min-agreement", type=float, default=None,
                         help="least share of confident detections (and mask IoU) reproduced; default 0.95 for FP32, 0.8 for INT8/bfloat16")
     args = parser.parse_args(argv)
+    check_output(args.out, "--out", inputs=(args.model,))
+    if args.out.endswith(".xml"):  # OpenVINO writes the weights beside it
+        check_output(Path(args.out).with_suffix(".bin"), "--out's .bin", inputs=(args.model,))
     if not deploy.available():
         print("error: export needs ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'", file=sys.stderr)
         return 2

@@ -11,11 +11,11 @@ from course_lib import runtime
 from course_lib.cli import options
 from course_lib.data import augment, sampling
 from course_lib.engine import distributed
-from course_lib.engine.checkpoint import check_new_run
+from course_lib.engine.checkpoint import claimed_run_folder, save_checkpoint
 from course_lib.engine.recipes import AMP_OPTIONS, RECIPES, SCHEDULES
 from course_lib.engine.trainer import train
 from course_lib.modeling import maskrcnn as models
-from course_lib.utils.atomic import atomic_path, write_json
+from course_lib.utils.atomic import write_json
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, recipe: str) -> None:
@@ -59,9 +59,10 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="output folder: last.pt, model.pt, history.json, tensorboard/")
     args = parser.parse_args(argv)
     options.check_batch_split(parser, args)
-    check_new_run(args.out, args.resume)  # here, not in the worker processes: one line, not a traceback from each
-    distributed.launch(_run_cli, args, processes=args.processes,
-                       threads_per_process=max(1, torch.get_num_threads() // args.processes))
+    # here, not in the worker processes: one line, not a traceback from each
+    with claimed_run_folder(args.out, args.resume):
+        distributed.launch(_run_cli, args, processes=args.processes,
+                           threads_per_process=max(1, torch.get_num_threads() // args.processes))
     return 0
 
 
@@ -82,7 +83,6 @@ def _run_cli(args: argparse.Namespace) -> None:
         resume=args.resume, num_workers=args.workers, amp=AMP_OPTIONS[args.amp], repeat_factors=factors,
     )
     if rank == 0:
-        with atomic_path(out / "model.pt") as tmp:
-            torch.save(model.state_dict(), tmp)
+        save_checkpoint(model.state_dict(), out / "model.pt")
         write_json(out / "history.json", history)
         print(f"trained {args.steps} steps in {history['train_wall_s']:.0f} s; weights: {out / 'model.pt'}")

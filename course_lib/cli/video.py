@@ -16,10 +16,10 @@ from tqdm.auto import tqdm
 from course_lib import deploy, runtime, zoo
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import eager, variants
-from course_lib.errors import WouldOverwrite
 from course_lib.tracking.annotate import annotate, side_by_side
 from course_lib.tracking.track import Tracker
 from course_lib.tracking.video_io import frames_per_second, read_frames, write_gif, write_mp4, write_toycity_clip
+from course_lib.utils.outputs import check_output
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
@@ -42,17 +42,15 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="ToyCity clip seed (with --toycity)")
     parser.add_argument("--frames", type=int, default=40, help="ToyCity clip length (with --toycity)")
     args = parser.parse_args(argv)
-    if args.toycity:
-        path, _ = write_toycity_clip(args.output, seed=args.seed, num_frames=args.frames)
+    if args.toycity:  # a generated clip never replaces a file: `video IN --toycity` names the user's IN as OUTPUT
+        if args.input is not None:
+            parser.error("--toycity takes one name, the clip to write: leave out INPUT")
+        path, _ = write_toycity_clip(check_output(args.output, "OUTPUT", replace=False), seed=args.seed, num_frames=args.frames)
         print("wrote", path)
         return 0
     if args.input is None:
         parser.error("give an INPUT video or frame folder (or --toycity to generate one)")
-
-    source, output = Path(args.input), Path(args.output)
-    if output.resolve() == source.resolve() or (output.exists() and source.exists() and output.samefile(source)):
-        raise WouldOverwrite(f"the output {args.output} is the input video: writing it would destroy the clip; "
-                             "give another output name")
+    check_output(args.output, "OUTPUT", inputs=(args.input, args.model, args.runtime))
     variant = eager.get(args.variant)
     frames = read_frames(args.input)
     first = next(frames)  # fails here, with read_frames' message, on a bad input
