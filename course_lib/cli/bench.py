@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 
 from course_lib import runtime, zoo
+from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import available as deploy_available
 from course_lib.deploy import benchmark, eager
@@ -20,7 +21,7 @@ from course_lib.utils.outputs import check_output
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib bench", description=benchmark.__doc__.splitlines()[0])
+    parser = options.ArgumentParser(prog="python -m course_lib bench", description=benchmark.__doc__.splitlines()[0])
     parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
     parser.add_argument("--variants", default="baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,scale_0.75,scale_0.5,batch_4,fast,fast_small,fast_bf16",

@@ -20,7 +20,7 @@ from course_lib.utils.outputs import check_output, check_writable_folder
 
 def cli(argv: list[str]) -> int:
     """``python -m course_lib eval --data toycity|cityscapes|coco --model toycity|coco|CHECKPOINT [...]``."""
-    parser = argparse.ArgumentParser(prog="python -m course_lib eval", description=coco_eval.__doc__.splitlines()[0])
+    parser = options.ArgumentParser(prog="python -m course_lib eval", description=coco_eval.__doc__.splitlines()[0])
     options.add_dataset_arguments(parser, toycity_length=100, toycity_seed=HELD_OUT_SEED)  # the split training never sees
     parser.add_argument("--model", required=True, help="toycity, coco (COCO weights mapped to the urban classes) or a checkpoint path")
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 from course_lib import deploy, zoo
+from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import benchmark, variants
 from course_lib.utils.outputs import check_output
@@ -16,7 +16,7 @@ from course_lib.utils.outputs import check_output
 
 def cli(argv: list[str]) -> int:
     """``python -m course_lib export``: write an ONNX file or OpenVINO IR, checked against the PyTorch model."""
-    parser = argparse.ArgumentParser(prog="python -m course_lib export", description=cli.__doc__.split(": ", 1)[1])
+    parser = options.ArgumentParser(prog="python -m course_lib export", description=cli.__doc__.split(": ", 1)[1])
     parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
     parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
     parser.add_argument("--runtime", default="ov_fp32",

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 import torch
 
 from course_lib.data.augment import Transforms
 from course_lib.data.catalog import DEFAULT_SPLITS, load_dataset
+from course_lib.errors import BadInput
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose mistakes are one line (``error: ...``, exit code 2 from
+    ``python -m course_lib``) rather than the usage text and a ``SystemExit``."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BadInput(f"{message} (see {self.prog} --help)")
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, toycity_length: int, toycity_seed: int) -> None:

@@ -42,11 +42,11 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipe: str) -> None:
 
 def cli(argv: list[str]) -> int:
     """``python -m course_lib train --data toycity|cityscapes|coco [--recipe finetune|toycity] --arch ... --steps N --out DIR [--resume] [--processes P]``."""
-    recipe_parser = argparse.ArgumentParser(add_help=False)
+    recipe_parser = options.ArgumentParser(add_help=False)
     recipe_parser.add_argument("--recipe", choices=tuple(RECIPES), default="finetune",
                                help="defaults of the training options: finetune, or toycity (the shipped ToyCity model's)")
     recipe = recipe_parser.parse_known_args(argv)[0].recipe
-    parser = argparse.ArgumentParser(prog="python -m course_lib train", description=__doc__.splitlines()[0], parents=[recipe_parser])
+    parser = options.ArgumentParser(prog="python -m course_lib train", description=__doc__.splitlines()[0], parents=[recipe_parser])
     options.add_dataset_arguments(parser, toycity_length=2000, toycity_seed=0)
     parser.add_argument("--augment", action="store_true", help="flip, scale jitter, small rotation, colour jitter (course_lib.data.augment)")
     parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small")

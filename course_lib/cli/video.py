@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import tempfile
@@ -14,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from course_lib import deploy, runtime, zoo
+from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import eager, variants
 from course_lib.tracking.annotate import annotate, side_by_side
@@ -23,7 +23,7 @@ from course_lib.utils.outputs import check_output
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib video", description=__doc__.splitlines()[0])
+    parser = options.ArgumentParser(prog="python -m course_lib video", description=__doc__.splitlines()[0])
     parser.add_argument("input", nargs="?", help="video file or folder of frames")
     parser.add_argument("output", help="output .mp4 or .gif (with --toycity: where to write the clip)")
     parser.add_argument("--track", action="store_true", help="track instances: stable ids and colours")

@@ -150,6 +150,7 @@ def claimed_run_folder(folder: str | os.PathLike, resume: bool) -> Iterator[Path
     if folder.exists() and not folder.is_dir():
         raise BadInput(f"--out {folder} is a file: training writes a folder (last.pt, model.pt, ...); give another name")
     check_writable_folder(folder, "--out")
+    check_new_run(folder, resume)  # refused here, nothing is created; checked again under the lock
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock_path = folder / LOCK_NAME
