@@ -41,3 +41,7 @@ class WeightsUnavailable(UserError, RuntimeError):
 
 class DiskFull(UserError, OSError):
     """The disk filled up while writing an output; the earlier file of that name is kept."""
+
+
+class DeviceUnavailable(UserError, RuntimeError):
+    """``COURSE_DEVICE`` names a device that is not one, or that torch does not see."""

@@ -280,3 +280,93 @@ def test_ctrl_c_saves_the_step_and_exits_130_with_one_line(tmp_path, capsys, mon
     assert main([*argv, "--resume"]) == 0
     assert checkpoint.load_checkpoint(out / checkpoint.CHECKPOINT_NAME)["step"] == 4
 
+
+
+# --------------------------------------------------------------------------- options checked at parse time
+
+
+TRAIN_RUN = [*TRAIN, "--out", "run"]
+VIDEO = ["video", "in.mp4", "out.mp4"]
+EXPORT = ["export", "--out", "model.onnx"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([*TRAIN_RUN, "--grad-clip", "-1"], "argument --grad-clip: must be above 0, got -1"),
+    ([*TRAIN_RUN, "--grad-clip", "nan"], "argument --grad-clip: must be a finite number, got nan"),
+    ([*TRAIN_RUN, "--steps", "0"], "argument --steps: must be at least 1, got 0"),
+    ([*TRAIN_RUN, "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    ([*TRAIN_RUN, "--lr", "0"], "argument --lr: must be above 0, got 0"),
+    ([*TRAIN_RUN, "--lr", "inf"], "argument --lr: must be a finite number, got inf"),
+    ([*TRAIN_RUN, "--warmup", "-1"], "argument --warmup-steps/--warmup: must be at least 0, got -1"),
+    ([*TRAIN_RUN, "--weight-decay", "-0.1"], "argument --weight-decay: must be at least 0, got -0.1"),
+    ([*TRAIN_RUN, "--repeat-threshold", "2"], "argument --repeat-threshold: must be at most 1, got 2"),
+    ([*TRAIN_RUN, "--processes", "0"], "argument --processes: must be at least 1, got 0"),
+    ([*TRAIN_RUN, "--checkpoint-every", "0"], "argument --checkpoint-every: must be at least 1, got 0"),
+    ([*TRAIN_RUN, "--workers", "-1"], "argument --workers: must be at least 0, got -1"),
+    ([*TRAIN_RUN, "--steps", "1.5"], "argument --steps: expected an integer, got '1.5'"),
+    ([*TRAIN_RUN, "--scale", "0"], "argument --scale: must be above 0, got 0"),
+    ([*TRAIN_RUN, "--height", "abc"], "argument --height: expected an integer, got 'abc'"),
+    ([*TRAIN_RUN, "--batch-size", "3", "--processes", "2"], "--batch-size 3 must be a multiple of --processes 2"),
+    (["eval", *TOYCITY, "--model", "toycity", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    (["eval", *TOYCITY, "--model", "x.pt", "--arch", "resnet"], "argument --arch: invalid choice: 'resnet'"),
+    ([*VIDEO, "--min-score", "2"], "argument --min-score: must be at most 1, got 2"),
+    ([*VIDEO, "--min-score", "nan"], "argument --min-score: must be a finite number, got nan"),
+    ([*VIDEO, "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    ([*VIDEO, "--max-frames", "0"], "argument --max-frames: must be at least 1, got 0"),
+    (["bench", "--size", "abc"], "argument --size: expected HxW with both sides at least 32 pixels"),
+    (["bench", "--size", "8x8"], "argument --size: expected HxW with both sides at least 32 pixels"),
+    (["bench", "--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+    (["bench", "--threads", "0"], "argument --threads: must be at least 1, got 0"),
+    ([*EXPORT, "--min-agreement", "nan"], "argument --min-agreement: must be a finite number, got nan"),
+    ([*EXPORT, "--min-agreement", "1.5"], "argument --min-agreement: must be at most 1, got 1.5"),
+    ([*EXPORT, "--check", "0"], "argument --check: must be at least 1, got 0"),
+], ids=lambda value: " ".join([value[0], *value[-2:]]) if isinstance(value, list) else "")
+def test_an_option_out_of_range_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, refuse_work, argv, expected):
+    from course_lib.engine import distributed
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(distributed, "launch", lambda *args, **kwargs: pytest.fail("training started"))
+    assert main(argv) == 2
+    assert expected in one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_shipped_recipe_is_a_valid_settings_object_and_a_mistake_from_python_is_one_line():
+    from course_lib.engine.recipes import RECIPES
+    from course_lib.engine.settings import TrainSettings
+    from course_lib.errors import BadInput
+
+    shipped = TrainSettings(**RECIPES["toycity"])
+    assert shipped.train_kwargs()["warmup_steps"] == 100 and shipped.train_kwargs()["amp"] is None
+    with pytest.raises(BadInput, match="--grad-clip must be above 0, got -1"):
+        TrainSettings(**{**RECIPES["toycity"], "grad_clip": -1.0})
+    with pytest.raises(BadInput, match="--steps is needed"):
+        TrainSettings(**RECIPES["finetune"])
+
+
+@pytest.mark.parametrize("device, expected", [("bogus", "COURSE_DEVICE=bogus is not a device"),
+                                              ("cuda:99", "COURSE_DEVICE=cuda:99 but torch sees")])
+def test_a_bad_course_device_is_one_line(tmp_path, capsys, monkeypatch, device, expected):
+    monkeypatch.setenv("COURSE_DEVICE", device)
+    assert main(["eval", *TOYCITY, "--length", "1", "--model", "toycity", "--json", str(tmp_path / "m.json")]) == 2
+    assert expected in one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["garbage.onnx", "no-metadata.onnx", "garbage.xml"])
+def test_a_tampered_export_given_to_runtime_is_one_line(tmp_path, capsys, damage):
+    onnx = pytest.importorskip("onnx")
+    export = tmp_path / damage
+    if damage == "no-metadata.onnx":  # a valid ONNX graph, but not one `export` wrote
+        graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["image"], ["boxes"])], "g",
+                                       [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [3, 64, 128])],
+                                       [onnx.helper.make_tensor_value_info("boxes", onnx.TensorProto.FLOAT, [3, 64, 128])])
+        onnx.save(onnx.helper.make_model(graph), export)
+    else:
+        export.write_bytes(b"<net>not a model" * 10)
+    frames = tmp_path / "frames"
+    write_frames(frames, frames_of(count=2))
+    before = snapshot(tmp_path)
+    assert main(["video", str(frames), str(tmp_path / "out.mp4"), "--runtime", str(export)]) == 2
+    assert f"{export} is not a readable export" in one_error_line(capsys)
+    assert snapshot(tmp_path) == before
