@@ -32,9 +32,6 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--min-agreement", type=options.number(float, FRACTION), default=None,
                         help="least share of confident detections (and mask IoU) reproduced; default 0.95 for FP32, 0.8 for INT8/bfloat16")
     args = parser.parse_args(argv)
-    check_output(args.out, "--out", inputs=(args.model,))
-    if args.out.endswith(".xml"):  # OpenVINO writes the weights beside it
-        check_output(Path(args.out).with_suffix(".bin"), "--out's .bin", inputs=(args.model,))
     if not deploy.available():
         print("error: export needs ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'", file=sys.stderr)
         return 2
@@ -46,6 +43,10 @@ def cli(argv: list[str]) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # what export_checked writes: the runtime's suffix, and OpenVINO's weights beside the .xml
+    written = [Path(args.out).with_suffix(".onnx")] if variant.runtime == "ort" else [Path(args.out).with_suffix(s) for s in (".xml", ".bin")]
+    for target in written:
+        check_output(target, "--out", inputs=(args.model,))
     model = zoo.from_command_line(args.model, args.arch, torch.device("cpu"))
     calibration = ToyCityDataset(args.calibration if variant.runtime.startswith("ov_int8") else 0, seed=0, height=height, width=width)
     check = [image for image, _ in benchmark.toycity_val(args.check, height, width)]
