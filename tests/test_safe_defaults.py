@@ -74,12 +74,15 @@ def test_a_checkpoint_that_carries_code_is_refused_by_every_command(hostile_chec
     assert {k: v for k, v in snapshot(tmp_path).items() if k != "run/.lock"} == before  # train's lock file may stay
 
 
-@pytest.mark.parametrize("content", ["missing", "empty", "text", "json-results", "other-classes", "other-arch"])
-def test_a_model_file_that_is_not_this_architecture_s_weights_is_one_line(tmp_path, capsys, content):
+@pytest.mark.parametrize("content", ["missing", "empty", "text", "json-results", "results-as-manifest", "other-classes", "other-arch"])
+def test_a_model_file_that_is_not_this_architecture_s_weights_is_one_line(tmp_path, capsys, untrained_toycity_model, content):
     from course_lib.modeling.maskrcnn import build
 
     path = tmp_path / ("eval.json" if content == "json-results" else "model.pt")
-    if content == "empty":
+    if content == "results-as-manifest":  # eval --json model.json beside the weights reads as their manifest
+        torch.save(untrained_toycity_model.state_dict(), path)
+        path.with_suffix(".json").write_text('{"segm": {"AP": 0.5}}')
+    elif content == "empty":
         path.write_bytes(b"")
     elif content == "text":
         path.write_text("not a checkpoint\n")
@@ -93,6 +96,7 @@ def test_a_model_file_that_is_not_this_architecture_s_weights_is_one_line(tmp_pa
     line = one_error_line(capsys)
     expected = {"missing": "expected 'toycity', 'coco' or the path", "empty": "not a readable checkpoint",
                 "text": "not a readable checkpoint", "json-results": "is a JSON file",
+                "results-as-manifest": "model.json is not a weights manifest (no sha256, arch)",
                 "other-classes": "does not fit architecture toycity_small", "other-arch": "does not fit architecture"}
     assert expected[content] in line
 
