@@ -308,7 +308,6 @@ EXPORT = ["export", "--out", "model.onnx"]
     ([*TRAIN_RUN, "--checkpoint-every", "0"], "argument --checkpoint-every: must be at least 1, got 0"),
     ([*TRAIN_RUN, "--workers", "-1"], "argument --workers: must be at least 0, got -1"),
     ([*TRAIN_RUN, "--steps", "1.5"], "argument --steps: expected an integer, got '1.5'"),
-    ([*TRAIN_RUN, "--scale", "0"], "argument --scale: must be above 0, got 0"),
     ([*TRAIN_RUN, "--height", "abc"], "argument --height: expected an integer, got 'abc'"),
     ([*TRAIN_RUN, "--batch-size", "3", "--processes", "2"], "--batch-size 3 must be a multiple of --processes 2"),
     (["eval", *TOYCITY, "--model", "toycity", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),

@@ -27,7 +27,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, toycity_length: int, 
     parser.add_argument("--data", choices=("toycity", "cityscapes", "coco"), required=True)
     parser.add_argument("--root", help="Cityscapes folder (default $CITYSCAPES_DATASET) or COCO folder (what data_scripts/download_coco.py wrote)")
     parser.add_argument("--split", help="Cityscapes / COCO split (default: train/train2017 to train, val/val2017 to evaluate)")
-    parser.add_argument("--scale", type=number(float, Bounds(low=0, low_open=True, high=1)), default=1.0,
+    parser.add_argument("--scale", type=float, default=1.0,  # checked by the Cityscapes loader, which Python callers use too
                         help="Cityscapes: downscale factor in (0, 1], e.g. 0.5 for 512x1024")
     parser.add_argument("--length", type=int, default=toycity_length, help="ToyCity: number of generated scenes")
     parser.add_argument("--data-seed", type=number(int, NON_NEGATIVE), default=toycity_seed, help="ToyCity: seed of the first scene")
