@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                                threads_per_process=max(1, args.threads // settings.processes))
     except UserError as error:
         parser.error(str(error))
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: train() saved last.pt at the end of the step
+        print(f"interrupted: {interrupt}" if str(interrupt) else "interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -261,17 +261,22 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_p
     assert codes == [0] and checkpoint.load_checkpoint(out / checkpoint.CHECKPOINT_NAME)["step"] == 1
 
 
-def test_ctrl_c_saves_the_step_and_exits_130_with_one_line(tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def ctrl_c_during_step_2(monkeypatch):
+    """Ctrl-C (SIGINT to this process) while the second training step runs."""
     calls = []
     real = trainer.batch_to_device
 
-    def ctrl_c_during_step_2(*args, **kwargs):
+    def batch_to_device(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "batch_to_device", ctrl_c_during_step_2)
+    monkeypatch.setattr(trainer, "batch_to_device", batch_to_device)
+
+
+def test_ctrl_c_saves_the_step_and_exits_130_with_one_line(tmp_path, capsys, ctrl_c_during_step_2):
     handler = signal.getsignal(signal.SIGINT)
     out = tmp_path / "run"
     argv = [*TRAIN, "--out", str(out), "--steps", "4", "--checkpoint-every", "100"]
@@ -373,3 +378,15 @@ def test_a_tampered_export_given_to_runtime_is_one_line(tmp_path, capsys, damage
     assert main(["video", str(frames), str(tmp_path / "out.mp4"), "--runtime", str(export)]) == 2
     assert f"{export} is not a readable export" in one_error_line(capsys)
     assert snapshot(tmp_path) == before
+
+
+def test_ctrl_c_in_train_toycity_saves_the_step_and_exits_130(tmp_path, capsys, ctrl_c_during_step_2, data_script_main):
+    out = tmp_path / "run"
+    code = data_script_main("train_toycity")(["--steps", "4", "--batch-size", "2", "--warmup", "1", "--height", "64",
+                                              "--width", "128", "--val-length", "1", "--eval-every", "100", "--threads", "1",
+                                              "--no-install", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("interrupted:")] == [
+        f"interrupted: stopped at the end of step 2 of 4; saved {out / 'last.pt'}: continue with --resume"]
+    assert checkpoint.load_checkpoint(out / checkpoint.CHECKPOINT_NAME)["step"] == 2
