@@ -27,6 +27,10 @@ class WouldOverwrite(UserError, FileExistsError):
     """Writing the output would replace the input or the results of an earlier run."""
 
 
+class DeviceUnavailable(UserError, RuntimeError):
+    """``COURSE_DEVICE`` names a device that is not one, or that torch does not see."""
+
+
 class ResumeMismatch(UserError, ValueError):
     """``--resume`` with settings that differ from the ones the checkpoint was trained with."""
 

@@ -16,6 +16,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from course_lib.errors import DeviceUnavailable
+
 T = TypeVar("T")
 
 
@@ -33,12 +35,18 @@ def device() -> torch.device:
     """The device the course computes on: ``COURSE_DEVICE`` if set, else CUDA when present, else CPU."""
     wanted = os.environ.get("COURSE_DEVICE")
     if wanted:
-        chosen = torch.device(wanted)
+        try:
+            chosen = torch.device(wanted)
+        except RuntimeError:
+            raise DeviceUnavailable(f"COURSE_DEVICE={wanted} is not a device: set cpu, cuda or cuda:N, or unset it") from None
         if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(
+            raise DeviceUnavailable(
                 f"COURSE_DEVICE={wanted} but torch sees no CUDA GPU. "
                 "Unset COURSE_DEVICE to run on the CPU, or pick a GPU runtime (Colab: Runtime > Change runtime type)."
             )
+        if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+            raise DeviceUnavailable(f"COURSE_DEVICE={wanted} but torch sees {torch.cuda.device_count()} CUDA GPU(s): "
+                           "use cuda:0 up to the last one, or unset it")
         return chosen
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -21,6 +21,7 @@ before and after, because other processes sharing the machine stretch the wall t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import shlex
@@ -32,19 +33,19 @@ import torch
 
 from course_lib import runtime
 from course_lib.cli import options
-from course_lib.cli.train import add_recipe_arguments
 from course_lib.data import sampling
 from course_lib.data.toycity import HELD_OUT_SEED, ToyCityDataset, held_out
 from course_lib.deploy.timing import device_name
 from course_lib.engine import distributed
-from course_lib.engine.checkpoint import check_new_run
+from course_lib.engine.checkpoint import claimed_run_folder, save_checkpoint
 from course_lib.engine.inference import inference_on_dataset
-from course_lib.engine.recipes import AMP_OPTIONS, amp_setting
+from course_lib.engine.recipes import AMP_OPTIONS, RECIPES, amp_setting
+from course_lib.engine.settings import TrainSettings
 from course_lib.engine.trainer import train
-from course_lib.errors import WouldOverwrite
+from course_lib.errors import UserError
 from course_lib.evaluation.coco_eval import coco_metrics
 from course_lib.modeling import maskrcnn as models
-from course_lib.utils.atomic import atomic_path, write_json
+from course_lib.utils.atomic import write_json
 from course_lib.zoo.files import sha256_of
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
@@ -57,7 +58,8 @@ def ap_summary(metrics: dict) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_recipe_arguments(parser, "toycity")  # the same options and defaults as `python -m course_lib train --recipe toycity`
+    options.add_settings_arguments(parser, TrainSettings, RECIPES["toycity"])  # as `python -m course_lib train --recipe toycity`
+    parser.add_argument("--resume", action="store_true", help="continue from --out's last.pt")
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--mask-targets", choices=("soft", "binary"), default="binary",
@@ -83,32 +85,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/toycity", help="checkpoints and TensorBoard logs")
     parser.add_argument("--no-install", action="store_true", help="write the weights to --out, not course_lib/assets")
     args = parser.parse_args(argv)
-    options.check_batch_split(parser, args)
-    try:
-        check_new_run(args.out, args.resume)  # before the worker processes start
-    except WouldOverwrite as error:
-        parser.error(str(error))
     command = "python data_scripts/train_toycity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    distributed.launch(run, args, command, processes=args.processes, threads_per_process=max(1, args.threads // args.processes))
+    try:
+        settings = options.settings_from_arguments(TrainSettings, args)
+        with claimed_run_folder(args.out, args.resume):  # checked and locked before the worker processes start
+            distributed.launch(run, args, settings, command, processes=settings.processes,
+                               threads_per_process=max(1, args.threads // settings.processes))
+    except UserError as error:
+        parser.error(str(error))
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: train() saved last.pt at the end of the step
+        print(f"interrupted: {interrupt}" if str(interrupt) else "interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
-def run(args: argparse.Namespace, command: str) -> None:
+def run(args: argparse.Namespace, settings: TrainSettings, command: str) -> None:
     """Train, evaluate and write the results (in each process of ``--processes``; rank 0 writes)."""
     rank, _ = distributed.rank_and_world()
-    amp, _ = amp_setting(AMP_OPTIONS[args.amp], torch.device("cpu"))
+    amp, _ = amp_setting(AMP_OPTIONS[settings.amp], torch.device("cpu"))
 
     build_kwargs: dict = {"min_size": round(args.height * args.input_scale), "max_size": round(args.width * args.input_scale),
                           "mask_stem_channels": args.mask_stem_channels, "mask_head_channels": args.mask_head_channels, "box_batch_size_per_image": args.box_rois, "box_positive_fraction": args.box_positive_fraction,
                           "class_agnostic_masks": args.class_agnostic_masks}
     if args.input_scale != 1:
         build_kwargs["anchor_sizes"] = [round(s * args.input_scale) for s in models.TOYCITY_ANCHOR_SIZES]
-    train_set = ToyCityDataset(args.steps * args.batch_size, seed=0, height=args.height, width=args.width)
+    train_set = ToyCityDataset(settings.steps * settings.batch_size, seed=0, height=args.height, width=args.width)
     val_set = held_out(args.val_length, args.height, args.width)
     scan_started = time.perf_counter()
-    factors = sampling.dataset_repeat_factors(train_set, args.repeat_threshold, progress=rank == 0) if args.repeat_threshold else None
+    factors = sampling.dataset_repeat_factors(train_set, settings.repeat_threshold, progress=rank == 0) if settings.repeat_threshold else None
     label_scan_s = time.perf_counter() - scan_started  # rendering every training scene once to read its classes
-    runtime.seed_everything(args.seed)
+    runtime.seed_everything(settings.seed)
     # The loss options only change training: the manifest's build_kwargs are what inference needs.
     model = models.build("toycity_small", **build_kwargs, mask_targets=args.mask_targets, mask_dice_weight=args.mask_dice_weight)
 
@@ -129,11 +135,9 @@ def run(args: argparse.Namespace, command: str) -> None:
     load_before = os.getloadavg()[0]  # other work on the machine stretches the wall time: record it
     started = time.perf_counter()
     history = train(
-        model, train_set, steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        weight_decay=args.weight_decay, warmup_steps=args.warmup,
-        schedule=args.schedule, grad_clip=args.grad_clip, loss_weights={"loss_mask": args.mask_loss_weight}, checkpoint_dir=out, checkpoint_every=args.eval_every,
-        log_dir=out / "tensorboard", seed=args.seed, resume=args.resume, eval_fn=eval_fn, eval_every=args.eval_every,
-        device=torch.device("cpu"), amp=amp, repeat_factors=factors,
+        model, train_set, **{**settings.train_kwargs(), "amp": amp}, loss_weights={"loss_mask": args.mask_loss_weight},
+        checkpoint_dir=out, checkpoint_every=args.eval_every, log_dir=out / "tensorboard", resume=args.resume,
+        eval_fn=eval_fn, eval_every=args.eval_every, device=torch.device("cpu"), repeat_factors=factors,
     )
     total_wall = time.perf_counter() - started
     cpu_seconds = sum(distributed.gather(history["train_cpu_s"]))  # each process counts its own
@@ -142,13 +146,11 @@ def run(args: argparse.Namespace, command: str) -> None:
     final = latest
 
     weights = (out if args.no_install else ASSETS) / "toycity_maskrcnn.pt"
-    with atomic_path(weights) as tmp:
-        torch.save(model.state_dict(), tmp)
+    save_checkpoint(model.state_dict(), weights)
     training = {
-        "steps": args.steps, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
-        "weight_decay": args.weight_decay, "warmup_steps": args.warmup,
-        "schedule": args.schedule, "grad_clip": args.grad_clip, "amp_bf16": amp, "mask_targets": args.mask_targets, "mask_dice_weight": args.mask_dice_weight, "mask_loss_weight": args.mask_loss_weight, "seed": args.seed,
-        "repeat_threshold": args.repeat_threshold, "label_scan_s": round(label_scan_s, 1), "processes": args.processes, "threads": args.threads,
+        **dataclasses.asdict(settings), "amp_bf16": amp, "mask_targets": args.mask_targets,
+        "mask_dice_weight": args.mask_dice_weight, "mask_loss_weight": args.mask_loss_weight,
+        "label_scan_s": round(label_scan_s, 1), "threads": args.threads,
         "train_scenes": f"ToyCityDataset(seed=0, length={len(train_set)}) at {args.height}x{args.width}",
         "val_scenes": f"ToyCityDataset(seed={HELD_OUT_SEED}, length={args.val_length}) at {args.height}x{args.width}",
         "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(cpu_seconds, 1),

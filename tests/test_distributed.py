@@ -12,6 +12,7 @@ from torch import nn
 
 from course_lib.cli import train
 from course_lib.engine import checkpoint, distributed, trainer
+from course_lib.errors import BadInput
 
 
 class Colours(torch.utils.data.Dataset):
@@ -125,7 +126,7 @@ def test_cli_trains_toycity_in_two_processes(tmp_path):
     state = checkpoint.load_checkpoint(tmp_path / checkpoint.CHECKPOINT_NAME)
     assert state["step"] == 2 and len(state["rng_by_rank"]) == 2
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "history.json").is_file()
-    with pytest.raises(SystemExit):  # 3 images do not split over 2 processes
+    with pytest.raises(BadInput, match="must be a multiple of --processes 2"):  # 3 images do not split over 2 processes
         train.cli([*argv, "--batch-size", "3"])
 
 

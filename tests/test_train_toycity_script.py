@@ -102,6 +102,5 @@ def test_the_recorded_command_of_the_shipped_model_parses_to_its_recorded_recipe
     assert manifest["command"].startswith(prefix)
     options = parsed_options(monkeypatch, lambda: cli([*manifest["command"][len(prefix):].split(), "--out", str(tmp_path)]))
     recorded = manifest["training"]
-    renamed = {"warmup_steps": "warmup"}
     for key in ("steps", "batch_size", "optimizer", "lr", "weight_decay", "warmup_steps", "schedule", "grad_clip", "repeat_threshold", "seed"):
-        assert options[renamed.get(key, key)] == recorded[key], key
+        assert options[key] == recorded[key], key

@@ -4,6 +4,7 @@ Every ``argparse`` of the project lives in this package; the library modules tak
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -31,3 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:  # a mistake in what was given: one line that says what to do, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        # outputs are written to a temporary name first (course_lib.utils.atomic): the earlier file is intact
+        print(f"error: no space left on the disk writing {error.filename or 'an output'}: free some space or write "
+              "elsewhere (earlier files of the same name are kept)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: training saved its checkpoint at the end of the step
+        print(f"interrupted: {interrupt}" if str(interrupt) else "interrupted", file=sys.stderr)
+        return 130

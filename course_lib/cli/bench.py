@@ -10,39 +10,46 @@ from typing import Sequence
 import torch
 
 from course_lib import runtime, zoo
+from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import available as deploy_available
 from course_lib.deploy import benchmark, eager
 from course_lib.deploy.interleaved import is_deploy_name, random_weights_model, run_deploy_benchmark
 from course_lib.engine import step_benchmark
+from course_lib.engine.settings import NON_NEGATIVE, POSITIVE
+from course_lib.modeling import maskrcnn as models
 from course_lib.results import results_table, save_results
+from course_lib.utils.outputs import check_output
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib bench", description=benchmark.__doc__.splitlines()[0])
+    parser = options.ArgumentParser(prog="python -m course_lib bench", description=benchmark.__doc__.splitlines()[0])
     parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
-    parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
+    parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small",
+                        help="architecture of a checkpoint given as --model")
     parser.add_argument("--variants", default="baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,scale_0.75,scale_0.5,batch_4,fast,fast_small,fast_bf16",
                         help=f"comma-separated, from: {', '.join(eager.VARIANTS)}; or runtimes (course_lib[deploy]): "
                              "ort, ov_fp32, ov_bf16, ov_int8, ov_int8_bf16, each optionally @SETTINGS (e.g. ov_int8@fast); all are then timed interleaved")
-    parser.add_argument("--calibration", type=int, default=runtime.pick(2, 64),
+    parser.add_argument("--calibration", type=options.number(int, POSITIVE), default=runtime.pick(2, 64),
                         help="ToyCity training scenes that calibrate INT8 runtimes")
-    parser.add_argument("--val", type=int, default=runtime.pick(4, 100), help="held-out ToyCity scenes for mask AP")
-    parser.add_argument("--size", default="128x256", help="HxW of the ToyCity scenes (the model was trained at 128x256)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=runtime.pick(3, 30))
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--val", type=options.number(int, POSITIVE), default=runtime.pick(4, 100), help="held-out ToyCity scenes for mask AP")
+    parser.add_argument("--size", type=options.image_size, default=(128, 256), help="HxW of the ToyCity scenes (the model was trained at 128x256)")
+    parser.add_argument("--warmup", type=options.number(int, NON_NEGATIVE), default=3, help="untimed runs first")
+    parser.add_argument("--repeats", type=options.number(int, POSITIVE), default=runtime.pick(3, 30), help="timed runs")
+    parser.add_argument("--threads", type=options.number(int, POSITIVE), default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-eval", action="store_true", help="time only, skip mask AP")
     parser.add_argument("--out", default=None, help="write the results JSON here")
     parser.add_argument("--tracker", action="store_true", help="time the tracker alone (30 instances per frame) instead")
     parser.add_argument("--train-step", action="store_true",
                         help="time training steps (RoI pooler x precision x processes) on ToyCity training scenes instead")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per training step (with --train-step)")
+    parser.add_argument("--batch-size", type=options.number(int, POSITIVE), default=4, help="images per training step (with --train-step)")
     args = parser.parse_args(argv)
+    if args.out:  # before minutes of timing, not after
+        check_output(args.out, "--out", inputs=(args.model,))
     if args.threads:
         torch.set_num_threads(args.threads)
+    height, width = args.size
     if args.train_step:
-        height, width = (int(v) for v in args.size.lower().split("x"))
         device = runtime.device()
         runtime.print_banner(f"{args.model} model (training steps)", f"ToyCity training scenes at {height}x{width}")
         result = step_benchmark.training_step_benchmark(zoo.from_command_line(args.model, args.arch, device),
@@ -59,7 +66,6 @@ def cli(argv: Sequence[str] | None = None) -> int:
         if args.out:
             print("wrote", save_results(result, args.out))
         return 0
-    height, width = (int(v) for v in args.size.lower().split("x"))
     names = args.variants.split(",")
 
     try:

@@ -10,21 +10,25 @@ from course_lib import runtime, zoo
 from course_lib.cli import options
 from course_lib.data.toycity import HELD_OUT_SEED
 from course_lib.engine import inference
+from course_lib.engine.settings import POSITIVE
 from course_lib.errors import BadInput
 from course_lib.evaluation import coco_eval, matched_masks
 from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval, format_official
 from course_lib.evaluation.failures import failure_analysis
+from course_lib.modeling import maskrcnn as models
 from course_lib.utils.atomic import write_json
+from course_lib.utils.outputs import check_output, check_writable_folder
 
 
 def cli(argv: list[str]) -> int:
     """``python -m course_lib eval --data toycity|cityscapes|coco --model toycity|coco|CHECKPOINT [...]``."""
-    parser = argparse.ArgumentParser(prog="python -m course_lib eval", description=coco_eval.__doc__.splitlines()[0])
+    parser = options.ArgumentParser(prog="python -m course_lib eval", description=coco_eval.__doc__.splitlines()[0])
     options.add_dataset_arguments(parser, toycity_length=100, toycity_seed=HELD_OUT_SEED)  # the split training never sees
     parser.add_argument("--model", required=True, help="toycity, coco (COCO weights mapped to the urban classes) or a checkpoint path")
-    parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
+    parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small",
+                        help="architecture of a checkpoint given as --model")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
-    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--batch-size", type=options.number(int, POSITIVE), default=2, help="images per forward pass")
     parser.add_argument("--official", metavar="OUT_DIR", help="Cityscapes: also run the official evaluator, writing its files here")
     parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON to FILE")
     args = parser.parse_args(argv)
@@ -32,6 +36,10 @@ def cli(argv: list[str]) -> int:
         parser.error("--official needs --data cityscapes and every image of the split (no --limit)")
     if args.limit is not None and args.limit < 1:
         raise BadInput(f"--limit {args.limit}: evaluate at least 1 image (leave --limit out for all of them)")
+    if args.json:  # before minutes of inference, not after
+        check_output(args.json, "--json", inputs=(args.model, args.root))
+    if args.official:
+        check_writable_folder(args.official, "--official")
 
     device = runtime.device()
     dataset = options.dataset_from_arguments(args, "eval")

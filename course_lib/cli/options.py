@@ -1,13 +1,25 @@
-"""Options shared by several commands: which dataset, and how a batch splits over processes."""
+"""Options shared by several commands: the parser, checked numbers and sizes, settings dataclasses as options, which dataset."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from typing import Any, Callable, NoReturn
 
 import torch
 
 from course_lib.data.augment import Transforms
 from course_lib.data.catalog import DEFAULT_SPLITS, load_dataset
+from course_lib.engine.settings import NON_NEGATIVE, Bounds, flag
+from course_lib.errors import BadInput
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose mistakes are one line (``error: ...``, exit code 2 from
+    ``python -m course_lib``) rather than the usage text and a ``SystemExit``."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BadInput(f"{message} (see {self.prog} --help)")
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, toycity_length: int, toycity_seed: int) -> None:
@@ -15,18 +27,50 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, toycity_length: int, 
     parser.add_argument("--data", choices=("toycity", "cityscapes", "coco"), required=True)
     parser.add_argument("--root", help="Cityscapes folder (default $CITYSCAPES_DATASET) or COCO folder (what data_scripts/download_coco.py wrote)")
     parser.add_argument("--split", help="Cityscapes / COCO split (default: train/train2017 to train, val/val2017 to evaluate)")
-    parser.add_argument("--scale", type=float, default=1.0, help="Cityscapes: downscale factor in (0, 1], e.g. 0.5 for 512x1024")
+    parser.add_argument("--scale", type=float, default=1.0,  # checked by the Cityscapes loader, which Python callers use too
+                        help="Cityscapes: downscale factor in (0, 1], e.g. 0.5 for 512x1024")
     parser.add_argument("--length", type=int, default=toycity_length, help="ToyCity: number of generated scenes")
-    parser.add_argument("--data-seed", type=int, default=toycity_seed, help="ToyCity: seed of the first scene")
-    parser.add_argument("--height", type=int, default=128, help="ToyCity image height")
-    parser.add_argument("--width", type=int, default=256, help="ToyCity image width")
+    parser.add_argument("--data-seed", type=number(int, NON_NEGATIVE), default=toycity_seed, help="ToyCity: seed of the first scene")
+    parser.add_argument("--height", type=number(int, Bounds(low=32)), default=128, help="ToyCity image height")
+    parser.add_argument("--width", type=number(int, Bounds(low=32)), default=256, help="ToyCity image width")
 
 
-def check_batch_split(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Stop a command line that has ``--batch-size`` and ``--processes`` before any process starts
-    when the batch cannot be shared evenly (:func:`course_lib.engine.distributed.launch`'s workers would each fail on their own)."""
-    if args.batch_size % args.processes:
-        parser.error(f"--batch-size {args.batch_size} must be a multiple of --processes {args.processes}")
+def number(kind: type, bounds: Bounds) -> Callable[[str], Any]:
+    """An argparse ``type``: ``kind(text)`` (``int`` or ``float``) within ``bounds``, else one line saying why."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        problem = bounds.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+    return parse
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """An argparse ``type``: ``HxW`` (e.g. ``128x256``), each side at least 32 pixels (Mask R-CNN's coarsest stride)."""
+    height, _, width = text.lower().partition("x")
+    if not (height.isdigit() and width.isdigit()) or min(int(height), int(width)) < 32:
+        raise argparse.ArgumentTypeError(f"expected HxW with both sides at least 32 pixels, e.g. 128x256; got {text!r}")
+    return int(height), int(width)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, settings: type, defaults: dict[str, Any]) -> None:
+    """One option per field of the settings dataclass ``settings`` (``--batch-size`` for ``batch_size``),
+    with ``defaults`` (a recipe); out-of-range values are refused while parsing. Required where the default is None."""
+    for field in dataclasses.fields(settings):
+        default, bounds, choices = defaults[field.name], field.metadata["bounds"], field.metadata["choices"]
+        parser.add_argument(flag(field.name), *field.metadata["aliases"], dest=field.name, default=default,
+                            required=default is None, choices=choices,
+                            type=number({"int": int, "float": float}[field.type], bounds) if bounds else None,
+                            help=field.metadata["help"] + ("" if default is None else f" (default: {default})"))
+
+
+def settings_from_arguments(settings: type, args: argparse.Namespace) -> Any:
+    """The settings dataclass ``settings`` made from parsed ``args`` (which checks how its values go together)."""
+    return settings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(settings)})
 
 
 def dataset_from_arguments(args: argparse.Namespace, purpose: str, transforms: Transforms | None = None) -> torch.utils.data.Dataset:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
 import sys
@@ -15,45 +14,47 @@ import torch
 from tqdm.auto import tqdm
 
 from course_lib import deploy, runtime, zoo
+from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import eager, variants
-from course_lib.errors import WouldOverwrite
+from course_lib.engine.settings import FRACTION, NON_NEGATIVE, POSITIVE
+from course_lib.modeling import maskrcnn as models
 from course_lib.tracking.annotate import annotate, side_by_side
 from course_lib.tracking.track import Tracker
 from course_lib.tracking.video_io import frames_per_second, read_frames, write_gif, write_mp4, write_toycity_clip
+from course_lib.utils.outputs import check_output
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib video", description=__doc__.splitlines()[0])
+    parser = options.ArgumentParser(prog="python -m course_lib video", description=__doc__.splitlines()[0])
     parser.add_argument("input", nargs="?", help="video file or folder of frames")
     parser.add_argument("output", help="output .mp4 or .gif (with --toycity: where to write the clip)")
     parser.add_argument("--track", action="store_true", help="track instances: stable ids and colours")
     parser.add_argument("--variant", default="baseline", help=f"inference variant: {', '.join(eager.VARIANTS)}")
     parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
-    parser.add_argument("--arch", default="toycity_small", help="architecture of a checkpoint given as --model")
+    parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small",
+                        help="architecture of a checkpoint given as --model")
     parser.add_argument("--runtime", default=None,
                         help="run exported: an .onnx / OpenVINO .xml file from `python -m course_lib export`, or a runtime "
                              "(ort, ov_fp32, ov_bf16, ov_int8, ov_int8_bf16) exported now for the video's frame size with --variant's settings")
-    parser.add_argument("--calibration", type=int, default=32, help="ToyCity training scenes that calibrate --runtime ov_int8")
-    parser.add_argument("--min-score", type=float, default=0.5)
-    parser.add_argument("--batch-size", type=int, default=None, help="frames per forward pass (default: the variant's)")
-    parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--calibration", type=options.number(int, POSITIVE), default=32, help="ToyCity training scenes that calibrate --runtime ov_int8")
+    parser.add_argument("--min-score", type=options.number(float, FRACTION), default=0.5, help="draw detections scoring at least this")
+    parser.add_argument("--batch-size", type=options.number(int, POSITIVE), default=None, help="frames per forward pass (default: the variant's)")
+    parser.add_argument("--max-frames", type=options.number(int, POSITIVE), default=None)
     parser.add_argument("--no-side-by-side", action="store_true", help="write the annotated frames only")
     parser.add_argument("--toycity", action="store_true", help="write a generated ToyCity clip to OUTPUT and stop")
-    parser.add_argument("--seed", type=int, default=0, help="ToyCity clip seed (with --toycity)")
-    parser.add_argument("--frames", type=int, default=40, help="ToyCity clip length (with --toycity)")
+    parser.add_argument("--seed", type=options.number(int, NON_NEGATIVE), default=0, help="ToyCity clip seed (with --toycity)")
+    parser.add_argument("--frames", type=options.number(int, POSITIVE), default=40, help="ToyCity clip length (with --toycity)")
     args = parser.parse_args(argv)
-    if args.toycity:
-        path, _ = write_toycity_clip(args.output, seed=args.seed, num_frames=args.frames)
+    if args.toycity:  # a generated clip never replaces a file: `video IN --toycity` names the user's IN as OUTPUT
+        if args.input is not None:
+            parser.error("--toycity takes one name, the clip to write: leave out INPUT")
+        path, _ = write_toycity_clip(check_output(args.output, "OUTPUT", replace=False), seed=args.seed, num_frames=args.frames)
         print("wrote", path)
         return 0
     if args.input is None:
         parser.error("give an INPUT video or frame folder (or --toycity to generate one)")
-
-    source, output = Path(args.input), Path(args.output)
-    if output.resolve() == source.resolve() or (output.exists() and source.exists() and output.samefile(source)):
-        raise WouldOverwrite(f"the output {args.output} is the input video: writing it would destroy the clip; "
-                             "give another output name")
+    check_output(args.output, "OUTPUT", inputs=(args.input, args.model, args.runtime))
     variant = eager.get(args.variant)
     frames = read_frames(args.input)
     first = next(frames)  # fails here, with read_frames' message, on a bad input

@@ -19,6 +19,7 @@ from torch import Tensor
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 from course_lib.deploy.export import INPUT, METADATA_KEY, OUTPUTS
+from course_lib.errors import BadInput
 from course_lib.modeling.paste import paste_masks, resized_pixel_offset
 
 
@@ -36,6 +37,20 @@ def paste_detections(outputs: Sequence[np.ndarray], metadata: dict) -> dict[str,
     else:
         pasted = paste_masks_in_image(masks, boxes, (height, width), padding=1)
     return {"boxes": boxes, "labels": labels.long(), "scores": scores, "masks": pasted}
+
+
+def _checked_metadata(text: str) -> dict:
+    """The export's metadata (JSON), with the keys :func:`paste_detections` reads."""
+    metadata = json.loads(text)
+    missing = {"input_size", "paste"} - set(metadata)
+    if missing:
+        raise KeyError(f"metadata lacks {', '.join(sorted(missing))}")
+    return metadata
+
+
+def _not_an_export(path: object, error: Exception) -> BadInput:
+    detail = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return BadInput(f"{path} is not a readable export of `python -m course_lib export` ({detail[:160]}): export it again")
 
 
 class RuntimePredictor:
@@ -71,8 +86,11 @@ def onnxruntime_predictor(path: str | Path, threads: int | None = None) -> Runti
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    metadata = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    try:  # ONNX Runtime's exceptions (InvalidProtobuf, Fail, ...) derive from Exception alone
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        metadata = _checked_metadata(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    except Exception as error:
+        raise _not_an_export(path, error) from None
 
     def run(image: np.ndarray) -> list[np.ndarray]:
         return session.run(list(OUTPUTS), {INPUT: image})
@@ -90,9 +108,13 @@ def openvino_predictor(model, threads: int | None = None) -> RuntimePredictor:
     import openvino as ov
 
     core = ov.Core()
-    if not isinstance(model, ov.Model):
-        model = core.read_model(str(model))
-    metadata = json.loads(model.get_rt_info([METADATA_KEY]).astype(str))
+    source = model
+    try:
+        if not isinstance(model, ov.Model):
+            model = core.read_model(str(model))
+        metadata = _checked_metadata(model.get_rt_info([METADATA_KEY]).astype(str))
+    except Exception as error:  # OpenVINO reports a damaged file as a RuntimeError, a missing key as anything
+        raise _not_an_export(source, error) from None
     precision = metadata.get("inference_precision", "f32")
     compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
                                                  "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"})

@@ -1,4 +1,4 @@
-"""Training settings: learning-rate schedules, optimizers, mixed precision, and the course's recipes (one definition for the CLI and the scripts)."""
+"""Training recipes: learning-rate schedules, optimizers, mixed precision, and the course's recipes (one definition for the CLI and the scripts)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from course_lib import runtime
+from course_lib.engine.settings import AMP_OPTIONS, SCHEDULES, defaults
 
-#: The learning-rate schedules after the warmup (see :func:`lr_factor`).
-SCHEDULES = ("cosine", "linear", "step")
+__all__ = ["AMP_OPTIONS", "RECIPES", "SCHEDULES", "amp_setting", "lr_factor", "make_optimizer"]
 
 
 def lr_factor(step: int, *, steps: int, warmup_steps: int, schedule: str, warmup_start: float = 0.001) -> float:
@@ -46,10 +46,6 @@ def make_optimizer(name: str, params: list[nn.Parameter], *, lr: float, momentum
     raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {name!r}")
 
 
-#: The ``--amp`` choices of the command lines, as ``train``'s ``amp`` argument.
-AMP_OPTIONS = {"auto": None, "on": True, "off": False}
-
-
 def amp_setting(amp: bool | None, device: torch.device) -> tuple[bool, torch.dtype]:
     """Whether to train under autocast on ``device``, and in which dtype.
 
@@ -62,11 +58,11 @@ def amp_setting(amp: bool | None, device: torch.device) -> tuple[bool, torch.dty
     return amp, torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
-#: Training recipes: the defaults of ``python -m course_lib train --recipe NAME``. ``toycity`` is the
-#: recipe of the shipped ToyCity model, also the defaults of ``data_scripts/train_toycity.py``.
+#: Training recipes: the defaults of ``python -m course_lib train --recipe NAME``, one value per
+#: :class:`course_lib.engine.settings.TrainSettings` field. ``toycity`` is the recipe of the shipped
+#: ToyCity model, also the defaults of ``data_scripts/train_toycity.py``.
 RECIPES: dict[str, dict[str, Any]] = {
-    "finetune": {"steps": None, "batch_size": 4, "optimizer": "sgd", "lr": 0.02, "weight_decay": 1e-4, "warmup": 50,
-                 "schedule": "cosine", "grad_clip": 10.0, "repeat_threshold": 0.0, "seed": 0, "amp": "auto", "processes": 1},
-    "toycity": {"steps": 1300, "batch_size": 4, "optimizer": "adamw", "lr": 1.4e-3, "weight_decay": 0.05, "warmup": 100,
-                "schedule": "linear", "grad_clip": 10.0, "repeat_threshold": 0.0, "seed": 0, "amp": "auto", "processes": 1},
+    "finetune": defaults(),
+    "toycity": {**defaults(), "steps": 1300, "optimizer": "adamw", "lr": 1.4e-3, "weight_decay": 0.05, "warmup_steps": 100,
+                "schedule": "linear"},
 }

@@ -9,6 +9,7 @@ line can be read:
         stop if sum(losses) is NaN/inf                 # last good checkpoint stays intact
         backward (scaled under AMP), unscale, clip the gradient norm, optimizer step, schedule step
         every `checkpoint_every` steps: save model + optimizer + scheduler + scaler + RNG + step
+        on Ctrl-C: finish the step, save, stop                  # nothing since the last checkpoint is lost
 
 Resume is exact: the batch order is a pure function of (seed, step) and every random number
 generator (Python, NumPy, torch CPU/CUDA) is saved and restored, so an interrupted and resumed run
@@ -18,8 +19,11 @@ their own augmentation randomness).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -54,6 +58,10 @@ EvalFn = Callable[[nn.Module], dict[str, float]]
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run at the end of a step; the message names the checkpoint saved there."""
 
 
 def batches(dataset: Sequence[Sample], *, start: int, steps: int, batch_size: int, seed: int,
@@ -127,7 +135,7 @@ def train(
         log_dir: TensorBoard directory (losses and lr per step, a sample prediction per eval).
         amp: mixed precision (float16 with a gradient scaler on CUDA, bfloat16 on a CPU);
             ``None`` lets :func:`amp_setting` choose.
-        resume: continue from ``checkpoint_dir/last.pt`` if it exists.
+        resume: continue from ``checkpoint_dir/last.pt`` (see :func:`check_new_run`).
         num_workers: data-loading processes (see :func:`batches`; 0 keeps resume exact).
         repeat_factors: [len(dataset)] how often each item is shown per epoch
             (:func:`course_lib.data.sampling.repeat_factors`); ``None``: once. A checkpoint resumes
@@ -142,6 +150,7 @@ def train(
 
     Raises:
         TrainingDiverged: on a NaN/inf loss, before the weights are touched.
+        TrainingInterrupted: on Ctrl-C (single process), once the step ends and ``last.pt`` is saved.
     """
     device = device or runtime.device()
     amp, amp_dtype = amp_setting(amp, device)
@@ -169,7 +178,9 @@ def train(
     start = 0
     if checkpoint_dir is not None:
         check_new_run(checkpoint_dir, resume)
-    if resume and checkpoint is not None and checkpoint.exists():
+    elif resume:
+        raise ValueError("resume=True needs the checkpoint_dir to resume from")
+    if resume:
         state = load_checkpoint(checkpoint, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -224,52 +235,84 @@ def train(
     loader = batches(dataset, start=start, steps=steps, batch_size=batch_size, seed=seed, num_workers=num_workers,
                      rank=rank, world=world, repeat_factors=repeat_factors)
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    for step, samples in zip(bar, loader):
-        images, targets = batch_to_device(samples, device)
-        with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
-            losses = net(images, targets)
-        loss = sum(value * loss_factors.get(name, 1.0) for name, value in losses.items())
-        # the values to log and check, averaged over the processes: all of them stop together
-        values = torch.stack([v.detach().float() for v in (loss, *losses.values())])
-        logged = dict(zip(["loss", *losses], distributed.all_mean(values).tolist()))
-        if not math.isfinite(logged["loss"]):
-            last = f"the last good checkpoint is {checkpoint} (step {_checkpoint_step(checkpoint)})" if checkpoint is not None and checkpoint.exists() else "no checkpoint was written"
-            parts = ", ".join(f"{k}={v:.4g}" for k, v in logged.items() if k != "loss")
-            raise TrainingDiverged(
-                f"loss is {logged['loss']} at step {step} ({parts}); stopped before updating the weights, "
-                f"{last}. Lower lr, lengthen the warmup or clip gradients harder, then resume."
-            )
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if grad_clip is not None:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        current_lr = scheduler.get_last_lr()[0]
-        scheduler.step()
-        history["train_wall_s"] += time.perf_counter() - wall0
-        history["train_cpu_s"] += time.process_time() - cpu0
+    with _interrupt_at_step_end(enabled=world == 1) as interrupted:
+        for step, samples in zip(bar, loader):
+            images, targets = batch_to_device(samples, device)
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
+                losses = net(images, targets)
+            loss = sum(value * loss_factors.get(name, 1.0) for name, value in losses.items())
+            # the values to log and check, averaged over the processes: all of them stop together
+            values = torch.stack([v.detach().float() for v in (loss, *losses.values())])
+            logged = dict(zip(["loss", *losses], distributed.all_mean(values).tolist()))
+            if not math.isfinite(logged["loss"]):
+                last = f"the last good checkpoint is {checkpoint} (step {_checkpoint_step(checkpoint)})" if checkpoint is not None and checkpoint.exists() else "no checkpoint was written"
+                parts = ", ".join(f"{k}={v:.4g}" for k, v in logged.items() if k != "loss")
+                raise TrainingDiverged(
+                    f"loss is {logged['loss']} at step {step} ({parts}); stopped before updating the weights, "
+                    f"{last}. Lower lr, lengthen the warmup or clip gradients harder, then resume."
+                )
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if grad_clip is not None:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            current_lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            history["train_wall_s"] += time.perf_counter() - wall0
+            history["train_cpu_s"] += time.process_time() - cpu0
 
-        record = {"step": step, "lr": current_lr, **logged}
-        history["loss"].append(record)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{current_lr:.2g}")
-        if writer is not None:
-            for name, value in record.items():
-                if name != "step":
-                    writer.add_scalar(f"train/{name}", value, step)
-        done = step + 1
-        if done == steps or (eval_every and done % eval_every == 0):
-            if rank == 0:
-                run_eval(done)
-            distributed.barrier()  # the other processes wait for rank 0's evaluation
-        if done == steps or done % checkpoint_every == 0:
-            save(done)
-        wall0, cpu0 = time.perf_counter(), time.process_time()  # the next step's clock includes loading its batch
+            record = {"step": step, "lr": current_lr, **logged}
+            history["loss"].append(record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{current_lr:.2g}")
+            if writer is not None:
+                for name, value in record.items():
+                    if name != "step":
+                        writer.add_scalar(f"train/{name}", value, step)
+            done = step + 1
+            if done == steps or (eval_every and done % eval_every == 0):
+                if rank == 0:
+                    run_eval(done)
+                distributed.barrier()  # the other processes wait for rank 0's evaluation
+            stopping = interrupted.is_set() and done < steps
+            if done == steps or done % checkpoint_every == 0 or stopping:
+                save(done)
+            if stopping:
+                if writer is not None:
+                    writer.close()
+                saved = f"saved {checkpoint}: continue with --resume" if checkpoint is not None else "no checkpoint folder"
+                raise TrainingInterrupted(f"stopped at the end of step {done} of {steps}; {saved}")
+            wall0, cpu0 = time.perf_counter(), time.process_time()  # the next step's clock includes loading its batch
     if writer is not None:
         writer.close()
     model.eval()
     return history
+
+
+@contextlib.contextmanager
+def _interrupt_at_step_end(enabled: bool) -> Iterator[threading.Event]:
+    """Turn Ctrl-C (SIGINT) into an event the loop checks after each step: a half-done step (weights
+    updated, schedule not yet) cannot be saved consistently. A second Ctrl-C stops at once.
+
+    Only in the main thread (where Python delivers signals) and when ``enabled``; elsewhere
+    Ctrl-C raises ``KeyboardInterrupt`` as usual.
+    """
+    pressed = threading.Event()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+
+    def on_ctrl_c(signum: int, frame: object) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _checkpoint_step(path: Path) -> int:

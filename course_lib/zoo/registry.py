@@ -28,7 +28,8 @@ import torchvision
 from torch import nn
 
 from course_lib import runtime
-from course_lib.errors import WeightsUnavailable
+from course_lib.engine.checkpoint import load_checkpoint
+from course_lib.errors import UnreadableCheckpoint, WeightsUnavailable
 from course_lib.modeling import coco_heads, maskrcnn
 from course_lib.zoo import detectron2_weights
 from course_lib.zoo.files import check_sha256, fetch, reachable, sha256_of, weights_dir
@@ -96,11 +97,20 @@ def _toycity_file(manifest: dict) -> Path:
     )
 
 
-def _build_from_file(path: Path, arch: str, build_kwargs: dict, weights_only: bool = True) -> nn.Module:
-    """Build ``arch`` and load a bare state dict or a training checkpoint's ``"model"`` entry."""
+def _build_from_file(path: Path, arch: str, build_kwargs: dict) -> nn.Module:
+    """Build ``arch`` and load a bare state dict or a training checkpoint's ``"model"`` entry
+    (:func:`course_lib.engine.checkpoint.load_checkpoint`: a file that carries code is refused)."""
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.get("model", state).values()):
+        raise UnreadableCheckpoint(f"{path} holds no state dict (name -> tensor): give a run's last.pt or model.pt, "
+                                   "or a file saved with torch.save(model.state_dict(), ...)")
     model = maskrcnn.build(arch, **build_kwargs)
-    state = torch.load(path, map_location="cpu", weights_only=weights_only)
-    model.load_state_dict(state.get("model", state))
+    try:
+        model.load_state_dict(state.get("model", state))
+    except RuntimeError as error:  # missing, unexpected or differently shaped tensors
+        first = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), str(error))
+        raise UnreadableCheckpoint(f"{path} does not fit architecture {arch} with {model.roi_heads.box_predictor.cls_score.out_features} "
+                                   f"classes ({first[:160]}): give the --arch it was trained with") from None
     return model
 
 
@@ -161,8 +171,8 @@ def from_command_line(source: str, arch: str = "toycity_small", device: torch.de
     ``detectron2:<name>`` of an entry in the course's classes (the Cityscapes one), or
     the path of a checkpoint written by ``python -m course_lib train`` for architecture ``arch``.
 
-    Such a checkpoint is your own file and also holds optimizer and RNG states, so it is loaded with
-    ``weights_only=False``; weights from elsewhere go through ``load("checkpoint", sha256=...)``.
+    The file is loaded with ``weights_only=True`` (nothing in it can run code); a file shared by
+    others is better loaded with ``load("checkpoint", sha256=...)``, which also checks its hash.
     Weights with a manifest beside them (``NAME.json``, as ``data_scripts/train_toycity.py``
     writes) are built from its ``arch`` and ``build_kwargs`` and checked against its sha256.
     """
@@ -174,13 +184,30 @@ def from_command_line(source: str, arch: str = "toycity_small", device: torch.de
     path = Path(source).expanduser()
     if not path.is_file():
         raise WeightsUnavailable(f"--model {source}: expected 'toycity', 'coco', 'detectron2:<model-zoo name>' or the path of a checkpoint file")
+    if path.suffix == ".json":
+        raise UnreadableCheckpoint(f"--model {source} is a JSON file (a manifest or results), not weights: give the "
+                                   "checkpoint file (.pt) itself")
     manifest_path = path.with_suffix(".json")
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
+        manifest = _read_manifest(manifest_path)
         model = _load_checkpoint_file(path, manifest["sha256"], manifest["arch"], manifest.get("build_kwargs", {}))
     else:
-        model = _build_from_file(path, arch, {}, weights_only=False)
+        model = _build_from_file(path, arch, {})
     return model.eval().to(device or runtime.device())
+
+
+def _read_manifest(path: Path) -> dict:
+    """A weights file's manifest (``sha256``, ``arch``, ``build_kwargs``), refused in one line if it lacks them."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UnreadableCheckpoint(f"{path} is not a JSON manifest ({error}): move it away to load the weights beside it "
+                                   "without one") from None
+    missing = [key for key in ("sha256", "arch") if not isinstance(manifest, dict) or key not in manifest]
+    if missing:
+        raise UnreadableCheckpoint(f"{path} is not a weights manifest (no {', '.join(missing)}): move it away to load the "
+                                   "weights beside it without one")
+    return manifest
 
 
 def status(name: str) -> str:
