@@ -17,16 +17,13 @@ from course_lib.deploy import benchmark, eager
 from course_lib.deploy.interleaved import is_deploy_name, random_weights_model, run_deploy_benchmark
 from course_lib.engine import step_benchmark
 from course_lib.engine.settings import NON_NEGATIVE, POSITIVE
-from course_lib.modeling import maskrcnn as models
 from course_lib.results import results_table, save_results
 from course_lib.utils.outputs import check_output
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
     parser = options.ArgumentParser(prog="python -m course_lib bench", description=benchmark.__doc__.splitlines()[0])
-    parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
-    parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small",
-                        help="architecture of a checkpoint given as --model")
+    options.add_model_arguments(parser)
     parser.add_argument("--variants", default="baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,scale_0.75,scale_0.5,batch_4,fast,fast_small,fast_bf16",
                         help=f"comma-separated, from: {', '.join(eager.VARIANTS)}; or runtimes (course_lib[deploy]): "
                              "ort, ov_fp32, ov_bf16, ov_int8, ov_int8_bf16, each optionally @SETTINGS (e.g. ov_int8@fast); all are then timed interleaved")

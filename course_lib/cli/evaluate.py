@@ -15,7 +15,6 @@ from course_lib.errors import BadInput
 from course_lib.evaluation import coco_eval, matched_masks
 from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval, format_official
 from course_lib.evaluation.failures import failure_analysis
-from course_lib.modeling import maskrcnn as models
 from course_lib.utils.atomic import write_json
 from course_lib.utils.outputs import check_output, check_writable_folder
 
@@ -24,9 +23,7 @@ def cli(argv: list[str]) -> int:
     """``python -m course_lib eval --data toycity|cityscapes|coco --model toycity|coco|CHECKPOINT [...]``."""
     parser = options.ArgumentParser(prog="python -m course_lib eval", description=coco_eval.__doc__.splitlines()[0])
     options.add_dataset_arguments(parser, toycity_length=100, toycity_seed=HELD_OUT_SEED)  # the split training never sees
-    parser.add_argument("--model", required=True, help="toycity, coco (COCO weights mapped to the urban classes) or a checkpoint path")
-    parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small",
-                        help="architecture of a checkpoint given as --model")
+    options.add_model_arguments(parser, required=True)
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--batch-size", type=options.number(int, POSITIVE), default=2, help="images per forward pass")
     parser.add_argument("--official", metavar="OUT_DIR", help="Cityscapes: also run the official evaluator, writing its files here")

@@ -12,16 +12,13 @@ from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import benchmark, variants
 from course_lib.engine.settings import FRACTION, POSITIVE
-from course_lib.modeling import maskrcnn as models
 from course_lib.utils.outputs import check_output
 
 
 def cli(argv: list[str]) -> int:
     """``python -m course_lib export``: write an ONNX file or OpenVINO IR, checked against the PyTorch model."""
     parser = options.ArgumentParser(prog="python -m course_lib export", description=cli.__doc__.split(": ", 1)[1])
-    parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
-    parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small",
-                        help="architecture of a checkpoint given as --model")
+    options.add_model_arguments(parser)
     parser.add_argument("--runtime", default="ov_fp32",
                         help="ort (ONNX file), ov_fp32, ov_bf16, ov_int8 or ov_int8_bf16 (OpenVINO IR), optionally @SETTINGS of "
                              "course_lib.deploy.eager, e.g. ov_int8@fast")

@@ -11,6 +11,7 @@ import torch
 from course_lib.data.augment import Transforms
 from course_lib.data.catalog import DEFAULT_SPLITS, load_dataset
 from course_lib.engine.settings import NON_NEGATIVE, Bounds, flag
+from course_lib.modeling import maskrcnn as models
 from course_lib.errors import BadInput
 
 
@@ -33,6 +34,15 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, toycity_length: int, 
     parser.add_argument("--data-seed", type=number(int, NON_NEGATIVE), default=toycity_seed, help="ToyCity: seed of the first scene")
     parser.add_argument("--height", type=number(int, Bounds(low=32)), default=128, help="ToyCity image height")
     parser.add_argument("--width", type=number(int, Bounds(low=32)), default=256, help="ToyCity image width")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """Add ``--model`` (what :func:`course_lib.zoo.from_command_line` reads) and ``--arch`` (a checkpoint's architecture)."""
+    parser.add_argument("--model", required=required, default=None if required else "toycity",
+                        help="toycity" + ("" if required else " (default)") + ", coco (COCO weights read in the urban classes), "
+                             "detectron2:Cityscapes/mask_rcnn_R_50_FPN, or the path of a checkpoint")
+    parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small",
+                        help="architecture of a checkpoint given as --model")
 
 
 def number(kind: type, bounds: Bounds) -> Callable[[str], Any]:

@@ -18,7 +18,6 @@ from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import eager, variants
 from course_lib.engine.settings import FRACTION, NON_NEGATIVE, POSITIVE
-from course_lib.modeling import maskrcnn as models
 from course_lib.tracking.annotate import annotate, side_by_side
 from course_lib.tracking.track import Tracker
 from course_lib.tracking.video_io import frames_per_second, read_frames, write_gif, write_mp4, write_toycity_clip
@@ -31,9 +30,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("output", help="output .mp4 or .gif (with --toycity: where to write the clip)")
     parser.add_argument("--track", action="store_true", help="track instances: stable ids and colours")
     parser.add_argument("--variant", default="baseline", help=f"inference variant: {', '.join(eager.VARIANTS)}")
-    parser.add_argument("--model", default="toycity", help="toycity (default), coco, or a checkpoint path")
-    parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small",
-                        help="architecture of a checkpoint given as --model")
+    options.add_model_arguments(parser)
     parser.add_argument("--runtime", default=None,
                         help="run exported: an .onnx / OpenVINO .xml file from `python -m course_lib export`, or a runtime "
                              "(ort, ov_fp32, ov_bf16, ov_int8, ov_int8_bf16) exported now for the video's frame size with --variant's settings")
