@@ -37,3 +37,7 @@ class UnreadableCheckpoint(UserError, ValueError):
 
 class WeightsUnavailable(UserError, RuntimeError):
     """Weights cannot be found locally nor downloaded."""
+
+
+class MachineBusy(UserError, RuntimeError):
+    """A timing would be written from a machine busy with other work (load above its core count)."""
