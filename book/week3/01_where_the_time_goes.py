@@ -101,10 +101,12 @@ plt.show()
 # | backbone | ResNet + FPN | pixels |
 # | rpn | objectness and deltas on every anchor, decode, top-k, NMS | pixels (anchors), pre-NMS top-k |
 # | box_head | RoIAlign 7x7 per proposal, MLP, per-class NMS | proposals |
-# | mask_head | RoIAlign 14x14 per detection, 4 convs, deconv | detections |
+# | mask_head | RoIAlign 14x14 per detection, a few convolutions and a deconvolution (the ToyCity model's are counted below) | detections |
 # | paste | resize 28x28 masks and write them into the full image | detections x image size |
 
 # %%
+mask_head_layers = [type(m).__name__ for m in model.roi_heads.mask_head.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+print("the ToyCity model's mask head:", ", ".join(mask_head_layers), "(the last convolution fuses the stride-2 stem)")
 stages, memory = timing.measure_stages(model, images, repeats=runtime.pick(4, 10))
 runtime.print_banner(MODEL_NAME, DATA_NAME)
 total = sum(stages.values())
