@@ -64,3 +64,11 @@ def test_printing_only_never_refuses(monkeypatch, fake_tracker_timing):
 def test_checked_load_is_a_user_error():
     with pytest.raises(MachineBusy):
         timing.checked_load(CORES + 1.0)
+
+
+def test_the_file_records_its_command(tmp_path, monkeypatch, fake_tracker_timing):
+    out = tmp_path / "tracker.json"
+    loads(monkeypatch, 0.0, 0.0)
+    monkeypatch.setattr("sys.argv", ["python -m course_lib", "bench", "--tracker", "--out", str(out)])
+    assert main(["bench", "--tracker", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["command"].startswith("python -m course_lib bench")

@@ -114,5 +114,7 @@ def _report(table: dict, args: argparse.Namespace) -> int:
 
 
 def _save(result: dict, args: argparse.Namespace) -> None:
-    """Write ``result`` to ``--out`` with the load before and after; refused on a busy machine (:func:`checked_load`)."""
-    print("wrote", save_results({**result, **checked_load(args.load_before, args.force_loaded)}, args.out))
+    """Write ``result`` to ``--out`` with its command and the load before and after; refused on a busy machine
+    (:func:`checked_load`)."""
+    command = "python -m course_lib " + " ".join(sys.argv[1:])
+    print("wrote", save_results({"command": command, **result, **checked_load(args.load_before, args.force_loaded)}, args.out))
