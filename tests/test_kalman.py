@@ -96,3 +96,18 @@ def test_kalman_box_never_turns_inside_out():
 def test_tracker_refuses_an_unknown_motion():
     with pytest.raises(ValueError, match="choose one of none, alpha-beta, kalman"):
         Tracker(motion=True)
+
+
+def test_kalman_exercise_solution_matches_filterpy():
+    from course_lib.exercises.realtime import _kalman_cases, kalman_step
+
+    for mean, covariance, z, q, r in _kalman_cases():
+        reference = KalmanFilter(dim_x=2, dim_z=1)
+        reference.x, reference.P = np.array(mean, dtype=float), np.array(covariance, dtype=float)
+        reference.F, reference.H = np.array([[1.0, 1.0], [0.0, 1.0]]), np.array([[1.0, 0.0]])
+        reference.Q, reference.R = np.diag(q), np.array([[r]])
+        reference.predict()
+        reference.update(np.array([z]))
+        ours = kalman_step(mean, covariance, z, q, r)
+        np.testing.assert_allclose(ours["mean"], reference.x, atol=1e-12)
+        np.testing.assert_allclose(ours["covariance"], reference.P, atol=1e-12)
