@@ -321,9 +321,12 @@ small_gain, large_gain = steady_gain(np.array([0.0, 0, 8, 16])), steady_gain(np.
 print(f"steady gains (alpha, beta): 8x16 box {small_gain.round(3)}, 200x400 box {large_gain.round(3)}; "
       f"the course's alpha-beta filter: ({tracker.box_alpha}, {tracker.box_alpha})")
 assert np.allclose(small_gain, large_gain)
+assert abs(small_gain[0] - 2 / 3) < 0.05, "the settled position gain is near two thirds (next paragraph)"
 
 # %% [markdown]
-# `Tracker(motion="kalman")` predicts with this filter and reports its estimate as the box; the
+# `Tracker(motion="kalman")` predicts with this filter, and reports, as before, a moving average of
+# the detection and the prediction: the filter's own estimate, with its position gain settled near
+# two thirds, lags a moving box more, and a box a pixel behind costs a small object's mask IoU. The
 # comparison at the end of the chapter runs both.
 #
 # ## Step 4: smoothing masks over time
@@ -453,13 +456,15 @@ print(f"Tracker.update: median {np.median(times) * 1e3:.2f} ms per frame for "
 print("For 30 instances per frame at 512x1024: `python -m course_lib bench --tracker`")
 
 # %% [markdown]
-# ## A person cut to a sliver at the crossing
+# ## Why the box gate: a person seen as a sliver
 #
-# Heavy occlusion is where trackers lose people. In the clip below the street is packed, and at the
-# zebra crossing a pedestrian walks behind another one and a bicycle: most of the time only a strip
-# of them is visible, and its shape changes from frame to frame as the others move in front. For each frame we measure how the person's
-# detection overlaps the track that carries them, as the tracker sees it just before matching
-# (the track's predicted box and its mask in that box).
+# Step 1 allowed a pair when *either* its mask IoU or its box IoU passes its gate. Here is the case
+# that rule is for. When a pedestrian walks behind others, only a strip of them shows, and the
+# strip changes shape from frame to frame: the masks of consecutive frames barely overlap, while
+# the boxes, which span the whole visible extent, still agree. The clip below is a packed street
+# where a person crosses behind another pedestrian and a bicycle; in each frame we measure both
+# overlaps between the person's detection and the track carrying them, as the tracker sees them
+# just before matching.
 
 # %%
 SLIVER_SEED, PERSON, SLIVER_FRAMES = 5, 4, 20
@@ -489,10 +494,10 @@ print(f"frame {SLIVER}: mask IoU {SLIVER_MASK_IOU:.3f} (gate {tracker.iou_gate})
 assert SLIVER_MASK_IOU < tracker.iou_gate <= tracker.box_gate <= SLIVER_BOX_IOU
 
 # %% [markdown]
-# In the frame printed last, the person's mask overlaps its own track's by less than the mask gate.
-# With the mask gate alone (`box_gate` above one: no box fallback) the pair is forbidden, the track
-# goes lost and the detection starts a new one: a new id. With the box fallback the boxes still
-# agree, so the person keeps their id:
+# In the frame printed last, the mask overlap is below the mask gate while the box overlap passes
+# the box gate. With the mask gate alone (`box_gate` above one) that pair is forbidden, the track
+# goes lost and the detection starts a new track, under a new id; with both gates the person keeps
+# their id:
 
 # %%
 with_fallback = run_tracker(sliver_detections, HEIGHT, WIDTH)
