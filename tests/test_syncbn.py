@@ -39,7 +39,7 @@ def _train_and_save(out: Path, device: str) -> None:
                    out / "two.pt")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="DDP runs SyncBatchNorm on GPUs only")
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="DDP runs SyncBatchNorm on GPUs only: one per process, over NCCL")
 def test_two_gpu_processes_keep_the_whole_batchs_batchnorm_statistics(tmp_path):
     distributed.launch(_train_and_save, tmp_path, "cuda", processes=2)
     alone = NormalisedRegression()

@@ -184,8 +184,8 @@ del r50_v2
 # each process would see only its `1 / N` share and normalise by that alone, so `train` converts every
 # BatchNorm to `SyncBatchNorm` before `DistributedDataParallel`
 # (`course_lib.engine.distributed.data_parallel`): mean and variance are computed over all
-# processes' images, as if one process had the whole batch (a GPU test checks the running
-# statistics against a single process). DDP runs `SyncBatchNorm` on GPUs only, so a BatchNorm
+# processes' images, as if one process had the whole batch (a test on a machine with two GPUs
+# compares the running statistics with those of one process on the whole batch). DDP runs `SyncBatchNorm` on GPUs only, so a BatchNorm
 # model in several CPU processes is refused with a one-line message.
 
 # %% [markdown]
