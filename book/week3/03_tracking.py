@@ -592,13 +592,14 @@ assert all(set(rows) == {"course", "course-kalman", *BOXMOT} for rows in compari
 # Where the course's tracker trails BoT-SORT, it trails in association (AssA). Is it BoT-SORT's
 # Kalman filter? The `course-kalman` row answers: it is the course's tracker with the Kalman filter
 # of Step 3, the same state and noise as BoT-SORT's (a unit test checks it step by step against
-# boxmot's), and everything else unchanged. It does not close the gap, so the motion model is not
-# what separates them. What differs is the association: BoT-SORT, like ByteTrack, matches in two
-# rounds, the confident detections first and then the low-score ones to the tracks still
+# boxmot's), and everything else unchanged. On the perturbed ground truth, where every object is
+# detected in almost every frame, it closes most of the association gap: there the motion model is
+# what mattered, its larger gains after a miss and its rates for width and height. On the model's
+# detections it does not help. There the other difference weighs: BoT-SORT, like ByteTrack, matches
+# in two rounds, the confident detections first and then the low-score ones to the tracks still
 # unmatched (an object going behind another loses score before it vanishes), while the course's
-# tracker drops every detection below its score threshold; and objects **entering or leaving at
-# the image border**, whose cut-off boxes grow or shrink on one side only, can fail the course's
-# box gate between a new track's first two frames. All numbers here are ToyCity numbers, on one
+# tracker drops every detection below its score threshold. Neither of the course's trackers
+# reaches BoT-SORT's HOTA on the model's detections. All numbers here are ToyCity numbers, on one
 # street at a time seen by a fixed camera.
 
 # %%
@@ -606,8 +607,12 @@ print("ranking by HOTA:", rankings)
 assert rankings["model"] == rankings["perturbed ground truth"]
 assert all(d["AssA"] < 0 and abs(d["AssA"]) > abs(d["DetA"]) for best, d in verdicts.values() if best == "BoT-SORT"), \
     "where BoT-SORT leads, it leads in association"
-assert all(rows["course-kalman"]["HOTA"] < rows["BoT-SORT"]["HOTA"] for rows in comparison["results"].values()), \
-    "the Kalman filter alone does not close the gap"
+gt_rows, model_rows = comparison["results"]["perturbed ground truth"], comparison["results"]["model"]
+assoc_gap = {name: gt_rows["BoT-SORT"]["AssA"] - gt_rows[name]["AssA"] for name in ("course", "course-kalman")}
+print(f"perturbed ground truth, AssA behind BoT-SORT: course {assoc_gap['course']:.3f}, course-kalman {assoc_gap['course-kalman']:.3f}")
+assert 0 <= assoc_gap["course-kalman"] < assoc_gap["course"] / 2, "the Kalman filter closes most of the association gap there"
+assert model_rows["course-kalman"]["HOTA"] <= model_rows["course"]["HOTA"], "and does not help on the model's detections"
+assert all(rows[name]["HOTA"] < rows["BoT-SORT"]["HOTA"] for name in ("course", "course-kalman") for rows in (model_rows, gt_rows))
 
 # %% [markdown]
 # ## Where this tracker stops
