@@ -45,3 +45,7 @@ class WeightsUnavailable(UserError, RuntimeError):
 
 class DiskFull(UserError, OSError):
     """The disk filled up while writing an output; the earlier file of that name is kept."""
+
+
+class MachineBusy(UserError, RuntimeError):
+    """A timing would be written from a machine busy with other work (load above its core count)."""

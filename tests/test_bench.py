@@ -86,7 +86,7 @@ def test_pareto_front_equals_the_dominance_definition_with_ties():
 def test_cli_times_without_evaluation(model, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(zoo, "from_command_line", lambda *args, **kwargs: model)
     out = tmp_path / "benchmark.json"
-    argv = ["--variants", "baseline,rpn_100", "--val", "1", "--warmup", "1", "--repeats", "2", "--no-eval", "--out", str(out)]
+    argv = ["--variants", "baseline,rpn_100", "--val", "1", "--warmup", "1", "--repeats", "2", "--no-eval", "--force-loaded", "--out", str(out)]  # a test, not a timing to keep
     assert bench_cli.cli(argv) == 0
     printed = capsys.readouterr().out
     assert "[results from]" in printed and "| rpn_100 |" in printed
@@ -99,7 +99,7 @@ def test_training_step_benchmark_times_each_pooler_and_leaves_the_model_alone(mo
     out = tmp_path / "train_step.json"
     threads = torch.get_num_threads()
     try:  # 2 threads: the data-parallel variant runs 2 processes of 1 thread
-        assert bench_cli.cli(["--train-step", "--warmup", "1", "--repeats", "2", "--size", "64x128", "--threads", "2", "--out", str(out)]) == 0
+        assert bench_cli.cli(["--train-step", "--warmup", "1", "--repeats", "2", "--size", "64x128", "--threads", "2", "--force-loaded", "--out", str(out)]) == 0
     finally:
         torch.set_num_threads(threads)
     results = json.loads(out.read_text())

@@ -83,7 +83,7 @@ def test_variant_names_resolve():
 
 def test_bench_times_runtimes_interleaved_with_mask_ap(tmp_path, capsys):
     out = tmp_path / "deploy.json"
-    assert main(["bench", "--variants", "ort,det_20", "--val", "2", "--warmup", "0", "--repeats", "2", "--out", str(out)]) == 0
+    assert main(["bench", "--variants", "ort,det_20", "--val", "2", "--warmup", "0", "--repeats", "2", "--force-loaded", "--out", str(out)]) == 0
     results = json.loads(out.read_text())
     assert [row["name"] for row in results["variants"]] == ["baseline", "ort", "det_20"]
     ort_row = results["variants"][1]

@@ -130,7 +130,7 @@ def test_a_tentative_track_that_misses_is_dropped_and_not_reported():
 
 
 def test_lost_track_is_reidentified_within_max_age_then_removed():
-    tracker = Tracker(min_hits=2, max_age=3, motion=False)
+    tracker = Tracker(min_hits=2, max_age=3, motion="none")
     box = [[20, 20, 60, 60]]
     for _ in range(3):
         tracker.update(detections(box))
@@ -152,7 +152,7 @@ def tracker_history_of(tracker: Tracker, track_id: int):
 
 
 def test_constant_velocity_carries_a_lost_track_to_where_it_reappears():
-    def run(motion: bool) -> list[int]:
+    def run(motion: str) -> list[int]:
         tracker = Tracker(min_hits=2, max_age=5, motion=motion, iou_gate=0.3)
         ids = []
         for frame in range(10):
@@ -163,8 +163,8 @@ def test_constant_velocity_carries_a_lost_track_to_where_it_reappears():
             ids += [t.track_id for t in tracker.update(detections([[x, 30, x + 24, 60]]))]
         return ids
 
-    assert set(run(motion=True)) == {1}
-    assert len(set(run(motion=False))) == 2  # waiting where it was last seen, the track misses it
+    assert set(run(motion="alpha-beta")) == set(run(motion="kalman")) == {1}
+    assert len(set(run(motion="none"))) == 2  # waiting where it was last seen, the track misses it
 
 
 def test_classes_never_share_a_track():
@@ -176,7 +176,7 @@ def test_classes_never_share_a_track():
 
 def test_smoothing_moves_confirmed_tracks_part_way_and_alpha_one_follows_detections():
     boxes = [[[20, 20, 60, 60]], [[20, 20, 60, 60]], [[30, 20, 70, 60]]]
-    smooth, follow = Tracker(min_hits=1, box_alpha=0.5, motion=False), Tracker(min_hits=1, box_alpha=1.0, mask_alpha=1.0)
+    smooth, follow = Tracker(min_hits=1, box_alpha=0.5, motion="none"), Tracker(min_hits=1, box_alpha=1.0, mask_alpha=1.0)
     for b in boxes:
         out_smooth, out_follow = smooth.update(detections(b)), follow.update(detections(b))
     assert out_smooth[0].box[0] == pytest.approx(25.0)
@@ -188,7 +188,7 @@ def test_no_tracking_and_iou_only_presets_behave_as_documented():
     box = [[20, 20, 60, 60]]
     fresh = Tracker(iou_gate=1.01, box_gate=1.01, min_hits=1)
     assert [fresh.update(detections(box))[0].track_id for _ in range(3)] == [1, 2, 3]
-    iou_only = Tracker(box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1, box_alpha=1, motion=False)
+    iou_only = Tracker(box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1, box_alpha=1, motion="none")
     iou_only.update(detections(box))
     iou_only.update(NO_DETECTIONS)
     assert iou_only.update(detections(box))[0].track_id == 2  # no memory across a gap
@@ -278,14 +278,15 @@ def test_a_person_cut_to_a_sliver_by_traffic_keeps_its_id():
     assert len(set(ids) - {None}) == 1 and ids.count(None) <= 2
 
 
-def test_trackeval_scores_the_three_modes_in_the_expected_order(tmp_path):
+def test_trackeval_scores_the_modes_in_the_expected_order(tmp_path):
     from course_lib.data.toycity import clip
     from course_lib.evaluation.track_metrics import compare_trackers, noisy_detections
 
     targets = [target for _, target in clip(6, 20, 256, 512, fps=25)]
     table = compare_trackers(targets, noisy_detections(targets, seed=0), str(tmp_path))
-    assert set(table) == {"none", "iou", "full", "ground truth"}
+    assert set(table) == {"none", "iou", "full", "kalman", "ground truth"}
     assert table["full"]["IDSW"] < table["iou"]["IDSW"] < table["none"]["IDSW"]
+    assert table["kalman"]["IDSW"] < table["iou"]["IDSW"]
     assert table["none"]["HOTA"] < table["iou"]["HOTA"] and table["none"]["HOTA"] < table["full"]["HOTA"]
     assert table["full"]["flicker"] < table["iou"]["flicker"]  # smoothing steadies the masks
 

@@ -21,8 +21,8 @@
 #   first (the roadmap writes `[H, W, C]`, the TensorFlow order: same data, other layout);
 # * the **stride** of each map: how many image pixels one step on the map covers;
 # * the **receptive field** of one map position: which image pixels can change its value. It is
-#   much larger than the stride cell, which is why a position on a stride-16 map can propose a
-#   512-pixel box.
+#   much larger than the stride cell, which is why a position can propose a box many times larger
+#   than its cell.
 #
 # We use `course_lib.modeling.internals.trace`, which runs the model one submodule at a time and keeps every
 # intermediate tensor; a unit test checks that its output equals `model([image])` exactly.
@@ -66,8 +66,9 @@ for (name, fmap), (stride_y, stride_x) in zip(t.features.items(), t.strides):
 # %% [markdown]
 # The transform first resizes the image (shorter side to `min_size`, longer side at most
 # `max_size`) and pads the batch to a multiple of 32. The stride of a level is then simply
-# $\text{stride} = \text{padded size} / \text{map size}$: every ResNet stage halves the
-# resolution (rounding up), and FPN's extra `pool` level halves it once more.
+# $\text{stride} = \text{padded size} / \text{map size}$: ResNet's stem (a strided convolution,
+# then a strided max pool) divides the resolution by four, `layer1` keeps it, each later stage
+# halves it (rounding up), and FPN's extra `pool` level halves it once more.
 # `course_lib.scratch.anchors.fpn_grid_sizes` predicts the map sizes from the padded size alone. (When the
 # last level's size is odd, torchvision's anchor generator uses the integer division
 # `padded // map`, e.g. 672 // 11 = 61 instead of 64; the cell prints it if that happens here.)
@@ -138,18 +139,25 @@ def receptive_field_stats(level_index: int, position: tuple[int, int]) -> tuple[
     return grad, int(support.max() - support.min() + 1), width
 
 
+supports = []
 for k, (stride, _) in enumerate(t.strides[:-1]):
     h, w = t.features[list(t.features)[k]].shape[-2:]
     _, theoretical, effective = receptive_field_stats(k, (w // 2, h // 2))
+    supports.append(theoretical)
     print(f"stride {stride:>2}: the centre position is influenced by {theoretical} px "
           f"(90% of the gradient within {effective} px) of a {padded[1]} px-wide image")
     assert theoretical > stride, "a position sees far more than its own stride cell"
+print(f"finest level: {supports[0] / padded[1]:.0%} of the image's width; coarsest: {supports[-1] / padded[1]:.0%}")
+assert supports[0] >= 0.8 * supports[-1], "the top-down path gives the finest level the coarsest level's reach"
 
 # %% [markdown]
-# The support of the gradient is many times wider than the stride. With FPN it spans (nearly) the
-# whole image even on the finest level, because the top-down path adds the coarsest map, which
-# sees everything, into every finer one. The 90% window says how far the *strong* influence
-# reaches. Either way, a position on the stride-16 map can predict a 256 x 512 anchor because it
+# The support of the gradient is many times wider than the stride, and the finest level reaches
+# about as far as the coarsest: FPN's top-down path adds the coarsest map into every finer one.
+# What share of the image that is depends on the network and on the image size (the last line
+# above): the small ToyCity model at its small input size sees most of the scene from any level,
+# while ResNet-50 on a photograph resized to its full test size sees only a part of it. The 90%
+# window says how far the *strong* influence reaches. Either way, a position can predict an
+# anchor much larger than its cell (chapter 2 gives each FPN level its anchor size) because it
 # *sees* enough of the object to judge it, even though it *stands for* a single point. Here is
 # the gradient of the stride-16 position from above (square-rooted for contrast), over the resized
 # image with its stride grid:
@@ -170,12 +178,13 @@ stages.stride_grid(stages.image_in_trace_coordinates(subject.image, t), 16, posi
 # $k = \lfloor 4 + \log_2(\sqrt{wh} / 224) \rfloor$, clamped to the available levels.
 
 # %%
-from torchvision.ops.poolers import _setup_scales
+from torchvision.ops.poolers import LevelMapper
 
 box_pool = subject.model.roi_heads.box_roi_pool
 pooled_levels = [k for k, name in enumerate(t.features) if name in box_pool.featmap_names]
-scales, level_of = _setup_scales([list(t.features.values())[k] for k in pooled_levels], [t.image_size],
-                                 box_pool.canonical_scale, box_pool.canonical_level)
+# the pooler's levels by the base-2 log of their stride (P2 -> 2, ...), as torchvision infers them
+scales = [2.0 ** -round(math.log2(t.strides[k][0])) for k in pooled_levels]
+level_of = LevelMapper(round(-math.log2(scales[0])), round(-math.log2(scales[-1])), box_pool.canonical_scale, box_pool.canonical_level)
 sizes = torch.tensor([16.0, 32, 64, 112, 224, 448])
 levels = level_of([torch.stack([torch.zeros_like(sizes), torch.zeros_like(sizes), sizes, sizes], dim=1)])
 for size, level in zip(sizes.tolist(), levels.tolist()):

@@ -90,8 +90,9 @@ assert gap.max() > 0.5, "growing from the corner instead of the centre moves the
 #
 # The roadmap filters with "objectness > 0.5, then sort". torchvision has no such threshold at
 # test time (`score_thresh` is 0.0): per FPN level it keeps the `pre_nms_top_n` anchors with the
-# highest objectness, whatever their absolute score. Per-level selection guarantees that the
-# thousands of small anchors on the finest map cannot crowd out the few large ones on coarse maps.
+# highest objectness, whatever their absolute score. Per-level selection keeps the thousands of
+# small anchors on the finest map from crowding out the few large ones on coarse maps *before* NMS.
+# After NMS the levels do compete: `post_nms_top_n` is one budget for the whole image (Step 3).
 
 # %%
 top_n, post_n = rpn.pre_nms_top_n(), rpn.post_nms_top_n()

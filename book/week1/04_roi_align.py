@@ -18,8 +18,9 @@
 # feature map is a grid of cells `stride` pixels apart. Two ways to bridge them:
 #
 # * **RoI Pool** (Fast R-CNN) rounds the box to whole cells, cuts it into whole-cell bins and
-#   takes each bin's maximum. Every rounding can move the features by up to half a cell, i.e.
-#   `stride / 2` image pixels.
+#   takes each bin's maximum. It rounds twice: the box's corners to the nearest cell (up to half
+#   a cell), then each bin's edges outwards to whole cells (its start down, its end up), so a bin
+#   can read features up to about one cell, `stride` image pixels, from where it should.
 # * **RoI Align** (Mask R-CNN) keeps the exact box, places a few sample points in each bin, reads
 #   each point by **bilinear interpolation** of the four surrounding cells, and averages.
 #

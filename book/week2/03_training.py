@@ -150,11 +150,10 @@ assert ramp[0] < 0.01 and ramp[-1] == 1.0 and all(a < b for a, b in zip(ramp, ra
 # **GroupNorm at small batch.** BatchNorm normalises each channel with the mean and variance
 # over the batch. A detector trains on a few large images per GPU (or here per CPU step), so these
 # statistics come from very few images, are noisy, and differ from the running averages used at
-# test time. Fine-tuning from ImageNet or COCO avoids the problem by *freezing* BatchNorm
-# (torchvision's default with pretrained weights). Training from scratch cannot freeze statistics
-# it has not learned; GroupNorm (Wu & He, 2018) normalises each image on its own, over groups of
-# channels, so it behaves the same at any batch size, in training and in evaluation.
-# The course's small model uses it in the backbone and the mask head:
+# test time. Training from scratch cannot avoid batch statistics; GroupNorm (Wu & He, 2018)
+# normalises each image on its own, over groups of channels, so it behaves the same at any batch
+# size, in training and in evaluation. The course's small model uses it in the backbone and the
+# mask head:
 
 # %%
 print(f"train(): gradient clipped to norm c = {inspect.signature(train).parameters['grad_clip'].default}")
@@ -162,6 +161,32 @@ norm_types = (torch.nn.GroupNorm, torch.nn.BatchNorm2d, FrozenBatchNorm2d)
 norm_layers = {type(m).__name__ for m in fresh.modules() if isinstance(m, norm_types)}
 print("normalisation layers in toycity_small:", norm_layers)
 assert norm_layers == {"GroupNorm"}
+
+# %% [markdown]
+# Fine-tuning a pretrained network has two sound choices. **Freeze** BatchNorm: keep the
+# statistics learned on the large dataset and never update them (torchvision's
+# `FrozenBatchNorm2d`, what `maskrcnn_resnet50_fpn` uses with COCO weights, and Detectron2's
+# backbone default); right when the new images look like the old ones. Or keep it trainable and
+# make every step see the **whole batch**: the statistics then adapt to the new data. The
+# Cityscapes command at the end of this chapter trains `maskrcnn_resnet50_fpn_v2`, which has no
+# frozen layers at all: trainable BatchNorm in its backbone, its FPN and its RoI heads.
+
+# %%
+r50_v2 = maskrcnn.build("r50_fpn_v2")  # random weights: the same layer types as with COCO's
+v2_norms = {part: sorted({type(m).__name__ for m in module.modules() if isinstance(m, norm_types)})
+            for part, module in [("backbone", r50_v2.backbone.body), ("FPN", r50_v2.backbone.fpn), ("RoI heads", r50_v2.roi_heads)]}
+print("normalisation layers in maskrcnn_resnet50_fpn_v2:", v2_norms)
+assert all(norms == ["BatchNorm2d"] for norms in v2_norms.values()), "v2 trains its BatchNorm everywhere"
+del r50_v2
+
+# %% [markdown]
+# On one GPU each BatchNorm sees the whole batch of `--batch-size` images. With `--processes N`,
+# each process would see only its `1 / N` share and normalise by that alone, so `train` converts every
+# BatchNorm to `SyncBatchNorm` before `DistributedDataParallel`
+# (`course_lib.engine.distributed.data_parallel`): mean and variance are computed over all
+# processes' images, as if one process had the whole batch (a test on a machine with two GPUs
+# compares the running statistics with those of one process on the whole batch). DDP runs `SyncBatchNorm` on GPUs only, so a BatchNorm
+# model in several CPU processes is refused with a one-line message.
 
 # %% [markdown]
 # ## A short training run
@@ -203,16 +228,42 @@ small = maskrcnn.build("toycity_small", min_size=HEIGHT, max_size=WIDTH)
 run_dir = tempfile.mkdtemp(prefix="course-train-")
 runtime.print_banner("toycity_small, trained live", f"ToyCity {HEIGHT}x{WIDTH}, {len(train_scenes)} scenes")
 history = train(small, train_scenes, steps=live_steps, batch_size=2, lr=1e-3, optimizer="adamw", weight_decay=0.05, warmup_steps=3,
-                checkpoint_dir=run_dir, checkpoint_every=live_steps, seed=0, device=torch.device("cpu"))
+                checkpoint_dir=run_dir, checkpoint_every=live_steps, seed=0, device=torch.device("cpu"),
+                log_dir=f"{run_dir}/tensorboard")
+
+# %% [markdown]
+# ## Watching a run: TensorBoard
+#
+# With a `log_dir`, `train` writes every step's losses and learning rate (and, at each evaluation,
+# the metrics and a sample prediction) to a TensorBoard **event file**. TensorBoard reads that file
+# while the run goes on; below, its own reader (`EventAccumulator`) loads the live run's file and
+# plots every scalar it holds. On Colab the next cell also opens the TensorBoard dashboard itself
+# (`%load_ext tensorboard`, then `%tensorboard --logdir` with the run's folder); on your own machine,
+# `tensorboard --logdir OUT/tensorboard` serves it at `localhost:6006`.
+
+# %%
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+events = EventAccumulator(f"{run_dir}/tensorboard").Reload()
+scalars = {tag: events.Scalars(tag) for tag in events.Tags()["scalars"]}
+print(f"{len(scalars)} scalars logged, {len(next(iter(scalars.values())))} points each:", ", ".join(scalars))
+fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(11, 3))
+for tag, points in scalars.items():
+    ax = ax_lr if tag == "train/lr" else ax_loss
+    ax.plot([p.step for p in points], [p.value for p in points], label=tag.removeprefix("train/"), lw=2 if tag == "train/loss" else 1)
+ax_loss.set(xlabel="step", ylabel="loss", title=f"{live_steps} steps of toycity_small, read from the event file")
+ax_loss.legend(fontsize=7)
+ax_lr.set(xlabel="step", ylabel="learning rate", title=f"warmup, then {inspect.signature(train).parameters['schedule'].default} decay")
+plt.show()
+logged_losses = [p.value for p in scalars["train/loss"]]
+assert [p.step for p in scalars["train/loss"]] == [r["step"] for r in history["loss"]]
+assert all(math.isclose(a, r["loss"], rel_tol=1e-6) for a, r in zip(logged_losses, history["loss"])), "the file holds what train() logged"
+if "google.colab" in sys.modules:
+    get_ipython().run_line_magic("load_ext", "tensorboard")
+    get_ipython().run_line_magic("tensorboard", f"--logdir {run_dir}/tensorboard")
 
 # %%
 records = history["loss"]
-fig, ax = plt.subplots(figsize=(7, 3))
-for name in ("loss", "loss_objectness", "loss_classifier", "loss_mask", "loss_box_reg", "loss_rpn_box_reg"):
-    ax.plot([r["step"] for r in records], [r[name] for r in records], label=name, lw=2 if name == "loss" else 1)
-ax.set(xlabel="step", ylabel="loss", title=f"{live_steps} steps of toycity_small")
-ax.legend(fontsize=7)
-plt.show()
 window = max(2, live_steps // 4)
 first = sum(r["loss"] for r in records[:window]) / window
 last = sum(r["loss"] for r in records[-window:]) / window
@@ -372,7 +423,7 @@ assert metrics["segm"]["AP50"] > 0.5 * manifest["metrics"]["segm_AP50"], "the sh
 # ```bash
 # python -m course_lib train --data cityscapes --root /content/cityscapes --scale 0.5 --augment \
 #     --arch r50_fpn_v2 --weights DEFAULT --min-size 512 --max-size 1024 \
-#     --steps 12000 --batch-size 8 --lr 0.02 --warmup 500 --schedule step \
+#     --steps 12000 --batch-size 8 --lr 0.01 --warmup 500 --schedule step \
 #     --workers 2 --checkpoint-every 500 --out /content/drive/MyDrive/urban-maskrcnn
 # ```
 #
@@ -389,10 +440,22 @@ assert metrics["segm"]["AP50"] > 0.5 * manifest["metrics"]["segm_AP50"], "the sh
 # * `--scale 0.5` trains at half of Cityscapes' 1024 x 2048 in each direction, a quarter of the
 #   pixels: about four times faster, at the price of the smallest pedestrians.
 # * On a machine with several GPUs, `--processes N` (one per GPU) runs `N` copies under
-#   `DistributedDataParallel`, each on `batch-size / N` images of every batch; rank 0 writes the
-#   checkpoints and logs, and a run resumes with as many processes as it started with. Colab
-#   has one GPU: leave it at 1.
-#
+#   `DistributedDataParallel`, each on `batch-size / N` images of every batch, with BatchNorm
+#   synchronised over the processes (above); rank 0 writes the checkpoints and logs, and a run
+#   resumes with as many processes as it started with. Colab has one GPU: leave it at 1.
+# * `--lr` follows the **linear scaling rule** (Goyal et al., 2017): the learning rate in
+#   proportion to the images per step. The Mask R-CNN paper trains at lr 0.02 with 16 images per step (He et al., 2017);
+#   Detectron2's Cityscapes recipe at lr 0.01 with 8 images per step (`configs/Cityscapes/mask_rcnn_R_50_FPN.yaml`),
+#   which the rule reproduces (the cell below). Another `--batch-size` takes the rate scaled the same way.
+
+# %%
+PAPER_LR, PAPER_BATCH = 0.02, 16  # He et al. (2017): 8 GPUs x 2 images
+DETECTRON2_CITYSCAPES_LR, COMMAND_LR, COMMAND_BATCH = 0.01, 0.01, 8  # Detectron2's recipe; the command above
+scaled = PAPER_LR * COMMAND_BATCH / PAPER_BATCH
+print(f"linear scaling: lr {PAPER_LR} x {COMMAND_BATCH} / {PAPER_BATCH} images = {scaled:g}; the command uses {COMMAND_LR}")
+assert math.isclose(scaled, COMMAND_LR) and math.isclose(scaled, DETECTRON2_CITYSCAPES_LR)
+
+# %% [markdown]
 # **From COCO to the urban classes.** `--weights DEFAULT` loads torchvision's COCO model (91
 # category slots) and keeps everything that does not depend on the class: backbone, FPN, RPN and
 # both heads' hidden layers. Only three layers have one row (or four) per class: the

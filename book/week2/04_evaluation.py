@@ -275,7 +275,7 @@ assert head_ceiling["AP"] > metrics["segm"]["AP"], "perfect masks in the same bo
 #
 # AP sorts detections by score, and Mask R-CNN's score is the box classifier's: "this box holds a
 # rider", not "this mask is good". A sharp mask and a blurred one in equally confident boxes rank
-# the same. Mask Scoring R-CNN (Huang et al., 2019) trains a head to inference_on_dataset each mask's IoU and
+# the same. Mask Scoring R-CNN (Huang et al., 2019) trains a head to predict each mask's IoU and
 # multiplies the score by it; a training-free stand-in, SOLOv2's *maskness*, is the mean
 # probability over the pixels the mask keeps (`course_lib.evaluation.matched_masks.maskness`: near 1 for a sharp
 # mask, near 0.5 for a blurred one). Does it track mask quality here? Compare each detection's

@@ -101,10 +101,12 @@ plt.show()
 # | backbone | ResNet + FPN | pixels |
 # | rpn | objectness and deltas on every anchor, decode, top-k, NMS | pixels (anchors), pre-NMS top-k |
 # | box_head | RoIAlign 7x7 per proposal, MLP, per-class NMS | proposals |
-# | mask_head | RoIAlign 14x14 per detection, 4 convs, deconv | detections |
+# | mask_head | RoIAlign 14x14 per detection, a few convolutions and a deconvolution (the ToyCity model's are counted below) | detections |
 # | paste | resize 28x28 masks and write them into the full image | detections x image size |
 
 # %%
+mask_head_layers = [type(m).__name__ for m in model.roi_heads.mask_head.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+print("the ToyCity model's mask head:", ", ".join(mask_head_layers), "(the last convolution fuses the stride-2 stem)")
 stages, memory = timing.measure_stages(model, images, repeats=runtime.pick(4, 10))
 runtime.print_banner(MODEL_NAME, DATA_NAME)
 total = sum(stages.values())
@@ -204,6 +206,9 @@ runtime.print_banner("untrained Mask R-CNN R50-FPN (timing only), 20 detections"
 r50_total = sum(r50_stages.values())
 for stage, seconds in r50_stages.items():
     print(f"{stage:>10}: {seconds * 1e3:7.1f} ms  {100 * seconds / r50_total:5.1f}%")
+toy_share, r50_share = (timed["backbone"] / sum(timed.values()) for timed in (stages, r50_stages))
+print(f"backbone share: ToyCity model {toy_share:.0%}, R50-FPN {r50_share:.0%}")
+assert r50_share > toy_share, "the backbone weighs more in the R50-FPN than in the ToyCity model"
 fig, ax = plt.subplots(figsize=(8, 1.8))
 stage_bars(ax, {"R50-FPN": r50_stages, "ToyCity": stages})
 ax.set_xscale("log")
@@ -213,13 +218,23 @@ plt.show()
 # ## What to take away
 #
 # * Time only after a warm-up, synchronise on a GPU, and report median and p90.
-# * The **backbone** cost follows the pixel count: the input size is the strongest lever, and the
-#   only one that speeds up the backbone without changing the network.
+# * The **backbone** cost follows the pixel count: the input size is its strongest lever. Storing
+#   activations as `channels_last` and computing in bfloat16 speed it up too, less, at the same
+#   input size (the next chapter's committed benchmark; the cell below reads it).
 # * The **heads** cost follows the number of proposals (box head) and detections (mask head and
 #   paste). When scenes hold a dozen objects rather than hundreds, fewer proposals and a sensible
 #   score threshold cost little accuracy (the next chapter measures how little).
-# * The balance depends on the model: in the big R50-FPN the backbone dominates; in the small
-#   ToyCity model the heads take a large share, so the levers that pay off differ.
+# * The balance depends on the model: the backbone's share of the time is larger in the big R50-FPN
+#   than in the small ToyCity model, where the heads take a large share, so the levers that pay off differ.
+
+# %%
+from course_lib.results import load_results
+
+bench = {row["name"]: row["stages_ms"]["backbone"] for row in load_results("bench_cpu.json")["variants"]}
+backbone_change = {name: bench[name] / bench["baseline"] - 1 for name in ("scale_0.5", "scale_0.75", "channels_last", "bf16")}
+print("[bench_cpu.json] backbone time against the baseline:", ", ".join(f"{n} {c:+.0%}" for n, c in backbone_change.items()))
+assert min(backbone_change, key=backbone_change.get) == "scale_0.5", "the input size is the strongest lever on the backbone"
+assert backbone_change["channels_last"] < 0 and backbone_change["bf16"] < 0, "and not the only one"
 
 # %% [markdown]
 # ## Exercises

@@ -223,21 +223,39 @@ assert tuple(mask_grid) == (14, 14) and tuple(box_grid) == (7, 7), "the mask bra
 # %% [markdown]
 # ## Challenges and solutions
 #
+# The vision and learning problems first:
+#
 # | challenge | what happened | solution | shown in |
 # |---|---|---|---|
 # | training from scratch on a CPU | a randomly initialised ResNet-50 FPN diverged to NaN within a few steps; BatchNorm statistics are noisy at batch 2; SGD learned slowly from scratch | a small backbone with GroupNorm, learning-rate warm-up, gradient clipping, AdamW, a step count fixed in advance | [training](../week2/03_training.ipynb) |
-# | ten minutes of CPU training | a profile of one step showed the backward of torchvision's RoI Align kernel taking a large share of it | RoI Align as two matrix products where a gradient flows (`course_lib.scratch.roi.SeparableMultiScaleRoIAlign`), bfloat16 autocast on a CPU with AMX; the cheaper steps bought more RoIs and images per minute | [training](../week2/03_training.ipynb), [RoI Align](../week1/04_roi_align.ipynb) |
+# | ten minutes of CPU training | a profile of one step showed the backward of torchvision's RoI Align kernel taking a large share of it | RoI Align as two matrix products where a gradient flows (`course_lib.scratch.roi.SeparableMultiScaleRoIAlign`), bfloat16 autocast on a CPU with bfloat16 units (the AMD EPYC that trained the shipped model has AVX512-BF16, no AMX); the cheaper steps bought more RoIs and images per minute | [training](../week2/03_training.ipynb), [RoI Align](../week1/04_roi_align.ipynb) |
 # | thin masks | at ToyCity's resolution a person's limbs and a bicycle's tyres are narrower than a cell of P2 (stride 4), the finest map torchvision's mask head reads; the head predicted blurred masks | the mask head also reads the stride-2 stem through a skip connection (`course_lib.modeling.mask_skip`); bicycle masks stay poor | [training](../week2/03_training.ipynb), [experiments](../appendix_experiments.ipynb) |
 # | the detector or the mask head? | mask AP stayed far below box AP | a perfect mask head on the model's own detections (`course_lib.modeling.paste.perfect_masks_in_detected_boxes`) shows that the masks hold most of the gap; a heavier mask loss and a Dice term that counts each object once (`course_lib.modeling.mask_loss.dice_loss`) helped; other levers did not, within ten minutes. Ranking detections by score × maskness helps without retraining | [evaluation](../week2/04_evaluation.ipynb), [experiments](../appendix_experiments.ipynb) |
 # | a bar met by one run | one run of a recipe cleared the course's bar of mask AP 0.5 on the bar's small held-out split, but its other seed did not, and on larger held-out splits neither did: the bar was met by one run, not by the recipe | judge a recipe by two seeds and larger held-out splits (`data_scripts/compare_toycity_runs.py`); repeat-factor sampling (LVIS; `course_lib.data.sampling`) of the scenes that hold the rare train class, and more steps where a faster CPU allows them. A ten-minute budget buys different recipes on different CPUs, so the results files record the CPU | [experiments](../appendix_experiments.ipynb) |
 # | masks of small objects | torchvision's paste rounds boxes to whole pixels: a perfect model would score a much lower mask AP on ToyCity's small objects | a paste that reads the $28 \times 28$ map at each pixel's exact coordinate (`course_lib.modeling.paste`) | [evaluation](../week2/04_evaluation.ipynb) |
-# | torchvision's backbone default | `resnet_fpn_backbone` without pretrained weights uses frozen BatchNorm, which for random weights means no normalisation at all | build the backbone with a trainable norm layer | `course_lib/model.py` |
 # | boxes after augmentation | rotating a box's corners gives a loose box | recompute boxes from the transformed masks, then drop empty instances | [data and augmentation](../week2/02_data_and_augmentation.ipynb) |
 # | no real data offline | Cityscapes needs an account, COCO weights a network | ToyCity, a procedural street with exact visible and amodal masks, occlusion and track ids | [ToyCity](../week2/01_toycity.ipynb) |
-# | the official Cityscapes evaluator | `cityscapesscripts` predates NumPy 2 and current Pillow | run it unchanged, with compatibility shims scoped to the call | [evaluation](../week2/04_evaluation.ipynb) |
 # | speed-ups that are not | a setting that speeds up one machine can slow another or cost accuracy (the variants printed above) | measure every variant with its AP on the target device; keep only the Pareto front | [speed against accuracy](../week3/02_speed_accuracy.ipynb) |
 # | identity switches when objects cross | matching on boxes alone swaps ids of crossing objects | predict motion, match on mask IoU, keep unmatched tracks alive a few frames | [tracking](../week3/03_tracking.ipynb) |
 # | folklore in comparisons | "YOLO struggles with overlaps" | count unassigned objects per assignment scheme on ToyCity | [YOLO vs Mask R-CNN](03_yolo_vs_maskrcnn.ipynb) |
-# | a site that looks fine but is not | a real browser reported script errors and untypeset math that an HTML check cannot see | a headless Chromium test of every page; MathJax served from the site | `tests/test_site_browser.py` |
 #
+# The engineering around it met problems of its own:
+#
+# | engineering problem | what happened | solution | shown in |
+# |---|---|---|---|
+# | torchvision's backbone default | `resnet_fpn_backbone` without pretrained weights uses frozen BatchNorm, which for random weights means no normalisation at all | build the backbone with a trainable norm layer | `course_lib/modeling/maskrcnn.py` |
+# | the official Cityscapes evaluator | `cityscapesscripts` predates NumPy 2 and current Pillow | run it unchanged, with compatibility shims scoped to the call | [evaluation](../week2/04_evaluation.ipynb) |
+# | a site that looks fine but is not | a real browser reported script errors and untypeset math that an HTML check cannot see | a headless Chromium test of every page; MathJax served from the site | `tests/test_site_browser.py` |
+
+# %% tags=["hide-input"]
+from pathlib import Path
+
+import course_lib
+
+trained_on = training["training"]["cpu"]
+print(f"the shipped model trained on {trained_on} (toycity_training.json)")
+assert "AMD" in trained_on, "AMX is Intel's: an AMD CPU's bfloat16 units are AVX512-BF16"
+assert (Path(course_lib.__file__).parent / "modeling" / "maskrcnn.py").is_file()
+
+# %% [markdown]
 # The numbers behind these results, as plots: [benchmarks](02_benchmarks.ipynb).

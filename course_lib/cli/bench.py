@@ -15,6 +15,7 @@ from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import available as deploy_available
 from course_lib.deploy import benchmark, eager
 from course_lib.deploy.interleaved import is_deploy_name, random_weights_model, run_deploy_benchmark
+from course_lib.deploy.timing import checked_load, load_average_1min
 from course_lib.engine import step_benchmark
 from course_lib.engine.settings import NON_NEGATIVE, POSITIVE
 from course_lib.results import results_table, save_results
@@ -40,9 +41,12 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train-step", action="store_true",
                         help="time training steps (RoI pooler x precision x processes) on ToyCity training scenes instead")
     parser.add_argument("--batch-size", type=options.number(int, POSITIVE), default=4, help="images per training step (with --train-step)")
+    parser.add_argument("--force-loaded", action="store_true",
+                        help="write --out even when the load average exceeds the core count (recorded in the file)")
     args = parser.parse_args(argv)
     if args.out:  # before minutes of timing, not after
         check_output(args.out, "--out", inputs=(args.model,))
+    args.load_before = load_average_1min()
     if args.threads:
         torch.set_num_threads(args.threads)
     height, width = args.size
@@ -55,13 +59,13 @@ def cli(argv: Sequence[str] | None = None) -> int:
         result["model"], result["data"] = f"{args.model} model", f"ToyCity training scenes, {height}x{width}"
         print(step_benchmark.training_step_table(result))
         if args.out:
-            print("wrote", save_results(result, args.out))
+            _save(result, args)
         return 0
     if args.tracker:
         result = benchmark.tracker_overhead()
         print(json.dumps(result, indent=2))
         if args.out:
-            print("wrote", save_results(result, args.out))
+            _save(result, args)
         return 0
     names = args.variants.split(",")
 
@@ -82,7 +86,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     table = benchmark.run_benchmark(model, dataset, args.variants.split(","), model_name=name,
                             data_name=f"ToyCity val ({args.val} scenes, {height}x{width})", warmup=args.warmup,
                             repeats=args.repeats, evaluate=not args.no_eval)
-    return _report(table, args.out)
+    return _report(table, args)
 
 
 def _deploy_cli(args: argparse.Namespace, names: list[str], height: int, width: int) -> int:
@@ -99,14 +103,21 @@ def _deploy_cli(args: argparse.Namespace, names: list[str], height: int, width: 
     table = run_deploy_benchmark(model, dataset, names, calibration=[calibration[i][0] for i in range(len(calibration))],
                                    model_name=name, data_name=f"ToyCity val ({args.val} scenes, {height}x{width})",
                                    warmup=args.warmup, repeats=args.repeats, evaluate=not args.no_eval)
-    return _report(table, args.out)
+    return _report(table, args)
 
 
-def _report(table: dict, out: str | None) -> int:
-    """Print a benchmark's table and what it skipped; write it to ``out`` if given."""
+def _report(table: dict, args: argparse.Namespace) -> int:
+    """Print a benchmark's table and what it skipped; write it to ``--out`` if given."""
     print(results_table(table))
     for variant, reason in table["skipped"].items():
         print(f"skipped {variant}: {reason}")
-    if out:
-        print("wrote", save_results(table, out))
+    if args.out:
+        _save(table, args)
     return 0
+
+
+def _save(result: dict, args: argparse.Namespace) -> None:
+    """Write ``result`` to ``--out`` with its command and the load before and after; refused on a busy machine
+    (:func:`checked_load`)."""
+    command = "python -m course_lib " + " ".join(sys.argv[1:])
+    print("wrote", save_results({"command": command, **result, **checked_load(args.load_before, args.force_loaded)}, args.out))

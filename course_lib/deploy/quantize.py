@@ -46,6 +46,12 @@ IGNORED_SCOPES: dict[str, dict[str, list[str]]] = {
 }
 #: The scope the course ships: only the convolutions and matrix products in INT8.
 DEFAULT_SCOPE = "layers"
+#: What each scope makes INT8, in words (the deploy table's labels read "INT8 in: ...").
+SCOPE_DESCRIPTIONS = {
+    "nncf_defaults": "NNCF's default places, box arithmetic included",
+    "layers": "convolutions and matrix products only",
+    "layers_but_predictors": "convolutions and matrix products but each head's last layer",
+}
 
 
 def quantize_int8(ov_model, calibration: Sequence[Tensor], scope: str = DEFAULT_SCOPE):

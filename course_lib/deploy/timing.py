@@ -1,4 +1,5 @@
-"""Timing tools: latency, time per stage and peak memory of a model's forward, on the CPU or a GPU."""
+"""Timing tools: latency, time per stage and peak memory of a model's forward, on the CPU or a GPU,
+and the machine's load around a measurement (a busy machine's timings are not written)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from course_lib.engine.inference import model_device
+from course_lib.errors import MachineBusy
 
 #: The stages of Mask R-CNN's forward, in order (the order of ``course_lib.modeling.internals.trace``).
 STAGES = ("transform", "backbone", "rpn", "box_head", "mask_head", "paste")
@@ -188,3 +190,23 @@ def device_name(device: torch.device) -> str:
         with open("/proc/cpuinfo") as f:
             name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
     return f"cpu: {name or platform.machine()} ({os.cpu_count()} logical cores)"
+
+
+def load_average_1min() -> float:
+    """The 1-minute load average: runnable processes, averaged; above the core count, work waits for a core."""
+    return os.getloadavg()[0]
+
+
+def checked_load(before: float, force: bool = False) -> dict:
+    """The load record of a timing that started at load ``before``: ``{"load_average_1min": {before, after},
+    "cores", "forced_under_load"}``, to merge into its results file.
+
+    Raises :class:`course_lib.errors.MachineBusy` when the load before or now exceeds the core count,
+    unless ``force`` (then recorded as ``forced_under_load``): other processes then share the cores
+    and stretch every timing by a factor nobody can undo afterwards.
+    """
+    after, cores = load_average_1min(), os.cpu_count() or 1
+    if max(before, after) > cores and not force:
+        raise MachineBusy(f"load average {before:.1f} before, {after:.1f} after on {cores} cores: timings from a busy "
+                          "machine are not written; rerun when it is quiet, or pass --force-loaded to record them anyway")
+    return {"load_average_1min": {"before": before, "after": after}, "cores": cores, "forced_under_load": force}

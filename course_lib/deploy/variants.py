@@ -26,7 +26,7 @@ from torchvision.ops import box_iou
 from course_lib.deploy import eager
 from course_lib.deploy.export import METADATA_KEY, export_onnx, save_openvino, to_openvino
 from course_lib.deploy.predictor import RuntimePredictor, onnxruntime_predictor, openvino_predictor
-from course_lib.deploy.quantize import DEFAULT_SCOPE, IGNORED_SCOPES, quantize_int8
+from course_lib.deploy.quantize import DEFAULT_SCOPE, IGNORED_SCOPES, SCOPE_DESCRIPTIONS, quantize_int8
 from course_lib.structures.matching import match_pairs
 
 #: runtime name -> what it is
@@ -53,7 +53,7 @@ class DeployVariant:
     batch_size = 1  # one image per call: the exported graph takes one image
 
     def describe(self) -> str:
-        precision = f", not INT8: {self.int8_scope}" if self.runtime.startswith("ov_int8") else ""
+        precision = f", INT8 in: {SCOPE_DESCRIPTIONS[self.int8_scope]}" if self.runtime.startswith("ov_int8") else ""
         settings = "" if self.settings.name == "baseline" else f"; {self.settings.describe()}"
         return f"{RUNTIMES[self.runtime]}{precision}{settings}"
 

@@ -18,8 +18,11 @@ processes meet at every step: the 22 MB of gradients are averaged (~20 ms on thi
 two ways end up about even (``python -m course_lib bench --train-step``; ~4 % in whole runs):
 ``launch`` is for machines with several GPUs, or many cores.
 
-The model normalises with GroupNorm (statistics per image), so splitting a batch changes nothing
-there; a BatchNorm model would need ``SyncBatchNorm``. Each process computes its losses as the
+The ToyCity model normalises with GroupNorm (statistics per image), so splitting a batch changes
+nothing there. BatchNorm (trainable in torchvision's ``maskrcnn_resnet50_fpn_v2``: backbone, FPN
+and heads) normalises with the statistics of the batch in hand: in ``N`` processes each would see
+``1/N`` of the batch, so :func:`data_parallel` turns it into ``SyncBatchNorm``, which computes them
+over all processes' images. Each process computes its losses as the
 mean over its own RoIs, so the averaged gradient is the mean of per-half means, not exactly the
 mean over the whole batch's RoIs (equal when both halves sample as many).
 """
@@ -34,6 +37,12 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
+from torch import nn
+
+from course_lib.errors import BadInput
+
+#: Layers that normalise with the statistics of the batch in hand.
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -84,6 +93,31 @@ def launch(fn: Callable[..., Any], *args: Any, processes: int = 2, threads_per_p
         return
     address = f"tcp://127.0.0.1:{_free_port()}"
     torch.multiprocessing.spawn(_worker, args=(processes, address, threads_per_process, fn, args), nprocs=processes)
+
+
+def data_parallel(model: nn.Module) -> nn.Module:
+    """``model`` ready to train in this process group: the model itself outside one; otherwise its
+    BatchNorm layers replaced (in place) by ``SyncBatchNorm`` and the whole wrapped in DDP.
+
+    Without the conversion, 8 processes on a batch of 8 would each normalise one image by its own
+    statistics and average eight one-image running statistics, a different model from the one
+    trained on the batch. ``FrozenBatchNorm2d`` and GroupNorm have no batch statistics and stay.
+    DDP runs ``SyncBatchNorm`` on GPUs only: a BatchNorm model in CPU processes is refused.
+    """
+    if rank_and_world()[1] == 1:
+        return model
+    if any(isinstance(m, BATCH_NORMS) for m in model.modules()) and next(model.parameters()).device.type != "cuda":
+        raise BadInput("this model has trainable BatchNorm, whose statistics CPU processes cannot share (SyncBatchNorm "
+                       "needs GPUs): train it with --processes 1, or on one GPU per process")
+    return nn.parallel.DistributedDataParallel(sync_batchnorm(model))
+
+
+def sync_batchnorm(model: nn.Module) -> nn.Module:
+    """``model`` with every BatchNorm layer below its root replaced by ``SyncBatchNorm``, in place
+    (so that the caller's reference holds the converted layers); other layers are untouched."""
+    for name, module in list(model.named_children()):
+        setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(module))
+    return model
 
 
 def all_mean(values: torch.Tensor) -> torch.Tensor:

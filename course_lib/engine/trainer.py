@@ -162,8 +162,7 @@ def train(
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} does not split over {world} processes: use a multiple of {world}")
     model.to(device).train()
-    # DDP averages the gradients over the processes during backward (GroupNorm: no batch statistics to sync)
-    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net = distributed.data_parallel(model)  # DDP averages gradients; BatchNorm becomes SyncBatchNorm
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(optimizer, params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

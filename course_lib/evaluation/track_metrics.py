@@ -1,12 +1,13 @@
 """Evaluating trackers on ToyCity clips: identity switches, mask flicker, and TrackEval's HOTA family.
 
-Three trackers are compared throughout Week 3, all :class:`course_lib.tracking.track.Tracker` settings:
+Four trackers are compared throughout Week 3, all :class:`course_lib.tracking.track.Tracker` settings:
 
 * ``none``: a new id for every detection in every frame (what a detector alone gives),
 * ``iou``: frame-to-frame mask-IoU matching only (no memory across a missed frame, no box-IoU
   fallback for thin or sliced masks, no smoothing),
 * ``full``: the course tracker (tentative/confirmed states, re-identification after occlusion,
-  constant-velocity prediction, EMA smoothing of masks and boxes).
+  constant-velocity prediction with a fixed-gain alpha-beta filter, EMA smoothing of masks and boxes),
+* ``kalman``: the same with a Kalman filter on centre, size and their rates (:mod:`course_lib.tracking.kalman`).
 
 Detections come from a model, or from the ground truth with noise (:func:`noisy_detections`) so
 that the tracker can be tested without a trained model: boxes jitter, mask boundaries grow or
@@ -30,9 +31,10 @@ from course_lib.tracking.track import Tracker, tracks_to_frame
 
 #: Tracker settings of the three modes compared in the course.
 MODES: dict[str, dict] = {
-    "none": dict(iou_gate=1.01, box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1.0, box_alpha=1.0, motion=False),
-    "iou": dict(box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1.0, box_alpha=1.0, motion=False),
+    "none": dict(iou_gate=1.01, box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1.0, box_alpha=1.0, motion="none"),
+    "iou": dict(box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1.0, box_alpha=1.0, motion="none"),
     "full": dict(),  # Tracker's defaults
+    "kalman": dict(motion="kalman"),  # the same with a Kalman filter in place of the alpha-beta filter
 }
 
 

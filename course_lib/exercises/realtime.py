@@ -279,3 +279,44 @@ register(Exercise(
                 "a centre on the image's bottom or right edge gives index S: clamp to the last cell, S - 1"),
     ),
 ))
+
+
+# --- the Kalman filter (tracking) -------------------------------------------------------------------
+
+
+def kalman_step(mean, covariance, z, q, r):
+    """One frame of a 1-D constant-velocity Kalman filter: predict, then update with the measurement ``z``."""
+    motion, observe = np.array([[1.0, 1.0], [0.0, 1.0]]), np.array([[1.0, 0.0]])
+    mean = motion @ np.asarray(mean, dtype=float)
+    covariance = motion @ np.asarray(covariance, dtype=float) @ motion.T + np.diag(q)
+    gain = covariance @ observe.T / (observe @ covariance @ observe.T + r)  # [2, 1]
+    mean = mean + gain[:, 0] * (z - mean[0])
+    return {"mean": mean, "covariance": (np.eye(2) - gain @ observe) @ covariance}
+
+
+def _kalman_cases():
+    rng = np.random.default_rng(7)
+    cases = [((0.0, 1.0), np.diag([4.0, 1.0]), 1.5, (0.25, 0.01), 1.0)]
+    for _ in range(3):
+        spread = rng.uniform(0.1, 3.0, 2)
+        correlation = rng.uniform(-0.5, 0.5) * spread[0] * spread[1]
+        covariance = np.array([[spread[0] ** 2, correlation], [correlation, spread[1] ** 2]])
+        cases.append((tuple(rng.normal(0, 5, 2)), covariance, float(rng.normal(0, 5)), tuple(rng.uniform(0.01, 1.0, 2)),
+                      float(rng.uniform(0.1, 4.0))))
+    return cases
+
+
+register(Exercise(
+    name="kalman_step", chapter="book/week3/03_tracking", title="One step of a Kalman filter", solution=kalman_step,
+    cases=_kalman_cases,
+    hint="predict: x = F x, P = F P F^T + Q with F = [[1, 1], [0, 1]]; update: K = P H^T / (H P H^T + r) with H = [1, 0], "
+         "x = x + K (z - H x), P = (I - K H) P; return {'mean': x, 'covariance': P}",
+    mistakes=(
+        Mistake(lambda m, p, z, q, r: kalman_step(m, p, z, (0.0, 0.0), r),
+                "the prediction adds the process noise Q to the covariance: unseen motion makes the filter less sure"),
+        Mistake(lambda m, p, z, q, r: {**kalman_step(m, p, z, q, r), "covariance": np.asarray(p, dtype=float)},
+                "the update shrinks the covariance, P = (I - K H) P, with the predicted P"),
+        Mistake(lambda m, p, z, q, r: kalman_step(m, p, z, q, 0.0),
+                "the gain divides by H P H^T + r: without the measurement noise r the filter copies every detection"),
+    ),
+))

@@ -4,8 +4,9 @@ Both divide the RoI (scaled into feature-map coordinates by ``spatial_scale = 1 
 ``output_size`` grid of bins and summarise each bin:
 
 * **RoI Pool** rounds the box to whole cells, splits it into whole-cell bins (floor/ceil), and
-  takes the max of each bin. The rounding shifts the features by up to half a cell, i.e. up to
-  ``stride / 2`` image pixels: harmless for a class label, visible in a 28 x 28 mask.
+  takes the max of each bin. Rounding the corners moves them by up to half a cell, and the floor/ceil
+  of the bins' edges by up to one more, so a bin can read features about one cell (``stride``
+  image pixels) from where it should: harmless for a class label, visible in a 28 x 28 mask.
 * **RoI Align** keeps the box in real coordinates, places ``sampling_ratio**2`` regularly spaced
   points in each bin, reads each point by bilinear interpolation of its 4 neighbouring cells, and
   averages. ``aligned=True`` subtracts half a cell so that a cell's value sits at its centre

@@ -3,7 +3,8 @@
 This is "tracking by detection" in the style of SORT (Bewley et al., 2016), applied to masks. For
 every new frame:
 
-1. predict where each live track is now (a constant-velocity model on its box),
+1. predict where each live track is now (a constant-velocity model on its box: a fixed-gain
+   alpha-beta filter by default, or a Kalman filter, :mod:`course_lib.tracking.kalman`),
 2. build a cost matrix ``1 - IoU`` between tracks and detections (mask IoU, box IoU when there are
    no masks); pairs of different classes or with IoU below a gate are forbidden,
 3. solve the assignment with the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``),
@@ -32,7 +33,12 @@ import torch
 from torch import Tensor
 
 from course_lib.structures.matching import match_pairs
+from course_lib.tracking.kalman import BoxKalman
 from course_lib.tracking.mask_rois import FORBIDDEN, iou_cost_matrix, masks_to_rois, paste_rois
+
+#: Motion models of :class:`Tracker`: none (a track waits where it was seen), the fixed-gain
+#: alpha-beta filter on the box centre, or a Kalman filter on centre, size and their rates.
+MOTIONS = ("none", "alpha-beta", "kalman")
 
 # --------------------------------------------------------------------------- matching
 
@@ -83,7 +89,8 @@ class Track:
     box: np.ndarray  # [4] smoothed box
     roi: Tensor | None  # [M, M] smoothed mask probability in the box's frame
     score: float
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # [4] px per frame
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # [4] px per frame (alpha-beta motion)
+    kalman: BoxKalman | None = None  # the Kalman state after the last match (Kalman motion)
     state: TrackState = TrackState.TENTATIVE
     hits: int = 1  # frames in which it was matched
     misses: int = 0  # consecutive frames without a match
@@ -95,6 +102,8 @@ class Track:
         Boxes clipped at the image edge shrink as their object leaves, so the extrapolated box is
         kept at least one pixel wide and high rather than turning inside out.
         """
+        if self.kalman is not None:
+            return self.kalman.predict(self.misses + 1).box()
         box = self.box + self.velocity * (self.misses + 1)
         box[2:] = np.maximum(box[2:], box[:2] + 1)
         return box
@@ -115,12 +124,16 @@ class Tracker:
         max_age: frames a lost track stays matchable (0: no re-identification).
         min_score: detections scoring below this are ignored.
         mask_alpha, box_alpha: weight of the new observation in the EMA of a confirmed track's
-            mask and box (1.0: no smoothing). ``box_alpha`` also smooths the velocity estimate.
-        motion: predict boxes with constant velocity (otherwise a track waits where it was seen).
+            mask and box (1.0: no smoothing). With ``"alpha-beta"`` motion ``box_alpha`` is both
+            gains of the filter (position and velocity); ``"kalman"`` motion predicts with its own
+            gains and reports the same EMA of the detection and its prediction.
+        motion: one of :data:`MOTIONS`: ``"none"`` (a track waits where it was seen),
+            ``"alpha-beta"`` (constant velocity of the box centre, fixed gains) or ``"kalman"``
+            (:class:`course_lib.tracking.kalman.BoxKalman`: centre, size and their rates, with covariance).
         roi_size: side of the box-frame mask each track keeps (28, as Mask R-CNN predicts them).
 
     ``Tracker(iou_gate=1.01, box_gate=1.01, min_hits=1)`` gives every detection a new id each frame
-    (no tracking); ``Tracker(box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1, box_alpha=1, motion=False)``
+    (no tracking); ``Tracker(box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1, box_alpha=1, motion="none")``
     is plain mask-IoU matching.
     """
 
@@ -133,11 +146,13 @@ class Tracker:
         min_score: float = 0.5,
         mask_alpha: float = 0.6,
         box_alpha: float = 0.8,
-        motion: bool = True,
+        motion: str = "alpha-beta",
         roi_size: int = 28,
     ) -> None:
         if min_hits < 1 or max_age < 0 or not (0 < mask_alpha <= 1 and 0 < box_alpha <= 1):
             raise ValueError("need min_hits >= 1, max_age >= 0 and 0 < mask_alpha, box_alpha <= 1")
+        if motion not in MOTIONS:
+            raise ValueError(f"unknown motion {motion!r}: choose one of {', '.join(MOTIONS)}")
         self.iou_gate, self.box_gate, self.min_hits, self.max_age = iou_gate, box_gate, min_hits, max_age
         self.min_score = min_score
         self.mask_alpha, self.box_alpha, self.motion, self.roi_size = mask_alpha, box_alpha, motion, roi_size
@@ -206,6 +221,8 @@ class Tracker:
 
     def _start(self, box: np.ndarray, label: int, score: float, roi: Tensor | None) -> None:
         track = Track(self._next_id, label, box.copy(), roi, score)
+        if self.motion == "kalman":
+            track.kalman = BoxKalman.start(box)
         self._next_id += 1
         if self.min_hits <= 1:
             track.state = TrackState.CONFIRMED
@@ -214,7 +231,9 @@ class Tracker:
     def _continue(self, track: Track, predicted: np.ndarray, box: np.ndarray, score: float, roi: Tensor | None) -> None:
         """A matched track: move it to the detection (``box``), smoothing once it is confirmed."""
         gap = track.misses + 1  # frames since the track was last seen
-        if self.motion:
+        if track.kalman is not None:
+            track.kalman = track.kalman.predict(gap).update(box)
+        elif self.motion == "alpha-beta":
             # The velocity of the box's centre, given to both corners: the corners of an
             # articulated object swing with its legs or pedals (a walker's box widens and narrows
             # every stride), and extrapolating each corner on its own turned that swing into
@@ -226,8 +245,10 @@ class Tracker:
         if track.state is TrackState.TENTATIVE:
             track.box, track.roi = box.copy(), roi
         else:
-            # EMA towards the detection, starting from the motion prediction so a moving object
-            # does not lag behind. The roi needs no warping: it is expressed in the box's frame.
+            # EMA towards the detection, starting from the motion prediction (either filter's) so a
+            # moving object does not lag behind. The Kalman filter's own estimate lags more: its
+            # gain settles near 2/3, and a box a pixel behind costs a small object's mask IoU.
+            # The roi needs no warping: it is expressed in the box's frame.
             track.box = self.box_alpha * box + (1 - self.box_alpha) * predicted
             if roi is not None and track.roi is not None:
                 track.roi = torch.lerp(track.roi, roi, self.mask_alpha)  # alpha * new + (1 - alpha) * old

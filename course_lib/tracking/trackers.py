@@ -97,13 +97,18 @@ class BoxmotTracker:
         ]
 
 
+#: The course's :class:`~course_lib.tracking.track.Tracker` by name: its defaults (the alpha-beta
+#: filter) and the same with its Kalman filter.
+COURSE_TRACKERS: dict[str, dict] = {"course": {}, "course-kalman": {"motion": "kalman"}}
+
+
 def make_tracker(name: str, frame_rate: float = 30.0) -> FrameTracker:
-    """``"course"`` (the course's :class:`~course_lib.tracking.track.Tracker`, defaults) or a boxmot tracker by name."""
-    return Tracker() if name == "course" else BoxmotTracker(name, frame_rate=frame_rate)
+    """One of the course's trackers (:data:`COURSE_TRACKERS`) or a boxmot tracker by name."""
+    return Tracker(**COURSE_TRACKERS[name]) if name in COURSE_TRACKERS else BoxmotTracker(name, frame_rate=frame_rate)
 
 
 #: Every tracker :func:`make_tracker` knows, the course's first.
-TRACKERS = ("course", *BOXMOT_TRACKERS)
+TRACKERS = (*COURSE_TRACKERS, *BOXMOT_TRACKERS)
 
 
 def compare(
