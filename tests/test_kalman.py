@@ -99,9 +99,9 @@ def test_tracker_refuses_an_unknown_motion():
 
 
 def test_kalman_exercise_solution_matches_filterpy():
-    from course_lib.exercises.realtime import _kalman_cases, kalman_step
+    from course_lib.exercises.realtime import _kalman_cases, _kalman_generated, kalman_step
 
-    for mean, covariance, z, q, r in _kalman_cases():
+    for mean, covariance, z, q, r in [*_kalman_cases(), *_kalman_generated()]:
         reference = KalmanFilter(dim_x=2, dim_z=1)
         reference.x, reference.P = np.array(mean, dtype=float), np.array(covariance, dtype=float)
         reference.F, reference.H = np.array([[1.0, 1.0], [0.0, 1.0]]), np.array([[1.0, 0.0]])

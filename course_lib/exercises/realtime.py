@@ -109,7 +109,7 @@ def track_states(matched, min_hits, max_age):
 
 def _tracker_states(matched, min_hits, max_age):
     """The chapter's Tracker itself, fed one box at birth and then the same box (a hit) or nothing (a miss)."""
-    tracker = Tracker(min_hits=min_hits, max_age=max_age, motion=False)
+    tracker = Tracker(min_hits=min_hits, max_age=max_age, motion="none")
     box = {"boxes": torch.tensor([[10.0, 10, 50, 90]]), "labels": torch.tensor([1])}
     none = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
     tracker.update(box)
@@ -306,9 +306,23 @@ def _kalman_cases():
     return cases
 
 
+def _kalman_generated():
+    """Edges (a certain state, a measurement on the prediction, a distrusted and a trusted sensor), then seeded random."""
+    certain, prior = np.zeros((2, 2)), np.diag([4.0, 1.0])
+    edges = [((3.0, 2.0), certain, 9.0, (0.0, 0.0), 1.0),  # nothing uncertain: the gain is 0, the prediction stays
+             ((3.0, 2.0), prior, 5.0, (0.25, 0.01), 1.0),  # z on the predicted position: the mean is the prediction
+             ((0.0, 1.0), prior, 50.0, (0.25, 0.01), 1e9),  # a sensor not trusted at all: almost no correction
+             ((0.0, 1.0), prior, 50.0, (0.25, 0.01), 1e-9),  # a sensor trusted fully: the position becomes z
+             ((-7.5, 0.0), np.diag([0.0, 9.0]), -7.5, (0.0, 0.5), 2.0)]  # only the velocity is uncertain
+    rng = np.random.default_rng(8)
+    random = [(tuple(rng.normal(0, 20, 2)), np.diag(rng.uniform(0.0, 10.0, 2)), float(rng.normal(0, 20)),
+               tuple(rng.uniform(0.0, 2.0, 2)), float(rng.uniform(0.05, 10.0))) for _ in range(10)]
+    return edges + random
+
+
 register(Exercise(
     name="kalman_step", chapter="book/week3/03_tracking", title="One step of a Kalman filter", solution=kalman_step,
-    cases=_kalman_cases,
+    cases=_kalman_cases, generated=_kalman_generated, agrees_with="the reference solution (a test checks it against filterpy's KalmanFilter)",
     hint="predict: x = F x, P = F P F^T + Q with F = [[1, 1], [0, 1]]; update: K = P H^T / (H P H^T + r) with H = [1, 0], "
          "x = x + K (z - H x), P = (I - K H) P; return {'mean': x, 'covariance': P}",
     mistakes=(
