@@ -5,13 +5,14 @@ lower bound, and nothing older is declared."""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
+tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11")
 #: Colab ships OpenCV's GUI build; the course's optional `video` extra names the headless one (same cv2, same versions).
 SAME_PACKAGE = {"opencv-python": "opencv-python-headless"}
 
