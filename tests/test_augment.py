@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 from torchvision import tv_tensors
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, masks_to_boxes
 from torchvision.transforms.v2 import functional as F
 
 from course_lib.data.augment import BoxesFromMasks, eval_transforms, sanitize, train_transforms
-from course_lib.structures.instances import make_target
+from course_lib.structures.instances import boxes_from_masks, make_target
 
 H, W = 120, 160
 
@@ -103,3 +103,46 @@ def test_clip_frames_keep_track_ids_aligned_when_instances_leave_the_frame():
     assert len(out["track_ids"]) == len(out["labels"]) < len(target["labels"])
     kept = [target["track_ids"].tolist().index(t) for t in out["track_ids"].tolist()]
     assert out["labels"].tolist() == [target["labels"][i].item() for i in kept]
+
+
+def generated_masks(seed: int) -> torch.Tensor:
+    """[N, H, W] uint8 masks of random odd and even sizes: random blobs, plus an empty mask, a single
+    pixel, a single row, a single column and a full mask, each at a random place."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = (int(v) for v in torch.randint(1, 40, (2,), generator=g))
+    masks = (torch.rand(8, h, w, generator=g) > torch.rand(8, 1, 1, generator=g)).to(torch.uint8)
+    y, x = int(torch.randint(h, (1,), generator=g)), int(torch.randint(w, (1,), generator=g))
+    masks[0] = 0
+    masks[1] = 0
+    masks[1, y, x] = 1
+    masks[2] = 0
+    masks[2, y] = 1
+    masks[3] = 0
+    masks[3, :, x] = 1
+    masks[4] = 1
+    return masks[torch.randperm(8, generator=g)]
+
+
+def numpy_tight_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """The definition, mask by mask: [first column, first row, last column + 1, last row + 1]; zeros if empty."""
+    boxes = []
+    for mask in masks.numpy():
+        ys, xs = mask.nonzero()
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else [0, 0, 0, 0])
+    return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_boxes_from_masks_on_generated_masks_with_empty_ones(seed):
+    masks = generated_masks(seed)
+    boxes = boxes_from_masks(tv_tensors.Mask(masks))
+    assert boxes.dtype == torch.float32
+    assert torch.equal(boxes, numpy_tight_boxes(masks))
+    filled = masks.bool().flatten(1).any(dim=1)
+    assert torch.equal(boxes[filled], masks_to_boxes(masks[filled]) + torch.tensor([0.0, 0.0, 1.0, 1.0]))
+    assert torch.equal(boxes_from_masks(masks.bool()), boxes)
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 7), (0, 0, 0), (2, 0, 3), (3, 1, 1)])
+def test_boxes_from_masks_of_degenerate_shapes_are_zero_boxes(shape):
+    assert torch.equal(boxes_from_masks(torch.zeros(shape, dtype=torch.uint8)), torch.zeros(shape[0], 4))

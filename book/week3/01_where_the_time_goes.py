@@ -28,10 +28,12 @@
 # accuracy.
 
 # %% tags=["remove-cell"]
-# Colab: install the course library (a no-op everywhere else).
+# Colab: install the course library (a no-op everywhere else), and TrackEval without its
+# dependencies: they ask for a newer numpy than Colab's, which pip would install over it.
 import sys, subprocess
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "trackeval==1.3.0"], check=True)
 
 # %%
 import time

@@ -32,12 +32,14 @@
 # your machine shows how much timings move with the hardware.
 
 # %% tags=["remove-cell"]
-# Colab: install the course library (a no-op everywhere else).
+# Colab: install the course library (a no-op everywhere else), and TrackEval without its
+# dependencies: they ask for a newer numpy than Colab's, which pip would install over it.
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "course_lib[deploy] @ git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "trackeval==1.3.0"], check=True)
 
 # %%
 import matplotlib.pyplot as plt

@@ -75,6 +75,9 @@ def _worker(rank: int, world: int, address: str, threads: int, fn: Callable[...,
     dist.init_process_group(backend, init_method=address, rank=rank, world_size=world)
     try:
         fn(*args)
+        # Every process gets here before any tears the group down: with torch 2.5, a process whose
+        # partner had already left destroy_process_group and exited hung in it for good.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

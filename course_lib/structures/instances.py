@@ -20,13 +20,16 @@ MASK_THRESHOLD = 0.5
 
 
 def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
-    """[N, H, W] masks -> [N, 4] float XYXY tight boxes covering whole pixels (empty mask -> zeros)."""
-    if masks.shape[0] == 0:
-        return torch.zeros(0, 4)
+    """[N, H, W] masks -> [N, 4] float XYXY tight boxes covering whole pixels (empty mask -> zeros).
+
+    An empty mask's zero box is dropped by ``SanitizeBoundingBoxes`` later. ``masks_to_boxes`` is
+    given only the non-empty masks: before torchvision 0.26 it raises on an empty one.
+    """
     masks = masks.as_subclass(torch.Tensor).bool()
-    boxes = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0])
-    empty = ~masks.flatten(1).any(dim=1)
-    boxes[empty] = 0.0  # masks_to_boxes gives nonsense for an empty mask; a zero box is sanitised later
+    boxes = torch.zeros(masks.shape[0], 4, device=masks.device)
+    filled = masks.flatten(1).any(dim=1)
+    if filled.any():
+        boxes[filled] = masks_to_boxes(masks[filled]) + torch.tensor([0.0, 0.0, 1.0, 1.0], device=masks.device)
     return boxes
 
 
