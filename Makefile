@@ -50,7 +50,7 @@ vtest:
 # keyed by its pins: a second run reuses it, new pins build a new one. The course goes in as a chapter's
 # first cell installs it on Colab: `pip install .`, non-editable, pip keeping the preinstalled set.
 # PYTHONSAFEPATH keeps the checkout off sys.path (tests, kernels, subprocesses), so the installed copy runs.
-FLOOR_TOOLS    := $(shell grep -oE '^(pytest|pytest-xdist|nbval|ipykernel|pyyaml)==[^ ]+' requirements-dev.txt)
+FLOOR_TOOLS    := $(shell grep -oE '^(pytest|pytest-xdist|nbval|ipykernel|pyyaml|hypothesis|filterpy)==[^ ]+' requirements-dev.txt)
 FLOOR_VENV     := .cache/floor-$(shell { cat requirements-floor.txt; echo $(FLOOR_TOOLS); } | sha256sum | cut -c1-12)
 FLOOR_PYTHON   := $(FLOOR_VENV)/bin/python
 FLOOR_CHAPTERS := book/week2/01_toycity.ipynb book/week2/02_data_and_augmentation.ipynb \

@@ -94,7 +94,7 @@ def test_a_model_file_that_is_not_this_architecture_s_weights_is_one_line(tmp_pa
         torch.save({"backbone.body.conv1.weight": torch.zeros(8, 3, 3, 3)}, path)
     assert main(["eval", *TOYCITY, "--length", "1", "--model", str(path)]) == 2
     line = one_error_line(capsys)
-    expected = {"missing": "expected 'toycity', 'coco' or the path", "empty": "not a readable checkpoint",
+    expected = {"missing": "'detectron2:<model-zoo name>' or the path of a checkpoint", "empty": "not a readable checkpoint",
                 "text": "not a readable checkpoint", "json-results": "is a JSON file",
                 "results-as-manifest": "model.json is not a weights manifest (no sha256, arch)",
                 "other-classes": "does not fit architecture toycity_small", "other-arch": "does not fit architecture"}
