@@ -1,6 +1,7 @@
 """course_lib.engine.trainer: exact resume, clean stop on NaN, atomic checkpoints, a loss that falls."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -256,3 +257,17 @@ def test_sample_prediction_image_draws_the_confident_instances():
     image = logged["sample_prediction"]
     assert image.dtype == torch.uint8 and image.shape == (3, 16, 24)
     assert image[:, 5, 5].any() and not image[:, 11, 15].any()  # the 0.1-score instance is not drawn
+
+
+def test_default_learning_rates_follow_the_linear_scaling_rule():
+    """The paper's SGD rate (0.02 for 16 images) scaled to the default batch, in the settings and in train()."""
+    import inspect
+
+    from course_lib.engine.recipes import RECIPES
+    from course_lib.engine.settings import PAPER_BATCH, PAPER_LR
+
+    finetune = RECIPES["finetune"]
+    assert finetune["optimizer"] == "sgd"
+    assert math.isclose(finetune["lr"], PAPER_LR * finetune["batch_size"] / PAPER_BATCH)
+    signature = inspect.signature(trainer.train).parameters
+    assert math.isclose(signature["lr"].default, PAPER_LR * signature["batch_size"].default / PAPER_BATCH)

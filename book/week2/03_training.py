@@ -449,7 +449,7 @@ assert metrics["segm"]["AP50"] > 0.5 * manifest["metrics"]["segm_AP50"], "the sh
 #   which the rule reproduces (the cell below). Another `--batch-size` takes the rate scaled the same way.
 
 # %%
-PAPER_LR, PAPER_BATCH = 0.02, 16  # He et al. (2017): 8 GPUs x 2 images
+from course_lib.engine.settings import PAPER_BATCH, PAPER_LR  # He et al. (2017): 0.02 for 8 GPUs x 2 images
 DETECTRON2_CITYSCAPES_LR, COMMAND_LR, COMMAND_BATCH = 0.01, 0.01, 8  # Detectron2's recipe; the command above
 scaled = PAPER_LR * COMMAND_BATCH / PAPER_BATCH
 print(f"linear scaling: lr {PAPER_LR} x {COMMAND_BATCH} / {PAPER_BATCH} images = {scaled:g}; the command uses {COMMAND_LR}")

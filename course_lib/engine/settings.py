@@ -62,6 +62,9 @@ def check_value(field: dataclasses.Field, value: Any) -> str | None:
     return None
 
 
+#: The Mask R-CNN paper's SGD rate for its 16 images per step; the linear-scaling rule (Goyal et al.,
+#: 2017) scales it with the batch: 0.01 for Detectron2's Cityscapes batch of 8, 0.005 for the default 4.
+PAPER_LR, PAPER_BATCH = 0.02, 16
 POSITIVE = Bounds(low=1)
 NON_NEGATIVE = Bounds(low=0)
 ABOVE_ZERO = Bounds(low=0, low_open=True)
@@ -76,7 +79,8 @@ class TrainSettings:
     batch_size: int = option(4, "images per optimizer step (split over --processes)", bounds=POSITIVE)
     optimizer: str = option("sgd", "sgd for fine-tuning COCO weights; adamw (e.g. --lr 1e-3 --weight-decay 0.05) from scratch",
                             choices=("sgd", "adamw"))
-    lr: float = option(0.02, "base learning rate", bounds=ABOVE_ZERO)
+    lr: float = option(PAPER_LR * 4 / PAPER_BATCH, "base learning rate (SGD: 0.02 x batch size / 16, the paper's rate "
+                       "scaled linearly with the batch)", bounds=ABOVE_ZERO)
     weight_decay: float = option(1e-4, "L2 (sgd) or decoupled (adamw) weight decay", bounds=NON_NEGATIVE)
     warmup_steps: int = option(50, "steps of linear learning-rate warmup", bounds=NON_NEGATIVE, aliases=("--warmup",))
     schedule: str = option("cosine", "learning-rate decay after the warmup", choices=SCHEDULES)
