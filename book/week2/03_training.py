@@ -258,7 +258,7 @@ plt.show()
 logged_losses = [p.value for p in scalars["train/loss"]]
 assert [p.step for p in scalars["train/loss"]] == [r["step"] for r in history["loss"]]
 assert all(math.isclose(a, r["loss"], rel_tol=1e-6) for a, r in zip(logged_losses, history["loss"])), "the file holds what train() logged"
-if "google.colab" in sys.modules:
+if runtime.in_colab():  # TensorBoard's own dashboard, live, under the cell
     get_ipython().run_line_magic("load_ext", "tensorboard")
     get_ipython().run_line_magic("tensorboard", f"--logdir {run_dir}/tensorboard")
 

@@ -156,7 +156,10 @@ assert 0 < mask_cut < 0.5, "det_20 removes part of the mask head's work, less th
 # converts the weights of the `nn.Linear` layers to 8-bit integers once, and at run time
 # quantizes each layer's input with a scale computed on the fly:
 #
-# $$ x_q = \operatorname{round}(x / s) + z, \qquad s = \frac{\max(\max x, 0) - \min(\min x, 0)}{q_\max}, \qquad z = \operatorname{round}\Big(\frac{-\min(\min x, 0)}{s}\Big), $$
+# $$ \begin{aligned}
+#    x_q &= \operatorname{round}(x / s) + z, \\
+#    s &= \frac{\max(\max x, 0) - \min(\min x, 0)}{q_\max}, \qquad z = \operatorname{round}\Big(\frac{-\min(\min x, 0)}{s}\Big),
+#    \end{aligned} $$
 #
 # then multiplies integers and converts back. The range always includes zero, so that zero (padding,
 # ReLU's output) is represented exactly by the integer $z$. And $q_\max$ is not $2^8 - 1$ here:
