@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import zoo
+from course_lib import runtime, zoo
 from course_lib.cli import bench as bench_cli
 from course_lib.deploy import benchmark, eager, timing
 from course_lib.engine import step_benchmark
@@ -90,7 +90,10 @@ def test_cli_times_without_evaluation(model, monkeypatch, tmp_path, capsys):
     assert bench_cli.cli(argv) == 0
     printed = capsys.readouterr().out
     assert "[results from]" in printed and "| rpn_100 |" in printed
-    assert [row["name"] for row in json.loads(out.read_text())["variants"]] == ["baseline", "rpn_100"]
+    recorded = json.loads(out.read_text())
+    assert [row["name"] for row in recorded["variants"]] == ["baseline", "rpn_100"]
+    assert recorded["settings"] == {"variants": "baseline,rpn_100", "calibration": runtime.pick(2, 64), "val": 1, "size": [128, 256],
+                                    "warmup": 1, "repeats": 2, "threads": None, "batch_size": 4}  # given, else the defaults of --help
 
 
 def test_training_step_benchmark_times_each_pooler_and_leaves_the_model_alone(model, monkeypatch, tmp_path, capsys):

@@ -231,11 +231,12 @@ def test_eval_cli_on_toycity_with_a_checkpoint(tmp_path, capsys):
     torch.save({"model": build("toycity_small").state_dict()}, checkpoint)
     out = tmp_path / "metrics.json"
     assert cli(["--data", "toycity", "--model", str(checkpoint), "--length", "2", "--height", "64", "--width", "128",
-                "--json", str(out)]) == 0
+                "--batch-size", "1", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "[results from] model:" in printed and "miss rate" in printed
     metrics = json.loads(out.read_text())
-    assert set(metrics) == {"bbox", "segm", "mask_iou"} and "car" in metrics["segm"]["per_class"]
+    assert set(metrics) == {"bbox", "segm", "mask_iou", "settings"} and "car" in metrics["segm"]["per_class"]
+    assert metrics["settings"] == {"batch_size": 1}  # the settings it ran with, recorded beside the metrics
     with pytest.raises(registry.WeightsUnavailable, match="expected 'toycity', 'coco', 'detectron2:<model-zoo name>' or the path"):
         cli(["--data", "toycity", "--model", str(tmp_path / "missing.pt"), "--length", "1"])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 
 import torch
 
@@ -10,7 +10,7 @@ from course_lib import runtime, zoo
 from course_lib.cli import options
 from course_lib.data.toycity import HELD_OUT_SEED
 from course_lib.engine import inference
-from course_lib.engine.settings import POSITIVE
+from course_lib.engine.command_settings import EvalSettings
 from course_lib.errors import BadInput
 from course_lib.evaluation import coco_eval, matched_masks
 from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval, format_official
@@ -25,10 +25,11 @@ def cli(argv: list[str]) -> int:
     options.add_dataset_arguments(parser, toycity_length=100, toycity_seed=HELD_OUT_SEED)  # the split training never sees
     options.add_model_arguments(parser, required=True)
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
-    parser.add_argument("--batch-size", type=options.number(int, POSITIVE), default=2, help="images per forward pass")
+    options.add_settings_arguments(parser, EvalSettings)
     parser.add_argument("--official", metavar="OUT_DIR", help="Cityscapes: also run the official evaluator, writing its files here")
     parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON to FILE")
     args = parser.parse_args(argv)
+    settings = options.settings_from_arguments(EvalSettings, args)
     if args.official and (args.data != "cityscapes" or args.limit is not None):
         parser.error("--official needs --data cityscapes and every image of the split (no --limit)")
     if args.limit is not None and args.limit < 1:
@@ -46,7 +47,7 @@ def cli(argv: list[str]) -> int:
     if args.limit is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(args.limit, len(dataset))))
     model = zoo.from_command_line(args.model, args.arch, device)
-    predictions, targets = inference.inference_on_dataset(model, dataset, device, args.batch_size)
+    predictions, targets = inference.inference_on_dataset(model, dataset, device, settings.batch_size)
     metrics = coco_eval.coco_metrics(predictions, targets)
     metrics["mask_iou"] = matched_masks.mean_matched_mask_iou(predictions, targets)
     split = args.split or f"scenes from seed {args.data_seed}"  # ToyCity has seeds, not splits
@@ -58,5 +59,5 @@ def cli(argv: list[str]) -> int:
         print(format_official(official))
         metrics["cityscapes_official"] = official
     if args.json:
-        write_json(args.json, metrics, indent=2)
+        write_json(args.json, {**metrics, "settings": dataclasses.asdict(settings)}, indent=2)
     return 0

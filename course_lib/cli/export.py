@@ -11,7 +11,7 @@ from course_lib import deploy, zoo
 from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import benchmark, variants
-from course_lib.engine.settings import FRACTION, POSITIVE
+from course_lib.engine.command_settings import ExportSettings
 from course_lib.utils.outputs import check_output
 
 
@@ -19,24 +19,18 @@ def cli(argv: list[str]) -> int:
     """``python -m course_lib export``: write an ONNX file or OpenVINO IR, checked against the PyTorch model."""
     parser = options.ArgumentParser(prog="python -m course_lib export", description=cli.__doc__.split(": ", 1)[1])
     options.add_model_arguments(parser)
-    parser.add_argument("--runtime", default="ov_fp32",
-                        help="ort (ONNX file), ov_fp32, ov_bf16, ov_int8 or ov_int8_bf16 (OpenVINO IR), optionally @SETTINGS of "
-                             "course_lib.deploy.eager, e.g. ov_int8@fast")
-    parser.add_argument("--size", type=options.image_size, default=(128, 256), help="HxW of the images the export takes (fixed)")
     parser.add_argument("--out", required=True, help="output file: .onnx for ort, .xml (+ .bin beside it) for OpenVINO")
-    parser.add_argument("--calibration", type=options.number(int, POSITIVE), default=64, help="ToyCity training scenes that calibrate ov_int8")
-    parser.add_argument("--check", type=options.number(int, POSITIVE), default=4, help="held-out ToyCity scenes the export is checked on")
-    parser.add_argument("--min-agreement", type=options.number(float, FRACTION), default=None,
-                        help="least share of confident detections (and mask IoU) reproduced; default 0.95 for FP32, 0.8 for INT8/bfloat16")
+    options.add_settings_arguments(parser, ExportSettings)
     args = parser.parse_args(argv)
+    settings = options.settings_from_arguments(ExportSettings, args)
     if not deploy.available():
         print("error: export needs ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'", file=sys.stderr)
         return 2
-    height, width = args.size
+    height, width = settings.size
     try:
-        variant = variants.parse(args.runtime)
+        variant = variants.parse(settings.runtime)
         if variant is None:
-            raise ValueError(f"--runtime {args.runtime}: choose one of {', '.join(variants.RUNTIMES)}, optionally @SETTINGS")
+            raise ValueError(f"--runtime {settings.runtime}: choose one of {', '.join(variants.RUNTIMES)}, optionally @SETTINGS")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -45,11 +39,11 @@ def cli(argv: list[str]) -> int:
     for target in written:
         check_output(target, "--out", inputs=(args.model,))
     model = zoo.from_command_line(args.model, args.arch, torch.device("cpu"))
-    calibration = ToyCityDataset(args.calibration if variant.runtime.startswith("ov_int8") else 0, seed=0, height=height, width=width)
-    check = [image for image, _ in benchmark.toycity_val(args.check, height, width)]
-    min_agreement = args.min_agreement if args.min_agreement is not None else (0.95 if variant.runtime in ("ort", "ov_fp32") else 0.8)
+    calibration = ToyCityDataset(settings.calibration if variant.runtime.startswith("ov_int8") else 0, seed=0, height=height, width=width)
+    check = [image for image, _ in benchmark.toycity_val(settings.check, height, width)]
+    min_agreement = settings.min_agreement if settings.min_agreement is not None else (0.95 if variant.runtime in ("ort", "ov_fp32") else 0.8)
     try:
-        path, agreement = variants.export_checked(model, args.runtime, args.out, height, width, check,
+        path, agreement = variants.export_checked(model, settings.runtime, args.out, height, width, check,
                                                   [calibration[i][0] for i in range(len(calibration))], min_agreement)
     except variants.ExportMismatch as error:
         print(f"error: {error}", file=sys.stderr)

@@ -10,7 +10,7 @@ import torch
 
 from course_lib.data.augment import Transforms
 from course_lib.data.catalog import DEFAULT_SPLITS, load_dataset
-from course_lib.engine.settings import NON_NEGATIVE, Bounds, flag
+from course_lib.engine.settings import IMAGE_SIDE, NON_NEGATIVE, Bounds, defaults, flag
 from course_lib.modeling import maskrcnn as models
 from course_lib.errors import BadInput
 
@@ -32,8 +32,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, toycity_length: int, 
                         help="Cityscapes: downscale factor in (0, 1], e.g. 0.5 for 512x1024")
     parser.add_argument("--length", type=int, default=toycity_length, help="ToyCity: number of generated scenes")
     parser.add_argument("--data-seed", type=number(int, NON_NEGATIVE), default=toycity_seed, help="ToyCity: seed of the first scene")
-    parser.add_argument("--height", type=number(int, Bounds(low=32)), default=128, help="ToyCity image height")
-    parser.add_argument("--width", type=number(int, Bounds(low=32)), default=256, help="ToyCity image width")
+    parser.add_argument("--height", type=number(int, IMAGE_SIDE), default=128, help="ToyCity image height")
+    parser.add_argument("--width", type=number(int, IMAGE_SIDE), default=256, help="ToyCity image width")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -59,23 +59,37 @@ def number(kind: type, bounds: Bounds) -> Callable[[str], Any]:
     return parse
 
 
-def image_size(text: str) -> tuple[int, int]:
-    """An argparse ``type``: ``HxW`` (e.g. ``128x256``), each side at least 32 pixels (Mask R-CNN's coarsest stride)."""
-    height, _, width = text.lower().partition("x")
-    if not (height.isdigit() and width.isdigit()) or min(int(height), int(width)) < 32:
-        raise argparse.ArgumentTypeError(f"expected HxW with both sides at least 32 pixels, e.g. 128x256; got {text!r}")
-    return int(height), int(width)
+def image_size(bounds: Bounds) -> Callable[[str], tuple[int, int]]:
+    """An argparse ``type``: ``HxW`` (e.g. ``128x256``), each side within ``bounds``."""
+    def parse(text: str) -> tuple[int, int]:
+        height, _, width = text.lower().partition("x")
+        if not (height.isdigit() and width.isdigit()) or any(bounds.problem(int(side)) for side in (height, width)):
+            raise argparse.ArgumentTypeError(f"expected HxW with both sides at least {bounds.low:g} pixels, e.g. 128x256; got {text!r}")
+        return int(height), int(width)
+    return parse
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser, settings: type, defaults: dict[str, Any]) -> None:
+def _argument_type(field: dataclasses.Field) -> Callable[[str], Any] | None:
+    """The argparse ``type`` of a settings field, from its annotation: a checked number, a checked ``HxW``
+    size, or None for words (checked by their choices)."""
+    kind, bounds = field.type.removesuffix(" | None"), field.metadata["bounds"] or Bounds()
+    if kind == "tuple[int, int]":
+        return image_size(bounds)
+    return number({"int": int, "float": float}[kind], bounds) if kind in ("int", "float") else None
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, settings: type, recipe: dict[str, Any] | None = None) -> None:
     """One option per field of the settings dataclass ``settings`` (``--batch-size`` for ``batch_size``),
-    with ``defaults`` (a recipe); out-of-range values are refused while parsing. Required where the default is None."""
+    with the defaults of ``recipe`` (else the fields' own); out-of-range values are refused while parsing.
+    A field declared ``required`` must be given where its default is None."""
+    values = recipe or defaults(settings)
     for field in dataclasses.fields(settings):
-        default, bounds, choices = defaults[field.name], field.metadata["bounds"], field.metadata["choices"]
+        default = values[field.name]
+        shown = "x".join(map(str, default)) if isinstance(default, tuple) else default  # a size as it is typed
         parser.add_argument(flag(field.name), *field.metadata["aliases"], dest=field.name, default=default,
-                            required=default is None, choices=choices,
-                            type=number({"int": int, "float": float}[field.type], bounds) if bounds else None,
-                            help=field.metadata["help"] + ("" if default is None else f" (default: {default})"))
+                            required=default is None and field.metadata["required"], choices=field.metadata["choices"],
+                            type=_argument_type(field),
+                            help=field.metadata["help"] + ("" if default is None else f" (default: {shown})"))
 
 
 def settings_from_arguments(settings: type, args: argparse.Namespace) -> Any:

@@ -17,7 +17,7 @@ from course_lib import deploy, runtime, zoo
 from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import eager, variants
-from course_lib.engine.settings import FRACTION, NON_NEGATIVE, POSITIVE
+from course_lib.engine.command_settings import VideoSettings
 from course_lib.tracking.annotate import annotate, side_by_side
 from course_lib.tracking.track import Tracker
 from course_lib.tracking.video_io import frames_per_second, read_frames, write_gif, write_mp4, write_toycity_clip
@@ -29,38 +29,30 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("input", nargs="?", help="video file or folder of frames")
     parser.add_argument("output", help="output .mp4 or .gif (with --toycity: where to write the clip)")
     parser.add_argument("--track", action="store_true", help="track instances: stable ids and colours")
-    parser.add_argument("--variant", default="baseline", help=f"inference variant: {', '.join(eager.VARIANTS)}")
     options.add_model_arguments(parser)
-    parser.add_argument("--runtime", default=None,
-                        help="run exported: an .onnx / OpenVINO .xml file from `python -m course_lib export`, or a runtime "
-                             "(ort, ov_fp32, ov_bf16, ov_int8, ov_int8_bf16) exported now for the video's frame size with --variant's settings")
-    parser.add_argument("--calibration", type=options.number(int, POSITIVE), default=32, help="ToyCity training scenes that calibrate --runtime ov_int8")
-    parser.add_argument("--min-score", type=options.number(float, FRACTION), default=0.5, help="draw detections scoring at least this")
-    parser.add_argument("--batch-size", type=options.number(int, POSITIVE), default=None, help="frames per forward pass (default: the variant's)")
-    parser.add_argument("--max-frames", type=options.number(int, POSITIVE), default=None)
+    options.add_settings_arguments(parser, VideoSettings)
     parser.add_argument("--no-side-by-side", action="store_true", help="write the annotated frames only")
     parser.add_argument("--toycity", action="store_true", help="write a generated ToyCity clip to OUTPUT and stop")
-    parser.add_argument("--seed", type=options.number(int, NON_NEGATIVE), default=0, help="ToyCity clip seed (with --toycity)")
-    parser.add_argument("--frames", type=options.number(int, POSITIVE), default=40, help="ToyCity clip length (with --toycity)")
     args = parser.parse_args(argv)
+    settings = options.settings_from_arguments(VideoSettings, args)
     if args.toycity:  # a generated clip never replaces a file: `video IN --toycity` names the user's IN as OUTPUT
         if args.input is not None:
             parser.error("--toycity takes one name, the clip to write: leave out INPUT")
-        path, _ = write_toycity_clip(check_output(args.output, "OUTPUT", replace=False), seed=args.seed, num_frames=args.frames)
+        path, _ = write_toycity_clip(check_output(args.output, "OUTPUT", replace=False), seed=settings.seed, num_frames=settings.frames)
         print("wrote", path)
         return 0
     if args.input is None:
         parser.error("give an INPUT video or frame folder (or --toycity to generate one)")
-    check_output(args.output, "OUTPUT", inputs=(args.input, args.model, args.runtime))
-    variant = eager.get(args.variant)
+    check_output(args.output, "OUTPUT", inputs=(args.input, args.model, settings.runtime))
+    variant = eager.get(settings.variant)
     frames = read_frames(args.input)
     first = next(frames)  # fails here, with read_frames' message, on a bad input
     fps = frames_per_second(args.input)
     model = zoo.from_command_line(args.model, args.arch, runtime.device())
     description = f"{args.model} model, variant {variant.name}"
-    if args.runtime:
+    if settings.runtime:
         try:
-            model, description = _exported(model, args.runtime, variant, first.shape[:2], args.calibration)
+            model, description = _exported(model, settings.runtime, variant, first.shape[:2], settings.calibration)
         except (FileNotFoundError, ValueError, ImportError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
@@ -71,9 +63,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
         yield first
         yield from frames
 
-    stream = itertools.islice(all_frames(), args.max_frames)  # stops reading there: later frames may not even decode
-    with (eager.apply(model, variant) if not args.runtime else contextlib.nullcontext()):
-        results = annotate(model, stream, Tracker() if args.track else None, args.batch_size or variant.batch_size, args.min_score)
+    stream = itertools.islice(all_frames(), settings.max_frames)  # stops reading there: later frames may not even decode
+    with (eager.apply(model, variant) if not settings.runtime else contextlib.nullcontext()):
+        results = annotate(model, stream, Tracker() if args.track else None, settings.batch_size or variant.batch_size, settings.min_score)
         with tqdm(results, desc="frames", unit="frame") as progress:  # closed, its line ended, before a writer's error shows
             drawn = (d if args.no_side_by_side else side_by_side(f, d) for f, _, d in progress)
             if str(args.output).lower().endswith(".gif"):

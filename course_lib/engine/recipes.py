@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from course_lib import runtime
-from course_lib.engine.settings import AMP_OPTIONS, SCHEDULES, defaults
+from course_lib.engine.settings import AMP_OPTIONS, SCHEDULES, TrainSettings, defaults
 
 __all__ = ["AMP_OPTIONS", "RECIPES", "SCHEDULES", "amp_setting", "lr_factor", "make_optimizer"]
 
@@ -62,7 +62,7 @@ def amp_setting(amp: bool | None, device: torch.device) -> tuple[bool, torch.dty
 #: :class:`course_lib.engine.settings.TrainSettings` field. ``toycity`` is the recipe of the shipped
 #: ToyCity model, also the defaults of ``data_scripts/train_toycity.py``.
 RECIPES: dict[str, dict[str, Any]] = {
-    "finetune": defaults(),
-    "toycity": {**defaults(), "steps": 1300, "optimizer": "adamw", "lr": 1.4e-3, "weight_decay": 0.05, "warmup_steps": 100,
+    "finetune": defaults(TrainSettings),
+    "toycity": {**defaults(TrainSettings), "steps": 1300, "optimizer": "adamw", "lr": 1.4e-3, "weight_decay": 0.05, "warmup_steps": 100,
                 "schedule": "linear"},
 }

@@ -1,4 +1,5 @@
-"""Training settings declared once: each option's type, allowed values, default and help.
+"""Settings declared once: each option's type, allowed values, default and help (the other commands'
+settings objects, made with the same :func:`option`, are in :mod:`course_lib.engine.command_settings`).
 
 :class:`TrainSettings` is what ``python -m course_lib train`` and ``data_scripts/train_toycity.py``
 parse their options into (``course_lib.cli.options.add_settings_arguments`` makes the argparse
@@ -42,10 +43,15 @@ class Bounds:
 
 
 def option(default: Any, help: str, *, bounds: Bounds | None = None, choices: tuple[str, ...] | None = None,
-           aliases: tuple[str, ...] = ()) -> Any:
-    """A settings field: its default, help, allowed values (``bounds`` for numbers, ``choices`` for
-    words) and older command-line spellings that recorded commands still use (``aliases``)."""
-    return dataclasses.field(default=default, metadata={"help": help, "bounds": bounds, "choices": choices, "aliases": aliases})
+           aliases: tuple[str, ...] = (), required: bool = False) -> Any:
+    """A settings field: its default (a function is called for it when the settings are made: a default that
+    follows fast mode), help, allowed values (``bounds`` for numbers and each side of a size, ``choices`` for
+    words), older command-line spellings that recorded commands still use (``aliases``), and whether the
+    user must give it when the default is None (``required``)."""
+    metadata = {"help": help, "bounds": bounds, "choices": choices, "aliases": aliases, "required": required}
+    if callable(default):
+        return dataclasses.field(default_factory=default, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def flag(name: str) -> str:
@@ -58,8 +64,29 @@ def check_value(field: dataclasses.Field, value: Any) -> str | None:
     if field.metadata["choices"] is not None and value not in field.metadata["choices"]:
         return f"must be one of {', '.join(field.metadata['choices'])}, got {value!r}"
     if field.metadata["bounds"] is not None and value is not None:
-        return field.metadata["bounds"].problem(value)
+        for number in value if isinstance(value, tuple) else (value,):  # a size: each side
+            problem = field.metadata["bounds"].problem(number)
+            if problem:
+                return problem
     return None
+
+
+def check_fields(settings: Any) -> None:
+    """Refuse, in one line that names the option, the first field of the dataclass ``settings`` out of range."""
+    for field in dataclasses.fields(settings):
+        problem = check_value(field, getattr(settings, field.name))
+        if problem:
+            raise BadInput(f"{flag(field.name)} {problem}")
+
+
+def field_default(field: dataclasses.Field) -> Any:
+    """A settings field's default now (a fast-mode default is computed when asked)."""
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
+
+
+def defaults(settings: type) -> dict[str, Any]:
+    """Every field's default of the settings dataclass ``settings``, by name (None where the user must give it)."""
+    return {field.name: field_default(field) for field in dataclasses.fields(settings)}
 
 
 #: The Mask R-CNN paper's SGD rate for its 16 images per step; the linear-scaling rule (Goyal et al.,
@@ -69,13 +96,16 @@ POSITIVE = Bounds(low=1)
 NON_NEGATIVE = Bounds(low=0)
 ABOVE_ZERO = Bounds(low=0, low_open=True)
 FRACTION = Bounds(low=0, high=1)
+#: The smallest image side: Mask R-CNN's coarsest feature map has a stride of 32 pixels.
+IMAGE_SIDE = Bounds(low=32)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
     """The options of a training run (not the data, the architecture or where it is written)."""
 
-    steps: int = option(None, "optimizer steps in all (a resumed run continues up to the same total)", bounds=POSITIVE)
+    steps: int = option(None, "optimizer steps in all (a resumed run continues up to the same total)", bounds=POSITIVE,
+                        required=True)
     batch_size: int = option(4, "images per optimizer step (split over --processes)", bounds=POSITIVE)
     optimizer: str = option("sgd", "sgd for fine-tuning COCO weights; adamw (e.g. --lr 1e-3 --weight-decay 0.05) from scratch",
                             choices=("sgd", "adamw"))
@@ -94,10 +124,7 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.steps is None:
             raise BadInput(f"{flag('steps')} is needed: how many optimizer steps to train")
-        for field in dataclasses.fields(self):
-            problem = check_value(field, getattr(self, field.name))
-            if problem:
-                raise BadInput(f"{flag(field.name)} {problem}")
+        check_fields(self)
         if self.batch_size % self.processes:
             raise BadInput(f"--batch-size {self.batch_size} must be a multiple of --processes {self.processes}")
 
@@ -106,8 +133,3 @@ class TrainSettings:
         kwargs = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         del kwargs["repeat_threshold"], kwargs["processes"]  # the caller turns these into repeat factors and processes
         return {**kwargs, "amp": AMP_OPTIONS[self.amp]}
-
-
-def defaults() -> dict[str, Any]:
-    """Every field's default, by name (``steps``: None, the user's to give)."""
-    return {field.name: field.default for field in dataclasses.fields(TrainSettings)}
