@@ -63,3 +63,12 @@ def test_explorable_pages_stay_light(built_site):
         assert views, f"{chapter.name}: the explorables' views are not on the page"
         weight = sum(len(view) for view in views)
         assert weight < 3_000_000, f"{chapter.name}: the explorables add {weight / 1e6:.1f} MB to the page"
+
+
+def test_the_folders_make_writes_are_not_pages():
+    """make test puts a whole venv (the floor set) under .cache/: its packages' .md files would become
+    pages, each a warning, if the book root did not exclude it as it excludes .venv and _build."""
+    excluded = set(yaml.safe_load((ROOT / "_config.yml").read_text())["exclude_patterns"])
+    makefile = (ROOT / "Makefile").read_text()
+    written = {folder for folder in (".venv", ".cache", "_build") if folder in makefile}
+    assert written == {".venv", ".cache", "_build"} and written <= excluded
