@@ -10,7 +10,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from course_lib.engine import distributed, trainer
-from tests.test_distributed import Colours
+from test_distributed import Colours
 
 
 class NormalisedRegression(nn.Module):

@@ -158,7 +158,8 @@ assert 0 < mask_cut < 0.5, "det_20 removes part of the mask head's work, less th
 #
 # $$ \begin{aligned}
 #    x_q &= \operatorname{round}(x / s) + z, \\
-#    s &= \frac{\max(\max x, 0) - \min(\min x, 0)}{q_\max}, \qquad z = \operatorname{round}\Big(\frac{-\min(\min x, 0)}{s}\Big),
+#    s &= \frac{\max(\max x, 0) - \min(\min x, 0)}{q_\max}, \\
+#    z &= \operatorname{round}\Big(\frac{-\min(\min x, 0)}{s}\Big),
 #    \end{aligned} $$
 #
 # then multiplies integers and converts back. The range always includes zero, so that zero (padding,
