@@ -317,20 +317,19 @@ print("goal (>= 3x at <= 1.0 point) met by:",
 
 # %% [markdown]
 # Both benchmark files measure the same model on the same held-out scenes, each against an eager
-# baseline timed alongside. Interleaving makes the speed-ups much less sensitive to the machine's
-# load than the latencies, but not immune to it: this file was timed while other work kept the
-# cores busy (its load, printed above, against the core count below), and its eager baseline is
-# several times slower than the same model in `bench_cpu.json`. Other processes stretch every
-# variant's time, not by the same factor, so read these speed-ups as those of a busy machine. (The
-# benchmark now refuses to write a file when the load exceeds the core count.)
+# baseline timed alongside. This file was timed on a quiet machine: its one-minute load average,
+# printed above, stayed at or under the core count (printed below), and the benchmark refuses to
+# write a file otherwise. Its eager baseline's median still differs from the one in
+# `bench_cpu.json`, another run with other variants beside it: compare speed-ups within one file,
+# where each is paired round by round against its own baseline, and never latencies across files.
 
 # %%
 cores = int(deployed["device"].split("(")[1].split()[0])
 busy = max(deployed["load_average_1min"].values())
-stretch = {r["name"]: r for r in deployed["variants"]}["baseline"]["median_ms"] / rows["baseline"]["median_ms"]
-print(f"deploy_cpu.json: load average up to {busy:.1f} on {cores} cores; its eager baseline {stretch:.1f}x "
-      f"the median of bench_cpu.json's")
-assert busy > cores and stretch > 2, "the prose above describes a file timed on a busy machine"
+ratio = {r["name"]: r for r in deployed["variants"]}["baseline"]["median_ms"] / rows["baseline"]["median_ms"]
+print(f"deploy_cpu.json: load average at most {busy:.1f} on {cores} cores; its eager baseline's median is {ratio:.2f}x "
+      f"bench_cpu.json's")
+assert busy <= cores, "the prose above describes a file timed on a quiet machine"
 
 # %% [markdown]
 # The plot below puts the runtimes on the Pareto plot of the eager variants at the latency their
