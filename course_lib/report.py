@@ -169,14 +169,9 @@ def _tracker_comparison_rows() -> list[str]:
                f"{comparison['size'][0]}x{comparison['size'][1]}, TrackEval, {comparison['device']}, "
                f"{comparison['threads']} thread")
     return [_row(f"Tracker comparison on {source} detections (HOTA, median ms/frame of the tracker alone)",
-                 "; ".join(f"{name} {row['HOTA']:.3f} ({_milliseconds(row['ms_per_frame'])})" for name, row in trackers.items()),
+                 "; ".join(f"{name} {row['HOTA']:.3f} ({row['ms_per_frame']:.1f} ms)" for name, row in trackers.items()),
                  setting, "`course_lib/assets/results/tracker_comparison.json`")
             for source, trackers in comparison["results"].items()]
-
-
-def _milliseconds(value: float | None) -> str:
-    """A tracker's time per frame, or why there is none (the file's ``timing_not_committed``)."""
-    return "not timed" if value is None else f"{value:.1f} ms"
 
 
 def _gpu_rows() -> list[str]:

@@ -35,7 +35,8 @@ import torch
 
 from course_lib import runtime, zoo
 from course_lib.data.toycity import clip
-from course_lib.deploy.timing import device_name
+from course_lib.deploy.timing import checked_load, device_name, load_average_1min
+from course_lib.errors import MachineBusy
 from course_lib.evaluation.track_metrics import noisy_detections
 from course_lib.tracking.annotate import predict_frames
 from course_lib.tracking.trackers import TRACKERS, compare
@@ -63,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trackers", nargs="+", default=list(TRACKERS), choices=TRACKERS)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="write the table as JSON to this file")
+    parser.add_argument("--force-loaded", action="store_true",
+                        help="write --out even when the load average exceeds the core count (recorded in the file)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    load_before = load_average_1min()
 
     clips = {f"seed{seed}_occlusion{occlusion}": clip(seed, args.frames, args.height, args.width, fps=args.fps,
                                                        occlusion=occlusion)
@@ -88,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<10}" + "".join(f"{row[c]:>14.0f}" if c == "IDSW" else f"{row[c]:>14.3f}" for c in COLUMNS))
 
     if args.out:
+        try:  # the trackers' ms/frame are timings: not written from a busy machine
+            load = checked_load(load_before, args.force_loaded)
+        except MachineBusy as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         table = {
             "what": "ToyCity clips: the course's tracker and boxmot's on the same detections, TrackEval scores "
                     "combined over clips (data_scripts/compare_trackers.py)",
@@ -101,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             "detections_per_frame": {source: sum(len(d["boxes"]) for frames in dets.values() for d in frames)
                                      / sum(len(frames) for frames in dets.values()) for source, dets in sources.items()},
             "results": results,
+            **load,
         }
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

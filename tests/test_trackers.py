@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -75,9 +76,25 @@ def test_comparison_script_writes_its_table(tmp_path):
     import compare_trackers
 
     out = tmp_path / "results" / "tracker_comparison.json"
-    compare_trackers.main(["--clips", "5:0.9", "--frames", "6", "--height", "128", "--width", "256", "--out", str(out)])
+    # --force-loaded: the test suite itself keeps the cores busy; the file then says it was forced
+    compare_trackers.main(["--clips", "5:0.9", "--frames", "6", "--height", "128", "--width", "256", "--out", str(out),
+                           "--force-loaded"])
     table = json.loads(out.read_text())
-    assert {"device", "threads", "versions", "date", "command", "clips"} <= set(table)
+    assert {"device", "threads", "versions", "date", "command", "clips", "load_average_1min", "cores"} <= set(table)
+    assert table["forced_under_load"] is True
     assert set(table["results"]) == {"model", "perturbed ground truth"}
     assert set(table["results"]["model"]) == set(TRACKERS)
     assert not list(out.parent.glob("*.part"))
+
+
+def test_comparison_script_refuses_to_write_timings_from_a_busy_machine(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
+    import compare_trackers
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (4.0 * (os.cpu_count() or 1), 0.0, 0.0))
+    out = tmp_path / "tracker_comparison.json"
+    out.write_text("earlier\n")
+    rc = compare_trackers.main(["--clips", "5:0.9", "--frames", "4", "--height", "128", "--width", "256",
+                                "--trackers", "course", "--out", str(out)])
+    assert rc == 2 and out.read_text() == "earlier\n"
+    assert "busy" in capsys.readouterr().err
