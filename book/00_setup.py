@@ -50,16 +50,16 @@ import torch
 import torchvision
 
 import course_lib
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.zoo import files
 
-device = runtime.device()
+device = environment.device()
 print(f"python       {platform.python_version()}")
 print(f"torch        {torch.__version__}")
 print(f"torchvision  {torchvision.__version__}")
 print(f"course_lib   {course_lib.__version__}")
 print(f"device       {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-print(f"fast mode    {runtime.fast_mode()}  (COURSE_FAST=1 shrinks sizes and iterations)")
+print(f"fast mode    {environment.fast_mode()}  (COURSE_FAST=1 shrinks sizes and iterations)")
 assert device.type in {"cpu", "cuda"}
 
 # %% [markdown]
@@ -87,7 +87,7 @@ assert torch.isclose(pooled, features.mean()).all()
 # %%
 coco_status = zoo.status("coco")
 toycity_status = zoo.status("toycity")
-cityscapes = runtime.cityscapes_root()
+cityscapes = environment.cityscapes_root()
 print(f"COCO-pretrained Mask R-CNN : {coco_status}  (cache: {files.weights_dir()})")
 print(f"ToyCity model              : {toycity_status}")
 print(f"Cityscapes                 : {cityscapes or 'not found (set CITYSCAPES_DATASET=/path/to/cityscapes)'}")
@@ -133,7 +133,7 @@ from course_lib.data import toycity
 
 model, model_name = zoo.course_model()
 image, target = toycity.scene(seed=3, height=256, width=512)
-runtime.print_banner(model_name, "one ToyCity scene (seed 3)")
+environment.print_banner(model_name, "one ToyCity scene (seed 3)")
 
 with torch.inference_mode():
     output = model([torch.from_numpy(image).permute(2, 0, 1).float().div(255).to(device)])[0]

@@ -31,9 +31,9 @@ if "google.colab" in sys.modules:
 # %% tags=["hide-input"]
 from IPython.display import Markdown, display
 
-from course_lib import report, results
+from course_lib import results
 from course_lib.engine import step_benchmark
-from course_lib.viz import plots
+from course_lib.report import figures, tables
 
 shipped = results.load_results("toycity_training.json")
 print("[results from toycity_training.json] the shipped run:", shipped["command"])
@@ -48,17 +48,17 @@ print(f"{shipped['training']['cpu']}, {shipped['training']['threads']} threads, 
 # steps on the held-out scenes:
 
 # %% tags=["hide-input"]
-runs = {name: results.load_results(name) for name in report.SEED_AND_SCHEDULE_RUNS}
+runs = {name: results.load_results(name) for name in tables.SEED_AND_SCHEDULE_RUNS}
 for name, run in runs.items():
     print(f"{name:<36} {run['command']}  ({run['training']['date']})")
-display(plots.decay_comparison(runs))
+display(figures.decay_comparison(runs))
 final_ap = {name: run["curve"][-1]["segm_AP"] for name, run in runs.items()}
 for schedule in ("linear", "cosine"):
     aps = [ap for name, ap in final_ap.items() if runs[name]["training"]["schedule"] == schedule]
     print(f"{schedule}: final mask AP {', '.join(f'{ap:.3f}' for ap in aps)}; mean {sum(aps) / len(aps):.3f}, seeds {max(aps) - min(aps):.3f} apart")
 differs = {name: sorted(k for k in run["training"] if k not in {"schedule", "seed", "date", "train_wall_s", "train_cpu_s",
                                                                 "total_wall_s_with_eval", "load_average_1min"}
-                        and run["training"][k] != runs[report.SEED_AND_SCHEDULE_RUNS[0]]["training"][k]) for name, run in runs.items()}
+                        and run["training"][k] != runs[tables.SEED_AND_SCHEDULE_RUNS[0]]["training"][k]) for name, run in runs.items()}
 assert not any(differs.values()), f"the four runs differ in more than seed and decay: {differs}"
 
 # %% [markdown]
@@ -84,7 +84,7 @@ print(f"final mask AP {longer['curve'][-1]['segm_AP']:.3f} after {longer['traini
 # %% tags=["hide-input"]
 larger = results.load_results("toycity_runs_500.json")
 print(f"[results from toycity_runs_500.json] evaluated on {larger['evaluated_on']}, {larger['date']}")
-display(Markdown(report.runs_500_table()))
+display(Markdown(tables.runs_500_table()))
 by_name = {row["run"]: row for row in larger["runs"]}
 gain = {seed: by_name[f"rfs_s{seed}"]["mean_segm_AP"] - by_name[f"plain_s{seed}"]["mean_segm_AP"] for seed in (0, 1)}
 more_steps = by_name["plain_1650_s0"]["mean_segm_AP"] - by_name["plain_s0"]["mean_segm_AP"]
@@ -116,6 +116,6 @@ print(step_benchmark.training_step_table(step_bench))
 # original text). One run each, on the held-out split of the bar.
 
 # %% tags=["hide-input"]
-levers = results.load_results(report.LEVERS)
-print(f"[results from {report.LEVERS}] {levers['provenance']}")
-display(Markdown(report.levers_table()))
+levers = results.load_results(tables.LEVERS)
+print(f"[results from {tables.LEVERS}] {levers['provenance']}")
+display(Markdown(tables.levers_table()))

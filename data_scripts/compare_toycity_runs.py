@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.data.toycity import HELD_OUT_SEED, ToyCityDataset
-from course_lib.deploy.timing import device_name
-from course_lib.engine.inference import inference_on_dataset
+from course_lib.utils.timing import device_name
+from course_lib.evaluation.inference import inference_on_dataset
 from course_lib.evaluation.coco_eval import coco_metrics
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     rows = [evaluate_run(spec, args.length, args.data_seeds, args.rare_class) for spec in args.runs]
-    runtime.print_banner(", ".join(r["run"] for r in rows), f"ToyCity held-out, {args.length} scenes from seeds {args.data_seeds}")
+    environment.print_banner(", ".join(r["run"] for r in rows), f"ToyCity held-out, {args.length} scenes from seeds {args.data_seeds}")
     header = f"{'run':<12} {'train s':>8} {'AP(train split)':>15} " + " ".join(f"{'AP@' + str(s):>10}" for s in args.data_seeds) \
         + f" {'mean':>6} {args.rare_class + ' AP':>9}"
     print(header)

@@ -11,7 +11,7 @@ walking behind traffic). Every tracker gets the same detections of each clip, fr
   least ``--min-score`` (0.1: ByteTrack and BoT-SORT use the low-score ones; each tracker applies
   its own thresholds);
 * ``perturbed ground truth``: the clip's ground truth with box jitter and ragged mask edges
-  (:func:`course_lib.evaluation.track_metrics.noisy_detections`), to separate the tracker's errors from the
+  (:func:`course_lib.tracking.track_metrics.noisy_detections`), to separate the tracker's errors from the
   detector's. It is not a detector.
 
 Scores are TrackEval's (MOTSChallenge: HOTA, DetA, AssA, IDF1, IDSW) combined over all clips and
@@ -33,11 +33,11 @@ from pathlib import Path
 
 import torch
 
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.data.toycity import clip
-from course_lib.deploy.timing import checked_load, device_name, load_average_1min
+from course_lib.utils.timing import checked_load, device_name, load_average_1min
 from course_lib.errors import MachineBusy
-from course_lib.evaluation.track_metrics import noisy_detections
+from course_lib.tracking.track_metrics import noisy_detections
 from course_lib.tracking.annotate import predict_frames
 from course_lib.tracking.trackers import TRACKERS, compare
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     for source, detections in sources.items():
         with tempfile.TemporaryDirectory() as workdir:
             results[source] = compare(args.trackers, targets, detections, workdir, frame_rate=args.fps)
-        runtime.print_banner("ToyCity model (zoo.load('toycity'))" if source == "model" else "none (perturbed ground truth)",
+        environment.print_banner("ToyCity model (zoo.load('toycity'))" if source == "model" else "none (perturbed ground truth)",
                              f"{len(clips)} ToyCity clips of {args.frames} frames at {args.height}x{args.width}, {args.fps:g} fps")
         print(f"{'tracker':<10}" + "".join(f"{c:>14}" for c in COLUMNS))
         for name, row in results[source].items():

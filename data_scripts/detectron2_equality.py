@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torchvision
 
-from course_lib.deploy import timing
+from course_lib.utils import timing
 from course_lib.errors import BadInput
 from course_lib.modeling import detectron2_arch
 from course_lib.structures.matching import match_pairs

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from course_lib.data.toycity import clip, scene
 from course_lib.data.toycity.export import write_cityscapes, write_coco
-from course_lib.deploy.timing import device_name
+from course_lib.utils.timing import device_name
 from course_lib.evaluation.mots import write_mots
 
 

@@ -31,14 +31,14 @@ from pathlib import Path
 
 import torch
 
-from course_lib import runtime
+from course_lib import environment
 from course_lib.cli import options
 from course_lib.data import sampling
 from course_lib.data.toycity import HELD_OUT_SEED, ToyCityDataset, held_out
-from course_lib.deploy.timing import device_name
+from course_lib.utils.timing import device_name
 from course_lib.engine import distributed
 from course_lib.engine.checkpoint import claimed_run_folder, save_checkpoint
-from course_lib.engine.inference import inference_on_dataset
+from course_lib.evaluation.inference import inference_on_dataset
 from course_lib.engine.recipes import AMP_OPTIONS, RECIPES, amp_setting
 from course_lib.engine.settings import TrainSettings
 from course_lib.engine.trainer import train
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace, settings: TrainSettings, command: str) -> None
     scan_started = time.perf_counter()
     factors = sampling.dataset_repeat_factors(train_set, settings.repeat_threshold, progress=rank == 0) if settings.repeat_threshold else None
     label_scan_s = time.perf_counter() - scan_started  # rendering every training scene once to read its classes
-    runtime.seed_everything(settings.seed)
+    environment.seed_everything(settings.seed)
     # The loss options only change training: the manifest's build_kwargs are what inference needs.
     model = models.build("toycity_small", **build_kwargs, mask_targets=args.mask_targets, mask_dice_weight=args.mask_dice_weight)
 
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace, settings: TrainSettings, command: str) -> None
 
     out = Path(args.out)
     if rank == 0:
-        print(runtime.banner("toycity_small (training)", f"ToyCity {args.height}x{args.width}, held-out {args.val_length} scenes"))
+        print(environment.banner("toycity_small (training)", f"ToyCity {args.height}x{args.width}, held-out {args.val_length} scenes"))
     load_before = os.getloadavg()[0]  # other work on the machine stretches the wall time: record it
     started = time.perf_counter()
     history = train(

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.cli import bench as bench_cli
-from course_lib.deploy import benchmark, eager, timing
+from course_lib.deploy import benchmark, eager
+from course_lib.utils import timing
 from course_lib.engine import step_benchmark
 from course_lib.results import pareto_front, results_table, save_results
 
@@ -92,7 +93,7 @@ def test_cli_times_without_evaluation(model, monkeypatch, tmp_path, capsys):
     assert "[results from]" in printed and "| rpn_100 |" in printed
     recorded = json.loads(out.read_text())
     assert [row["name"] for row in recorded["variants"]] == ["baseline", "rpn_100"]
-    assert recorded["settings"] == {"variants": "baseline,rpn_100", "calibration": runtime.pick(2, 64), "val": 1, "size": [128, 256],
+    assert recorded["settings"] == {"variants": "baseline,rpn_100", "calibration": environment.pick(2, 64), "val": 1, "size": [128, 256],
                                     "warmup": 1, "repeats": 2, "threads": None, "batch_size": 4}  # given, else the defaults of --help
 
 

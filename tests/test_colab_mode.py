@@ -29,10 +29,10 @@ def cityscapes(cityscapes_standin, monkeypatch):
 def test_cityscapes_standin_has_the_real_layout(cityscapes):
     from standins import cityscapes_ids
 
-    from course_lib import runtime
+    from course_lib import environment
     from course_lib.data.cityscapes import CityscapesInstances
 
-    assert runtime.cityscapes_root() == cityscapes
+    assert environment.cityscapes_root() == cityscapes
     ids = cityscapes_ids(cityscapes, "val")
     assert (ids >= 1000).any(), "instances: label id * 1000 + k"
     groups = [v for v in ids if 24 <= v <= 33]
@@ -88,7 +88,7 @@ def test_week1_subject_is_the_street_photo_where_there_is_no_cityscapes(coco_wei
     """COCO weights without Cityscapes: the Week 1 chapters open the model on the cached street photo."""
     import cv2
 
-    from course_lib.data import subjects
+    from course_lib.zoo import subjects
     from course_lib.data.toycity import scene
     from course_lib.zoo import files
 

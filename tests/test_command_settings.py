@@ -1,4 +1,4 @@
-"""Each command's settings object (course_lib.engine.settings, course_lib.engine.command_settings): every
+"""Each command's settings object (course_lib.engine.settings, course_lib.cli.settings): every
 field's range is refused on the command line in one line before any work, from Python when the object is
 made, and the parser's defaults are the object's."""
 
@@ -10,7 +10,7 @@ import math
 import pytest
 
 from course_lib.cli import main, options
-from course_lib.engine.command_settings import BenchSettings, EvalSettings, ExportSettings, VideoSettings
+from course_lib.cli.settings import BenchSettings, EvalSettings, ExportSettings, VideoSettings
 from course_lib.engine.recipes import RECIPES
 from course_lib.engine.settings import TrainSettings, flag
 from course_lib.errors import BadInput

@@ -8,7 +8,7 @@ import torch
 from torchvision import tv_tensors
 
 from course_lib.classes import CLASS_TO_INDEX
-from course_lib.engine.inference import inference_on_dataset
+from course_lib.evaluation.inference import inference_on_dataset
 from course_lib.evaluation.coco_eval import coco_metrics, format_metrics
 from course_lib.evaluation.failures import draw_errors, failure_analysis
 from course_lib.evaluation.matched_masks import maskness, mean_matched_mask_iou
@@ -277,7 +277,7 @@ class OracleModel(torch.nn.Module):
 
 
 def test_evaluate_model_batches_binarises_and_scores_an_oracle():
-    from course_lib.engine.inference import evaluate_model
+    from course_lib.evaluation.inference import evaluate_model
 
     samples = [(torch.full((3, H, W), i / 10), target([(4, 4, 40, 30), (50, 10, 90, 60)][: i + 1], [CAR, PERSON][: i + 1]))
                for i in range(2)] + [(torch.full((3, H, W), 0.5), target([(0, 0, 20, 20)], [BUS]))]

@@ -1,11 +1,13 @@
-"""The shape of course_lib: no import cycle (imports inside functions count too), argparse only in
-``course_lib.cli``, and every module short enough to hold in mind."""
+"""The shape of course_lib: packages in layers (pyproject.toml's import-linter contract), no import
+cycle between modules (imports inside functions count too), argparse only in ``course_lib.cli``, and
+every module short enough to hold in mind."""
 
 from __future__ import annotations
 
 import ast
 import graphlib
 import importlib
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -51,7 +53,7 @@ def import_graph() -> dict[str, set[str]]:
 def test_the_graph_sees_imports_inside_functions_and_relative_imports():
     graph = import_graph()
     assert "course_lib.evaluation.cityscapes_eval" in graph["course_lib.cli.evaluate"]  # a top-level import of the eval CLI
-    assert "course_lib.evaluation.mots" in graph["course_lib.evaluation.track_metrics"]
+    assert "course_lib.evaluation.mots" in graph["course_lib.tracking.track_metrics"]
     assert "course_lib.data.toycity.scene" in graph["course_lib.data.toycity.dataset"]  # ``from .scene import scene``
     assert "course_lib.data.toycity" in graph["course_lib.deploy.benchmark"]  # ``from course_lib.data.toycity import held_out``
 
@@ -61,6 +63,24 @@ def test_imports_inside_functions_are_seen(tmp_path, monkeypatch):
     module.write_text("def f():\n    from course_lib.data import images\n    return images\n")
     monkeypatch.setitem(MODULES, "course_lib.late", module)
     assert imported_modules("course_lib.late", module) == {"course_lib.data.images"}
+
+
+LAYERS = tomllib.loads((PACKAGE_ROOT.parent / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
+
+
+def test_every_package_and_module_of_course_lib_sits_in_a_layer():
+    """A package left out of the contract would escape it: every top-level name of course_lib is in one layer."""
+    listed = [name.strip() for layer in LAYERS for name in layer.split("|")]
+    top_level = {path.stem if path.is_file() else path.name for path in PACKAGE_ROOT.iterdir()
+                 if (path.suffix == ".py" or (path / "__init__.py").is_file()) and not path.name.startswith("__")}
+    assert sorted(listed) == sorted(set(listed)), "a name in two layers"
+    assert set(listed) == top_level, f"not in a layer: {top_level - set(listed)}; gone: {set(listed) - top_level}"
+
+
+def test_packages_import_only_from_the_layers_below_them():
+    """import-linter's layers contract, as CI runs it: ``lint-imports`` prints the offending import chain."""
+    cli = pytest.importorskip("importlinter.cli", reason="import-linter is a development tool (requirements-dev.txt)")
+    assert cli.lint_imports(config_filename=str(PACKAGE_ROOT.parent / "pyproject.toml")) == 0, "see the broken contract above"
 
 
 def test_course_lib_modules_import_each_other_without_a_cycle():

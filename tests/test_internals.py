@@ -82,7 +82,7 @@ def test_trace_refuses_training_mode(small_model, image):
 
 def test_chapter_subject_falls_back_to_toycity_offline(monkeypatch, small_model):
     from course_lib import zoo
-    from course_lib.data import subjects
+    from course_lib.zoo import subjects
 
     monkeypatch.setattr(zoo, "course_model", lambda prefer_coco=None: (small_model, "ToyCity model (test)"))
     subject = subjects.chapter_subject(seed=2)
@@ -92,12 +92,12 @@ def test_chapter_subject_falls_back_to_toycity_offline(monkeypatch, small_model)
 
 
 def test_real_street_image_is_none_without_network_or_cityscapes(monkeypatch):
-    from course_lib import runtime
-    from course_lib.data import subjects
+    from course_lib import environment
+    from course_lib.zoo import subjects
 
     def offline(*args, **kwargs):
         raise ConnectionError("offline")
 
-    monkeypatch.setattr(runtime, "cityscapes_root", lambda: None)
+    monkeypatch.setattr(environment, "cityscapes_root", lambda: None)
     monkeypatch.setattr(subjects, "download", offline)
     assert subjects._real_street_image() is None

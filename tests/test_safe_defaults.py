@@ -144,7 +144,7 @@ def refuse_work(monkeypatch):
         raise AssertionError("the command computed before checking its output")
 
     from course_lib.deploy import benchmark
-    from course_lib.engine import inference
+    from course_lib.evaluation import inference
 
     monkeypatch.setattr(inference, "inference_on_dataset", forbidden)
     monkeypatch.setattr(benchmark, "run_benchmark", forbidden)

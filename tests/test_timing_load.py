@@ -9,7 +9,8 @@ import pytest
 
 from course_lib.cli import bench as bench_cli
 from course_lib.cli import main
-from course_lib.deploy import benchmark, timing
+from course_lib.deploy import benchmark
+from course_lib.utils import timing
 from course_lib.errors import MachineBusy
 
 CORES = os.cpu_count() or 1

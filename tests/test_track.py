@@ -215,7 +215,7 @@ def test_mismatched_detections_raise_a_clear_error():
 
 
 def predicted_id(target: dict, frame: dict, gt_id: int) -> int | None:
-    from course_lib.evaluation.track_metrics import match_to_ground_truth
+    from course_lib.tracking.track_metrics import match_to_ground_truth
 
     return match_to_ground_truth(target, frame).get(gt_id)
 
@@ -227,7 +227,7 @@ def visible(target: dict, gt_id: int, min_area: int = 150) -> bool:
 
 def test_ids_survive_a_crossing_and_a_short_occlusion_on_toycity():
     from course_lib.data.toycity import clip
-    from course_lib.evaluation.track_metrics import MODES, crossings, id_switches, noisy_detections, run_tracker
+    from course_lib.tracking.track_metrics import MODES, crossings, id_switches, noisy_detections, run_tracker
 
     targets = [target for _, target in clip(6, 30, 256, 512, fps=25)]
     # Two same-class objects whose boxes overlap for some frames; right after, one of them also
@@ -253,7 +253,7 @@ def test_ids_survive_a_crossing_and_a_short_occlusion_on_toycity():
 
 def test_a_person_cut_to_a_sliver_by_traffic_keeps_its_id():
     from course_lib.data.toycity import clip
-    from course_lib.evaluation.track_metrics import noisy_detections, run_tracker
+    from course_lib.tracking.track_metrics import noisy_detections, run_tracker
 
     # ToyCity clip 5 with heavy occlusion: at the zebra crossing person 4 walks behind another person
     # and a bicycle, three quarters hidden.
@@ -280,7 +280,7 @@ def test_a_person_cut_to_a_sliver_by_traffic_keeps_its_id():
 
 def test_trackeval_scores_the_modes_in_the_expected_order(tmp_path):
     from course_lib.data.toycity import clip
-    from course_lib.evaluation.track_metrics import compare_trackers, noisy_detections
+    from course_lib.tracking.track_metrics import compare_trackers, noisy_detections
 
     targets = [target for _, target in clip(6, 20, 256, 512, fps=25)]
     table = compare_trackers(targets, noisy_detections(targets, seed=0), str(tmp_path))
@@ -292,7 +292,7 @@ def test_trackeval_scores_the_modes_in_the_expected_order(tmp_path):
 
 
 def test_id_switches_and_flicker_on_hand_made_frames():
-    from course_lib.evaluation.track_metrics import id_switches, mask_flicker
+    from course_lib.tracking.track_metrics import id_switches, mask_flicker
 
     boxes = [[[10 + 5 * t, 20, 40 + 5 * t, 50]] for t in range(4)]
     gt = [{**detections(b), "track_ids": torch.tensor([7])} for b in boxes]

@@ -179,7 +179,7 @@ def test_short_toycity_run_reaches_the_stated_ap():
     per image in float32 0.66 and 0.67; SGD at lr 0.02 0.31 and 0.29; an untrained model 0).
     """
     from course_lib.data.toycity import HELD_OUT_SEED, ToyCityDataset
-    from course_lib.engine.inference import inference_on_dataset
+    from course_lib.evaluation.inference import inference_on_dataset
     from course_lib.evaluation.coco_eval import coco_metrics
 
     easy = dict(num_objects=2, occlusion=0.0, small_share=0.0, classes=["car"], height=H, width=W)
@@ -196,11 +196,11 @@ def test_short_toycity_run_reaches_the_stated_ap():
 
 
 def test_amp_setting_picks_the_dtype_and_the_cpu_default():
-    from course_lib import runtime
+    from course_lib import environment
 
     assert recipes.amp_setting(None, torch.device("cuda")) == (True, torch.float16)
     assert recipes.amp_setting(False, torch.device("cpu")) == (False, torch.bfloat16)
-    assert recipes.amp_setting(None, torch.device("cpu")) == (bool(runtime.cpu_has_bf16_units()), torch.bfloat16)
+    assert recipes.amp_setting(None, torch.device("cpu")) == (bool(environment.cpu_has_bf16_units()), torch.bfloat16)
 
 
 @pytest.mark.parametrize("mask_weight", [0.0, 1.0])

@@ -39,13 +39,13 @@ import math
 
 import torch
 
-from course_lib import runtime
-from course_lib.data.subjects import chapter_subject
+from course_lib import environment
+from course_lib.zoo.subjects import chapter_subject
 from course_lib.modeling.internals import gradient_receptive_field, trace
 from course_lib.scratch.anchors import fpn_grid_sizes
 from course_lib.viz import stages
 
-runtime.seed_everything(0)
+environment.seed_everything(0)
 subject = chapter_subject()
 print("model:", subject.model_name)
 print("image:", subject.data_name, tuple(subject.image.shape))
@@ -57,7 +57,7 @@ print("image:", subject.data_name, tuple(subject.image.shape))
 # you are looking at.
 
 # %%
-runtime.print_banner(subject.model_name, subject.data_name)
+environment.print_banner(subject.model_name, subject.data_name)
 t = trace(subject.model, subject.image)
 print(f"input image {t.original_size} -> resized {t.image_size} -> padded batch {tuple(t.batch.shape)}")
 for (name, fmap), (stride_y, stride_x) in zip(t.features.items(), t.strides):

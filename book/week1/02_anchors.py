@@ -37,8 +37,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import box_convert
 
-from course_lib import exercises, runtime
-from course_lib.data.subjects import chapter_subject
+from course_lib import environment, exercises
+from course_lib.zoo.subjects import chapter_subject
 from course_lib.modeling.internals import trace
 from course_lib.scratch import anchors
 from course_lib.viz import stages
@@ -147,9 +147,9 @@ assert len(fpn_anchors) == sum(per_level) == anchors.count_anchors(grid_sizes, 3
 # assume it, and look at the anchors of one level over the image.
 
 # %%
-runtime.seed_everything(0)
+environment.seed_everything(0)
 subject = chapter_subject()
-runtime.print_banner(subject.model_name, subject.data_name)
+environment.print_banner(subject.model_name, subject.data_name)
 generator = subject.model.rpn.anchor_generator
 print("sizes per level:", generator.sizes)
 print("aspect ratios  :", generator.aspect_ratios[0])

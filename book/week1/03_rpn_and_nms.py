@@ -34,15 +34,15 @@ if "google.colab" in sys.modules:
 import torch
 import torchvision
 
-from course_lib import exercises, runtime
-from course_lib.data.subjects import chapter_subject
+from course_lib import environment, exercises
+from course_lib.zoo.subjects import chapter_subject
 from course_lib.modeling.internals import trace
 from course_lib.scratch import boxes
 from course_lib.viz import stages, widgets
 
-runtime.seed_everything(0)
+environment.seed_everything(0)
 subject = chapter_subject()
-runtime.print_banner(subject.model_name, subject.data_name)
+environment.print_banner(subject.model_name, subject.data_name)
 t = trace(subject.model, subject.image)
 image = stages.image_in_trace_coordinates(subject.image, t)  # proposals live in the resized image
 rpn = subject.model.rpn

@@ -39,15 +39,15 @@ import torch
 import torchvision
 from matplotlib.figure import Figure
 
-from course_lib import exercises, runtime
-from course_lib.data.subjects import chapter_subject
+from course_lib import environment, exercises
+from course_lib.zoo.subjects import chapter_subject
 from course_lib.modeling.internals import trace
 from course_lib.scratch import roi
 from course_lib.viz import stages
 
-runtime.seed_everything(0)
+environment.seed_everything(0)
 subject = chapter_subject()
-runtime.print_banner(subject.model_name, subject.data_name)
+environment.print_banner(subject.model_name, subject.data_name)
 t = trace(subject.model, subject.image)
 heads = subject.model.roi_heads
 print("box head pooler :", heads.box_roi_pool)

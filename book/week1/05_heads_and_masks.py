@@ -38,18 +38,18 @@ import inspect
 import torch
 from torchvision.models.detection.roi_heads import maskrcnn_loss, paste_masks_in_image
 
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.classes import CLASSES
-from course_lib.data.subjects import chapter_subject
+from course_lib.zoo.subjects import chapter_subject
 from course_lib.data.toycity.scene import scene
 from course_lib.modeling import coco_heads, maskrcnn
 from course_lib.modeling.internals import trace
 from course_lib.scratch import boxes
 from course_lib.viz import overlay, stages, widgets
 
-runtime.seed_everything(0)
+environment.seed_everything(0)
 subject = chapter_subject()
-runtime.print_banner(subject.model_name, subject.data_name)
+environment.print_banner(subject.model_name, subject.data_name)
 t = trace(subject.model, subject.image)
 image = stages.image_in_trace_coordinates(subject.image, t)
 print(f"{len(t.proposals)} proposals -> class probabilities {tuple(t.class_probs.shape)}, "
@@ -244,7 +244,7 @@ scene_image = torch.from_numpy(array).permute(2, 0, 1).float() / 255
 target = {k: target[k] for k in ("boxes", "labels", "masks")}
 zero_shot_coco = isinstance(heads.box_predictor, coco_heads.CocoUrbanBoxPredictor)
 trainable = (coco_heads.coco_fine_tuning(subject.model) if zero_shot_coco else copy.deepcopy(subject.model)).train()
-runtime.print_banner(subject.model_name, f"ToyCity scene 11 ({height}x{width}) with ground truth")
+environment.print_banner(subject.model_name, f"ToyCity scene 11 ({height}x{width}) with ground truth")
 losses = trainable([scene_image], [target])
 for name, value in losses.items():
     print(f"{name:<18} {value.item():.3f}")

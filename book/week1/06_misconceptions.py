@@ -33,14 +33,14 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from course_lib import runtime
-from course_lib.data.subjects import chapter_subject
+from course_lib import environment
+from course_lib.zoo.subjects import chapter_subject
 from course_lib.modeling.internals import trace
 from course_lib.scratch import boxes
 
-runtime.seed_everything(0)
+environment.seed_everything(0)
 subject = chapter_subject()
-runtime.print_banner(subject.model_name, subject.data_name)
+environment.print_banner(subject.model_name, subject.data_name)
 model = subject.model
 t = trace(model, subject.image)
 num_classes = t.class_probs.shape[1]
@@ -199,11 +199,11 @@ fig
 with torch.no_grad():
     model([subject.image])  # warm-up
     start = time.perf_counter()
-    runs = runtime.pick(2, 5)
+    runs = environment.pick(2, 5)
     for _ in range(runs):
         model([subject.image])
     seconds = (time.perf_counter() - start) / runs
-runtime.print_banner(subject.model_name, f"{subject.data_name}, this machine, {torch.get_num_threads()} threads")
+environment.print_banner(subject.model_name, f"{subject.data_name}, this machine, {torch.get_num_threads()} threads")
 print(f"{seconds * 1000:.0f} ms per image ({1 / seconds:.1f} FPS) on {next(model.parameters()).device} "
       f"at {t.image_size[0]}x{t.image_size[1]}")
 
@@ -223,7 +223,7 @@ from course_lib.data.toycity.scene import scene
 
 cell, height = 32, min(t.image_size[0], 512)
 shared_pairs, both_found = 0, 0
-for seed in range(100, 100 + runtime.pick(3, 20)):
+for seed in range(100, 100 + environment.pick(3, 20)):
     array, target = scene(seed, height, 2 * height)
     centres = ((target["boxes"][:, :2] + target["boxes"][:, 2:]) / 2 / cell).floor()
     with torch.no_grad():

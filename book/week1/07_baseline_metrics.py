@@ -44,14 +44,14 @@ import math
 
 import torch
 
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.data import toycity
-from course_lib.engine import inference
+from course_lib.evaluation import inference
 from course_lib.evaluation import coco_eval
 from course_lib.modeling import maskrcnn as model_lib
 
-runtime.seed_everything(0)
-use_cityscapes = zoo.available("coco") and runtime.cityscapes_root() is not None
+environment.seed_everything(0)
+use_cityscapes = zoo.available("coco") and environment.cityscapes_root() is not None
 print("baseline:", "COCO model on Cityscapes val" if use_cityscapes else "ToyCity model on held-out ToyCity scenes")
 
 # %% [markdown]
@@ -64,11 +64,11 @@ print("baseline:", "COCO model on Cityscapes val" if use_cityscapes else "ToyCit
 # %%
 manifest = zoo.toycity_manifest()
 size = manifest["build_kwargs"]["min_size"], manifest["build_kwargs"]["max_size"]
-val_scenes = runtime.pick(12, 100)
+val_scenes = environment.pick(12, 100)
 held_out = toycity.held_out(val_scenes, *size)
 
 toycity_model = zoo.load("toycity", device="cpu")
-runtime.print_banner("ToyCity model (shipped)", f"ToyCity held-out, {val_scenes} scenes, {size[0]}x{size[1]}")
+environment.print_banner("ToyCity model (shipped)", f"ToyCity held-out, {val_scenes} scenes, {size[0]}x{size[1]}")
 metrics, predictions = inference.evaluate_model(toycity_model, held_out, device="cpu", batch_size=4)
 print(coco_eval.format_metrics(metrics))
 print(f"mean mask IoU of matched pairs: {metrics['mask_iou']:.3f}")
@@ -94,7 +94,7 @@ if val_scenes == 100:  # the full run re-scores exactly the manifest's split
 # %%
 untrained = model_lib.build(manifest["arch"], **manifest["build_kwargs"]).eval()
 untrained_metrics, _ = inference.evaluate_model(untrained, held_out, device="cpu", batch_size=4)
-runtime.print_banner("untrained toycity_small (random weights)", f"ToyCity held-out, {val_scenes} scenes")
+environment.print_banner("untrained toycity_small (random weights)", f"ToyCity held-out, {val_scenes} scenes")
 print(f"mask AP50: untrained {untrained_metrics['segm']['AP50']:.3f}  vs trained {metrics['segm']['AP50']:.3f}")
 assert metrics["segm"]["AP50"] > untrained_metrics["segm"]["AP50"] + 0.2
 
@@ -132,15 +132,15 @@ def cityscapes_val_baseline(model, name: str, out_dir: str) -> dict:
     from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval, format_official
 
     predictions, _ = inference.inference_on_dataset(model, CityscapesInstances(split="val"), batch_size=1)
-    runtime.print_banner(name, "Cityscapes val (official evaluator)")
-    official = cityscapes_official_eval(predictions, runtime.cityscapes_root(), "val", out_dir=out_dir)
+    environment.print_banner(name, "Cityscapes val (official evaluator)")
+    official = cityscapes_official_eval(predictions, environment.cityscapes_root(), "val", out_dir=out_dir)
     print(format_official(official))
     assert 0 <= official["AP"] <= official["AP50"] <= 1
     return official
 
 
 if use_cityscapes:
-    coco_urban = zoo.load("coco", urban=True, **runtime.pick({}, dict(min_size=1024, max_size=2048)))
+    coco_urban = zoo.load("coco", urban=True, **environment.pick({}, dict(min_size=1024, max_size=2048)))
     cityscapes_val_baseline(coco_urban, "COCO-pretrained R50-FPN mapped to urban classes", "cityscapes_results")
 else:
     print("skipped: needs COCO weights (internet) and Cityscapes (CITYSCAPES_DATASET); the ToyCity baseline above stands alone")
@@ -159,7 +159,7 @@ else:
 from course_lib.zoo import detectron2_weights
 
 D2_CITYSCAPES = "Cityscapes/mask_rcnn_R_50_FPN"
-if runtime.cityscapes_root() is not None and detectron2_weights.status(D2_CITYSCAPES) != "unavailable":
+if environment.cityscapes_root() is not None and detectron2_weights.status(D2_CITYSCAPES) != "unavailable":
     cityscapes_val_baseline(zoo.load(f"detectron2:{D2_CITYSCAPES}"), "Detectron2's Cityscapes R50-FPN, converted to torchvision",
                             "cityscapes_results_detectron2")
 else:

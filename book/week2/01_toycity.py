@@ -50,17 +50,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from course_lib import runtime
+from course_lib import environment
 from course_lib.classes import CLASSES
 from course_lib.data.toycity import MAX_OCCLUSION, MIN_VISIBLE_AREA, clip, scene
 from course_lib.data.toycity.export import write_coco
 from course_lib.evaluation.mots import evaluate_mots
 from course_lib.viz.overlay import class_colors, draw_masks_and_boxes
 
-HEIGHT, WIDTH = runtime.pick((256, 512), (512, 1024))
-N_GRID = runtime.pick(4, 8)  # scenes in the grid
-N_STATS = runtime.pick(40, 400)  # scenes for the statistics
-N_FRAMES = runtime.pick(20, 60)  # frames in the clip (10 per second)
+HEIGHT, WIDTH = environment.pick((256, 512), (512, 1024))
+N_GRID = environment.pick(4, 8)  # scenes in the grid
+N_STATS = environment.pick(40, 400)  # scenes for the statistics
+N_FRAMES = environment.pick(20, 60)  # frames in the clip (10 per second)
 
 
 def overlay(image: np.ndarray, masks: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
@@ -97,7 +97,7 @@ def overlay(image: np.ndarray, masks: torch.Tensor, labels: torch.Tensor) -> np.
 
 # %%
 images, targets = zip(*[scene(seed, HEIGHT, WIDTH) for seed in range(N_GRID)])
-runtime.print_banner("no model", f"ToyCity scenes 0..{N_GRID - 1}, {HEIGHT}x{WIDTH}")
+environment.print_banner("no model", f"ToyCity scenes 0..{N_GRID - 1}, {HEIGHT}x{WIDTH}")
 fig, axes = plt.subplots(N_GRID // 2, 4, figsize=(16, 1.1 * N_GRID * HEIGHT / WIDTH * 2))
 for ax, image, target in zip(axes.reshape(-1, 2), images, targets):
     ax[0].imshow(image)
@@ -155,7 +155,7 @@ j = best[1]
 box = target["amodal_masks"][j].nonzero()
 (y0, x0), (y1, x1) = box.min(0).values.tolist(), box.max(0).values.tolist()
 crop = (slice(max(y0 - 10, 0), y1 + 10), slice(max(x0 - 10, 0), x1 + 10))
-runtime.print_banner("no model", f"ToyCity scene {best[0]}, {HEIGHT}x{WIDTH}")
+environment.print_banner("no model", f"ToyCity scene {best[0]}, {HEIGHT}x{WIDTH}")
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
 axes[0].imshow(image[crop])
 axes[0].set_title(f"{CLASSES[int(target['labels'][j])]}, depth {float(target['depth'][j]):.1f} m")
@@ -187,7 +187,7 @@ def summary(target: dict) -> dict:
 
 
 stats = [summary(scene(seed, HEIGHT, WIDTH)[1]) for seed in range(100, 100 + N_STATS)]
-runtime.print_banner("no model", f"ToyCity scenes 100..{99 + N_STATS}, {HEIGHT}x{WIDTH}")
+environment.print_banner("no model", f"ToyCity scenes 100..{99 + N_STATS}, {HEIGHT}x{WIDTH}")
 car = CLASSES.index("car")
 log_depth, log_area = [], []  # per scene: centred on the scene's mean
 for t in stats:
@@ -224,7 +224,7 @@ def mean_of(key, **options):
     return torch.cat([scene(s, HEIGHT, WIDTH, num_objects=10, **options)[1][key] for s in range(N_GRID * 2)]).mean().item()
 
 
-runtime.print_banner("no model", f"ToyCity scenes 0..{2 * N_GRID - 1}, 10 objects each")
+environment.print_banner("no model", f"ToyCity scenes 0..{2 * N_GRID - 1}, 10 objects each")
 low, high = mean_of("occlusion", occlusion=0.0), mean_of("occlusion", occlusion=1.0)
 near, far = mean_of("area", small_share=0.0), mean_of("area", small_share=1.0)
 print(f"mean occlusion: occlusion=0 -> {low:.3f}, occlusion=1 -> {high:.3f}")
@@ -244,7 +244,7 @@ assert high > low and far < near
 
 # %%
 frames = clip(7, N_FRAMES, HEIGHT, WIDTH)
-runtime.print_banner("no model", f"ToyCity clip 7, {N_FRAMES} frames at 10 fps, {HEIGHT}x{WIDTH}")
+environment.print_banner("no model", f"ToyCity clip 7, {N_FRAMES} frames at 10 fps, {HEIGHT}x{WIDTH}")
 shown = np.linspace(0, N_FRAMES - 1, 4).astype(int)
 fig, axes = plt.subplots(2, 2, figsize=(14, 14 * HEIGHT / WIDTH))
 for ax, t in zip(axes.flat, shown):
@@ -305,7 +305,7 @@ perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "segment
 evaluator = COCOeval(coco, coco.loadRes(perfect), "segm")
 evaluator.evaluate()
 evaluator.accumulate()
-runtime.print_banner("ground truth as prediction", f"ToyCity scenes 0..{N_GRID - 1}")
+environment.print_banner("ground truth as prediction", f"ToyCity scenes 0..{N_GRID - 1}")
 evaluator.summarize()
 assert evaluator.stats[0] == 1.0
 
@@ -325,7 +325,7 @@ a, b = gt[half]["track_ids"][labels_half == pair_class][:2].tolist()
 swapped_name = f"{CLASSES[pair_class]}s {a} and {b} swapped"
 swapped = gt[:half] + [swap_ids(frame, a, b) for frame in gt[half:]]
 scores = evaluate_mots(gt, {"true ids": gt, swapped_name: swapped}, workdir)
-runtime.print_banner("ground truth as tracker", f"ToyCity clip 7, {N_FRAMES} frames")
+environment.print_banner("ground truth as tracker", f"ToyCity clip 7, {N_FRAMES} frames")
 for name, per_class in scores.items():
     print(f"{name:28s}", {k: round(v, 3) for k, v in per_class["all"].items()})
 assert scores["true ids"]["all"]["HOTA"] == 1.0
@@ -341,12 +341,12 @@ assert scores[swapped_name]["all"]["HOTA"] < 1.0
 # core; here is a quick measurement at this chapter's size (on a shared machine the number moves).
 
 # %%
-count = runtime.pick(10, 50)
+count = environment.pick(10, 50)
 start = time.perf_counter()
 for seed in range(count):
     scene(seed, HEIGHT, WIDTH)
 seconds = (time.perf_counter() - start) / count
-runtime.print_banner("no model", f"ToyCity generation, {HEIGHT}x{WIDTH}")
+environment.print_banner("no model", f"ToyCity generation, {HEIGHT}x{WIDTH}")
 print(f"{1 / seconds:.1f} scenes/s ({1000 * seconds:.0f} ms per scene, ground truth included)")
 
 # %% [markdown]

@@ -45,7 +45,7 @@ import torch
 from torchvision.ops import box_iou
 from torchvision.transforms.v2 import functional as F
 
-from course_lib import runtime
+from course_lib import environment
 from course_lib.classes import CLASS_COLORS, CLASSES, INDEX_TO_CITYSCAPES_ID
 from course_lib.data.augment import BoxesFromMasks, train_transforms
 from course_lib.data.cityscapes import CityscapesInstances, read_instance_ids
@@ -54,9 +54,9 @@ from course_lib.data.toycity.export import write_cityscapes
 from course_lib.structures.instances import boxes_from_masks
 from course_lib.viz import overlay
 
-runtime.seed_everything(0)
+environment.seed_everything(0)
 HEIGHT, WIDTH = 128, 256  # ToyCity's training resolution (the course's CPU model works at this size)
-N_STATS = runtime.pick(20, 300)  # scenes for the class statistics
+N_STATS = environment.pick(20, 300)  # scenes for the class statistics
 
 
 def show(image, target, boxes=None, title="", ax=None):
@@ -92,7 +92,7 @@ def show(image, target, boxes=None, title="", ax=None):
 
 # %%
 image, target = ToyCityDataset(1, seed=3, height=HEIGHT, width=WIDTH)[0]
-runtime.print_banner("no model", f"ToyCity scene 3, {HEIGHT}x{WIDTH}")
+environment.print_banner("no model", f"ToyCity scene 3, {HEIGHT}x{WIDTH}")
 print("image:", type(image).__name__, tuple(image.shape), image.dtype)
 for key, value in target.items():
     print(f"{key:13s}", type(value).__name__, tuple(value.shape), value.dtype)
@@ -151,9 +151,9 @@ assert all(value >= 1000 or value < 34 for value in np.unique(ids).tolist())
 # map with nearest neighbour so that no id is blended into a neighbouring one).
 
 # %%
-if runtime.cityscapes_root() is not None:
+if environment.cityscapes_root() is not None:
     image_real, target_real = CityscapesInstances(split="val", scale=0.5, crowd=True)[0]
-    runtime.print_banner("no model", "Cityscapes val, first image, scale 0.5")
+    environment.print_banner("no model", "Cityscapes val, first image, scale 0.5")
     show(image_real, target_real, title="Cityscapes val (groups shown as crowd regions)")
     plt.show()
 else:
@@ -174,7 +174,7 @@ for _, t in ToyCityDataset(N_STATS, seed=0, height=HEIGHT, width=WIDTH):
     for label, area in zip(t["labels"].tolist(), t["area"].tolist()):
         counts[CLASSES[label]] += 1
         sizes[CLASSES[label]].append(area)
-runtime.print_banner("no model", f"ToyCity scenes 0..{N_STATS - 1}, {HEIGHT}x{WIDTH}")
+environment.print_banner("no model", f"ToyCity scenes 0..{N_STATS - 1}, {HEIGHT}x{WIDTH}")
 fig, (ax_count, ax_size) = plt.subplots(1, 2, figsize=(12, 3.5))
 names = list(CLASSES[1:])
 ax_count.bar(names, [counts[n] for n in names], color=[np.array(CLASS_COLORS[n]) / 255 for n in names])
@@ -255,7 +255,7 @@ plt.imshow(canvas.permute(1, 2, 0))
 plt.axis("off")
 plt.title(f"rotation {angle:.0f}°: red = v2 box, green = box of the rotated mask")
 plt.show()
-runtime.print_banner("no model", f"ToyCity scene 3, rotated {angle:.0f}°")
+environment.print_banner("no model", f"ToyCity scene 3, rotated {angle:.0f}°")
 print("IoU(v2 box, tight box) per object:", [round(v, 2) for v in iou.tolist()])
 print(f"mean {iou.mean():.2f}")
 assert iou.mean() < 0.9  # v2's boxes are clearly loose at 30°

@@ -45,25 +45,25 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.ops import FrozenBatchNorm2d
 
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.classes import CLASS_TO_INDEX, CLASSES
 from course_lib.data import sampling
 from course_lib.data.toycity import ToyCityDataset, held_out
 from course_lib.engine import step_benchmark
 from course_lib.engine.checkpoint import load_checkpoint
-from course_lib.engine.inference import inference_on_dataset
+from course_lib.evaluation.inference import inference_on_dataset
 from course_lib.engine.recipes import SCHEDULES, lr_factor
 from course_lib.engine.trainer import train
 from course_lib.evaluation.coco_eval import coco_metrics, format_metrics
 from course_lib.modeling import coco_heads, maskrcnn
 from course_lib.modeling.mask_skip import STEM
 from course_lib.results import load_results
-from course_lib.viz import plots
+from course_lib.report import figures
 
-runtime.seed_everything(0)
-torch.set_num_threads(runtime.pick(1, 2))
-HEIGHT, WIDTH = runtime.pick((64, 128), (128, 256))  # ToyCity image size for the live run
-print("fast mode" if runtime.fast_mode() else "full mode", "| device:", runtime.device())
+environment.seed_everything(0)
+torch.set_num_threads(environment.pick(1, 2))
+HEIGHT, WIDTH = environment.pick((64, 128), (128, 256))  # ToyCity image size for the live run
+print("fast mode" if environment.fast_mode() else "full mode", "| device:", environment.device())
 
 # %% [markdown]
 # ## The five losses
@@ -108,7 +108,7 @@ print(f"RPN: {rpn.fg_bg_sampler.batch_size_per_image} anchors per image, at most
 print(f"box head: {heads.fg_bg_sampler.batch_size_per_image} RoIs per image, at most {heads.fg_bg_sampler.positive_fraction:.0%} "
       f"positive; foreground at IoU >= {heads.proposal_matcher.high_threshold}")
 losses = fresh(list(images), list(targets))
-runtime.print_banner("toycity_small, random weights", f"2 ToyCity scenes {HEIGHT}x{WIDTH}")
+environment.print_banner("toycity_small, random weights", f"2 ToyCity scenes {HEIGHT}x{WIDTH}")
 for name, value in losses.items():
     print(f"{name:18s} {value.item():.3f}")
 print(f"a uniform guess over {len(CLASSES)} classes costs ln {len(CLASSES)} = {math.log(len(CLASSES)):.2f}; "
@@ -219,14 +219,14 @@ step_bench = load_results("train_step_cpu.json")
 print(f"[results from train_step_cpu.json] {step_bench['model']} | {step_bench['data']} | {step_bench['device']}, "
       f"{step_bench['threads']} threads | {step_bench['date']}")
 print(step_benchmark.training_step_table(step_bench))
-print(f"this machine: bfloat16 units {runtime.cpu_has_bf16_units()}")
+print(f"this machine: bfloat16 units {environment.cpu_has_bf16_units()}")
 
 # %%
-live_steps = runtime.pick(12, 120)
+live_steps = environment.pick(12, 120)
 train_scenes = ToyCityDataset(live_steps * 2, seed=0, height=HEIGHT, width=WIDTH)
 small = maskrcnn.build("toycity_small", min_size=HEIGHT, max_size=WIDTH)
 run_dir = tempfile.mkdtemp(prefix="course-train-")
-runtime.print_banner("toycity_small, trained live", f"ToyCity {HEIGHT}x{WIDTH}, {len(train_scenes)} scenes")
+environment.print_banner("toycity_small, trained live", f"ToyCity {HEIGHT}x{WIDTH}, {len(train_scenes)} scenes")
 history = train(small, train_scenes, steps=live_steps, batch_size=2, lr=1e-3, optimizer="adamw", weight_decay=0.05, warmup_steps=3,
                 checkpoint_dir=run_dir, checkpoint_every=live_steps, seed=0, device=torch.device("cpu"),
                 log_dir=f"{run_dir}/tensorboard")
@@ -258,7 +258,7 @@ plt.show()
 logged_losses = [p.value for p in scalars["train/loss"]]
 assert [p.step for p in scalars["train/loss"]] == [r["step"] for r in history["loss"]]
 assert all(math.isclose(a, r["loss"], rel_tol=1e-6) for a, r in zip(logged_losses, history["loss"])), "the file holds what train() logged"
-if runtime.in_colab():  # TensorBoard's own dashboard, live, under the cell
+if environment.in_colab():  # TensorBoard's own dashboard, live, under the cell
     get_ipython().run_line_magic("load_ext", "tensorboard")
     get_ipython().run_line_magic("tensorboard", f"--logdir {run_dir}/tensorboard")
 
@@ -300,7 +300,7 @@ print("[results from toycity_training.json] command:", results["command"])
 print(f"{training['steps']} steps x {training['batch_size']} images, {training['optimizer']} at lr {training['lr']}, "
       f"{training['schedule']} decay; {training['train_wall_s']:.0f} s wall / {training['train_cpu_s']:.0f} s CPU of training "
       f"on {training['cpu']}, {training['threads']} threads, {training['date']}")
-plots.training_curve(results, longer)
+figures.training_curve(results, longer)
 
 # %% [markdown]
 # Wall time is shared with whatever else runs on the machine; CPU time counts the seconds this
@@ -313,7 +313,7 @@ for clock, label in (("train_wall_s", "wall"), ("train_cpu_s", "CPU")):
     if within:
         p = within[-1]
         print(f"within 10 {label} minutes (step {p['step']}, {p[clock]:.0f} s): segm AP {p['segm_AP']:.3f}, AP50 {p['segm_AP50']:.3f}")
-runtime.print_banner("ToyCity model (shipped, course_lib/assets)", f"held-out {training['val_scenes']}")
+environment.print_banner("ToyCity model (shipped, course_lib/assets)", f"held-out {training['val_scenes']}")
 print(format_metrics(results["final"]))
 gaps = {name: results["final"]["bbox"]["per_class"][name]["AP"] - results["final"]["segm"]["per_class"][name]["AP"] for name in CLASSES[1:]}
 for name, gap in sorted(gaps.items(), key=lambda item: -item[1]):
@@ -380,7 +380,7 @@ assert toy_features[STEM].shape[-2:] == (64, 128), "the stem is the stride-2 map
 # From scratch, with the shipped run's threshold, checked against the library:
 
 # %%
-label_scenes = ToyCityDataset(runtime.pick(200, 1000), seed=0, height=128, width=256)
+label_scenes = ToyCityDataset(environment.pick(200, 1000), seed=0, height=128, width=256)
 label_sets = sampling.dataset_label_sets(label_scenes, progress=False)
 threshold = training["repeat_threshold"]
 fractions = sampling.class_image_fractions(label_sets)
@@ -405,9 +405,9 @@ assert abs(counts[has_train].mean() - factors[has_train].mean()) < 0.1 and count
 # that the committed file loads and runs):
 
 # %%
-check = held_out(runtime.pick(16, 100), manifest["build_kwargs"]["min_size"], manifest["build_kwargs"]["max_size"])
+check = held_out(environment.pick(16, 100), manifest["build_kwargs"]["min_size"], manifest["build_kwargs"]["max_size"])
 metrics = coco_metrics(*inference_on_dataset(toy, check, device="cpu", batch_size=8))
-runtime.print_banner("ToyCity model (shipped)", f"ToyCity held-out, first {len(check)} scenes")
+environment.print_banner("ToyCity model (shipped)", f"ToyCity held-out, first {len(check)} scenes")
 print(f"segm AP {metrics['segm']['AP']:.3f}  AP50 {metrics['segm']['AP50']:.3f} | bbox AP {metrics['bbox']['AP']:.3f}")
 print(f"(manifest, on {manifest['training']['val_scenes']}: segm AP {manifest['metrics']['segm_AP']:.3f}  AP50 {manifest['metrics']['segm_AP50']:.3f})")
 # A few scenes give a noisy estimate: ask only for the same ballpark as the full held-out split.

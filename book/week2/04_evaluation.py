@@ -41,22 +41,22 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.classes import CLASSES
 from course_lib.data.cityscapes import CityscapesInstances
 from course_lib.data.toycity import HELD_OUT_SEED, held_out, scene
 from course_lib.data.toycity.export import write_cityscapes
-from course_lib.engine.inference import inference_on_dataset
+from course_lib.evaluation.inference import inference_on_dataset
 from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval, format_official
 from course_lib.evaluation.coco_eval import coco_metrics, format_metrics
 from course_lib.evaluation.failures import draw_errors, failure_analysis
 from course_lib.evaluation.matched_masks import matched_mask_ious, mean_matched_mask_iou
 
-runtime.seed_everything(0)
-torch.set_num_threads(runtime.pick(1, 2))
+environment.seed_everything(0)
+torch.set_num_threads(environment.pick(1, 2))
 HEIGHT, WIDTH = 128, 256  # the resolution the ToyCity model was trained at
-N_IMAGES = runtime.pick(8, 200)
-N_EXPORT = runtime.pick(4, 50)
+N_IMAGES = environment.pick(8, 200)
+N_EXPORT = environment.pick(4, 50)
 MODEL_NAME = "ToyCity model (course_lib.zoo.load('toycity'))"
 DATA_NAME = f"ToyCity held-out scenes {HELD_OUT_SEED}.. ({N_IMAGES} images, {HEIGHT}x{WIDTH})"
 
@@ -100,7 +100,7 @@ dataset = held_out(N_IMAGES, HEIGHT, WIDTH)  # training used scenes 0..N-1; thes
 predictions, targets = inference_on_dataset(model, dataset, batch_size=2)
 metrics = coco_metrics(predictions, targets)
 metrics["mask_iou"] = mean_matched_mask_iou(predictions, targets)
-runtime.print_banner(MODEL_NAME, DATA_NAME)
+environment.print_banner(MODEL_NAME, DATA_NAME)
 print(format_metrics(metrics))
 assert 0.0 <= metrics["segm"]["AP"] <= 1.0 and metrics["segm"]["AP50"] >= metrics["segm"]["AP75"]
 
@@ -137,7 +137,7 @@ plt.show()
 
 # %%
 matched_ious = matched_mask_ious(predictions, targets, iou_threshold=0.5, score_threshold=0.5)
-runtime.print_banner(MODEL_NAME, DATA_NAME)
+environment.print_banner(MODEL_NAME, DATA_NAME)
 print(f"{len(matched_ious)} matched pairs, mean mask IoU {np.mean(matched_ious) if matched_ious else float('nan'):.3f}")
 plt.figure(figsize=(6, 2.5))
 plt.hist(matched_ious, bins=np.linspace(0.5, 1, 26))
@@ -162,7 +162,7 @@ assert matched_ious and np.mean(matched_ious) < 0.95, "the matched masks are goo
 
 # %%
 report = failure_analysis(predictions, targets, iou=0.5, score_threshold=0.5)
-runtime.print_banner(MODEL_NAME, DATA_NAME)
+environment.print_banner(MODEL_NAME, DATA_NAME)
 print(report.table())
 per_class = report.per_class()
 assert sum(r["objects"] for r in per_class.values()) == sum(int(len(t["labels"]) - t["iscrowd"].sum()) for t in targets)
@@ -177,7 +177,7 @@ assert sum(r["objects"] for r in per_class.values()) == sum(int(len(t["labels"])
 # %%
 gaps = sorted(((metrics["bbox"]["per_class"][n]["AP50"] - metrics["segm"]["per_class"][n]["AP50"], n) for n in names),
               reverse=True)
-runtime.print_banner(MODEL_NAME, DATA_NAME)
+environment.print_banner(MODEL_NAME, DATA_NAME)
 for gap, name in gaps:
     print(f"{name:11s} box AP50 {metrics['bbox']['per_class'][name]['AP50']:.2f}  "
           f"mask AP50 {metrics['segm']['per_class'][name]['AP50']:.2f}  gap {gap:+.2f}")
@@ -231,7 +231,7 @@ ceilings = {paste: oracle_metrics(paste) for paste in ("torchvision", "course_li
 model_torchvision_paste = zoo.load("toycity", paste="torchvision")
 model_by_paste = {"torchvision": coco_metrics(*inference_on_dataset(model_torchvision_paste, dataset, batch_size=2), iou_types=("segm",))["segm"],
                   "course_lib": metrics["segm"]}
-runtime.print_banner(MODEL_NAME, DATA_NAME)
+environment.print_banner(MODEL_NAME, DATA_NAME)
 print(f"{'paste':12s} {'perfect model':>14s} {'ToyCity model':>14s}    (segm AP; perfect-model AP per class)")
 for paste, ceiling in ceilings.items():
     per_class = "  ".join(f"{n} {ceiling['per_class'][n]['AP']:.2f}" for n in names)
@@ -259,7 +259,7 @@ from course_lib.modeling.paste import perfect_masks_in_detected_boxes
 
 with_perfect_masks = [{**p, "masks": perfect_masks_in_detected_boxes(p, t)} for p, t in zip(predictions, targets)]
 head_ceiling = coco_metrics(with_perfect_masks, targets, iou_types=("segm",))["segm"]
-runtime.print_banner(MODEL_NAME, DATA_NAME)
+environment.print_banner(MODEL_NAME, DATA_NAME)
 print(f"mask AP {metrics['segm']['AP']:.3f} with the model's masks, {head_ceiling['AP']:.3f} with a perfect mask head "
       f"(box AP {metrics['bbox']['AP']:.3f})")
 for n in names:
@@ -296,7 +296,7 @@ for prediction, target in zip(predictions, targets):
         best_iou += (mask_iou_matrix(prediction["masks"], target["masks"]) * same_class).max(1).tolist()
         mask_quality += prediction["maskness"].tolist()
 rho = spearmanr(mask_quality, best_iou).statistic
-runtime.print_banner(MODEL_NAME, DATA_NAME)
+environment.print_banner(MODEL_NAME, DATA_NAME)
 print(f"{len(mask_quality)} detections: Spearman correlation of maskness with best mask IoU {rho:.2f}")
 print(f"mask AP {metrics['segm']['AP']:.3f} ranked by score, {rescored_segm['AP']:.3f} by score x maskness")
 assert rho > 0.3, "maskness should rise with mask quality"
@@ -359,7 +359,7 @@ print("confusions (true -> predicted, count):", sorted(confused, key=lambda e: -
 # (the true mask), **magenta** false detection.
 
 # %%
-worst = report.worst_images(runtime.pick(2, 6))
+worst = report.worst_images(environment.pick(2, 6))
 fig, axes = plt.subplots(len(worst), 1, figsize=(12, 6.2 * len(worst)), squeeze=False)
 for ax, errors in zip(axes[:, 0], worst):
     image_tensor, _ = dataset[errors.index]
@@ -399,7 +399,7 @@ exported = CityscapesInstances(export_root, "val", crowd=True)
 cs_predictions, cs_targets = inference_on_dataset(model, exported, batch_size=2)
 official = cityscapes_official_eval(cs_predictions, export_root, "val", export_root / "results")
 coco_on_export = coco_metrics(cs_predictions, cs_targets, iou_types=("segm",))["segm"]
-runtime.print_banner(MODEL_NAME, f"ToyCity exported in Cityscapes layout ({N_EXPORT} held-out scenes) - NOT Cityscapes")
+environment.print_banner(MODEL_NAME, f"ToyCity exported in Cityscapes layout ({N_EXPORT} held-out scenes) - NOT Cityscapes")
 print(format_official(official))
 print(f"pycocotools on the same files: segm AP {coco_on_export['AP']:.3f}  AP50 {coco_on_export['AP50']:.3f}")
 print("result files:", sorted(p.name for p in (export_root / "results").glob("*_pred.txt"))[:2], "...")

@@ -42,17 +42,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from course_lib import runtime, zoo
-from course_lib.deploy import benchmark, eager, timing
+from course_lib import environment, zoo
+from course_lib.deploy import benchmark, eager
+from course_lib.utils import timing
 from course_lib.modeling.maskrcnn import build
 
-runtime.seed_everything(0)
-torch.set_num_threads(runtime.pick(1, 2))
-REPEATS = runtime.pick(5, 30)
+environment.seed_everything(0)
+torch.set_num_threads(environment.pick(1, 2))
+REPEATS = environment.pick(5, 30)
 MODEL_NAME = "ToyCity model (course_lib.zoo.load('toycity'))"
 
 model = zoo.load("toycity", device="cpu")
-val = benchmark.toycity_val(runtime.pick(4, 10))
+val = benchmark.toycity_val(environment.pick(4, 10))
 images = [image for image, _ in val]
 DATA_NAME = f"ToyCity held-out scenes ({len(images)} images, {images[0].shape[1]}x{images[0].shape[2]})"
 print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {timing.device_name(torch.device('cpu'))}")
@@ -77,7 +78,7 @@ with torch.inference_mode():
     model(images[:1])
     first_call = time.perf_counter() - start
 latencies = np.array(timing.measure_latency(model, images, warmup=2, repeats=REPEATS))
-runtime.print_banner(MODEL_NAME, DATA_NAME)
+environment.print_banner(MODEL_NAME, DATA_NAME)
 print(f"first call {first_call * 1e3:.0f} ms | median {np.median(latencies) * 1e3:.1f} ms | "
       f"p90 {np.percentile(latencies, 90) * 1e3:.1f} ms | {1 / np.median(latencies):.1f} images/s")
 
@@ -109,8 +110,8 @@ plt.show()
 # %%
 mask_head_layers = [type(m).__name__ for m in model.roi_heads.mask_head.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
 print("the ToyCity model's mask head:", ", ".join(mask_head_layers), "(the last convolution fuses the stride-2 stem)")
-stages, memory = timing.measure_stages(model, images, repeats=runtime.pick(4, 10))
-runtime.print_banner(MODEL_NAME, DATA_NAME)
+stages, memory = timing.measure_stages(model, images, repeats=environment.pick(4, 10))
+environment.print_banner(MODEL_NAME, DATA_NAME)
 total = sum(stages.values())
 for stage, seconds in stages.items():
     print(f"{stage:>10}: {seconds * 1e3:6.1f} ms  {100 * seconds / total:5.1f}%")
@@ -144,17 +145,17 @@ plt.show()
 # can be fed at several sizes:
 
 # %%
-scales = runtime.pick([0.5, 1.0, 1.5], [0.5, 0.75, 1.0, 1.5, 2.0])
+scales = environment.pick([0.5, 1.0, 1.5], [0.5, 0.75, 1.0, 1.5, 2.0])
 pixels, backbone_ms, by_scale = [], [], {}
 for scale in scales:
     with eager.apply(model, eager.Variant(f"x{scale}", scale=scale)):
-        stages_at, _ = timing.measure_stages(model, images, repeats=runtime.pick(3, 6))
+        stages_at, _ = timing.measure_stages(model, images, repeats=environment.pick(3, 6))
         h, w = benchmark.resized_size(model, images[0])
     pixels.append(h * w / 1e3)
     backbone_ms.append(stages_at["backbone"] * 1e3)
     by_scale[f"{h}x{w}"] = stages_at
 slope, intercept = np.polyfit(pixels, backbone_ms, 1)
-runtime.print_banner(MODEL_NAME, DATA_NAME)
+environment.print_banner(MODEL_NAME, DATA_NAME)
 for p, ms in zip(pixels, backbone_ms):
     print(f"{p:7.1f} kpixels: backbone {ms:6.1f} ms (linear fit {slope * p + intercept:6.1f})")
 
@@ -182,11 +183,11 @@ thresholds = [0.05, 0.3, 0.5, 0.7]
 head_ms, counts = [], []
 for threshold in thresholds:
     with eager.apply(model, eager.Variant(f"score {threshold}", score_thresh=threshold)):
-        stages_at, _ = timing.measure_stages(model, images, repeats=runtime.pick(3, 6))
+        stages_at, _ = timing.measure_stages(model, images, repeats=environment.pick(3, 6))
         with torch.inference_mode():
             counts.append(np.mean([len(o["scores"]) for o in model(images)]))
     head_ms.append((stages_at["mask_head"] + stages_at["paste"]) * 1e3)
-runtime.print_banner(MODEL_NAME, DATA_NAME)
+environment.print_banner(MODEL_NAME, DATA_NAME)
 for threshold, n, ms in zip(thresholds, counts, head_ms):
     print(f"score >= {threshold:4.2f}: {n:5.1f} detections per image, mask head + paste {ms:5.1f} ms")
 
@@ -200,11 +201,11 @@ for threshold, n, ms in zip(thresholds, counts, head_ms):
 # detections, a typical count for a street scene, and say so.
 
 # %%
-r50 = build("maskrcnn_resnet50_fpn", min_size=runtime.pick(256, 512), max_size=runtime.pick(512, 1024),
+r50 = build("maskrcnn_resnet50_fpn", min_size=environment.pick(256, 512), max_size=environment.pick(512, 1024),
             box_detections_per_img=20).eval()
-street = torch.nn.functional.interpolate(images[0][None], scale_factor=runtime.pick(2, 4), mode="bilinear")[0]
-r50_stages, _ = timing.measure_stages(r50, [street], repeats=runtime.pick(2, 4))
-runtime.print_banner("untrained Mask R-CNN R50-FPN (timing only), 20 detections", f"one ToyCity image upscaled to {street.shape[1]}x{street.shape[2]}")
+street = torch.nn.functional.interpolate(images[0][None], scale_factor=environment.pick(2, 4), mode="bilinear")[0]
+r50_stages, _ = timing.measure_stages(r50, [street], repeats=environment.pick(2, 4))
+environment.print_banner("untrained Mask R-CNN R50-FPN (timing only), 20 detections", f"one ToyCity image upscaled to {street.shape[1]}x{street.shape[2]}")
 r50_total = sum(r50_stages.values())
 for stage, seconds in r50_stages.items():
     print(f"{stage:>10}: {seconds * 1e3:7.1f} ms  {100 * seconds / r50_total:5.1f}%")

@@ -46,13 +46,13 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.deploy import benchmark, eager
 from course_lib.results import load_results, pareto_front, results_table
-from course_lib.viz import plots
+from course_lib.report import figures
 
-runtime.seed_everything(0)
-torch.set_num_threads(runtime.pick(1, 2))
+environment.seed_everything(0)
+torch.set_num_threads(environment.pick(1, 2))
 
 # %% [markdown]
 # ## The variants
@@ -80,14 +80,14 @@ print(f"[results from] model: {results['model']} | data: {results['data']} | dev
 display(Markdown(results_table(results)))
 for name, reason in results["skipped"].items():
     print(f"not measured: {name}: {reason}")
-print(f"bfloat16 units on the benchmark's CPU: {results.get('cpu_bf16_units')}; on this machine: {runtime.cpu_has_bf16_units()}")
+print(f"bfloat16 units on the benchmark's CPU: {results.get('cpu_bf16_units')}; on this machine: {environment.cpu_has_bf16_units()}")
 rows = {row["name"]: row for row in results["variants"]}
 assert results["variants"][0]["name"] == "baseline"
 print(f"noise check: the baseline against itself, timed twice in a row: {rows['baseline']['speedup']:.2f}x")
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 5))
-plots.pareto_plot(results, ax)
+figures.pareto_plot(results, ax)
 plt.show()
 front = pareto_front(results)
 print("Pareto front, fastest first:", " -> ".join(front))
@@ -177,7 +177,7 @@ assert 0 < mask_cut < 0.5, "det_20 removes part of the mask head's work, less th
 
 # %%
 model = zoo.load("toycity", device="cpu")
-images = [image for image, _ in benchmark.toycity_val(runtime.pick(2, 8))]
+images = [image for image, _ in benchmark.toycity_val(environment.pick(2, 8))]
 int8_heads = eager.quantize_linear_int8(model.roi_heads)
 size_fp32 = sum(p.numel() * 4 for m in model.roi_heads.box_head.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters())
 int8_linears = [m for m in int8_heads.box_head.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
@@ -186,7 +186,7 @@ with torch.inference_mode():
     reference = model(images)
     with eager.apply(model, "int8"):
         quantized = model(images)
-runtime.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", f"{len(images)} held-out ToyCity scenes")
+environment.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", f"{len(images)} held-out ToyCity scenes")
 print(f"box head Linear weights: {size_fp32 / 1e6:.2f} MB in float32 -> {size_int8 / 1e6:.2f} MB in INT8")
 agreements = [eager.agreement(r, q) for r, q in zip(reference, quantized)]
 print("share of confident detections reproduced (same class, box IoU >= 0.9):", [f"{a:.2f}" for a in agreements])
@@ -337,7 +337,7 @@ assert busy <= cores, "the prose above describes a file timed on a quiet machine
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 5))
-plots.pareto_plot(results, ax)
+figures.pareto_plot(results, ax)
 eager_baseline_ms = rows["baseline"]["median_ms"]
 for row in deployed["variants"]:
     if row["name"] in rows:
@@ -441,10 +441,10 @@ print(f"[results from bench_gpu.json] the ToyCity model on {toy_gpu['device']}: 
 # the committed ones: they depend on the CPU, the number of threads and what else is running.
 
 # %%
-live = benchmark.run_benchmark(model, benchmark.toycity_val(runtime.pick(2, 10)), list(dict.fromkeys(["baseline", "det_20", "rpn_100", best["name"]])),
-                           model_name="ToyCity model", warmup=1, repeats=runtime.pick(3, 20), stage_repeats=runtime.pick(1, 3),
+live = benchmark.run_benchmark(model, benchmark.toycity_val(environment.pick(2, 10)), list(dict.fromkeys(["baseline", "det_20", "rpn_100", best["name"]])),
+                           model_name="ToyCity model", warmup=1, repeats=environment.pick(3, 20), stage_repeats=environment.pick(1, 3),
                            evaluate=False, progress=None)
-runtime.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", live["data"] + f", {live['images']} images")
+environment.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", live["data"] + f", {live['images']} images")
 print(live["device"])
 display(Markdown(results_table(live)))
 assert all(row["median_ms"] > 0 for row in live["variants"])

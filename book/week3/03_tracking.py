@@ -49,10 +49,10 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from course_lib import results, runtime, zoo
+from course_lib import environment, results, zoo
 from course_lib.classes import CLASSES
 from course_lib.data.toycity import clip
-from course_lib.evaluation.track_metrics import (
+from course_lib.tracking.track_metrics import (
     MODES,
     compare_trackers,
     crossings,
@@ -65,16 +65,16 @@ from course_lib.tracking.annotate import draw_instances, predict_frames
 from course_lib.tracking.mask_rois import iou_cost_matrix, masks_to_rois, roi_mask_iou
 from course_lib.tracking.track import FORBIDDEN, Tracker, TrackState, assign, tracks_to_frame
 
-runtime.seed_everything(0)
-torch.set_num_threads(runtime.pick(1, 2))
+environment.seed_everything(0)
+torch.set_num_threads(environment.pick(1, 2))
 HEIGHT, WIDTH, FPS = 256, 512, 25
-NUM_FRAMES = runtime.pick(24, 60)
+NUM_FRAMES = environment.pick(24, 60)
 SEED = 6  # a clip with two cars whose boxes overlap for a few frames
 
 frames = clip(SEED, NUM_FRAMES, HEIGHT, WIDTH, fps=FPS)
 images = [image for image, _ in frames]
 targets = [target for _, target in frames]
-runtime.print_banner("none yet (ground truth)", f"ToyCity clip seed {SEED}, {NUM_FRAMES} frames at {HEIGHT}x{WIDTH}, {FPS} fps")
+environment.print_banner("none yet (ground truth)", f"ToyCity clip seed {SEED}, {NUM_FRAMES} frames at {HEIGHT}x{WIDTH}, {FPS} fps")
 print("objects per frame:", [len(t["track_ids"]) for t in targets])
 
 # %% [markdown]
@@ -399,7 +399,7 @@ plt.show()
 # %%
 with tempfile.TemporaryDirectory() as workdir:
     table = compare_trackers(targets, detections, workdir)
-runtime.print_banner("ground truth + noise (no model)", f"ToyCity clip seed {SEED}, {NUM_FRAMES} frames at {HEIGHT}x{WIDTH}")
+environment.print_banner("ground truth + noise (no model)", f"ToyCity clip seed {SEED}, {NUM_FRAMES} frames at {HEIGHT}x{WIDTH}")
 COLUMNS = ["HOTA", "DetA", "AssA", "IDF1", "MOTA", "IDSW", "flicker"]
 
 
@@ -435,8 +435,8 @@ model_detections = [d for _, d in predict_frames(model, images, batch_size=4, mi
 seconds = time.perf_counter() - start
 with tempfile.TemporaryDirectory() as workdir:
     model_table = compare_trackers(targets, model_detections, workdir)
-runtime.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", f"ToyCity clip seed {SEED}, {NUM_FRAMES} frames at {HEIGHT}x{WIDTH}")
-print(f"model: {seconds / NUM_FRAMES * 1e3:.0f} ms per frame on {runtime.device()}")
+environment.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", f"ToyCity clip seed {SEED}, {NUM_FRAMES} frames at {HEIGHT}x{WIDTH}")
+print(f"model: {seconds / NUM_FRAMES * 1e3:.0f} ms per frame on {environment.device()}")
 print_table(model_table)
 assert model_table["full"]["IDF1"] > model_table["none"]["IDF1"]
 

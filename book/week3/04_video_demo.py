@@ -43,14 +43,14 @@ import numpy as np
 import torch
 from IPython.display import Image, display
 
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.deploy import eager
 from course_lib.tracking import annotate, video_io
 from course_lib.tracking.track import Tracker, tracks_to_frame
 
-runtime.seed_everything(0)
-torch.set_num_threads(runtime.pick(1, 2))
-NUM_FRAMES = runtime.pick(16, 75)
+environment.seed_everything(0)
+torch.set_num_threads(environment.pick(1, 2))
+NUM_FRAMES = environment.pick(16, 75)
 HEIGHT, WIDTH, FPS = 256, 512, 25
 workdir = Path(tempfile.mkdtemp(prefix="week3_video_"))
 
@@ -103,10 +103,10 @@ with eager.apply(model, "det_20"):
         drawn.append(annotate.side_by_side(frame, annotate.draw_instances(frame, result)))
         seconds["drawing"] += time.perf_counter() - now
         start = time.perf_counter()
-runtime.print_banner("ToyCity model (course_lib.zoo.load('toycity')), variant det_20", f"ToyCity clip seed 3, {NUM_FRAMES} frames at {HEIGHT}x{WIDTH}")
+environment.print_banner("ToyCity model (course_lib.zoo.load('toycity')), variant det_20", f"ToyCity clip seed 3, {NUM_FRAMES} frames at {HEIGHT}x{WIDTH}")
 for part, s in seconds.items():
     print(f"{part:>8}: {s / NUM_FRAMES * 1e3:6.1f} ms per frame")
-print(f"end to end: {NUM_FRAMES / sum(seconds.values()):.1f} frames per second on {runtime.device()}")
+print(f"end to end: {NUM_FRAMES / sum(seconds.values()):.1f} frames per second on {environment.device()}")
 
 # %%
 fig, axes = plt.subplots(3, 1, figsize=(12, 9))
@@ -125,7 +125,7 @@ plt.show()
 
 # %%
 mp4 = video_io.write_mp4(drawn, workdir / "street_tracked.mp4", FPS)
-gif = video_io.write_gif(drawn, workdir / "street_tracked.gif", fps=FPS / 2, max_width=runtime.pick(480, 800))
+gif = video_io.write_gif(drawn, workdir / "street_tracked.gif", fps=FPS / 2, max_width=environment.pick(480, 800))
 capture = cv2.VideoCapture(str(mp4))
 written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
 capture.release()
@@ -164,10 +164,10 @@ if real_video is None:
     print("OpenCV's vtest.avi is not here (`make vtest` fetches it, or set COURSE_SAMPLE_VIDEO): no real street")
 else:
     real_model, real_name = zoo.course_model()
-    real_frames = list(itertools.islice(video_io.read_frames(real_video), runtime.pick(4, 60)))
+    real_frames = list(itertools.islice(video_io.read_frames(real_video), environment.pick(4, 60)))
     real_results = list(annotate.annotate(real_model.cpu().eval(), real_frames, Tracker(), batch_size=2))
     height, width = real_frames[0].shape[:2]
-    runtime.print_banner(real_name, f"OpenCV sample video {real_video.name}, first {len(real_frames)} frames, {width}x{height}")
+    environment.print_banner(real_name, f"OpenCV sample video {real_video.name}, first {len(real_frames)} frames, {width}x{height}")
     found = Counter(CLASSES[int(label)] for _, result, _ in real_results for label in result["labels"])
     print(f"tracked objects per frame: {[len(result['labels']) for _, result, _ in real_results]}")
     print(f"classes over all frames: {dict(found) or 'nothing'}")

@@ -30,7 +30,7 @@ if "google.colab" in sys.modules:
 from IPython.display import Markdown, display
 
 from course_lib import results
-from course_lib.viz import plots
+from course_lib.report import figures
 
 training = results.load_results("toycity_training.json")
 speed_run = results.load_results("bench_cpu.json")
@@ -52,7 +52,7 @@ for name, labels in (("toycity_training.json", f"{training['training']['val_scen
 
 # %% tags=["hide-input"]
 print("command:", training["command"])
-plots.training_curve_and_loss(training)
+figures.training_curve_and_loss(training)
 
 # %% [markdown]
 # ## Speed against accuracy
@@ -64,7 +64,7 @@ plots.training_curve_and_loss(training)
 # %% tags=["hide-input"]
 print(f"{speed_run['model']} | {speed_run['data']} | {speed_run['device']} | {speed_run['threads']} threads | "
       f"torch {speed_run['torch']} | {speed_run['date']}")
-display(plots.speed_and_stages(speed_run))
+display(figures.speed_and_stages(speed_run))
 display(Markdown(results.results_table(speed_run)))
 print("Pareto front, fastest first:", results.pareto_front(speed_run))
 
@@ -76,7 +76,7 @@ print("Pareto front, fastest first:", results.pareto_front(speed_run))
 # drawn on one axis.
 
 # %% tags=["hide-input"]
-plots.tracker_cost(tracker)
+figures.tracker_cost(tracker)
 
 # %% [markdown]
 # ## ToyCity: how fast the data is made

@@ -37,7 +37,7 @@ import torch
 from matplotlib.patches import Rectangle
 from torchvision.ops import box_iou
 
-from course_lib import results, runtime
+from course_lib import environment, results
 from course_lib.classes import CLASSES
 from course_lib.data.toycity import scene
 from course_lib.scratch import assignment
@@ -68,13 +68,13 @@ from course_lib.scratch import assignment
 # already in the scene. We draw the same number of scenes at four settings and count orphans.
 
 # %%
-HEIGHT, WIDTH = runtime.pick((256, 512), (512, 1024))
-SCENES = runtime.pick(8, 60)
+HEIGHT, WIDTH = environment.pick((256, 512), (512, 1024))
+SCENES = environment.pick(8, 60)
 OCCLUSION_SETTINGS = (0.0, 0.3, 0.6, 1.0)
 FINER_GRIDS = (13, 26, 52)
 
-runtime.print_banner("no model (assignment of ground truth)", f"ToyCity, {SCENES} scenes per setting at {HEIGHT}x{WIDTH}")
-runtime.seed_everything(0)
+environment.print_banner("no model (assignment of ground truth)", f"ToyCity, {SCENES} scenes per setting at {HEIGHT}x{WIDTH}")
+environment.seed_everything(0)
 rows = []
 for setting in OCCLUSION_SETTINGS:
     targets = [scene(seed, HEIGHT, WIDTH, occlusion=setting)[1] for seed in range(SCENES)]
@@ -254,7 +254,7 @@ for name in ("YOLOv8n-seg", "YOLOv8x-seg"):
 
 # %%
 speed_run = results.load_results("bench_cpu.json")
-runtime.print_banner(speed_run["model"], speed_run["data"] + " (committed Week 3 benchmark)", speed_run, "bench_cpu.json")
+environment.print_banner(speed_run["model"], speed_run["data"] + " (committed Week 3 benchmark)", speed_run, "bench_cpu.json")
 baseline = speed_run["variants"][0]
 print(f"device: {speed_run['device']}, {speed_run['threads']} threads, input {speed_run['input_size']}")
 print(f"baseline: {baseline['median_ms']:.0f} ms per image = {baseline['fps']:.1f} FPS; "

@@ -40,14 +40,15 @@ if "google.colab" in sys.modules:
 import matplotlib.pyplot as plt
 import torch
 
-from course_lib import results, runtime, zoo
+from course_lib import environment, results, zoo
 from course_lib.data.toycity import clip, scene
-from course_lib.evaluation.track_metrics import noisy_detections, run_tracker
+from course_lib.tracking.track_metrics import noisy_detections, run_tracker
 from course_lib.modeling.internals import trace
 from course_lib.tracking.annotate import draw_instances
-from course_lib.viz import overlay, plots, stages
+from course_lib.report import figures
+from course_lib.viz import overlay, stages
 
-runtime.seed_everything(0)
+environment.seed_everything(0)
 HEIGHT, WIDTH = 256, 512
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -67,7 +68,7 @@ HEIGHT, WIDTH = 256, 512
 model = zoo.load("toycity", device="cpu")  # the deck always shows the offline model, wherever it is built
 image = torch.from_numpy(scene(3, HEIGHT, WIDTH)[0]).permute(2, 0, 1).float() / 255
 t = trace(model, image)
-runtime.print_banner("ToyCity model (course_lib.zoo.registry)", f"ToyCity scene 3 ({HEIGHT}x{WIDTH})")
+environment.print_banner("ToyCity model (course_lib.zoo.registry)", f"ToyCity scene 3 ({HEIGHT}x{WIDTH})")
 assert len(t.boxes) > 0, "the model finds nothing: is the ToyCity checkpoint installed?"
 overlay.detections_overlay(image, t.final, title="")
 
@@ -134,7 +135,7 @@ plt.show()
 # %%
 training = results.load_results("toycity_training.json")
 curve = training["curve"]
-print(runtime.banner("toycity_small (training run)", training["training"]["val_scenes"], training["training"], "toycity_training.json"))
+print(environment.banner("toycity_small (training run)", training["training"]["val_scenes"], training["training"], "toycity_training.json"))
 fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
 ax.plot([r["train_wall_s"] / 60 for r in curve], [100 * r["segm_AP"] for r in curve], "o-", label="mask AP")
 ax.plot([r["train_wall_s"] / 60 for r in curve], [100 * r["segm_AP50"] for r in curve], "o-", label="mask AP50")
@@ -150,7 +151,7 @@ plt.show()
 # evaluated on the same held-out scenes; the orange line joins the ones nothing else beats.
 
 # %%
-plots.pareto(results.load_results("bench_cpu.json"))
+figures.pareto(results.load_results("bench_cpu.json"))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Tracking instances over time

@@ -10,15 +10,15 @@ from typing import Sequence
 
 import torch
 
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import available as deploy_available
 from course_lib.deploy import benchmark, eager
 from course_lib.deploy.interleaved import is_deploy_name, random_weights_model, run_deploy_benchmark
-from course_lib.deploy.timing import checked_load, load_average_1min
+from course_lib.utils.timing import checked_load, load_average_1min
 from course_lib.engine import step_benchmark
-from course_lib.engine.command_settings import BenchSettings
+from course_lib.cli.settings import BenchSettings
 from course_lib.results import results_table, save_results
 from course_lib.utils.outputs import check_output
 
@@ -43,8 +43,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(settings.threads)
     height, width = settings.size
     if args.train_step:
-        device = runtime.device()
-        runtime.print_banner(f"{args.model} model (training steps)", f"ToyCity training scenes at {height}x{width}")
+        device = environment.device()
+        environment.print_banner(f"{args.model} model (training steps)", f"ToyCity training scenes at {height}x{width}")
         result = step_benchmark.training_step_benchmark(zoo.from_command_line(args.model, args.arch, device),
                                          ToyCityDataset(64, seed=0, height=height, width=width),
                                          batch_size=settings.batch_size, warmup=settings.warmup, repeats=settings.repeats)
@@ -71,10 +71,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
             print("error: runtime variants need ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'", file=sys.stderr)
             return 2
         return _deploy_cli(args, settings, names)
-    device = runtime.device()
+    device = environment.device()
     model, name = zoo.from_command_line(args.model, args.arch, device), f"{args.model} model"
     dataset = benchmark.toycity_val(settings.val, height, width)
-    runtime.print_banner(name, f"ToyCity val, {settings.val} scenes at {height}x{width}")
+    environment.print_banner(name, f"ToyCity val, {settings.val} scenes at {height}x{width}")
     table = benchmark.run_benchmark(model, dataset, settings.variants.split(","), model_name=name,
                             data_name=f"ToyCity val ({settings.val} scenes, {height}x{width})", warmup=settings.warmup,
                             repeats=settings.repeats, evaluate=not args.no_eval)
@@ -92,7 +92,7 @@ def _deploy_cli(args: argparse.Namespace, settings: BenchSettings, names: list[s
         model, name = zoo.from_command_line(args.model, args.arch, torch.device("cpu")), f"{args.model} model"
     dataset = benchmark.toycity_val(settings.val, height, width)
     calibration = ToyCityDataset(settings.calibration, seed=0, height=height, width=width)  # training scenes
-    runtime.print_banner(name, f"ToyCity val, {settings.val} scenes at {height}x{width}")
+    environment.print_banner(name, f"ToyCity val, {settings.val} scenes at {height}x{width}")
     table = run_deploy_benchmark(model, dataset, names, calibration=[calibration[i][0] for i in range(len(calibration))],
                                    model_name=name, data_name=f"ToyCity val ({settings.val} scenes, {height}x{width})",
                                    warmup=settings.warmup, repeats=settings.repeats, evaluate=not args.no_eval)

@@ -6,11 +6,11 @@ import dataclasses
 
 import torch
 
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.cli import options
 from course_lib.data.toycity import HELD_OUT_SEED
-from course_lib.engine import inference
-from course_lib.engine.command_settings import EvalSettings
+from course_lib.evaluation import inference
+from course_lib.cli.settings import EvalSettings
 from course_lib.errors import BadInput
 from course_lib.evaluation import coco_eval, matched_masks
 from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval, format_official
@@ -39,7 +39,7 @@ def cli(argv: list[str]) -> int:
     if args.official:
         check_writable_folder(args.official, "--official")
 
-    device = runtime.device()
+    device = environment.device()
     dataset = options.dataset_from_arguments(args, "eval")
     if len(dataset) == 0:
         raise BadInput(f"the {args.data} evaluation set is empty: metrics of no images are undefined; "
@@ -51,7 +51,7 @@ def cli(argv: list[str]) -> int:
     metrics = coco_eval.coco_metrics(predictions, targets)
     metrics["mask_iou"] = matched_masks.mean_matched_mask_iou(predictions, targets)
     split = args.split or f"scenes from seed {args.data_seed}"  # ToyCity has seeds, not splits
-    runtime.print_banner(args.model, f"{args.data} {split} ({len(dataset)} images)")
+    environment.print_banner(args.model, f"{args.data} {split} ({len(dataset)} images)")
     print(coco_eval.format_metrics(metrics))
     print(failure_analysis(predictions, targets).table())
     if args.official:

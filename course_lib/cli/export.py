@@ -11,7 +11,7 @@ from course_lib import deploy, zoo
 from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import benchmark, variants
-from course_lib.engine.command_settings import ExportSettings
+from course_lib.cli.settings import ExportSettings
 from course_lib.utils.outputs import check_output
 
 

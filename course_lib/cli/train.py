@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from course_lib import runtime
+from course_lib import environment
 from course_lib.cli import options
 from course_lib.data import augment, sampling
 from course_lib.engine import distributed
@@ -52,10 +52,10 @@ def _run_cli(args: argparse.Namespace, settings: TrainSettings) -> None:
     rank, _ = distributed.rank_and_world()
     out = Path(args.out)
     dataset = options.dataset_from_arguments(args, "train", augment.train_transforms() if args.augment else None)
-    runtime.seed_everything(settings.seed)  # before the model draws its initial weights (the same in every process)
+    environment.seed_everything(settings.seed)  # before the model draws its initial weights (the same in every process)
     model = models.build(args.arch, weights=args.weights, min_size=args.min_size, max_size=args.max_size)
     if rank == 0:
-        print(runtime.banner(args.arch, f"{args.data} train ({len(dataset)} images)"))
+        print(environment.banner(args.arch, f"{args.data} train ({len(dataset)} images)"))
     factors = sampling.dataset_repeat_factors(dataset, settings.repeat_threshold, progress=rank == 0) if settings.repeat_threshold else None
     history = train(
         model, dataset, **settings.train_kwargs(), checkpoint_dir=out, checkpoint_every=args.checkpoint_every,

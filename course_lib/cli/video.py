@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from course_lib import deploy, runtime, zoo
+from course_lib import deploy, environment, zoo
 from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import eager, variants
-from course_lib.engine.command_settings import VideoSettings
+from course_lib.cli.settings import VideoSettings
 from course_lib.tracking.annotate import annotate, side_by_side
 from course_lib.tracking.track import Tracker
 from course_lib.tracking.video_io import frames_per_second, read_frames, write_gif, write_mp4, write_toycity_clip
@@ -48,7 +48,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     frames = read_frames(args.input)
     first = next(frames)  # fails here, with read_frames' message, on a bad input
     fps = frames_per_second(args.input)
-    model = zoo.from_command_line(args.model, args.arch, runtime.device())
+    model = zoo.from_command_line(args.model, args.arch, environment.device())
     description = f"{args.model} model, variant {variant.name}"
     if settings.runtime:
         try:
@@ -57,7 +57,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         variant = eager.get("baseline")  # the settings are in the exported graph
-    runtime.print_banner(description, str(args.input))
+    environment.print_banner(description, str(args.input))
 
     def all_frames() -> Iterator[np.ndarray]:
         yield first

@@ -5,6 +5,5 @@
 * :mod:`~course_lib.data.toycity`: the procedural street with exact ground truth,
 * :mod:`~course_lib.data.augment`: training augmentation (``transforms.v2``),
 * :mod:`~course_lib.data.sampling`: which items each step sees (repeat-factor sampling),
-* :mod:`~course_lib.data.images`: image files to RGB tensors,
-* :mod:`~course_lib.data.subjects`: the model and image a Week 1 chapter opens up.
+* :mod:`~course_lib.data.images`: image files to RGB tensors.
 """

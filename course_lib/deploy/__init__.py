@@ -1,6 +1,5 @@
-"""Fast inference: measure where the time goes, trade accuracy for speed, export and quantize.
+"""Fast inference: trade accuracy for speed, export and quantize, and measure both (timing: :mod:`course_lib.utils.timing`).
 
-* :mod:`course_lib.deploy.timing`: latency, time per stage and peak memory of one forward (CPU or GPU),
 * :mod:`course_lib.deploy.eager`: inference variants of the eager model (fewer proposals, bf16, ...),
 * :mod:`course_lib.deploy.benchmark`: those variants side by side, with their mask AP on the same images,
 * :mod:`course_lib.deploy.export`: the traceable model, ONNX export, OpenVINO conversion and IR files,

@@ -23,13 +23,14 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from course_lib import runtime
+from course_lib import environment
 from course_lib.data.toycity import clip, held_out
 from course_lib.deploy import eager
-from course_lib.deploy.timing import device_name, measure_latency, measure_stages
-from course_lib.engine.inference import inference_on_dataset, model_device
+from course_lib.utils.timing import device_name, measure_latency, measure_stages
+from course_lib.environment import model_device
+from course_lib.evaluation.inference import inference_on_dataset
 from course_lib.evaluation.coco_eval import coco_metrics
-from course_lib.evaluation.track_metrics import noisy_detections
+from course_lib.tracking.track_metrics import noisy_detections
 from course_lib.tracking.track import Tracker, tracks_to_frame
 
 # --------------------------------------------------------------------------- measuring
@@ -124,7 +125,7 @@ def run_benchmark(
         "input_size": list(images[0].shape[-2:]),
         "device": device_name(device),
         "threads": torch.get_num_threads(),
-        "cpu_bf16_units": runtime.cpu_has_bf16_units(),
+        "cpu_bf16_units": environment.cpu_has_bf16_units(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -145,7 +146,7 @@ def tracker_overhead(num_objects: int = 40, num_frames: int = 60, height: int = 
                      seed: int = 0) -> dict:
     """Milliseconds per frame of :class:`course_lib.tracking.track.Tracker` alone, on a crowded ToyCity clip.
 
-    Detections are the clip's ground truth with noise (:func:`~course_lib.evaluation.track_metrics.noisy_detections`), so no
+    Detections are the clip's ground truth with noise (:func:`~course_lib.tracking.track_metrics.noisy_detections`), so no
     model runs. ``update_ms`` is matching, state updates and smoothing; ``paste_ms`` the extra cost
     of turning the reported tracks into full-resolution masks (``tracks_to_frame``).
     """

@@ -25,7 +25,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from course_lib.deploy import benchmark, eager, timing
+from course_lib.deploy import benchmark, eager
+from course_lib.utils import timing
 from course_lib.deploy import variants as deploy_variants
 from course_lib.modeling.maskrcnn import build
 

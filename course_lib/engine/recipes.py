@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from course_lib import runtime
+from course_lib import environment
 from course_lib.engine.settings import AMP_OPTIONS, SCHEDULES, TrainSettings, defaults
 
 __all__ = ["AMP_OPTIONS", "RECIPES", "SCHEDULES", "amp_setting", "lr_factor", "make_optimizer"]
@@ -51,10 +51,10 @@ def amp_setting(amp: bool | None, device: torch.device) -> tuple[bool, torch.dty
 
     float16 on CUDA, bfloat16 elsewhere (it keeps float32's exponent range, so only float16 needs
     the loss scaled). ``amp=None`` chooses: on for CUDA, and on a CPU only where it has bfloat16
-    units (:func:`course_lib.runtime.cpu_has_bf16_units`; without them bfloat16 is slower).
+    units (:func:`course_lib.environment.cpu_has_bf16_units`; without them bfloat16 is slower).
     """
     if amp is None:
-        amp = device.type == "cuda" or (device.type == "cpu" and bool(runtime.cpu_has_bf16_units()))
+        amp = device.type == "cuda" or (device.type == "cpu" and bool(environment.cpu_has_bf16_units()))
     return amp, torch.float16 if device.type == "cuda" else torch.bfloat16
 
 

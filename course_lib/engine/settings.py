@@ -1,5 +1,5 @@
 """Settings declared once: each option's type, allowed values, default and help (the other commands'
-settings objects, made with the same :func:`option`, are in :mod:`course_lib.engine.command_settings`).
+settings objects, made with the same :func:`option`, are in :mod:`course_lib.cli.settings`).
 
 :class:`TrainSettings` is what ``python -m course_lib train`` and ``data_scripts/train_toycity.py``
 parse their options into (``course_lib.cli.options.add_settings_arguments`` makes the argparse

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from course_lib import runtime
-from course_lib.deploy.timing import device_name, synchronize
+from course_lib import environment
+from course_lib.utils.timing import device_name, synchronize
 from course_lib.engine import distributed
-from course_lib.engine.inference import model_device
+from course_lib.environment import model_device
 from course_lib.engine.recipes import amp_setting, make_optimizer
 from course_lib.scratch.roi import with_kernel_roi_align
 from course_lib.structures.instances import batch_to_device
@@ -102,7 +102,7 @@ def training_step_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, di
     return {
         "what": "one training step (forward with losses, backward, AdamW step) per variant",
         "batch_size": batch_size, "repeats": repeats, "threads": threads,
-        "device": device_name(device), "bf16_units": runtime.cpu_has_bf16_units() if device.type == "cpu" else None,
+        "device": device_name(device), "bf16_units": environment.cpu_has_bf16_units() if device.type == "cpu" else None,
         "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "variants": rows,
     }

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_lib import runtime
+from course_lib import environment
 from course_lib.data import sampling
 from course_lib.engine import distributed
 from course_lib.engine.checkpoint import (
@@ -153,7 +153,7 @@ def train(
         TrainingDiverged: on a NaN/inf loss, before the weights are touched.
         TrainingInterrupted: on Ctrl-C (single process), once the step ends and ``last.pt`` is saved.
     """
-    device = device or runtime.device()
+    device = device or environment.device()
     amp, amp_dtype = amp_setting(amp, device)
     if len(dataset) == 0:
         raise BadInput("the training set is empty: give at least one image (for ToyCity, --length 1 or more)")
@@ -200,7 +200,7 @@ def train(
         start, history = state["step"], state["history"]
         history["steps"] = steps
     else:
-        runtime.seed_everything(seed + rank)  # rank 0 draws what a single process would
+        environment.seed_everything(seed + rank)  # rank 0 draws what a single process would
     writer = _summary_writer(log_dir) if rank == 0 else None
 
     def run_eval(step: int) -> None:

@@ -156,7 +156,7 @@ def coco_metrics(
 
 
 def format_metrics(metrics: dict) -> str:
-    """A plain-text summary and per-class table of :func:`coco_metrics` (or :func:`~course_lib.engine.inference.evaluate_model`) output."""
+    """A plain-text summary and per-class table of :func:`coco_metrics` (or :func:`~course_lib.evaluation.inference.evaluate_model`) output."""
     by_type = {iou_type: m for iou_type, m in metrics.items() if isinstance(m, dict)}
     lines = [f"{iou_type:5s} " + "  ".join(f"{k} {m[k]:.3f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
              for iou_type, m in by_type.items()]

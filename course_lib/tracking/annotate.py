@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from course_lib.classes import CLASSES
-from course_lib.engine.inference import predict_batches
+from course_lib.evaluation.inference import predict_batches
 from course_lib.tracking.track import Tracker, track_color, tracks_to_frame
 from course_lib.viz import overlay
 
@@ -53,7 +53,7 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarra
 def predict_frames(model: torch.nn.Module, frames: Iterable[np.ndarray], batch_size: int = 1,
                    min_score: float = 0.5) -> Iterator[tuple[np.ndarray, dict]]:
     """Yield ``(frame, detections)`` per ``[H, W, 3]`` uint8 RGB frame, running ``model`` on ``batch_size``
-    frames at a time (:func:`course_lib.engine.inference.predict_batches`).
+    frames at a time (:func:`course_lib.evaluation.inference.predict_batches`).
 
     Detections scoring below ``min_score`` are dropped; tensors come back on the CPU.
     """

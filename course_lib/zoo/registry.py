@@ -27,7 +27,7 @@ import torch
 import torchvision
 from torch import nn
 
-from course_lib import runtime
+from course_lib import environment
 from course_lib.engine.checkpoint import load_checkpoint
 from course_lib.errors import UnreadableCheckpoint, WeightsUnavailable
 from course_lib.modeling import coco_heads, maskrcnn
@@ -59,7 +59,7 @@ FAST_COCO_OPTIONS = {"min_size": 256, "max_size": 512, "rpn_pre_nms_top_n_test":
 
 
 def _load_coco(urban: bool = False, progress: bool = True, **build_options: Any) -> nn.Module:
-    build_options = {**runtime.pick(FAST_COCO_OPTIONS, {}), **build_options}
+    build_options = {**environment.pick(FAST_COCO_OPTIONS, {}), **build_options}
     path = fetch(COCO_WEIGHTS.url, _coco_hash_prefix(), progress=progress)
     model = torchvision.models.detection.maskrcnn_resnet50_fpn(
         weights=None, weights_backbone=None, num_classes=len(COCO_WEIGHTS.meta["categories"]), **build_options
@@ -155,7 +155,7 @@ PREFIX_LOADERS: dict[str, Callable[..., nn.Module]] = {"detectron2": _load_detec
 
 
 def load(name: str, device: torch.device | str | None = None, **options: Any) -> nn.Module:
-    """Return a ready model (eval mode, on ``device`` or :func:`course_lib.runtime.device`)."""
+    """Return a ready model (eval mode, on ``device`` or :func:`course_lib.environment.device`)."""
     prefix, _, entry = name.partition(":")
     if entry and prefix in PREFIX_LOADERS:
         model = PREFIX_LOADERS[prefix](entry, **options)
@@ -163,7 +163,7 @@ def load(name: str, device: torch.device | str | None = None, **options: Any) ->
         model = LOADERS[name](**options)
     else:
         raise ValueError(f"unknown model {name!r}: choose one of {sorted(LOADERS)} or 'detectron2:<model-zoo name>'")
-    return model.eval().to(device or runtime.device())
+    return model.eval().to(device or environment.device())
 
 
 def from_command_line(source: str, arch: str = "toycity_small", device: torch.device | str | None = None) -> nn.Module:
@@ -193,7 +193,7 @@ def from_command_line(source: str, arch: str = "toycity_small", device: torch.de
         model = _load_checkpoint_file(path, manifest["sha256"], manifest["arch"], manifest.get("build_kwargs", {}))
     else:
         model = _build_from_file(path, arch, {})
-    return model.eval().to(device or runtime.device())
+    return model.eval().to(device or environment.device())
 
 
 def _read_manifest(path: Path) -> dict:

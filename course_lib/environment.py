@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from course_lib.errors import DeviceUnavailable
 
@@ -49,6 +50,15 @@ def device() -> torch.device:
                            "use cuda:0 up to the last one, or unset it")
         return chosen
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model`` computes: the ``device`` of an exported predictor behind the same call
+    (:class:`course_lib.deploy.predictor.RuntimePredictor`), else its parameters' device (the CPU without any)."""
+    if isinstance(getattr(model, "device", None), torch.device):
+        return model.device
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def seed_everything(seed: int = 0) -> None:

@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from course_lib.engine.inference import model_device
+from course_lib.environment import model_device
 from course_lib.errors import MachineBusy
 
 #: The stages of Mask R-CNN's forward, in order (the order of ``course_lib.modeling.internals.trace``).

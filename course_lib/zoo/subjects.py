@@ -9,7 +9,7 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.models.detection import MaskRCNN
 
-from course_lib import runtime, zoo
+from course_lib import environment, zoo
 from course_lib.data.toycity.scene import scene
 from course_lib.utils.download import download
 from course_lib.zoo import files
@@ -31,7 +31,7 @@ class Subject:
 
 def _real_street_image() -> tuple[Tensor, str] | None:
     """A Cityscapes val image if the dataset is present, else the street photo if it can be downloaded."""
-    root = runtime.cityscapes_root()
+    root = environment.cityscapes_root()
     if root is not None:
         path = sorted((root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png"))[0]
         return decode_image(str(path), mode=ImageReadMode.RGB).float() / 255, f"Cityscapes val image {path.name}"

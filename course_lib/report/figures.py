@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from course_lib.deploy import timing
+from course_lib.utils import timing
 from course_lib.engine.recipes import lr_factor
 from course_lib.results import pareto_front
 

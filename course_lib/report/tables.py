@@ -6,7 +6,6 @@ differs from what the files say, so every number in the README traces to a file 
 
 from __future__ import annotations
 
-import json
 import re
 from importlib import resources
 
@@ -206,7 +205,3 @@ def results_files() -> list[str]:
     folder = resources.files("course_lib") / results.RESULTS_DIR
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".json"))
 
-
-if __name__ == "__main__":
-    print(readme_results())
-    print(json.dumps(results_files()))

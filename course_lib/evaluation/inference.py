@@ -14,19 +14,10 @@ from tqdm.auto import tqdm
 
 from course_lib.evaluation.coco_eval import coco_metrics
 from course_lib.evaluation.matched_masks import maskness, mean_matched_mask_iou
-from course_lib.runtime import device as default_device
+from course_lib.environment import device as default_device, model_device
 from course_lib.structures.instances import MASK_THRESHOLD
 
 Item = TypeVar("Item")
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Where ``model`` computes: the ``device`` of an exported predictor behind the same call
-    (:class:`course_lib.deploy.predictor.RuntimePredictor`), else its parameters' device (the CPU without any)."""
-    if isinstance(getattr(model, "device", None), torch.device):
-        return model.device
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
@@ -60,7 +51,7 @@ def inference_on_dataset(model: nn.Module, dataset: torch.utils.data.Dataset, de
                          batch_size: int = 2, progress: bool = True) -> tuple[list[dict], list[dict]]:
     """Run ``model`` over ``dataset`` of ``(image, target)``: (predictions, targets) on the CPU, in dataset order.
 
-    ``device``: where to run an ``nn.Module`` (moved there; default :func:`course_lib.runtime.device`);
+    ``device``: where to run an ``nn.Module`` (moved there; default :func:`course_lib.environment.device`);
     an exported predictor runs where it is. Predicted masks are binarised at 0.5 and stored as uint8
     ``[P, 1, H, W]``: the soft float masks of a whole dataset would not fit in memory, and every
     metric here thresholds at 0.5 anyway. Each prediction also keeps ``maskness`` ``[P]``

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from course_lib import runtime
+from course_lib import environment
 from course_lib.deploy import eager
 from course_lib.engine.settings import FRACTION, IMAGE_SIDE, NON_NEGATIVE, POSITIVE, check_fields, option
 
@@ -54,11 +54,11 @@ class BenchSettings(_Checked):
     variants: str = option("baseline,rpn_300,rpn_100,det_20,channels_last,int8,bf16,scale_0.75,scale_0.5,batch_4,fast,fast_small,fast_bf16",
                            f"comma-separated, from: {', '.join(eager.VARIANTS)}; or runtimes (course_lib[deploy]): {RUNTIMES_HELP}, "
                            "each optionally @SETTINGS (e.g. ov_int8@fast); all are then timed interleaved")
-    calibration: int = option(lambda: runtime.pick(2, 64), "ToyCity training scenes that calibrate INT8 runtimes", bounds=POSITIVE)
-    val: int = option(lambda: runtime.pick(4, 100), "held-out ToyCity scenes for mask AP", bounds=POSITIVE)
+    calibration: int = option(lambda: environment.pick(2, 64), "ToyCity training scenes that calibrate INT8 runtimes", bounds=POSITIVE)
+    val: int = option(lambda: environment.pick(4, 100), "held-out ToyCity scenes for mask AP", bounds=POSITIVE)
     size: tuple[int, int] = option((128, 256), "HxW of the ToyCity scenes (the model was trained at 128x256)", bounds=IMAGE_SIDE)
     warmup: int = option(3, "untimed runs first", bounds=NON_NEGATIVE)
-    repeats: int = option(lambda: runtime.pick(3, 30), "timed runs", bounds=POSITIVE)
+    repeats: int = option(lambda: environment.pick(3, 30), "timed runs", bounds=POSITIVE)
     threads: int | None = option(None, "torch CPU threads (default: torch's choice)", bounds=POSITIVE)
     batch_size: int = option(4, "images per training step (with --train-step)", bounds=POSITIVE)
 
