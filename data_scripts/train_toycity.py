@@ -46,7 +46,7 @@ from course_lib.errors import UserError
 from course_lib.evaluation.coco_eval import coco_metrics
 from course_lib.modeling import maskrcnn as models
 from course_lib.utils.atomic import write_json
-from course_lib.zoo.files import sha256_of
+from course_lib.utils.download import file_digest
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
 
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace, settings: TrainSettings, command: str) -> None
         "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     manifest = {
-        "file": weights.name, "sha256": sha256_of(weights), "bytes": weights.stat().st_size,
+        "file": weights.name, "sha256": file_digest(weights), "bytes": weights.stat().st_size,
         "arch": "toycity_small", "build_kwargs": build_kwargs, "command": command,
         "training": training, "metrics": {**ap_summary(final), "per_class_segm": final["segm"]["per_class"]},
     }

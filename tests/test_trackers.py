@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from course_lib.structures.masks import mask_iou
 from course_lib.tracking.track_metrics import match_to_ground_truth, noisy_detections
-from course_lib.tracking.mask_rois import mask_iou
 from course_lib.tracking.track import tracks_to_frame
 from course_lib.tracking.trackers import BOXMOT_TRACKERS, TRACKERS, BoxmotTracker, compare, make_tracker
 

@@ -285,15 +285,16 @@ assert head_ceiling["AP"] > metrics["segm"]["AP"], "perfect masks in the same bo
 # %%
 from scipy.stats import spearmanr
 
-from course_lib.evaluation.matched_masks import mask_iou_matrix
+from course_lib.structures.masks import mask_iou
+from course_lib.structures.matching import gate_by_class
 
 rescored = [{**p, "scores": p["scores"] * p["maskness"]} for p in predictions]
 rescored_segm = coco_metrics(rescored, targets, iou_types=("segm",))["segm"]
 mask_quality, best_iou = [], []
 for prediction, target in zip(predictions, targets):
     if len(prediction["scores"]) and len(target["labels"]):
-        same_class = (prediction["labels"][:, None] == target["labels"][None]).numpy()
-        best_iou += (mask_iou_matrix(prediction["masks"], target["masks"]) * same_class).max(1).tolist()
+        same_class_iou = gate_by_class(mask_iou(prediction["masks"], target["masks"]), prediction["labels"], target["labels"])
+        best_iou += same_class_iou.max(1).values.tolist()
         mask_quality += prediction["maskness"].tolist()
 rho = spearmanr(mask_quality, best_iou).statistic
 environment.print_banner(MODEL_NAME, DATA_NAME)

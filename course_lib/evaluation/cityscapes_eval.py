@@ -34,7 +34,7 @@ from PIL import Image
 
 from course_lib.classes import CLASSES, INDEX_TO_CITYSCAPES_ID
 from course_lib.data.cityscapes import cityscapes_pairs
-from course_lib.structures.instances import binary_masks
+from course_lib.structures.masks import binary_masks
 
 GT_SUFFIX = "_gtFine_instanceIds.png"
 

@@ -25,8 +25,9 @@ from torch import Tensor
 from torchvision.ops import box_iou, masks_to_boxes
 
 from course_lib.evaluation.mots import evaluate_mots
+from course_lib.structures.masks import mask_iou
 from course_lib.structures.matching import match_pairs
-from course_lib.tracking.mask_rois import mask_iou, masks_to_rois
+from course_lib.tracking.mask_rois import masks_to_rois
 from course_lib.tracking.track import Tracker, tracks_to_frame
 
 #: Tracker settings of the three modes compared in the course.

@@ -11,7 +11,7 @@ from torch import Tensor
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from course_lib.classes import CLASS_COLORS, CLASSES
-from course_lib.structures.instances import binary_masks
+from course_lib.structures.masks import binary_masks
 from course_lib.viz.stages import show_image
 
 Color = str | tuple[int, int, int]

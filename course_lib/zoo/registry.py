@@ -32,7 +32,8 @@ from course_lib.engine.checkpoint import load_checkpoint
 from course_lib.errors import UnreadableCheckpoint, WeightsUnavailable
 from course_lib.modeling import coco_heads, maskrcnn
 from course_lib.zoo import detectron2_weights
-from course_lib.zoo.files import check_sha256, fetch, reachable, sha256_of, weights_dir
+from course_lib.utils.download import check_sha256, checksum_error
+from course_lib.zoo.files import fetch, reachable, weights_dir
 
 TOYCITY_MANIFEST = "toycity_maskrcnn.json"
 
@@ -115,7 +116,7 @@ def _build_from_file(path: Path, arch: str, build_kwargs: dict) -> nn.Module:
 
 
 def _load_checkpoint_file(path: Path, sha256: str, arch: str, build_kwargs: dict) -> nn.Module:
-    if not sha256_of(path).startswith(check_sha256(sha256)):
+    if checksum_error(path, check_sha256(sha256)) is not None:
         raise WeightsUnavailable(f"{path} does not match its sha256 {sha256}: the file is corrupt or was replaced")
     return _build_from_file(path, arch, build_kwargs)
 
