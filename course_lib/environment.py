@@ -1,8 +1,14 @@
-"""Where the course runs and what its results come from: device, fast mode, seeding, banner.
+"""Where the course runs and what its results come from: device, fast mode, seeding, banner, data folders.
 
-``COURSE_FAST=1`` (set by the test suite and CI) shrinks image sizes and iteration counts so every
-notebook runs in seconds on a 2-core CPU. Without it, notebooks run what a learner should see.
-``COURSE_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``) overrides the automatic device choice.
+Every environment variable the library reads is read here (``tests/test_environment.py`` checks):
+
+* ``COURSE_FAST=1`` (set by the test suite and CI) shrinks image sizes and iteration counts so every
+  notebook runs in seconds on a 2-core CPU. Without it, notebooks run what a learner should see.
+* ``COURSE_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``) overrides the automatic device choice.
+* ``COURSE_OFFLINE=1`` keeps the chapters on the ToyCity model even where COCO weights could be downloaded.
+* ``CITYSCAPES_DATASET``: the Cityscapes folder (``leftImg8bit/``, ``gtFine/``).
+* ``COURSE_SAMPLE_VIDEO``: OpenCV's ``vtest.avi``, where ``make vtest`` did not put it.
+* ``TORCH_HOME`` is torch hub's (the weights cache), read by torch itself.
 """
 
 from __future__ import annotations
@@ -98,13 +104,35 @@ def print_banner(model: str, data: str, recorded: dict | None = None, source: st
     return line
 
 
-def cityscapes_root() -> Path | None:
-    """The Cityscapes folder named by ``CITYSCAPES_DATASET`` if it holds ``leftImg8bit`` and ``gtFine``."""
+def offline() -> bool:
+    """True when ``COURSE_OFFLINE=1``: the chapters use the ToyCity model, never downloaded weights."""
+    return os.environ.get("COURSE_OFFLINE", "0") == "1"
+
+
+def cityscapes_folder() -> Path | None:
+    """The folder ``CITYSCAPES_DATASET`` names (``~`` expanded), complete or not; None when it is unset."""
     root = os.environ.get("CITYSCAPES_DATASET")
-    if not root:
-        return None
-    path = Path(root).expanduser()
-    return path if (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir() else None
+    return Path(root).expanduser() if root else None
+
+
+def cityscapes_root() -> Path | None:
+    """:func:`cityscapes_folder` if it holds ``leftImg8bit`` and ``gtFine``, else None."""
+    path = cityscapes_folder()
+    return path if path is not None and (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir() else None
+
+
+#: OpenCV's sample street video (real pedestrians, 768x576), as Debian's ``opencv-doc`` installs it.
+SAMPLE_VIDEO = Path("usr/share/doc/opencv-doc/examples/data/vtest.avi")
+#: Where ``make vtest`` unpacks ``opencv-doc``: ``.cache/`` of the checkout (course_lib/ -> its root).
+SAMPLE_VIDEO_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "opencv-doc"
+
+
+def sample_video_candidates() -> list[Path]:
+    """Where OpenCV's ``vtest.avi`` may be, first choice first: ``$COURSE_SAMPLE_VIDEO``, the
+    checkout's ``.cache/opencv-doc`` (``make vtest`` puts it there), the installed ``opencv-doc``."""
+    chosen = os.environ.get("COURSE_SAMPLE_VIDEO")
+    defaults = [SAMPLE_VIDEO_CACHE / SAMPLE_VIDEO, Path("/") / SAMPLE_VIDEO]
+    return [Path(chosen).expanduser(), *defaults] if chosen else defaults
 
 
 def cpu_has_bf16_units() -> bool | None:

@@ -18,7 +18,6 @@ Entries:
 from __future__ import annotations
 
 import json
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -240,7 +239,7 @@ def course_model(prefer_coco: bool | None = None) -> tuple[nn.Module, str]:
     them), else the ToyCity model, which always works offline.
     """
     if prefer_coco is None:
-        prefer_coco = os.environ.get("COURSE_OFFLINE", "0") != "1"
+        prefer_coco = not environment.offline()
     if prefer_coco and available("coco"):
         return load("coco", urban=True), "COCO-pretrained Mask R-CNN R50-FPN (mapped to urban classes)"
     return load("toycity"), "ToyCity model (trained offline by this course)"
