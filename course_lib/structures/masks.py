@@ -46,8 +46,8 @@ def mask_iou(masks_a: torch.Tensor | np.ndarray, masks_b: torch.Tensor | np.ndar
 
     Masks as in :func:`binary_masks`, both sets of one image size. Two empty masks have IoU 0
     (COCO's convention). The masks are compared as COCO run-length encodings by pycocotools, as
-    COCO's evaluation does: the cost follows the masks' outlines, not their pixel count, which at
-    Cityscapes' 1024 x 2048 is many times cheaper than a matrix product of the flattened masks.
+    COCO's evaluation does: after one pass to encode them, comparing two masks costs their runs, not
+    their pixels, and no float copy of a frame-sized stack is made.
     """
     a, b = binary_masks(masks_a), binary_masks(masks_b)
     if a.shape[1:] != b.shape[1:]:
