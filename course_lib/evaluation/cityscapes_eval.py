@@ -31,7 +31,6 @@ from unittest import mock
 
 import numpy as np
 from PIL import Image
-
 from torch import nn
 
 from course_lib import environment
@@ -137,7 +136,7 @@ def evaluate_cityscapes(model: nn.Module, out_dir: str | Path, root: str | Path 
     :func:`cityscapes_official_eval`'s result, its files in ``out_dir``.
 
     ``root``: the Cityscapes folder (default: ``CITYSCAPES_DATASET``, :func:`course_lib.environment.cityscapes_root`).
-    Images are read at their native 1024 x 2048 (one per batch by default: a few GB of activations each).
+    Images are read at their native 1024 x 2048, one per batch by default.
     """
     root = root if root is not None else environment.cityscapes_root()
     if root is None:
