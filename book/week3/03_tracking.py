@@ -25,8 +25,8 @@
 #    filter it is the steady state of;
 # 4. **temporal smoothing** of masks, and a measure of how much they flicker;
 # 5. an evaluation with **TrackEval** (HOTA, IDF1, MOTA, ID switches) of trackers of increasing
-#    ambition, on ground-truth detections with noise, on the ToyCity model's own detections, and
-#    against the field's trackers.
+#    ambition on ground-truth detections with noise, and of the course's tracker against the
+#    field's on the ToyCity model's own detections.
 #
 # The data are ToyCity clips: a fixed camera over a synthetic street, where the generator knows the
 # true identity of every object in every frame. All numbers are ToyCity numbers.
@@ -42,16 +42,15 @@ if "google.colab" in sys.modules:
 # %%
 import itertools
 import tempfile
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from course_lib import environment, results, zoo
+from course_lib import environment, results
 from course_lib.classes import CLASSES
 from course_lib.data.toycity import clip
-from course_lib.tracking.annotate import draw_instances, predict_frames
+from course_lib.tracking.annotate import draw_instances
 from course_lib.tracking.mask_rois import iou_cost_matrix, masks_to_rois
 from course_lib.tracking.track import FORBIDDEN, Tracker, TrackState, assign, tracks_to_frame
 from course_lib.tracking.track_metrics import (compare_trackers, crossings, mask_flicker, match_to_ground_truth,
@@ -406,28 +405,6 @@ assert max(abs(table[name]["DetA"] - table["iou"]["DetA"]) for name in ("course"
 # whenever it misses a frame. The course's tracker keeps ids through the miss. Its DetA can be a
 # little lower: a new object is reported only from its second frame (`min_hits`), and smoothing
 # lags behind quick changes of shape.
-#
-# ## The same with the ToyCity model's detections
-#
-# Now the detections come from the ToyCity Mask R-CNN (trained at 128x256; the transform resizes
-# these 256x512 frames to that size and pastes the masks back). A real detector misses small and
-# hidden objects and makes up a few, so every score drops; the question is whether tracking still
-# helps, and whether the tracker leaves the model its frame budget.
-
-# %%
-model = zoo.load("toycity")
-start = time.perf_counter()
-model_detections = [d for _, d in predict_frames(model, images, batch_size=4, min_score=0.5)]
-model_ms = (time.perf_counter() - start) / NUM_FRAMES * 1e3
-with tempfile.TemporaryDirectory() as workdir:
-    model_table = compare_trackers(ABLATION, {"clip": targets}, {"clip": model_detections}, workdir, frame_rate=FPS)
-environment.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", f"ToyCity clip seed {SEED}, {NUM_FRAMES} frames at {HEIGHT}x{WIDTH}")
-print(f"model: {model_ms:.0f} ms per frame on {environment.device()}, "
-      f"{np.mean([len(d['boxes']) for d in model_detections]):.1f} detections per frame")
-print_table(model_table)
-print("For 30 instances per frame at 512x1024: `python -m course_lib bench --tracker`")
-assert model_table["course"]["IDF1"] > model_table["none"]["IDF1"]
-assert model_table["course"]["ms_per_frame"] < model_ms / 10, "the tracker costs a small part of the model's time"
 
 # %% [markdown]
 # ## The course's tracker against the field
@@ -435,8 +412,10 @@ assert model_table["course"]["ms_per_frame"] < model_ms / 10, "the tracker costs
 # [boxmot](https://github.com/mikel-brostrom/boxmot) implements the trackers practitioners use:
 # ByteTrack, OC-SORT and BoT-SORT. `course_lib.tracking.trackers` puts them behind the course's
 # interface, so that `compare_trackers` runs them on the same detections and TrackEval scores them
-# alike. `data_scripts/compare_trackers.py` did so on several ToyCity clips (printed below), with the model's
-# detections and with perturbed ground truth (which separates the tracker from the detector):
+# alike. `data_scripts/compare_trackers.py` did so on several ToyCity clips (printed below), with the
+# ToyCity model's detections and with perturbed ground truth (which separates the tracker from the
+# detector). [The appendix](../appendix_tracking.ipynb) also runs this chapter's step table on the
+# model's detections.
 
 # %%
 comparison = results.load_results("tracker_comparison.json")
