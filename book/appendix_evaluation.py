@@ -36,13 +36,11 @@ from course_lib.evaluation.inference import inference_on_dataset
 
 environment.seed_everything(0)
 torch.set_num_threads(environment.pick(1, 2))
-HEIGHT, WIDTH = 128, 256  # the resolution the ToyCity model was trained at
-N_IMAGES = environment.pick(8, 200)
+model, manifest = zoo.load("toycity"), zoo.toycity_manifest()
+size = manifest["build_kwargs"]["min_size"], manifest["build_kwargs"]["max_size"]  # the size it was trained at
+dataset = held_out(environment.pick(8, 200), *size)  # the chapter's held-out scenes: never seen in training
 MODEL_NAME = "ToyCity model (course_lib.zoo.load('toycity'))"
-DATA_NAME = f"ToyCity held-out scenes {HELD_OUT_SEED}.. ({N_IMAGES} images, {HEIGHT}x{WIDTH})"
-
-model = zoo.load("toycity")
-dataset = held_out(N_IMAGES, HEIGHT, WIDTH)  # the chapter's scenes: never seen in training
+DATA_NAME = f"ToyCity held-out scenes {HELD_OUT_SEED}.. ({len(dataset)} images, {size[0]}x{size[1]})"
 predictions, targets = inference_on_dataset(model, dataset, batch_size=2)
 metrics = coco_metrics(predictions, targets)
 names = [n for n in CLASSES[1:] if metrics["segm"]["per_class"][n]["n_gt"] > 0]
