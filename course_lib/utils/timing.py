@@ -17,6 +17,7 @@ import ctypes
 import dataclasses
 import datetime
 import importlib.metadata
+import math
 import os
 import platform
 import sys
@@ -118,7 +119,8 @@ def summary(seconds: Sequence[float]) -> Summary:
     if len(seconds) == 0:
         raise ValueError("summary of no timings: time at least one call")
     values = np.asarray(seconds, dtype=float)
-    return Summary(float(np.median(values)), float(np.percentile(values, 90)), float(values.mean()), len(values))
+    mean = math.fsum(values) / len(values)  # correctly rounded, so the same in any order
+    return Summary(float(np.median(values)), float(np.percentile(values, 90)), mean, len(values))
 
 
 def paired_speedup(reference: Sequence[float], seconds: Sequence[float]) -> float:
