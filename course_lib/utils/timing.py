@@ -204,10 +204,12 @@ def _version(package: str) -> str | None:
     return None
 
 
-def machine_record(device: torch.device, load_before: float | None = None, force: bool = False) -> dict:
+def machine_record(device: torch.device, load_before: float | None = None, force: bool = False,
+                   command: str | None = None) -> dict:
     """Where and when a measurement ran, the fields every results file carries: ``device``, ``cpu``,
     ``cpu_features`` (:data:`INFERENCE_FLAGS` the CPU has), ``cpu_bf16_units``, ``threads``, ``torch``,
-    ``torchvision``, ``versions`` (of :data:`VERSIONED` that are installed), ``date`` (UTC), ``command``.
+    ``torchvision``, ``versions`` (of :data:`VERSIONED` that are installed), ``date`` (UTC), ``command``
+    (:func:`command_line` unless given, e.g. by a script's ``main(argv)``).
 
     Pass ``load_before`` (:func:`load_average_1min` when the timing started) from a writer: the record then
     holds :func:`checked_load`'s fields and refuses (:class:`course_lib.errors.MachineBusy`) a busy machine
@@ -224,7 +226,7 @@ def machine_record(device: torch.device, load_before: float | None = None, force
         "torchvision": torchvision.__version__,
         "versions": {package: version for package in VERSIONED if (version := _version(package))},
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
+        "command": command or command_line(),
     }
     if device.type == "cuda":
         record["cuda"], record["cudnn"] = torch.version.cuda, torch.backends.cudnn.version()
@@ -241,11 +243,12 @@ def checked_load(before: float, force: bool = False) -> dict:
     "cores", "forced_under_load"}``, to merge into its results file.
 
     Raises :class:`course_lib.errors.MachineBusy` when the load before or now exceeds the core count,
-    unless ``force`` (then recorded as ``forced_under_load``): other processes then share the cores
-    and stretch every timing by a factor nobody can undo afterwards.
+    unless ``force`` (``forced_under_load`` then says whether it was busy): other processes then share
+    the cores and stretch every timing by a factor nobody can undo afterwards.
     """
     after, cores = load_average_1min(), os.cpu_count() or 1
-    if max(before, after) > cores and not force:
+    busy = max(before, after) > cores
+    if busy and not force:
         raise MachineBusy(f"load average {before:.1f} before, {after:.1f} after on {cores} cores: timings from a busy "
                           "machine are not written; rerun when it is quiet, or pass --force-loaded to record them anyway")
-    return {"load_average_1min": {"before": before, "after": after}, "cores": cores, "forced_under_load": force}
+    return {"load_average_1min": {"before": before, "after": after}, "cores": cores, "forced_under_load": busy}
