@@ -68,8 +68,8 @@ print("\nnot on a CPU:", eager.get("fp16").name, "-", eager.get("fp16").supporte
 # %% [markdown]
 # ## The committed measurement
 #
-# Each variant's **speed-up** is its median latency against the unmodified model's, timed just
-# before it (`paired_baseline_ms`): the machine that ran this is shared, and its load drifts over
+# Each variant's **speed-up** compares its latency with the unmodified model's, timed beside it in
+# the same run (`paired_baseline_ms`): the machine that ran this is shared, and its load drifts over
 # the minutes a full run takes. The baseline row's own "speed-up" (the model against itself)
 # shows how large that noise is. The **mask AP** is computed on all 100 held-out scenes.
 
