@@ -27,7 +27,7 @@ import torchvision
 from torch import nn
 
 from course_lib.errors import MachineBusy
-from course_lib.results import save_results
+from course_lib.results import results_table, save_results
 from course_lib.utils import timing
 
 #: name -> (what it does, needs CUDA)
@@ -110,13 +110,6 @@ def benchmark(device: torch.device, size: int = 1024, detections: int = 20, batc
     }
 
 
-def table(results: dict) -> str:
-    lines = [f"| variant | what changes | median ms | p90 ms | FPS | speed-up vs {results['reference']} |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['name']} | {r['description']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['fps']:.1f} | {r['speedup']:.2f}x |"
-              for r in results["variants"]]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
@@ -142,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = timing.load_average_1min()
     results = benchmark(device, args.size, args.detections, args.batch, args.warmup, args.repeats, names)
     print(results["what"], "|", results["device"])
-    print(table(results))
+    print(results_table(results))
     for name, reason in results["skipped"].items():
         print(f"skipped {name}: {reason}")
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from course_lib.results import load_results
+
 
 def test_cpu_smoke_run_times_what_the_cpu_can_run_and_says_why_not_the_rest(data_script_main, tmp_path, capsys):
     out = tmp_path / "gpu.json"
@@ -17,6 +19,9 @@ def test_cpu_smoke_run_times_what_the_cpu_can_run_and_says_why_not_the_rest(data
     assert all(row["median_ms"] > 0 and row["p90_ms"] >= row["median_ms"] for row in results["variants"])
     assert results["device"].startswith("cpu") and "random weights" in results["what"]
     assert all(row["n"] == 2 and row["warmup_s"] > 0 for row in results["variants"]) and "load_average_1min" in results
+    committed = load_results("deploy_gpu.json")  # every field of the committed GPU file is written again, except
+    only_on_a_gpu = {"cuda", "cudnn", "gpu_driver", "gpu_memory_mib", "host_cpu", "p90_note"}  # GPU facts and notes
+    assert set(committed) - only_on_a_gpu <= set(results) and set(committed["variants"][0]) <= set(results["variants"][0])
     assert "| fp32 |" in capsys.readouterr().out
     assert [p.name for p in tmp_path.iterdir()] == ["gpu.json"]  # no partial file left
     assert main(["--device", "cpu", "--variants", "fp8", "--out", str(out)]) == 2
