@@ -26,7 +26,7 @@ import torch
 import torchvision
 from torch import nn
 
-from course_lib.errors import MachineBusy
+from course_lib.errors import BadInput, MachineBusy
 from course_lib.results import results_table, save_results
 from course_lib.utils import timing
 
@@ -92,6 +92,8 @@ def benchmark(device: torch.device, size: int = 1024, detections: int = 20, batc
             runs[name], first_call_s[name] = run, first_call.seconds
         except Exception as error:  # say why, time the others
             skipped[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    if not runs:
+        raise BadInput(f"no variant runs on {device}: " + "; ".join(f"{name}: {why}" for name, why in skipped.items()))
     calls = {name: (lambda index, run=run: len(run(images))) for name, run in runs.items()}
     rounds = timing.interleaved(calls, device, max(warmup - 1, 0), repeats)  # the first call was a warm-up call
     order = list(runs)
@@ -133,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown variants {unknown}; choose from {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
     load_before = timing.load_average_1min()
-    results = benchmark(device, args.size, args.detections, args.batch, args.warmup, args.repeats, names)
+    try:
+        results = benchmark(device, args.size, args.detections, args.batch, args.warmup, args.repeats, names)
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(results["what"], "|", results["device"])
     print(results_table(results))
     for name, reason in results["skipped"].items():

@@ -25,6 +25,8 @@ def test_cpu_smoke_run_times_what_the_cpu_can_run_and_says_why_not_the_rest(data
     assert "| fp32 |" in capsys.readouterr().out
     assert [p.name for p in tmp_path.iterdir()] == ["gpu.json"]  # no partial file left
     assert main(["--device", "cpu", "--variants", "fp8", "--out", str(out)]) == 2
+    assert main(["--device", "cpu", "--variants", "tf32", "--out", str(out)]) == 2  # nothing the CPU can run
+    assert "tf32: needs a CUDA GPU" in capsys.readouterr().err
 
 
 def test_a_busy_machine_writes_nothing(data_script_main, tmp_path, monkeypatch, capsys):

@@ -66,6 +66,7 @@ def test_interleaved_calls_everyone_once_a_round_in_a_rotating_order():
     assert rounds.outputs["b"] == ["b2", "b3", "b4", "b5"]  # the warm-up rounds' outputs are not kept
     assert all(rounds.warmup_s[name] > 0 for name in "abc")
     assert len(timing.repeat(lambda index: None, torch.device("cpu"), warmup=0, repeats=3)) == 3
+    assert timing.interleaved({}, torch.device("cpu")).seconds == {}  # nothing to time: no rounds, no error
 
 
 def test_the_stopwatch_waits_for_the_device_before_and_after(monkeypatch):

@@ -82,7 +82,7 @@ def interleaved(calls: Mapping[str, Callable[[int], object]], device: torch.devi
     names = list(calls)
     rounds = Rounds({name: [] for name in names}, {name: [] for name in names}, {name: 0.0 for name in names})
     for index in range(warmup + repeats):
-        shift = index % len(names)
+        shift = index % max(len(names), 1)
         for name in names[shift:] + names[:shift]:
             with Stopwatch(device) as clock:
                 output = calls[name](index)
@@ -111,7 +111,7 @@ class Summary:
     def row(self) -> dict[str, float]:
         """The summary as a results row's fields, from seconds: ``median_ms``, ``p90_ms``, ``mean_ms``, ``fps``, ``n``."""
         return {"median_ms": 1e3 * self.median, "p90_ms": 1e3 * self.p90, "mean_ms": 1e3 * self.mean,
-                "fps": 1.0 / self.median if self.median > 0 else float("inf"), "n": self.n}
+                "fps": 1.0 / self.median if self.median > 0 else None, "n": self.n}  # None: JSON has no infinity
 
 
 def summary(seconds: Sequence[float]) -> Summary:
