@@ -24,7 +24,6 @@ turns frame by frame; flicker is the mean change of a track's box-aligned mask b
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import tempfile
 from importlib.metadata import version
@@ -33,8 +32,7 @@ import torch
 
 from course_lib import environment, zoo
 from course_lib.data.toycity import clip
-from course_lib.utils import atomic
-from course_lib.utils.timing import checked_load, device_name, load_average_1min
+from course_lib.utils import atomic, timing
 from course_lib.errors import MachineBusy
 from course_lib.tracking.track_metrics import compare_trackers, noisy_detections
 from course_lib.tracking.annotate import predict_frames
@@ -68,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="write --out even when the load average exceeds the core count (recorded in the file)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    load_before = load_average_1min()
+    load_before = timing.load_average_1min()
 
     clips = {f"seed{seed}_occlusion{occlusion}": clip(seed, args.frames, args.height, args.width, fps=args.fps,
                                                        occlusion=occlusion)
@@ -93,24 +91,22 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.out:
         try:  # the trackers' ms/frame are timings: not written from a busy machine
-            load = checked_load(load_before, args.force_loaded)
+            record = timing.machine_record(torch.device("cpu"), load_before, args.force_loaded,
+                                           command="python data_scripts/compare_trackers.py "
+                                           + " ".join(sys.argv[1:] if argv is None else argv))
         except MachineBusy as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         table = {
             "what": "ToyCity clips: the course's tracker and boxmot's on the same detections, TrackEval scores "
                     "combined over clips (data_scripts/compare_trackers.py)",
-            "command": "python data_scripts/compare_trackers.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "device": device_name(torch.device("cpu")),
-            "threads": torch.get_num_threads(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **record,
             "versions": {package: version(package) for package in ("torch", "torchvision", "numpy", "boxmot", "trackeval")},
             "clips": args.clips, "frames": args.frames, "size": [args.height, args.width], "fps": args.fps,
             "model_min_score": args.min_score,
             "detections_per_frame": {source: sum(len(d["boxes"]) for frames in dets.values() for d in frames)
                                      / sum(len(frames) for frames in dets.values()) for source, dets in sources.items()},
             "results": results,
-            **load,
         }
         # the previous table stays whole until the new one is complete; an undefined flicker is null
         print(f"wrote {atomic.write_json(args.out, table)}")

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import os
 import shlex
 import sys
 import time
@@ -35,7 +33,7 @@ from course_lib import environment
 from course_lib.cli import options
 from course_lib.data import sampling
 from course_lib.data.toycity import HELD_OUT_SEED, ToyCityDataset, held_out
-from course_lib.utils.timing import device_name
+from course_lib.utils import timing
 from course_lib.engine import distributed
 from course_lib.engine.checkpoint import claimed_run_folder, save_checkpoint
 from course_lib.evaluation.inference import inference_on_dataset
@@ -132,7 +130,7 @@ def run(args: argparse.Namespace, settings: TrainSettings, command: str) -> None
     out = Path(args.out)
     if rank == 0:
         print(environment.banner("toycity_small (training)", f"ToyCity {args.height}x{args.width}, held-out {args.val_length} scenes"))
-    load_before = os.getloadavg()[0]  # other work on the machine stretches the wall time: record it
+    load_before = timing.load_average_1min()  # other work on the machine stretches the wall time: record it
     started = time.perf_counter()
     history = train(
         model, train_set, **{**settings.train_kwargs(), "amp": amp}, loss_weights={"loss_mask": args.mask_loss_weight},
@@ -155,9 +153,8 @@ def run(args: argparse.Namespace, settings: TrainSettings, command: str) -> None
         "val_scenes": f"ToyCityDataset(seed={HELD_OUT_SEED}, length={args.val_length}) at {args.height}x{args.width}",
         "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(cpu_seconds, 1),
         "total_wall_s_with_eval": round(total_wall, 1),
-        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-        "cpu_count": os.cpu_count(), "cpu": device_name(torch.device("cpu")),
-        "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        # recorded, never refused: the weights of a long run are worth keeping; the record says if it was busy
+        **timing.machine_record(torch.device("cpu"), load_before, force=True, command=command),
     }
     manifest = {
         "file": weights.name, "sha256": file_digest(weights), "bytes": weights.stat().st_size,
