@@ -20,8 +20,8 @@ from torch import Tensor
 from torchvision.ops import box_iou, masks_to_boxes
 
 from course_lib.evaluation.mots import evaluate_mots
-from course_lib.structures.masks import mask_iou
-from course_lib.structures.matching import match_pairs
+from course_lib.structures.masks import instance_masks, mask_iou
+from course_lib.structures.matching import gate_by_class, match_pairs
 from course_lib.tracking.mask_rois import masks_to_rois
 from course_lib.tracking.track import tracks_to_frame
 from course_lib.tracking.trackers import FrameTracker, make_tracker
@@ -122,7 +122,7 @@ def _shape_changes(frames: Sequence[dict], roi_size: int) -> list[float]:
     for frame in frames:
         current: dict[int, Tensor] = {}
         if len(frame["masks"]):
-            masks = frame["masks"][:, 0] if frame["masks"].dim() == 4 else frame["masks"]
+            masks = instance_masks(frame["masks"])
             present = masks.flatten(1).any(1).bool()
             ids = frame["track_ids"][present]
             rois = masks_to_rois(masks[present], masks_to_boxes(masks[present]) + torch.tensor([0, 0, 1, 1]), roi_size) > 0.5
@@ -186,7 +186,7 @@ def crossings(targets: Sequence[dict], min_iou: float = 0.2) -> dict[tuple[int, 
     """
     pairs: dict[tuple[int, int], list[int]] = {}
     for frame, target in enumerate(targets):
-        same_class = target["labels"][:, None] == target["labels"][None, :]
-        for a, b in ((box_iou(target["boxes"], target["boxes"]) > min_iou) & same_class).triu(1).nonzero().tolist():
+        overlap = gate_by_class(box_iou(target["boxes"], target["boxes"]), target["labels"], target["labels"])
+        for a, b in (overlap > min_iou).triu(1).nonzero().tolist():
             pairs.setdefault((int(target["track_ids"][a]), int(target["track_ids"][b])), []).append(frame)
     return pairs

@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from course_lib.structures.masks import instance_masks
 from course_lib.tracking.mask_rois import masks_to_rois
 from course_lib.tracking.track import Track, Tracker, TrackState
 
@@ -104,9 +105,7 @@ class BoxmotTracker:
         det_index = valid[torch.from_numpy(out[:, 7].astype(np.int64))]
         rois = [None] * len(out)
         if detections.get("masks") is not None and len(out):
-            masks = torch.as_tensor(detections["masks"])
-            masks = masks[:, 0] if masks.dim() == 4 else masks
-            rois = list(masks_to_rois(masks, boxes[det_index], self.roi_size, rows=det_index))
+            rois = list(masks_to_rois(instance_masks(detections["masks"]), boxes[det_index], self.roi_size, rows=det_index))
         return [
             # boxmot counts ids from 0; the course's ids start at 1 (0 reads as "no track" in drawings)
             Track(int(row[4]) + 1, int(labels[d]), boxes[d].double().numpy(), roi, float(scores[d]), state=TrackState.CONFIRMED)
