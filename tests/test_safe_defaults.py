@@ -347,7 +347,7 @@ def test_the_shipped_recipe_is_a_valid_settings_object_and_a_mistake_from_python
     from course_lib.errors import BadInput
 
     shipped = TrainSettings(**RECIPES["toycity"])
-    assert shipped.train_kwargs()["warmup_steps"] == 100 and shipped.train_kwargs()["amp"] is None
+    assert shipped.warmup_steps == 100 and shipped.amp == "auto"
     with pytest.raises(BadInput, match="--grad-clip must be above 0, got -1"):
         TrainSettings(**{**RECIPES["toycity"], "grad_clip": -1.0})
     with pytest.raises(BadInput, match="--steps is needed"):

@@ -19,7 +19,7 @@ from course_lib.errors import BadInput
 
 #: The learning-rate schedules after the warmup (see :func:`course_lib.engine.recipes.lr_factor`).
 SCHEDULES = ("cosine", "linear", "step")
-#: The ``--amp`` choices, as :func:`course_lib.engine.trainer.train`'s ``amp`` (``None``: it chooses).
+#: The ``--amp`` choices, as :func:`course_lib.engine.recipes.amp_setting`'s ``amp`` (``None``: it chooses).
 AMP_OPTIONS = {"auto": None, "on": True, "off": False}
 
 
@@ -127,9 +127,3 @@ class TrainSettings:
         check_fields(self)
         if self.batch_size % self.processes:
             raise BadInput(f"--batch-size {self.batch_size} must be a multiple of --processes {self.processes}")
-
-    def train_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`course_lib.engine.trainer.train` these settings stand for."""
-        kwargs = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        del kwargs["repeat_threshold"], kwargs["processes"]  # the caller turns these into repeat factors and processes
-        return {**kwargs, "amp": AMP_OPTIONS[self.amp]}
