@@ -1,6 +1,7 @@
 """course_lib.engine.distributed + train: two processes, each on half of every batch, train like one on all of it."""
 
 import dataclasses
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from course_lib import environment
 from course_lib.cli import train
 from course_lib.engine import checkpoint, distributed, trainer
 from course_lib.engine.settings import TrainSettings
@@ -172,3 +174,28 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie has exited and only waits to be reaped
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a process group and its signals, as a Linux terminal has them")
+def test_ctrl_c_with_two_processes_saves_once_from_rank_0_and_exits_130(tmp_path):
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in environment.PROCESS_GROUP_VARIABLES}
+    # no periodic checkpoint: a last.pt can only come from the stop
+    run = subprocess.Popen([sys.executable, "-m", "course_lib", "train", "--data", "toycity", "--length", "4", "--height", "64",
+                            "--width", "128", "--steps", "400", "--batch-size", "2", "--warmup", "1",
+                            "--checkpoint-every", "1000", "--processes", "2", "--out", str(out)],
+                           env={**env, "OMP_NUM_THREADS": "1"}, start_new_session=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "tensorboard").is_dir() and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.2)
+    time.sleep(3)  # a few steps in
+    os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: SIGINT to every process of the foreground group
+    _, err = run.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.startswith("interrupted:")]
+    assert run.returncode == 130 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    state = checkpoint.load_checkpoint(out / checkpoint.CHECKPOINT_NAME)
+    step = state["step"]
+    assert 0 < step < 400 and f"step {step} of 400" in lines[0] and "--resume" in lines[0]
+    assert [r["step"] for r in state["history"]["loss"]] == list(range(step)) and len(state["rng_by_rank"]) == 2
+    assert not (out / "model.pt").exists()

@@ -29,11 +29,13 @@ mean over the whole batch's RoIs (equal when both halves sample as many).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import signal
 import socket
 import sys
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -90,15 +92,32 @@ def launch(fn: Callable[..., Any], *args: Any, processes: int = 1, threads_per_p
     elif place is not None:
         _run_in_group(fn, args)
     else:
-        torch.multiprocessing.spawn(_spawned, args=(processes, _free_port(), threads_per_process, fn, args), nprocs=processes)
+        _spawn(fn, args, processes, threads_per_process)
 
 
-def _spawned(rank: int, world: int, port: int, threads: int, fn: Callable[..., Any], args: tuple) -> None:
-    """A worker of ``launch(processes=world)``: placed as torchrun would place it, then :func:`_run_in_group`."""
+def _spawn(fn: Callable[..., Any], args: tuple, processes: int, threads: int) -> None:
+    """``processes`` workers on this machine (:func:`_spawned`); raise :class:`TrainingInterrupted` with rank 0's
+    message if Ctrl-C stopped them."""
+    stops = torch.multiprocessing.get_context("spawn").SimpleQueue()
+    # A terminal's Ctrl-C reaches every process of the foreground group: the workers finish their step and save;
+    # this process waits for them (a second Ctrl-C stops it, and with it the workers).
+    with ctrl_c_deferred():
+        torch.multiprocessing.spawn(_spawned, args=(processes, _free_port(), threads, fn, args, stops), nprocs=processes)
+    if not stops.empty():
+        raise TrainingInterrupted(stops.get())
+
+
+def _spawned(rank: int, world: int, port: int, threads: int, fn: Callable[..., Any], args: tuple, stops: Any) -> None:
+    """A worker of ``launch(processes=world)``: placed as torchrun would place it, then :func:`_run_in_group`.
+    A Ctrl-C stop is passed to the launcher through ``stops`` (a queue) by rank 0, and ends the worker cleanly."""
     _exit_with_parent()
     torch.set_num_threads(threads)
     environment.set_process_place(environment.ProcessPlace(rank, world, rank, "127.0.0.1", port))
-    _run_in_group(fn, args)
+    try:
+        _run_in_group(fn, args)
+    except TrainingInterrupted as stop:
+        if rank == 0:
+            stops.put(str(stop))
 
 
 def _run_in_group(fn: Callable[..., Any], args: tuple) -> None:
@@ -144,6 +163,39 @@ def writes_outputs() -> bool:
     or a process that torchrun did not start (it launches its own ``--processes`` and holds the folder for them)."""
     place = environment.process_place()
     return place is None or place.rank == 0
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run at the end of a step; the message names the checkpoint saved there."""
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred() -> Iterator[threading.Event]:
+    """Turn Ctrl-C (SIGINT) into an event, checked after each training step: a half-done step (weights
+    updated, schedule not yet) cannot be saved consistently. A second Ctrl-C stops at once.
+
+    Only in the main thread (where Python delivers signals); elsewhere Ctrl-C raises ``KeyboardInterrupt`` as usual.
+    """
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+
+    def on_ctrl_c(signum: int, frame: object) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stop_requested(pressed: threading.Event, device: torch.device) -> bool:
+    """Whether Ctrl-C reached any process (each at its own moment): every process then stops at the same step."""
+    return bool(all_mean(torch.tensor([float(pressed.is_set())], device=device)).item() > 0)
 
 
 def data_parallel(model: nn.Module) -> nn.Module:

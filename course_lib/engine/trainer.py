@@ -19,11 +19,8 @@ their own augmentation randomness).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -35,6 +32,7 @@ from tqdm.auto import tqdm
 from course_lib import environment
 from course_lib.data import sampling
 from course_lib.engine import distributed
+from course_lib.engine.distributed import TrainingInterrupted
 from course_lib.engine.checkpoint import load_checkpoint, preserved_rng
 from course_lib.engine.run import Run, Sample, resume_from_checkpoint, save, setup
 from course_lib.engine.settings import TrainSettings
@@ -46,10 +44,6 @@ EvalFn = Callable[[nn.Module], dict[str, float]]
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped the run at the end of a step; the message names the checkpoint saved there."""
 
 
 def batches(dataset: Sequence[Sample], *, start: int, steps: int, batch_size: int, seed: int,
@@ -153,7 +147,7 @@ def _steps(run: Run, dataset: Sequence[Sample], *, eval_fn: EvalFn | None, eval_
     loader = batches(dataset, start=run.start, steps=steps, batch_size=run.settings.batch_size, seed=run.settings.seed,
                      num_workers=num_workers, rank=run.rank, world=run.world, repeat_factors=run.repeat_factors)
     clock = _Clock()  # the first step's time includes loading its batch, as every later one's does
-    with _interrupt_at_step_end(enabled=run.world == 1) as interrupted:
+    with distributed.ctrl_c_deferred() as pressed:
         for step, samples in zip(bar, loader):
             record = train_step(run, samples, step)
             clock.add_to(run.history)
@@ -162,7 +156,7 @@ def _steps(run: Run, dataset: Sequence[Sample], *, eval_fn: EvalFn | None, eval_
             done = step + 1
             if done == steps or (eval_every and done % eval_every == 0):
                 evaluate(run, eval_fn, dataset[0][0], done)
-            stopping = interrupted.is_set() and done < steps
+            stopping = done < steps and distributed.stop_requested(pressed, run.device)
             if done == steps or done % checkpoint_every == 0 or stopping:
                 save(run, done)
             if stopping:
@@ -251,31 +245,6 @@ def evaluate(run: Run, eval_fn: EvalFn | None, sample_image: torch.Tensor, step:
         if eval_fn is not None:
             run.history["eval"].append(record)
     distributed.barrier()
-
-
-@contextlib.contextmanager
-def _interrupt_at_step_end(enabled: bool) -> Iterator[threading.Event]:
-    """Turn Ctrl-C (SIGINT) into an event the loop checks after each step: a half-done step (weights
-    updated, schedule not yet) cannot be saved consistently. A second Ctrl-C stops at once.
-
-    Only in the main thread (where Python delivers signals) and when ``enabled``; elsewhere
-    Ctrl-C raises ``KeyboardInterrupt`` as usual.
-    """
-    pressed = threading.Event()
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield pressed
-        return
-
-    def on_ctrl_c(signum: int, frame: object) -> None:
-        if pressed.is_set():
-            raise KeyboardInterrupt
-        pressed.set()
-
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    try:
-        yield pressed
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _checkpoint_step(path: Path) -> int:
