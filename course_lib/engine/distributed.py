@@ -6,9 +6,16 @@ pass DDP averages the gradients over the processes, so every process takes the s
 step and the weights stay identical (detectron2 and torchvision's references train Mask R-CNN
 on 8 GPUs this way).
 
-    launch(worker, processes=2)   # runs worker(*args) in 2 processes, ranks 0 and 1
+    torchrun --nnodes 2 --nproc_per_node 4 ... -m course_lib train ...   # 8 processes on 2 machines
+    launch(worker, processes=2)   # runs worker(*args) in 2 processes here, ranks 0 and 1; under torchrun, in this one
     rank, world = rank_and_world()          # inside: (0, 2) and (1, 2); (0, 1) without launch
-    train(model, dataset, batch_size=4, ...)   # each rank loads and runs 2 of the 4 images
+    train(model, dataset, TrainSettings(batch_size=4, ...))   # each rank loads and runs 2 of the 4 images
+
+The processes meet the way ``torchrun`` (PyTorch's launcher, which also spans machines) arranges: each
+reads its place from ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (its GPU), ``MASTER_ADDR`` and ``MASTER_PORT``
+(:func:`course_lib.environment.process_place`) and joins with ``init_method="env://"``, NCCL between GPUs
+and gloo between CPU processes. ``launch(processes=N)`` is the one-machine shortcut: it starts ``N``
+workers that set those variables themselves and then take the same path.
 
 On a CPU the same recipe can replace threads by processes: two 1-thread processes, each on half
 of every batch, never share an op, where one process's second thread only helps inside each op

@@ -119,7 +119,8 @@ class TrainSettings:
     repeat_threshold: float = option(0.0, THRESHOLD_HELP, bounds=FRACTION)
     seed: int = option(0, "seed of the initial weights and the batch order", bounds=NON_NEGATIVE)
     amp: str = option("auto", "mixed precision (auto: on for CUDA and for CPUs with bfloat16 units)", choices=tuple(AMP_OPTIONS))
-    processes: int = option(1, "data-parallel training processes (one per GPU, or per CPU core)", bounds=POSITIVE)
+    processes: int = option(1, "data-parallel training processes started on this machine (one per GPU, or per CPU "
+                            "core); under torchrun leave it out: torchrun starts them", bounds=POSITIVE)
 
     def __post_init__(self) -> None:
         if self.steps is None:
