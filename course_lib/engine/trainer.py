@@ -120,7 +120,8 @@ def train(
 
     Raises:
         TrainingDiverged: on a NaN/inf loss, before the weights are touched.
-        TrainingInterrupted: on Ctrl-C (single process), once the step ends and ``last.pt`` is saved.
+        TrainingInterrupted: on Ctrl-C (in any process: all stop at the same step), once the step ends and
+            ``last.pt`` is saved.
     """
     run = setup(model, dataset, settings, device=device, checkpoint_dir=checkpoint_dir, resume=resume,
                 repeat_factors=repeat_factors, loss_weights=loss_weights)
@@ -155,7 +156,7 @@ def _steps(run: Run, dataset: Sequence[Sample], *, eval_fn: EvalFn | None, eval_
             bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2g}")
             done = step + 1
             if done == steps or (eval_every and done % eval_every == 0):
-                evaluate(run, eval_fn, dataset[0][0], done)
+                evaluate(run, eval_fn, dataset, done)
             stopping = done < steps and distributed.stop_requested(pressed, run.device)
             if done == steps or done % checkpoint_every == 0 or stopping:
                 save(run, done)
@@ -229,9 +230,9 @@ def _add_scalars(writer: Any, prefix: str, record: dict[str, float]) -> None:
                 writer.add_scalar(f"{prefix}/{name}", value, record["step"])
 
 
-def evaluate(run: Run, eval_fn: EvalFn | None, sample_image: torch.Tensor, step: int) -> None:
-    """On rank 0: ``eval_fn`` into the history and TensorBoard, and a sample prediction on ``sample_image``
-    [3, H, W], without moving the training's random streams; the other processes wait."""
+def evaluate(run: Run, eval_fn: EvalFn | None, dataset: Sequence[Sample], step: int) -> None:
+    """On rank 0: ``eval_fn`` into the history and TensorBoard, and a sample prediction on ``dataset[0]``,
+    without moving the training's random streams (loading an augmented item draws from them); the others wait."""
     if run.rank == 0:
         with preserved_rng():
             run.model.eval()
@@ -239,7 +240,7 @@ def evaluate(run: Run, eval_fn: EvalFn | None, sample_image: torch.Tensor, step:
             if eval_fn is not None:
                 record.update(eval_fn(run.model))
             if run.writer is not None:
-                _log_sample_prediction(run.writer, run.model, sample_image.to(run.device), step)
+                _log_sample_prediction(run.writer, run.model, dataset[0][0].to(run.device), step)
                 _add_scalars(run.writer, "eval", record)
             run.model.train()
         if eval_fn is not None:
