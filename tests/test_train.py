@@ -96,6 +96,25 @@ def test_resume_after_interrupt_gives_identical_weights(tmp_path, repeat_factors
         assert torch.equal(a, b), name
 
 
+
+class NoisyShapes(Shapes):
+    """Shapes with noise drawn from the global torch RNG at every load, as a random augmentation draws."""
+
+    def __getitem__(self, index: int):
+        image, target = super().__getitem__(index)
+        return (image + 0.01 * torch.rand_like(image)).clamp(0, 1), target
+
+
+def test_the_sample_prediction_leaves_the_training_random_streams_alone(tmp_path):
+    """Logging a sample prediction after every step loads an item (random noise here) without moving the
+    training's RNG: the same weights as a run that logs nothing."""
+    weights = []
+    for logged in ({}, {"log_dir": tmp_path / "tensorboard", "eval_every": 1}):
+        model = _model(0)
+        trainer.train(model, NoisyShapes(), _settings(steps=3), **logged, **RUN)
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
 def test_nan_loss_stops_cleanly_and_keeps_last_checkpoint(tmp_path):
     model = _model(0)
     with pytest.raises(trainer.TrainingDiverged, match=r"step 3 .*last\.pt \(step 2\)"):
