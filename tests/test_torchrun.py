@@ -90,3 +90,23 @@ def test_processes_under_torchrun_is_one_line(tmp_path, monkeypatch, capsys):
     assert main([*TINY, "--processes", "2", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--processes 2 under torchrun" in err
+
+
+def test_local_rank_picks_the_gpu_and_one_beyond_the_machine_s_gpus_is_one_line(monkeypatch):
+    """On a machine with 2 GPUs (stood in for: this one may have none), LOCAL_RANK 1 trains on cuda:1 and
+    LOCAL_RANK 2 is refused; outside a group the course's device stays as it was."""
+    from course_lib.engine import distributed
+    from course_lib.errors import DeviceUnavailable
+
+    monkeypatch.setattr(environment, "device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for name in environment.PROCESS_GROUP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.process_device() == torch.device("cuda")
+    place = {"RANK": "5", "WORLD_SIZE": "8", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}
+    for name, value in {**place, "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    assert distributed.process_device() == torch.device("cuda", 1)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(DeviceUnavailable, match="LOCAL_RANK=2 but this machine has 2 GPU"):
+        distributed.process_device()
