@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import random
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -108,14 +109,34 @@ def cityscapes_root() -> Path | None:
     return path if (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir() else None
 
 
-def cpu_has_bf16_units() -> bool | None:
-    """Whether the CPU computes bfloat16 natively (AMX or AVX512-BF16 flags); None if unknown (not Linux)."""
+class CpuInfo(NamedTuple):
+    """What ``/proc/cpuinfo`` says of the first CPU: its ``model`` name and its ISA ``flags``."""
+
+    model: str
+    flags: frozenset[str]
+
+
+def cpu_info(path: str = "/proc/cpuinfo") -> CpuInfo | None:
+    """The CPU's model name and flags from ``path`` (Linux's ``/proc/cpuinfo``); None where there is no such file.
+
+    Only the first processor's block is read: every core of one machine reports the same. A block
+    without a ``model name`` line (some ARM kernels) gives ``platform.processor()`` or the machine type.
+    """
     try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+        with open(path) as f:
+            first_block = f.read().split("\n\n", 1)[0]
     except OSError:
         return None
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    fields = dict(line.split(":", 1) for line in first_block.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    return CpuInfo(model, frozenset(fields.get("flags", fields.get("Features", "")).split()))
+
+
+def cpu_has_bf16_units() -> bool | None:
+    """Whether the CPU computes bfloat16 natively (AMX or AVX512-BF16 flags); None if unknown (not Linux)."""
+    info = cpu_info()
+    return None if info is None else bool({"amx_bf16", "avx512_bf16"} & info.flags)
 
 
 #: The variables by which ``torchrun`` (and ``--processes``) place a training process in its group.

@@ -27,7 +27,6 @@ a video gives its first frame.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import platform
 import subprocess
@@ -264,7 +263,9 @@ def main(argv: list[str] | None = None) -> None:
                          **summary(rows[comparison], with_tolerance), "images": rows[comparison]}
             for comparison, (mode, against, with_tolerance) in COMPARISONS.items()
         },
-        "versions": {
+        **timing.machine_record(torch.device("cpu"), command="python data_scripts/detectron2_equality.py "
+                                + " ".join(sys.argv[1:] if argv is None else argv)),
+        "versions": {  # the record's, for what this comparison depends on
             "detectron2": getattr(detectron2, "__version__", "unknown"),
             "detectron2_commit": source_commit(Path(detectron2.__file__).resolve().parents[1]),
             "torch": torch.__version__,
@@ -272,10 +273,6 @@ def main(argv: list[str] | None = None) -> None:
             "pillow": __import__("PIL").__version__,
             "python": platform.python_version(),
         },
-        "device": timing.device_name(torch.device("cpu")),
-        "threads": torch.get_num_threads(),
-        "command": "python data_scripts/detectron2_equality.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     result["within_tolerance"] = all(c["within_tolerance"] for c in result["comparisons"].values() if "within_tolerance" in c) \
         and result["output_size"]["equal"] == result["output_size"]["sizes_checked"]

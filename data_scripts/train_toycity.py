@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
-import os
 import shlex
 import sys
 import time
@@ -37,7 +35,7 @@ from course_lib import environment
 from course_lib.cli import options
 from course_lib.data import sampling
 from course_lib.data.toycity import HELD_OUT_SEED, ToyCityDataset, held_out
-from course_lib.utils.timing import device_name
+from course_lib.utils import timing
 from course_lib.engine import distributed
 from course_lib.engine.checkpoint import claimed_run_folder, save_checkpoint
 from course_lib.evaluation.inference import inference_on_dataset
@@ -118,7 +116,7 @@ def run(args: argparse.Namespace, settings: TrainSettings, command: str) -> None
     out = Path(args.out)
     if rank == 0:
         print(environment.banner("toycity_small (training)", f"ToyCity {args.height}x{args.width}, held-out {args.val_length} scenes"))
-    load_before = os.getloadavg()[0]  # other work on the machine stretches the wall time: record it
+    load_before = timing.load_average_1min()  # other work on the machine stretches the wall time: record it
     started = time.perf_counter()
     history = train(
         model, train_set, settings, loss_weights={"loss_mask": args.mask_loss_weight},
@@ -130,7 +128,7 @@ def run(args: argparse.Namespace, settings: TrainSettings, command: str) -> None
                "train_cpu_s": sum(distributed.gather(history["train_cpu_s"])),  # each process counts its own
                "load_before": load_before}
     if rank == 0:
-        _write_results(args, command, model, build_kwargs, history, _training_record(args, settings, history, timings), latest)
+        _write_results(args, command, model, build_kwargs, history, _training_record(args, settings, history, timings, command), latest)
 
 
 def _build_kwargs(args: argparse.Namespace) -> dict:
@@ -157,7 +155,7 @@ def _held_out_eval(val_set: ToyCityDataset, threads: int, latest: dict) -> Calla
     return eval_fn
 
 
-def _training_record(args: argparse.Namespace, settings: TrainSettings, history: dict, timings: dict) -> dict:
+def _training_record(args: argparse.Namespace, settings: TrainSettings, history: dict, timings: dict, command: str) -> dict:
     """How the model was trained, on what, how long, on which machine (the manifest's and results' ``training``)."""
     return {
         **dataclasses.asdict(settings), "amp_bf16": amp_setting(AMP_OPTIONS[settings.amp], torch.device("cpu"))[0],
@@ -167,9 +165,8 @@ def _training_record(args: argparse.Namespace, settings: TrainSettings, history:
         "val_scenes": f"ToyCityDataset(seed={HELD_OUT_SEED}, length={args.val_length}) at {args.height}x{args.width}",
         "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(timings["train_cpu_s"], 1),
         "total_wall_s_with_eval": round(timings["total_wall_s_with_eval"], 1),
-        "load_average_1min": {"before": round(timings["load_before"], 2), "after": round(os.getloadavg()[0], 2)},
-        "cpu_count": os.cpu_count(), "cpu": device_name(torch.device("cpu")),
-        "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        # recorded, never refused: the weights of a long run are worth keeping; the record says if it was busy
+        **timing.machine_record(torch.device("cpu"), timings["load_before"], force=True, command=command),
     }
 
 

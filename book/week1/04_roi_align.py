@@ -20,7 +20,8 @@
 # * **RoI Pool** (Fast R-CNN) rounds the box to whole cells, cuts it into whole-cell bins and
 #   takes each bin's maximum. It rounds twice: the box's corners to the nearest cell (up to half
 #   a cell), then each bin's edges outwards to whole cells (its start down, its end up), so a bin
-#   can read features up to about one cell, `stride` image pixels, from where it should.
+#   can read features more than a whole cell (`stride` image pixels) away from where it should
+#   (measured below).
 # * **RoI Align** (Mask R-CNN) keeps the exact box, places a few sample points in each bin, reads
 #   each point by **bilinear interpolation** of the four surrounding cells, and averages.
 #
@@ -118,6 +119,27 @@ assert torch.equal(pool, torchvision.ops.roi_pool(feature_batch, [rois], 7, 1 / 
 # then jumps when the rounded box snaps to the next cell: for up to `stride` pixels of real motion,
 # the features cannot tell where the box is. For a class label that hardly matters; for a 28 x 28
 # mask that must line up with object edges, it does.
+
+# %%
+def pool_bin_offsets(box: torch.Tensor, output_size: int, stride: int, width: int) -> list[float]:
+    """For each RoI Pool bin of ``box`` (along x): how far, in cells, its first or last cell lies
+    from the exact bin's edge (a cell's value sits at its index, as in RoI Align)."""
+    exact = box[[0, 2]] / stride
+    edges = exact[0] + (exact[1] - exact[0]) * torch.arange(output_size + 1) / output_size
+    return [max(abs(c0 - float(edges[p])), abs(c1 - 1 - float(edges[p + 1])))
+            for p, (_, _, c0, c1) in enumerate(roi.pool_bins(box, output_size, 1 / stride, (1, width))[0])]
+
+
+# Boxes of every position and width (8 to 1024 pixels), inside a map wide enough that no bin is clipped.
+generator = torch.Generator().manual_seed(0)
+map_width = 2048 // stride + 2
+x1 = torch.rand(2000, generator=generator) * 1024
+widths = 8 + torch.rand(2000, generator=generator) * 1016
+test_boxes = torch.stack([x1, torch.zeros_like(x1), x1 + widths, torch.full_like(x1, 8.0)], 1)
+offsets = torch.tensor([max(pool_bin_offsets(b, 7, stride, map_width)) for b in test_boxes])
+print(f"RoI Pool, 7 bins, {len(test_boxes)} boxes: worst bin offset {offsets.max():.2f} cells ({offsets.max() * stride:.0f} px); "
+      f"more than half a cell in {(offsets > 0.5).float().mean():.0%} of the boxes")
+assert offsets.max() > 1, "the two roundings add up to more than the half cell of the corners: over a whole cell"
 
 # %%
 shifts = torch.arange(0, 2 * stride + 1)

@@ -68,8 +68,8 @@ print("\nnot on a CPU:", eager.get("fp16").name, "-", eager.get("fp16").supporte
 # %% [markdown]
 # ## The committed measurement
 #
-# Each variant's **speed-up** is its median latency against the unmodified model's, timed just
-# before it (`paired_baseline_ms`): the machine that ran this is shared, and its load drifts over
+# Each variant's **speed-up** compares its latency with the unmodified model's, timed beside it in
+# the same run (`paired_baseline_ms`): the machine that ran this is shared, and its load drifts over
 # the minutes a full run takes. The baseline row's own "speed-up" (the model against itself)
 # shows how large that noise is. The **mask AP** is computed on all 100 held-out scenes.
 
@@ -406,19 +406,11 @@ assert abs(combined - summed) > 0.25, "the drops do not add up"
 # measured them did not have; on Colab, `pip install torch-tensorrt` is the next step to try.
 
 # %%
-def gpu_table(result: dict) -> str:
-    """Markdown table of a ``bench_gpu.py`` results file."""
-    rows = ["| variant | what changes | median ms | FPS | speed-up vs fp32 |", "|---|---|---|---|---|"]
-    rows += [f"| {r['name']} | {r['description']} | {r['median_ms']:.1f} | {r['fps']:.1f} | {r['speedup']:.2f}x |"
-             for r in result["variants"]]
-    return "\n".join(rows)
-
-
 for name in ("deploy_gpu.json", "deploy_gpu_512.json"):
     gpu = load_results(name)
     print(f"[results from {name}] {gpu['what']} | {gpu['device']} | torch {gpu['torch']} | {gpu['date']}")
     print("command:", gpu["command"])
-    display(Markdown(gpu_table(gpu)))
+    display(Markdown(results_table(gpu)))  # speed-ups against the file's reference, fp32
     fastest = max(gpu["variants"], key=lambda r: r["fps"])
     print(f"fastest: {fastest['name']}, {fastest['fps']:.1f} FPS ({fastest['speedup']:.2f}x float32)")
 toy_gpu = load_results("bench_gpu.json")
