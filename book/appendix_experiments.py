@@ -121,7 +121,7 @@ assert metrics["segm"]["AP50"] > 0.5 * manifest["metrics"]["segm_AP50"], "the sh
 # With a fixed budget of minutes, a cheaper step is more steps. Two changes make a CPU step cheaper
 # without changing what the model computes: RoI Align's backward written as matrix products
 # (Week 1, *RoI Align*) instead of torchvision's kernel, which adds every sample's gradient into
-# the feature map one value at a time; and autocast to bfloat16 (`train(..., amp=True)`, the
+# the feature map one value at a time; and autocast to bfloat16 (`--amp on`, the
 # default on CPUs with bfloat16 units), which keeps float32's exponent range, so unlike float16 on
 # a GPU it needs no loss scaling. One training step timed each way (`python -m course_lib bench
 # --train-step`); the last two rows ask whether a second core is better used by a second thread or

@@ -13,6 +13,7 @@ Every environment variable the library reads is read here (``tests/test_environm
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import random
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.errors import DeviceUnavailable
+from course_lib.errors import BadInput, DeviceUnavailable
 
 T = TypeVar("T")
 
@@ -164,3 +165,48 @@ def cpu_has_bf16_units() -> bool | None:
     """Whether the CPU computes bfloat16 natively (AMX or AVX512-BF16 flags); None if unknown (not Linux)."""
     info = cpu_info()
     return None if info is None else bool({"amx_bf16", "avx512_bf16"} & info.flags)
+
+
+#: The variables by which ``torchrun`` (and ``--processes``) place a training process in its group.
+PROCESS_GROUP_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessPlace:
+    """Where a launcher put this process: its ``rank`` of ``world_size`` in all, ``local_rank`` on its machine
+    (its GPU), and rank 0's ``master_addr:master_port``, where the processes meet (``env://`` rendezvous)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+
+
+def process_place() -> ProcessPlace | None:
+    """This process's :class:`ProcessPlace` from ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+    ``MASTER_PORT``; None when none is set (not launched). Refuses a partial or inconsistent set in one line."""
+    values = {name: os.environ.get(name, "") for name in PROCESS_GROUP_VARIABLES}
+    if not any(values.values()):
+        return None
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise BadInput(f"{', '.join(missing)} not set while {', '.join(n for n in values if n not in missing)} are: start "
+                       "the training processes with torchrun (it sets all five), or unset them")
+    numbers = {}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):
+        try:
+            numbers[name] = int(values[name])
+        except ValueError:
+            raise BadInput(f"{name}={values[name]} is not a whole number: start the training processes with torchrun") from None
+    if not 0 <= numbers["RANK"] < numbers["WORLD_SIZE"] or numbers["LOCAL_RANK"] < 0 or not 0 < numbers["MASTER_PORT"] < 65536:
+        raise BadInput(f"RANK={numbers['RANK']}, WORLD_SIZE={numbers['WORLD_SIZE']}, LOCAL_RANK={numbers['LOCAL_RANK']}, "
+                       f"MASTER_PORT={numbers['MASTER_PORT']} do not go together (0 <= RANK < WORLD_SIZE, a port 1-65535): "
+                       "start the training processes with torchrun")
+    return ProcessPlace(numbers["RANK"], numbers["WORLD_SIZE"], numbers["LOCAL_RANK"], values["MASTER_ADDR"], numbers["MASTER_PORT"])
+
+
+def set_process_place(place: ProcessPlace) -> None:
+    """Set this process's launcher variables as ``torchrun`` would (``--processes`` starts its workers so)."""
+    os.environ.update(RANK=str(place.rank), WORLD_SIZE=str(place.world_size), LOCAL_RANK=str(place.local_rank),
+                      MASTER_ADDR=place.master_addr, MASTER_PORT=str(place.master_port))
