@@ -29,7 +29,7 @@ def cli(argv: list[str]) -> int:
     parser = options.ArgumentParser(prog="python -m course_lib train", description=__doc__.splitlines()[0], parents=[recipe_parser])
     options.add_dataset_arguments(parser, toycity_length=2000, toycity_seed=0)
     parser.add_argument("--augment", action="store_true", help="flip, scale jitter, small rotation, colour jitter (course_lib.data.augment)")
-    parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small")
+    options.add_arch_argument(parser, help="the architecture to build and train")
     parser.add_argument("--weights", help="COCO weights for the R50 archs (e.g. DEFAULT): heads transferred to the 9 classes")
     parser.add_argument("--min-size", type=options.number(int, POSITIVE))
     parser.add_argument("--max-size", type=options.number(int, POSITIVE))
