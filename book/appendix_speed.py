@@ -97,20 +97,16 @@ assert fastest["speedup"] > fastest_toy["speedup"], "lower precision pays more o
 # %% [markdown]
 # ## AP costs do not add up
 #
-# Runtime speed-ups and test-time settings multiply: the fastest rows of `deploy_cpu.json` combine
-# a lower precision with the `fast` settings. Their AP costs do not simply add up: changes of a
-# few tenths of a point are as large as the noise between two nearly identical models on these
-# scenes, and can even change sign:
+# The fastest rows of `deploy_cpu.json` combine a lower precision with the `fast` settings. Their AP
+# costs do not simply add up: changes of a few tenths of a point are as large as the noise between
+# two nearly identical models on these scenes, and can even change sign:
 
 # %%
 summed = deployed["ov_int8"]["mask_AP_drop"] + deployed["fast"]["mask_AP_drop"]
 combined = deployed["ov_int8@fast"]["mask_AP_drop"]
 print(f"[results from deploy_cpu.json] mask AP drop: ov_int8 {deployed['ov_int8']['mask_AP_drop']:+.2f} + "
       f"fast {deployed['fast']['mask_AP_drop']:+.2f} = {summed:+.2f} points if they added up; ov_int8@fast measured {combined:+.2f}")
-print(f"speed-up: ov_int8 {deployed['ov_int8']['speedup']:.2f}x times fast {deployed['fast']['speedup']:.2f}x = "
-      f"{deployed['ov_int8']['speedup'] * deployed['fast']['speedup']:.2f}x; ov_int8@fast measured {deployed['ov_int8@fast']['speedup']:.2f}x")
 assert abs(combined - summed) > 0.25, "the drops do not add up"
-assert deployed["ov_int8@fast"]["speedup"] > max(deployed["ov_int8"]["speedup"], deployed["fast"]["speedup"]), "the speed-ups compound"
 
 # %% [markdown]
 # ## On a GPU
