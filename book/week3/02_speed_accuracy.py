@@ -17,7 +17,8 @@
 # settings one at a time, measures **latency and mask AP side by side**, and looks for the
 # variants that are worth it: the ones no other variant beats on both counts (the **Pareto
 # front**). We also look at what **quantization** does and why it helps so little here, and then
-# at **deployment**: the model exported to ONNX and OpenVINO, in FP32, bfloat16 and INT8.
+# at **deployment**: the model exported to ONNX and OpenVINO, in FP32, bfloat16 and INT8 with
+# calibration. The chapter ends with which variant to pick, and how to check that pick on your device.
 #
 # The table and plot below are read from a committed file, `course_lib/assets/results/bench_cpu.json`,
 # written by one run of
