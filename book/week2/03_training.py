@@ -451,6 +451,65 @@ assert coco_heads.coco_rows()[CLASSES.index("rider")] == coco_heads.coco_rows()[
 # pedestrians, largely from the two-wheeler underneath, instead of a person's whole appearance.
 
 # %% [markdown]
+# ## Training on several GPUs
+#
+# Data parallelism trains one copy of the model per GPU, each on its own share of every batch:
+# after the backward pass `DistributedDataParallel` averages the gradients over the processes, so
+# every copy takes the same optimizer step and the weights stay identical. PyTorch's launcher,
+# `torchrun`, starts the processes, on one machine or on several, and tells each where it stands
+# through environment variables: its rank among all processes (`RANK` of `WORLD_SIZE`), its GPU on
+# its own machine (`LOCAL_RANK`) and where rank 0 waits for the others (`MASTER_ADDR`, `MASTER_PORT`).
+# `python -m course_lib train` reads them (`course_lib.environment.process_place`), joins the group
+# (NCCL between GPUs, gloo between CPU processes), trains on `cuda:LOCAL_RANK`, and lets rank 0
+# alone write checkpoints, logs and weights. The Cityscapes command above, on one machine with
+# four GPUs, then on two such machines (run the same line on each, with its own `--node_rank`):
+#
+# ```bash
+# torchrun --standalone --nproc_per_node 4 -m course_lib train --data cityscapes --root /data/cityscapes \
+#     --scale 0.5 --augment --arch r50_fpn_v2 --weights DEFAULT --min-size 512 --max-size 1024 \
+#     --steps 6000 --batch-size 16 --lr 0.02 --warmup 500 --schedule step --workers 2 --out runs/cityscapes
+#
+# torchrun --nnodes 2 --node_rank 0 --nproc_per_node 4 --master_addr HOST_OF_NODE_0 --master_port 29500 \
+#     -m course_lib train ...   # the same options; --node_rank 1 on the second machine
+# ```
+#
+# On one machine, `--processes 4` in place of `torchrun` is a shortcut: the command starts the four
+# processes itself, gives each the variables `torchrun` would, and takes the same path (a test trains
+# two CPU processes both ways and checks that the weights come out identical). A checkpoint resumes with as many
+# processes as wrote it.
+#
+# **What scales.** The batch is split, not multiplied: `--batch-size` counts the images of one step
+# over all GPUs, so each GPU holds `batch-size / N`. A larger batch takes a larger learning rate by
+# the linear scaling rule (`course_lib.engine.settings`: the paper's rate, scaled with the images
+# per step) and fewer steps for the same number of epochs; the warm-up keeps the first steps of the
+# larger rate stable (Goyal et al., 2017). The cell below scales the single-GPU command above. The
+# R50-FPN normalises with BatchNorm, whose statistics each process would otherwise take from its
+# own few images: with several processes `train` turns it into `SyncBatchNorm` (above), so the
+# statistics are those of the whole batch.
+
+# %%
+from course_lib.engine.settings import PAPER_BATCH, PAPER_LR
+
+SINGLE_GPU_BATCH, SINGLE_GPU_STEPS = 8, 12000  # the Cityscapes command for one GPU, above
+IMAGES_PER_GPU = 4  # this table's share per GPU: with four GPUs, the paper's batch of 16
+TORCHRUN_GPUS, TORCHRUN_BATCH, TORCHRUN_LR, TORCHRUN_STEPS = 4, 16, 0.02, 6000  # the torchrun command above
+
+
+def scaled_command(gpus: int) -> tuple[int, float, int]:
+    """(--batch-size, --lr, --steps) on ``gpus`` GPUs: the images of a step, the rate scaled with them, the same epochs."""
+    batch = max(SINGLE_GPU_BATCH, gpus * IMAGES_PER_GPU)
+    return batch, PAPER_LR * batch / PAPER_BATCH, SINGLE_GPU_STEPS * SINGLE_GPU_BATCH // batch
+
+
+print(f"{'GPUs':>5} {'--batch-size':>13} {'--lr':>7} {'--steps':>8}  (lr = {PAPER_LR} x batch / {PAPER_BATCH})")
+for gpus in (1, 2, 4, 8):
+    batch, lr, steps = scaled_command(gpus)
+    print(f"{gpus:>5} {batch:>13} {lr:>7g} {steps:>8}")
+batch, lr, steps = scaled_command(TORCHRUN_GPUS)
+assert (batch, steps) == (TORCHRUN_BATCH, TORCHRUN_STEPS) and math.isclose(lr, TORCHRUN_LR), "the torchrun command is the scaled one"
+
+
+# %% [markdown]
 # ## Exercises
 #
 # Each exercise asks for one small function and checks it on hand-picked and generated cases:
@@ -525,61 +584,3 @@ exercises.check("repeat_factors", image_repeat_factors)
 # :pyobject: image_repeat_factors
 # ```
 # ````
-
-# %% [markdown]
-# ## Training on several GPUs
-#
-# Data parallelism trains one copy of the model per GPU, each on its own share of every batch:
-# after the backward pass `DistributedDataParallel` averages the gradients over the processes, so
-# every copy takes the same optimizer step and the weights stay identical. PyTorch's launcher,
-# `torchrun`, starts the processes, on one machine or on several, and tells each where it stands
-# through environment variables: its rank among all processes (`RANK` of `WORLD_SIZE`), its GPU on
-# its own machine (`LOCAL_RANK`) and where rank 0 waits for the others (`MASTER_ADDR`, `MASTER_PORT`).
-# `python -m course_lib train` reads them (`course_lib.environment.process_place`), joins the group
-# (NCCL between GPUs, gloo between CPU processes), trains on `cuda:LOCAL_RANK`, and lets rank 0
-# alone write checkpoints, logs and weights. The Cityscapes command above, on one machine with
-# four GPUs, then on two such machines (run the same line on each, with its own `--node_rank`):
-#
-# ```bash
-# torchrun --standalone --nproc_per_node 4 -m course_lib train --data cityscapes --root /data/cityscapes \
-#     --scale 0.5 --augment --arch r50_fpn_v2 --weights DEFAULT --min-size 512 --max-size 1024 \
-#     --steps 6000 --batch-size 16 --lr 0.02 --warmup 500 --schedule step --workers 2 --out runs/cityscapes
-#
-# torchrun --nnodes 2 --node_rank 0 --nproc_per_node 4 --master_addr HOST_OF_NODE_0 --master_port 29500 \
-#     -m course_lib train ...   # the same options; --node_rank 1 on the second machine
-# ```
-#
-# On one machine, `--processes 4` in place of `torchrun` is a shortcut: the command starts the four
-# processes itself, gives each the variables `torchrun` would, and takes the same path (a test trains
-# two CPU processes both ways and checks that the weights come out identical). A checkpoint resumes with as many
-# processes as wrote it.
-#
-# **What scales.** The batch is split, not multiplied: `--batch-size` counts the images of one step
-# over all GPUs, so each GPU holds `batch-size / N`. A larger batch takes a larger learning rate by
-# the linear scaling rule (`course_lib.engine.settings`: the paper's rate, scaled with the images
-# per step) and fewer steps for the same number of epochs; the warm-up keeps the first steps of the
-# larger rate stable (Goyal et al., 2017). The cell below scales the single-GPU command above. The
-# R50-FPN normalises with BatchNorm, whose statistics each process would otherwise take from its
-# own few images: with several processes `train` turns it into `SyncBatchNorm` (above), so the
-# statistics are those of the whole batch.
-
-# %%
-from course_lib.engine.settings import PAPER_BATCH, PAPER_LR
-
-SINGLE_GPU_BATCH, SINGLE_GPU_STEPS = 8, 12000  # the Cityscapes command for one GPU, above
-IMAGES_PER_GPU = 4  # this table's share per GPU: with four GPUs, the paper's batch of 16
-TORCHRUN_GPUS, TORCHRUN_BATCH, TORCHRUN_LR, TORCHRUN_STEPS = 4, 16, 0.02, 6000  # the torchrun command above
-
-
-def scaled_command(gpus: int) -> tuple[int, float, int]:
-    """(--batch-size, --lr, --steps) on ``gpus`` GPUs: the images of a step, the rate scaled with them, the same epochs."""
-    batch = max(SINGLE_GPU_BATCH, gpus * IMAGES_PER_GPU)
-    return batch, PAPER_LR * batch / PAPER_BATCH, SINGLE_GPU_STEPS * SINGLE_GPU_BATCH // batch
-
-
-print(f"{'GPUs':>5} {'--batch-size':>13} {'--lr':>7} {'--steps':>8}  (lr = {PAPER_LR} x batch / {PAPER_BATCH})")
-for gpus in (1, 2, 4, 8):
-    batch, lr, steps = scaled_command(gpus)
-    print(f"{gpus:>5} {batch:>13} {lr:>7g} {steps:>8}")
-batch, lr, steps = scaled_command(TORCHRUN_GPUS)
-assert (batch, steps) == (TORCHRUN_BATCH, TORCHRUN_STEPS) and math.isclose(lr, TORCHRUN_LR), "the torchrun command is the scaled one"
