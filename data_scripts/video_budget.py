@@ -93,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "versions": bench["versions"],  # the last row's: it ran the runtimes too
         "clip": {"frames": args.frames, "size": [256, 512], "seed": args.seed, "fps": 25},
-        "accounting": bench["accounting"],
         "mask_AP_source": "deploy_cpu.json: held-out ToyCity scenes at 128x256, the size the model sees these frames at",
         "rows": rows,
         **load,

@@ -161,7 +161,7 @@ before, after = video_budget["rows"][0], video_budget["rows"][-1]
 print(f"\n{'ms per frame':<12}{'before':>8}{'after':>8}")
 for old, new in zip(before["budget"]["stages"], after["budget"]["stages"]):
     print(f"{old['stage']:<12}{old['ms_per_frame']:>8.1f}{new['ms_per_frame']:>8.1f}")
-print(video_budget["accounting"])
+print(after["budget"]["accounting"])
 assert [row["stage"] for row in before["budget"]["stages"]] == list(pipeline.STAGES)
 assert after["fps"] > before["fps"] and after["command_s"] < video_budget["rows"][2]["command_s"]
 model_share = {row["name"]: next(s["share"] for s in row["budget"]["stages"] if s["stage"] == "model") for row in (before, after)}

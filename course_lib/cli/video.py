@@ -170,7 +170,6 @@ def _bench_record(settings: VideoSettings, description: str, size: tuple[int, in
         "frame_size": list(size),
         "settings": dataclasses.asdict(settings),
         "export_cache": cache,
-        "accounting": pipeline.__doc__.split("\n\n")[1].replace("\n", " "),
         "budget": budget.as_dict(),
         "command_s": command_s,
         **timing.checked_load(load_before, force),

@@ -5,11 +5,7 @@ and encoder (C++ code that releases Python's GIL) work while the model runs on t
 main thread preprocesses, runs the model, pastes its masks, tracks and draws, one frame after the
 other. ``serial=True`` runs everything on the main thread, one stage after another.
 
-The :class:`Budget` accounts serially, per thread: every stage's seconds are summed over frames on
-the thread that ran it. Serial, the seven stages add up to the wall time. Streaming, the main
-thread's five stages plus its waiting (for a decoded frame, for room in the encoder's queue, for
-the encoder to finish) add up to the wall time, and decode and encode are counted as the busy time
-of their own threads, overlapped with it.
+The :class:`Budget` says where the time went, accounted as :data:`ACCOUNTING` says.
 """
 
 from __future__ import annotations
@@ -35,6 +31,12 @@ from course_lib.utils import timing
 STAGES = ("decode", "preprocess", "model", "paste", "track", "draw", "encode")
 #: The stages that run on their own threads when streaming.
 WORKER_STAGES = ("decode", "encode")
+#: How the budget counts threads that overlap.
+ACCOUNTING = ("Serial accounting, per thread: each stage's seconds are summed over frames on the thread that ran it. "
+              "Serial, the seven stages add up to the wall time. Streaming, the main thread's five stages (preprocess, "
+              "model, paste, track, draw) plus its waiting (for a decoded frame, for room in the encoder's queue, for the "
+              "encoder to finish) add up to the wall time; decode and encode are the busy time of their own threads, "
+              "overlapped with it.")
 #: Frames each queue holds: enough to absorb a slow frame, few enough to keep memory flat.
 QUEUE_FRAMES = 4
 
@@ -98,7 +100,7 @@ class Budget:
     serial: bool
 
     def accounted_s(self) -> float:
-        """The seconds that add up to :attr:`wall_s` (see the module docstring)."""
+        """The seconds that add up to :attr:`wall_s` (:data:`ACCOUNTING`)."""
         if self.serial:
             return sum(self.seconds[stage] for stage in STAGES)
         return sum(s for stage, s in self.seconds.items() if stage not in WORKER_STAGES)
@@ -112,7 +114,8 @@ class Budget:
 
     def as_dict(self) -> dict:
         return {"frames": self.frames, "wall_s": self.wall_s, "fps": self.frames / self.wall_s,
-                "pipeline": "serial" if self.serial else "streaming", "accounted_s": self.accounted_s(), "stages": self.rows()}
+                "pipeline": "serial" if self.serial else "streaming", "accounted_s": self.accounted_s(), "accounting": ACCOUNTING,
+                "stages": self.rows()}
 
     def table(self) -> str:
         """The budget as lines of text, one per stage, then the frame rate."""
