@@ -185,6 +185,10 @@ def test_a_second_run_reuses_the_cached_export_and_any_change_misses(tmp_path, u
     again, hit = cached_predictor(model, ort, (64, 128), None, 0, tmp_path)
     assert hit and len(counted_exports) == 1, "a second run loads the cached file: no second export"
     torch.testing.assert_close(again([image])[0]["scores"], first([image])[0]["scores"])
+    (doubled,) = again.detect_frames([np.zeros((128, 256, 3), np.uint8)], pipeline.StageClock())  # resized, pasted back
+    assert doubled["masks"].shape[-2:] == (128, 256)
+    with pytest.raises(BadInput, match="squashed"):
+        again.detect_frames([np.zeros((100, 100, 3), np.uint8)], pipeline.StageClock())
     for changed in [dict(variant=ort, size=(96, 128)), dict(variant=variants.parse("ort@det_20"), size=(64, 128))]:
         exports = len(counted_exports)
         assert not cached_predictor(model, changed["variant"], changed["size"], None, 0, tmp_path)[1]

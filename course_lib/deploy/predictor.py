@@ -90,6 +90,9 @@ class RuntimePredictor:
         size = tuple(self.metadata["input_size"])
         results = []
         for frame in frames:
+            if abs(frame.shape[0] * size[1] / frame.shape[1] - size[0]) > 1:  # more than the rounding of a resize
+                raise BadInput(f"this export takes {size[0]}x{size[1]} images, and {frame.shape[0]}x{frame.shape[1]} frames "
+                               "would be squashed into it: export for the frames' shape (--size HxW)")
             with clock("preprocess"):
                 image = torch.from_numpy(frame).permute(2, 0, 1).float().div_(255)
                 if tuple(image.shape[-2:]) != size:
