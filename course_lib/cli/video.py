@@ -78,7 +78,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     command_s = time.perf_counter() - started
     print("wrote", path)
     print(budget.table())
-    print(f"whole command: {command_s:.1f} s ({command_s - budget.wall_s:.1f} s before the first frame: model, "
+    print(f"whole command: {command_s:.1f} s ({command_s - budget.wall_s:.1f} s outside the pipeline: start-up, model, "
           f"{'cached export' if cache == 'hit' else 'export and calibration' if cache == 'miss' else 'no export'})")
     if args.bench:
         record = _bench_record(settings, description, first.shape[:2], budget, command_s, cache, load_before, args.force_loaded)
