@@ -60,7 +60,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     description, cache = f"{args.model} model, variant {variant.name}", None
     if settings.runtime:
         predictor, description, cache = _exported(model, settings, variant, first.shape[:2])
-        detect, batch_size, applied = predictor.detect_frames, 1, contextlib.nullcontext()
+        detect, batch_size, applied = predictor.detect_frames, 1, _torch_on_one_thread()
     else:
         variant = _one_threshold(model, variant, settings.min_score, exported=False)
         detect, batch_size, applied = pipeline.eager_detector(model), settings.batch_size or variant.batch_size, eager.apply(model, variant)
@@ -84,6 +84,22 @@ def cli(argv: Sequence[str] | None = None) -> int:
         record = _bench_record(settings, description, first.shape[:2], budget, command_s, cache, load_before, args.force_loaded)
         print("wrote", atomic.write_json(args.bench, record))
     return 0
+
+
+@contextlib.contextmanager
+def _torch_on_one_thread() -> Iterator[None]:
+    """torch on one thread inside (the exported model's runtime keeps the threads it was compiled with).
+
+    The torch work around an exported model (resize, paste, tracking, drawing) is small, and torch's
+    OpenMP threads, spinning while they wait for work, would take the cores from the runtime's own
+    worker threads: on two cores that made every torch stage several times slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _seconds_since_process_start() -> float:
