@@ -236,3 +236,24 @@ def test_an_export_at_the_trained_size_pasted_at_the_frames_matches_the_eager_mo
     assert torch.equal(output["labels"], reference["labels"])
     torch.testing.assert_close(output["boxes"], reference["boxes"], atol=0.05, rtol=0)
     assert ((output["masks"] > 0.5) != (reference["masks"] > 0.5)).float().mean() < 1e-3
+
+
+@needs_deploy
+def test_video_runtime_exports_once_then_runs_from_the_cache_with_torch_on_one_thread(tmp_path, small_model, monkeypatch,
+                                                                                        frames, capsys, counted_exports):
+    monkeypatch.setenv("COURSE_EXPORT_CACHE", str(tmp_path / "cache"))
+    clip_path = video_io.write_mp4(frames[:3], tmp_path / "clip.mp4", 10)
+    threads_inside, real_run = [], pipeline.run
+    monkeypatch.setattr(pipeline, "run", lambda *args, **kwargs: threads_inside.append(torch.get_num_threads()) or real_run(*args, **kwargs))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for out in ("first.mp4", "second.mp4"):
+            assert main(["video", str(clip_path), str(tmp_path / out), "--track", "--runtime", "ort"]) == 0
+        assert torch.get_num_threads() == 2, "restored after the run"
+    finally:
+        torch.set_num_threads(threads)
+    printed = capsys.readouterr().out
+    assert len(counted_exports) == 1 and "(exported now, cached)" in printed and "(cached)" in printed
+    assert threads_inside == [1, 1]  # torch's threads would spin against the runtime's
+    assert video_io.count_frames(tmp_path / "second.mp4") == 3
