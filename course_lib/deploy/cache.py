@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -53,14 +54,9 @@ def cache_key(model: MaskRCNN, variant: variants.DeployVariant, size: tuple[int,
 
 
 def _versions() -> dict[str, str]:
-    """The versions of what writes an export: a new one may write it differently."""
-    import nncf
-    import onnx
-    import openvino
-    import torchvision
-
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "onnx": onnx.__version__,
-            "openvino": openvino.__version__, "nncf": nncf.__version__}
+    """The versions of what writes an export: a new one may write it differently (read from the installed
+    packages' metadata: importing NNCF and ONNX to ask them would take longer than loading a cached export)."""
+    return {package: importlib.metadata.version(package) for package in ("torch", "torchvision", "onnx", "openvino", "nncf")}
 
 
 def _entry_folder(root: Path, key: dict) -> Path:
