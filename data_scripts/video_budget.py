@@ -13,7 +13,8 @@ so that its whole-command time includes Python's start-up as a learner's does. T
 * ``ov_int8@fast, cached, serial`` and ``ov_int8@fast, cached, streaming``: the same, from the cache.
 
 Each row's mask AP is that of its settings on the held-out ToyCity split at the size the model sees
-these frames at (128 x 256), read from ``deploy_cpu.json`` (``baseline`` and ``ov_int8@fast``). The
+these frames at (128 x 256), read from ``deploy_cpu.json`` (``baseline`` and ``ov_int8@fast``, calibrated
+on the same ToyCity training scenes: ``--calibration`` is set to that file's). The
 file records the machine, its load before and after, and refuses a busy machine (``--force-loaded``).
 """
 
@@ -67,13 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force-loaded", action="store_true", help="write the file even if the machine is busy (recorded)")
     args = parser.parse_args(argv)
     load_before = load_average_1min()
-    deploy = {row["name"]: row for row in load_results("deploy_cpu.json")["variants"]}
+    deploy_file = load_results("deploy_cpu.json")
+    deploy = {row["name"]: row for row in deploy_file["variants"]}
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         clip_path = write_mp4((image for image, _ in clip(args.seed, args.frames, 256, 512)), workdir / "clip.mp4", 25)
         for name, options, ap_row in ROWS:
-            bench = run_row(clip_path, options, workdir / "cache", workdir)
+            calibration = ["--calibration", str(deploy_file["calibration_images"])] if "--runtime" in options else []
+            bench = run_row(clip_path, options + calibration, workdir / "cache", workdir)  # calibrated as deploy_cpu.json's
             rows.append({"name": name, "options": options, "mask_AP": deploy[ap_row]["mask_AP"], "mask_AP_from": ap_row,
                          "fps": bench["budget"]["fps"], "command_s": bench["command_s"], "export_cache": bench["export_cache"],
                          "budget": bench["budget"], "load_average_1min": bench["load_average_1min"]})
