@@ -1,23 +1,31 @@
-"""Where the course runs and what its results come from: device, fast mode, seeding, banner.
+"""Where the course runs and what its results come from: device, fast mode, seeding, banner, data folders.
 
-``COURSE_FAST=1`` (set by the test suite and CI) shrinks image sizes and iteration counts so every
-notebook runs in seconds on a 2-core CPU. Without it, notebooks run what a learner should see.
-``COURSE_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``) overrides the automatic device choice.
+Every environment variable the library reads is read here (``tests/test_environment.py`` checks):
+
+* ``COURSE_FAST=1`` (set by the test suite and CI) shrinks image sizes and iteration counts so every
+  notebook runs in seconds on a 2-core CPU. Without it, notebooks run what a learner should see.
+* ``COURSE_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``) overrides the automatic device choice.
+* ``COURSE_OFFLINE=1`` keeps the chapters on the ToyCity model even where COCO weights could be downloaded.
+* ``CITYSCAPES_DATASET``: the Cityscapes folder (``leftImg8bit/``, ``gtFine/``).
+* ``COURSE_SAMPLE_VIDEO``: OpenCV's ``vtest.avi``, where ``make vtest`` did not put it.
+* ``TORCH_HOME`` is torch hub's (the weights cache), read by torch itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import platform
 import random
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from course_lib.errors import DeviceUnavailable
+from course_lib.errors import BadInput, DeviceUnavailable
 
 T = TypeVar("T")
 
@@ -98,13 +106,59 @@ def print_banner(model: str, data: str, recorded: dict | None = None, source: st
     return line
 
 
-def cityscapes_root() -> Path | None:
-    """The Cityscapes folder named by ``CITYSCAPES_DATASET`` if it holds ``leftImg8bit`` and ``gtFine``."""
+def offline() -> bool:
+    """True when ``COURSE_OFFLINE=1``: the chapters use the ToyCity model, never downloaded weights."""
+    return os.environ.get("COURSE_OFFLINE", "0") == "1"
+
+
+def cityscapes_folder() -> Path | None:
+    """The folder ``CITYSCAPES_DATASET`` names (``~`` expanded), complete or not; None when it is unset."""
     root = os.environ.get("CITYSCAPES_DATASET")
-    if not root:
+    return Path(root).expanduser() if root else None
+
+
+def cityscapes_root() -> Path | None:
+    """:func:`cityscapes_folder` if it holds ``leftImg8bit`` and ``gtFine``, else None."""
+    path = cityscapes_folder()
+    return path if path is not None and (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir() else None
+
+
+#: OpenCV's sample street video (real pedestrians, 768x576), as Debian's ``opencv-doc`` installs it.
+SAMPLE_VIDEO = Path("usr/share/doc/opencv-doc/examples/data/vtest.avi")
+#: Where ``make vtest`` unpacks ``opencv-doc``: ``.cache/`` of the checkout (course_lib/ -> its root).
+SAMPLE_VIDEO_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "opencv-doc"
+
+
+def sample_video_candidates() -> list[Path]:
+    """Where OpenCV's ``vtest.avi`` may be, first choice first: ``$COURSE_SAMPLE_VIDEO``, the
+    checkout's ``.cache/opencv-doc`` (``make vtest`` puts it there), the installed ``opencv-doc``."""
+    chosen = os.environ.get("COURSE_SAMPLE_VIDEO")
+    defaults = [SAMPLE_VIDEO_CACHE / SAMPLE_VIDEO, Path("/") / SAMPLE_VIDEO]
+    return [Path(chosen).expanduser(), *defaults] if chosen else defaults
+
+
+class CpuInfo(NamedTuple):
+    """What ``/proc/cpuinfo`` says of the first CPU: its ``model`` name and its ISA ``flags``."""
+
+    model: str
+    flags: frozenset[str]
+
+
+def cpu_info(path: str = "/proc/cpuinfo") -> CpuInfo | None:
+    """The CPU's model name and flags from ``path`` (Linux's ``/proc/cpuinfo``); None where there is no such file.
+
+    Only the first processor's block is read: every core of one machine reports the same. A block
+    without a ``model name`` line (some ARM kernels) gives ``platform.processor()`` or the machine type.
+    """
+    try:
+        with open(path) as f:
+            first_block = f.read().split("\n\n", 1)[0]
+    except OSError:
         return None
-    path = Path(root).expanduser()
-    return path if (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir() else None
+    fields = dict(line.split(":", 1) for line in first_block.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    return CpuInfo(model, frozenset(fields.get("flags", fields.get("Features", "")).split()))
 
 
 def export_cache_dir() -> Path:
@@ -116,9 +170,50 @@ def export_cache_dir() -> Path:
 
 def cpu_has_bf16_units() -> bool | None:
     """Whether the CPU computes bfloat16 natively (AMX or AVX512-BF16 flags); None if unknown (not Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
+    info = cpu_info()
+    return None if info is None else bool({"amx_bf16", "avx512_bf16"} & info.flags)
+
+
+#: The variables by which ``torchrun`` (and ``--processes``) place a training process in its group.
+PROCESS_GROUP_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessPlace:
+    """Where a launcher put this process: its ``rank`` of ``world_size`` in all, ``local_rank`` on its machine
+    (its GPU), and rank 0's ``master_addr:master_port``, where the processes meet (``env://`` rendezvous)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+
+
+def process_place() -> ProcessPlace | None:
+    """This process's :class:`ProcessPlace` from ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+    ``MASTER_PORT``; None when none is set (not launched). Refuses a partial or inconsistent set in one line."""
+    values = {name: os.environ.get(name, "") for name in PROCESS_GROUP_VARIABLES}
+    if not any(values.values()):
         return None
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise BadInput(f"{', '.join(missing)} not set while {', '.join(n for n in values if n not in missing)} are: start "
+                       "the training processes with torchrun (it sets all five), or unset them")
+    numbers = {}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):
+        try:
+            numbers[name] = int(values[name])
+        except ValueError:
+            raise BadInput(f"{name}={values[name]} is not a whole number: start the training processes with torchrun") from None
+    if not 0 <= numbers["RANK"] < numbers["WORLD_SIZE"] or numbers["LOCAL_RANK"] < 0 or not 0 < numbers["MASTER_PORT"] < 65536:
+        raise BadInput(f"RANK={numbers['RANK']}, WORLD_SIZE={numbers['WORLD_SIZE']}, LOCAL_RANK={numbers['LOCAL_RANK']}, "
+                       f"MASTER_PORT={numbers['MASTER_PORT']} do not go together (0 <= RANK < WORLD_SIZE, a port 1-65535): "
+                       "start the training processes with torchrun")
+    return ProcessPlace(numbers["RANK"], numbers["WORLD_SIZE"], numbers["LOCAL_RANK"], values["MASTER_ADDR"], numbers["MASTER_PORT"])
+
+
+def set_process_place(place: ProcessPlace) -> None:
+    """Set this process's launcher variables as ``torchrun`` would (``--processes`` starts its workers so)."""
+    os.environ.update(RANK=str(place.rank), WORLD_SIZE=str(place.world_size), LOCAL_RANK=str(place.local_rank),
+                      MASTER_ADDR=place.master_addr, MASTER_PORT=str(place.master_port))

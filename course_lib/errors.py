@@ -23,6 +23,10 @@ class MissingData(UserError, FileNotFoundError):
     """A dataset, input file or folder that is absent or incomplete."""
 
 
+class MissingPackage(UserError, ImportError):
+    """An optional package a command needs is not installed (the message names the pip command)."""
+
+
 class WouldOverwrite(UserError, FileExistsError):
     """Writing the output would replace the input or the results of an earlier run."""
 

@@ -25,6 +25,17 @@ def load_results(name: str = "bench_cpu.json") -> dict:
     return json.loads(path.read_text())
 
 
+def load_text(results: dict) -> str:
+    """The load average a results file's timing ran under, in words: from the record of
+    :func:`course_lib.utils.timing.checked_load` (``load_average_1min`` ``{before, after}``, ``cores``,
+    ``forced_under_load``), or from the older record of one number read at the end and ``cpu_count``."""
+    load = results["load_average_1min"]
+    if isinstance(load, dict):
+        forced = " (written under load with --force-loaded)" if results["forced_under_load"] else ""
+        return f"load average {load['before']:.2f} before, {load['after']:.2f} after, on {results['cores']} cores{forced}"
+    return f"load average {load:.2f} at the end, on {results['cpu_count']} cores"
+
+
 def results_table(results: dict) -> str:
     """A Markdown table of the variants (latency, FPS, speed-up, mask AP and its drop)."""
     evaluated = "mask_AP" in results["variants"][0]

@@ -7,10 +7,10 @@ Timing only: the model has random weights (seed 0), so nothing is known of its a
 class scores pass any score threshold and would fill torchvision's cap of 100 detections, so the cap is
 set to a realistic ``--detections`` (20: about what a Cityscapes street holds). Images are
 ``--size`` x ``2 * --size`` (Cityscapes' 1:2 frame; 1024 x 2048 is its full resolution), and the
-model's transform keeps them at that size. Needs only torch and torchvision (no internet, no
-TensorRT). Every variant is a separate copy of the model; each round runs every variant once on the
-same image batch, in an order that rotates, with the device synchronised around each call, so
-``speedup`` (the median over rounds of FP32's time / the variant's) pairs calls made moments apart.
+model's transform keeps them at that size. Needs torch, torchvision and course_lib's timing toolkit (no
+internet, no TensorRT). Every variant is a separate copy of the model; each round runs every variant
+once on the same image batch, in an order that rotates, with the device synchronised around each call
+(:func:`course_lib.utils.timing.interleaved`), so ``speedup`` (the median over rounds of FP32's time / the variant's) pairs calls made moments apart.
 ``torch.compile`` compiles the backbone only (the RPN and heads have data-dependent shapes); its
 compile time is reported as ``warmup_s``. A variant that fails is listed under ``skipped`` with its error.
 """
@@ -18,22 +18,17 @@ compile time is reported as ``warmup_s``. A variant that fails is listed under `
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import datetime
-import json
-import os
-import platform
-import statistics
 import sys
-import time
-from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torchvision
 from torch import nn
+
+from course_lib.errors import BadInput, MachineBusy
+from course_lib.results import results_table, save_results
+from course_lib.utils import timing
 
 #: name -> (what it does, needs CUDA)
 VARIANTS = {
@@ -78,29 +73,6 @@ def make_variant(name: str, model: nn.Module, device: torch.device) -> Callable[
     return run
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(run: Callable, images: list[torch.Tensor], device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    run(images)
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    name = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    return f"cpu: {name} ({os.cpu_count()} logical cores, {torch.get_num_threads()} threads)"
-
-
 def benchmark(device: torch.device, size: int = 1024, detections: int = 20, batch: int = 1, warmup: int = 5,
               repeats: int = 30, names: list[str] | None = None) -> dict:
     """Time every variant of ``names`` (default: all that ``device`` runs) interleaved; a JSON-ready dict."""
@@ -108,53 +80,36 @@ def benchmark(device: torch.device, size: int = 1024, detections: int = 20, batc
     model = build_model(size, detections, device)
     generator = torch.Generator().manual_seed(0)
     images = [torch.rand(3, size, 2 * size, generator=generator).to(device) for _ in range(batch)]
-    runs, warmup_s, skipped = {}, {}, {}
+    runs, first_call_s, skipped = {}, {}, {}
     for name in names or list(VARIANTS):
         if VARIANTS[name][1] and device.type != "cuda":
             skipped[name] = "needs a CUDA GPU"
             continue
         try:
             run = make_variant(name, model, device)
-            start = time.perf_counter()
-            for _ in range(warmup):
+            with timing.Stopwatch(device) as first_call:  # a variant this torch/GPU cannot run fails here
                 run(images)
-            synchronize(device)
-            warmup_s[name] = time.perf_counter() - start
-            runs[name] = run
-        except Exception as error:  # a variant this torch/GPU cannot run: say why, time the others
+            runs[name], first_call_s[name] = run, first_call.seconds
+        except Exception as error:  # say why, time the others
             skipped[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    if not runs:
+        raise BadInput(f"no variant runs on {device}: " + "; ".join(f"{name}: {why}" for name, why in skipped.items()))
+    calls = {name: (lambda index, run=run: len(run(images))) for name, run in runs.items()}
+    rounds = timing.interleaved(calls, device, max(warmup - 1, 0), repeats)  # the first call was a warm-up call
     order = list(runs)
-    times = {name: [] for name in order}
-    for round_index in range(repeats):
-        shift = round_index % len(order)
-        for name in order[shift:] + order[:shift]:
-            times[name].append(timed(runs[name], images, device) / batch)
-    reference = times[order[0]]
-    rows = [{
-        "name": name, "description": VARIANTS[name][0],
-        "median_ms": 1e3 * statistics.median(t), "p90_ms": 1e3 * float(np.percentile(t, 90)),
-        "fps": 1.0 / statistics.median(t), "speedup": statistics.median(r / v for r, v in zip(reference, t)),
-        "warmup_s": warmup_s[name],
-    } for name, t in times.items()]
+    seconds = {name: [s / batch for s in rounds.seconds[name]] for name in order}
+    rows = [{"name": name, "description": VARIANTS[name][0], **timing.summary(t).row(),
+             "speedup": timing.paired_speedup(seconds[order[0]], t),
+             "warmup_s": first_call_s[name] + rounds.warmup_s[name]}  # torch.compile's compile time included
+            for name, t in seconds.items()]
     return {
         "what": f"maskrcnn_resnet50_fpn_v2 with random weights (timing only, accuracy unknown), {detections} detections "
                 f"per image, {size}x{2 * size} inputs, batch {batch}",
-        "device": device_name(device),
-        "torch": torch.__version__, "torchvision": torchvision.__version__,
-        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python " + " ".join(sys.argv) if sys.argv and sys.argv[0].endswith("bench_gpu.py") else None,
+        **timing.machine_record(device),
         "timing": f"interleaved rounds, device synchronised around each call; speedup = median over rounds of {order[0]} / variant",
         "reference": order[0],
         "warmup": warmup, "repeats": repeats, "variants": rows, "skipped": skipped,
     }
-
-
-def table(results: dict) -> str:
-    lines = [f"| variant | what changes | median ms | p90 ms | FPS | speed-up vs {results['reference']} |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['name']} | {r['description']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['fps']:.1f} | {r['speedup']:.2f}x |"
-              for r in results["variants"]]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--out", required=True, help="where to write the results JSON")
+    parser.add_argument("--force-loaded", action="store_true",
+                        help="write --out even when the CPU's load average exceeds its core count (recorded in the file)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -177,17 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown variants {unknown}; choose from {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
-    results = benchmark(device, args.size, args.detections, args.batch, args.warmup, args.repeats, names)
+    load_before = timing.load_average_1min()
+    try:
+        results = benchmark(device, args.size, args.detections, args.batch, args.warmup, args.repeats, names)
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(results["what"], "|", results["device"])
-    print(table(results))
+    print(results_table(results))
     for name, reason in results["skipped"].items():
         print(f"skipped {name}: {reason}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial")
-    partial.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(partial, out)
-    print("wrote", out)
+    try:
+        recorded = {**results, **timing.machine_record(device, load_before, args.force_loaded)}
+    except MachineBusy as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("wrote", save_results(recorded, args.out))
     return 0
 
 

@@ -15,7 +15,6 @@ about 10 trains; 500 hold about 60, enough to tell a few points apart.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 
 from course_lib import environment, zoo
 from course_lib.data.toycity import HELD_OUT_SEED, ToyCityDataset
-from course_lib.utils.timing import device_name
+from course_lib.utils import timing
 from course_lib.evaluation.inference import inference_on_dataset
 from course_lib.evaluation.coco_eval import coco_metrics
 
@@ -90,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
               + f" {r['mean_segm_AP']:>6.3f} {r[f'mean_{args.rare_class}_segm_AP']:>9.3f}")
     if args.out:
         table = {"what": "ToyCity training runs: pycocotools mask AP on larger held-out splits (data_scripts/compare_toycity_runs.py)",
-                 "command": "python data_scripts/compare_toycity_runs.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                 "evaluated_on": device_name(torch.device("cpu")),
-                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                 **timing.machine_record(torch.device("cpu"), command="python data_scripts/compare_toycity_runs.py "
+                                         + " ".join(sys.argv[1:] if argv is None else argv)),
+                 "evaluated_on": timing.device_name(torch.device("cpu")),  # the name the appendix reads
                  "length": args.length, "data_seeds": args.data_seeds, "runs": rows}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(table, indent=1) + "\n")

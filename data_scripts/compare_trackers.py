@@ -16,33 +16,30 @@ walking behind traffic). Every tracker gets the same detections of each clip, fr
 
 Scores are TrackEval's (MOTSChallenge: HOTA, DetA, AssA, IDF1, IDSW) combined over all clips and
 classes, on the masks each tracker reports; time is ``update`` alone per frame, trackers taking
-turns frame by frame (:func:`course_lib.tracking.trackers.compare`). The script prints the table and, with
+turns frame by frame; flicker is the mean change of a track's box-aligned mask between consecutive frames
+(:func:`course_lib.tracking.track_metrics.compare_trackers`). The script prints the table and, with
 ``--out``, writes it as JSON with the machine, threads, versions, date and this command.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
 import sys
 import tempfile
 from importlib.metadata import version
-from pathlib import Path
 
 import torch
 
 from course_lib import environment, zoo
 from course_lib.data.toycity import clip
-from course_lib.utils.timing import checked_load, device_name, load_average_1min
+from course_lib.utils import atomic, timing
 from course_lib.errors import MachineBusy
-from course_lib.tracking.track_metrics import noisy_detections
+from course_lib.tracking.track_metrics import compare_trackers, noisy_detections
 from course_lib.tracking.annotate import predict_frames
-from course_lib.tracking.trackers import TRACKERS, compare
+from course_lib.tracking.trackers import AGAINST_THE_FIELD, TRACKERS
 
 DEFAULT_CLIPS = ["0:0.5", "1:0.5", "2:0.5", "3:0.5", "4:0.9", "5:0.9", "6:0.9", "7:0.9"]
-COLUMNS = ("HOTA", "DetA", "AssA", "IDF1", "IDSW", "ms_per_frame")
+COLUMNS = ("HOTA", "DetA", "AssA", "IDF1", "IDSW", "ms_per_frame", "flicker")
 
 
 def parse_clip(spec: str) -> tuple[int, float]:
@@ -61,14 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--min-score", type=float, default=0.1, help="lowest model score passed to the trackers")
-    parser.add_argument("--trackers", nargs="+", default=list(TRACKERS), choices=TRACKERS)
+    parser.add_argument("--trackers", nargs="+", default=list(AGAINST_THE_FIELD), choices=TRACKERS,
+                        help="trackers by name (course_lib.tracking.trackers.TRACKERS)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="write the table as JSON to this file")
     parser.add_argument("--force-loaded", action="store_true",
                         help="write --out even when the load average exceeds the core count (recorded in the file)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    load_before = load_average_1min()
+    load_before = timing.load_average_1min()
 
     clips = {f"seed{seed}_occlusion{occlusion}": clip(seed, args.frames, args.height, args.width, fps=args.fps,
                                                        occlusion=occlusion)
@@ -84,40 +82,34 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for source, detections in sources.items():
         with tempfile.TemporaryDirectory() as workdir:
-            results[source] = compare(args.trackers, targets, detections, workdir, frame_rate=args.fps)
+            results[source] = compare_trackers(args.trackers, targets, detections, workdir, frame_rate=args.fps)
         environment.print_banner("ToyCity model (zoo.load('toycity'))" if source == "model" else "none (perturbed ground truth)",
                              f"{len(clips)} ToyCity clips of {args.frames} frames at {args.height}x{args.width}, {args.fps:g} fps")
-        print(f"{'tracker':<10}" + "".join(f"{c:>14}" for c in COLUMNS))
+        print(f"{'tracker':<14}" + "".join(f"{c:>14}" for c in COLUMNS))
         for name, row in results[source].items():
-            print(f"{name:<10}" + "".join(f"{row[c]:>14.0f}" if c == "IDSW" else f"{row[c]:>14.3f}" for c in COLUMNS))
+            print(f"{name:<14}" + "".join(f"{row[c]:>14.0f}" if c == "IDSW" else f"{row[c]:>14.3f}" for c in COLUMNS))
 
     if args.out:
         try:  # the trackers' ms/frame are timings: not written from a busy machine
-            load = checked_load(load_before, args.force_loaded)
+            record = timing.machine_record(torch.device("cpu"), load_before, args.force_loaded,
+                                           command="python data_scripts/compare_trackers.py "
+                                           + " ".join(sys.argv[1:] if argv is None else argv))
         except MachineBusy as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         table = {
             "what": "ToyCity clips: the course's tracker and boxmot's on the same detections, TrackEval scores "
                     "combined over clips (data_scripts/compare_trackers.py)",
-            "command": "python data_scripts/compare_trackers.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "device": device_name(torch.device("cpu")),
-            "threads": torch.get_num_threads(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **record,
             "versions": {package: version(package) for package in ("torch", "torchvision", "numpy", "boxmot", "trackeval")},
             "clips": args.clips, "frames": args.frames, "size": [args.height, args.width], "fps": args.fps,
             "model_min_score": args.min_score,
             "detections_per_frame": {source: sum(len(d["boxes"]) for frames in dets.values() for d in frames)
                                      / sum(len(frames) for frames in dets.values()) for source, dets in sources.items()},
             "results": results,
-            **load,
         }
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        part = out.with_name(out.name + ".part")
-        part.write_text(json.dumps(table, indent=1) + "\n")
-        os.replace(part, out)  # the previous table stays whole until the new one is complete
-        print(f"wrote {out}")
+        # the previous table stays whole until the new one is complete; an undefined flicker is null
+        print(f"wrote {atomic.write_json(args.out, table)}")
     return 0
 
 

@@ -27,7 +27,6 @@ a video gives its first frame.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import platform
 import subprocess
@@ -40,6 +39,8 @@ import numpy as np
 import torch
 import torchvision
 
+from course_lib.cli import options
+from course_lib.engine.settings import Bounds
 from course_lib.utils import timing
 from course_lib.errors import BadInput
 from course_lib.modeling import detectron2_arch
@@ -86,19 +87,24 @@ def detectron2_predictor(config_root: Path, entry: detectron2_weights.Entry, wei
     return predictor
 
 
-def read_picture(spec: str) -> tuple[str, np.ndarray]:
-    """``PATH`` or ``PATH@HxW`` -> (its name, BGR uint8 ``[H, W, 3]``); a video gives its first frame."""
-    path, _, size = spec.partition("@")
+def picture_spec(text: str) -> tuple[str, tuple[int, int] | None]:
+    """An argparse ``type``: ``PATH`` or ``PATH@HxW`` -> (path, (H, W) or None); the size read by the CLI's one ``HxW`` type."""
+    path, _, size = text.partition("@")
+    return path, options.image_size(Bounds(low=1))(size) if size else None
+
+
+def read_picture(path: str, size: tuple[int, int] | None) -> tuple[str, np.ndarray]:
+    """A picture (resized to ``size`` = (H, W) if given) -> (its name, BGR uint8 ``[H, W, 3]``); a video gives its first frame."""
     bgr = cv2.imread(path, cv2.IMREAD_COLOR)
     if bgr is None:
         ok, bgr = cv2.VideoCapture(path).read()
         if not ok:
             raise SystemExit(f"cannot read {path}: give a JPEG, a PNG or a video")
     if size:
-        h, w = (int(v) for v in size.split("x"))
+        h, w = size
         shrink = h * w < bgr.shape[0] * bgr.shape[1]
         bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return Path(path).name + (f"@{size}" if size else ""), bgr
+    return Path(path).name + (f"@{size[0]}x{size[1]}" if size else ""), bgr
 
 
 def output_sizes_agree(test_sizes: list[tuple[int, int]], seed: int) -> dict:
@@ -224,7 +230,7 @@ def summary(rows: list[dict], with_tolerance: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", nargs="+", required=True, help="PATH or PATH@HxW (resized first); a video gives its first frame")
+    parser.add_argument("--images", nargs="+", required=True, type=picture_spec, help="PATH or PATH@HxW (resized first); a video gives its first frame")
     parser.add_argument("--entry", default="Cityscapes/mask_rcnn_R_50_FPN", choices=sorted(detectron2_weights.ENTRIES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
@@ -235,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("detectron2 is not importable: put a source checkout and its requirements on PYTHONPATH") from None
     config_root = Path(detectron2.__file__).resolve().parents[1] / "configs"
     entry = detectron2_weights.entry(args.entry)
-    pictures = [read_picture(spec) for spec in args.images]
+    pictures = [read_picture(path, size) for path, size in args.images]
     torch.manual_seed(args.seed)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -264,7 +270,9 @@ def main(argv: list[str] | None = None) -> None:
                          **summary(rows[comparison], with_tolerance), "images": rows[comparison]}
             for comparison, (mode, against, with_tolerance) in COMPARISONS.items()
         },
-        "versions": {
+        **timing.machine_record(torch.device("cpu"), command="python data_scripts/detectron2_equality.py "
+                                + " ".join(sys.argv[1:] if argv is None else argv)),
+        "versions": {  # the record's, for what this comparison depends on
             "detectron2": getattr(detectron2, "__version__", "unknown"),
             "detectron2_commit": source_commit(Path(detectron2.__file__).resolve().parents[1]),
             "torch": torch.__version__,
@@ -272,10 +280,6 @@ def main(argv: list[str] | None = None) -> None:
             "pillow": __import__("PIL").__version__,
             "python": platform.python_version(),
         },
-        "device": timing.device_name(torch.device("cpu")),
-        "threads": torch.get_num_threads(),
-        "command": "python data_scripts/detectron2_equality.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     result["within_tolerance"] = all(c["within_tolerance"] for c in result["comparisons"].values() if "within_tolerance" in c) \
         and result["output_size"]["equal"] == result["output_size"]["sizes_checked"]

@@ -10,14 +10,13 @@ for different splits. ``mots`` writes ``count`` clips in the MOTSChallenge layou
 (``{split}/toycity-NN/img1/000001.png``, ``gt/gt.txt``, ``seqinfo.ini``). ``--bench`` times
 ``scene()`` and ``clip()`` in this process (set ``OMP_NUM_THREADS=1`` for one core) and prints
 images per second, with the CPU time per scene and the load average (a busy machine stretches wall
-time, not CPU time).
+time, not CPU time); ``--json`` is written only when the load average stayed at or below the core
+count, unless ``--force-loaded``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import platform
 import sys
@@ -30,8 +29,10 @@ from tqdm.auto import tqdm
 
 from course_lib.data.toycity import clip, scene
 from course_lib.data.toycity.export import write_cityscapes, write_coco
-from course_lib.utils.timing import device_name
+from course_lib import results
+from course_lib.errors import MachineBusy
 from course_lib.evaluation.mots import write_mots
+from course_lib.utils import timing
 
 
 def scenes(args, semantic: bool):
@@ -56,32 +57,32 @@ def export_mots(args) -> Path:
 
 
 def bench(args) -> dict:
-    """Images per second of ``scene()`` and of ``clip()`` frames, at the requested size."""
-    scene(args.seed, args.height, args.width)  # warm-up: imports, first allocations
-    start, start_cpu = time.perf_counter(), time.process_time()
-    for seed in range(args.seed, args.seed + args.count):
-        scene(seed, args.height, args.width)
-    scene_time, scene_cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    start = time.perf_counter()
-    clip(args.seed, args.count, args.height, args.width)
-    clip_time = time.perf_counter() - start
+    """Images per second of ``scene()`` (median over ``count`` scenes after one warm-up) and of ``clip()``
+    frames (one clip of ``count`` frames: each frame moves on from the last), at the requested size."""
+    cpu = torch.device("cpu")
+
+    def cpu_seconds_of_scene(index: int) -> float:
+        start = time.process_time()
+        scene(args.seed + index, args.height, args.width)
+        return time.process_time() - start
+
+    rounds = timing.interleaved({"scene": cpu_seconds_of_scene}, cpu, warmup=1, repeats=args.count)
+    wall, cpu_time = timing.summary(rounds.seconds["scene"]), timing.summary(rounds.outputs["scene"])
+    with timing.Stopwatch(cpu) as clip_clock:
+        clip(args.seed, args.count, args.height, args.width)
     return {
         "what": "course_lib.data.toycity generation speed, ground truth included",
-        "command": "python data_scripts/make_toycity.py " + " ".join(sys.argv[1:]),
         "size": [args.height, args.width],
         "count": args.count,
-        "scene_images_per_s": args.count / scene_time,
-        "scene_seconds_each": scene_time / args.count,
+        "scene_images_per_s": 1 / wall.median,
+        "scene_seconds_each": wall.median,
+        "scene_p90_seconds": wall.p90,
         # CPU time is what one core spends; wall time also counts waiting for a shared machine
-        "scene_cpu_seconds_each": scene_cpu / args.count,
-        "load_average_1min": os.getloadavg()[0],
-        "clip_frames_per_s": args.count / clip_time,
+        "scene_cpu_seconds_each": cpu_time.median,
+        "clip_frames_per_s": args.count / clip_clock.seconds,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
-        "device": device_name(torch.device("cpu")),
         "opencv": cv2.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench", action="store_true", help="measure images/s instead of exporting")
     parser.add_argument("--out", help="output folder (export)")
     parser.add_argument("--json", help="also write the benchmark result to this JSON file")
+    parser.add_argument("--force-loaded", action="store_true",
+                        help="write --json even when the load average exceeds the core count (recorded in the file)")
     parser.add_argument("--split", default="train")
     parser.add_argument("--count", type=int, default=100, help="scenes (coco, cityscapes, bench) or clips (mots)")
     parser.add_argument("--frames", type=int, default=30, help="frames per clip (mots)")
@@ -105,12 +108,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.count < 1:
         parser.error("--count must be at least 1")
     if args.bench:
+        load_before = timing.load_average_1min()
         result = bench(args)
         print(f"ToyCity {args.height}x{args.width}: {result['scene_images_per_s']:.1f} scenes/s "
               f"({1000 * result['scene_seconds_each']:.1f} ms wall, {1000 * result['scene_cpu_seconds_each']:.1f} ms CPU "
-              f"each), {result['clip_frames_per_s']:.1f} clip frames/s; load average {result['load_average_1min']:.1f}")
+              f"each, medians of {args.count}), {result['clip_frames_per_s']:.1f} clip frames/s")
+        try:  # printed above in any case; written only from a quiet machine (or with --force-loaded)
+            result |= timing.machine_record(torch.device("cpu"), load_before, force=args.force_loaded or not args.json,
+                                            command="python data_scripts/make_toycity.py "
+                                            + " ".join(sys.argv[1:] if argv is None else argv))
+        except MachineBusy as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(results.load_text(result))
         if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2))
+            print(f"wrote {results.save_results(result, args.json)}")
         return 0
     if not args.out:
         parser.error("--out is required to export")

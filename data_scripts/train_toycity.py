@@ -21,13 +21,13 @@ before and after, because other processes sharing the machine stretch the wall t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import datetime
-import os
 import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -35,7 +35,7 @@ from course_lib import environment
 from course_lib.cli import options
 from course_lib.data import sampling
 from course_lib.data.toycity import HELD_OUT_SEED, ToyCityDataset, held_out
-from course_lib.utils.timing import device_name
+from course_lib.utils import timing
 from course_lib.engine import distributed
 from course_lib.engine.checkpoint import claimed_run_folder, save_checkpoint
 from course_lib.evaluation.inference import inference_on_dataset
@@ -46,7 +46,7 @@ from course_lib.errors import UserError
 from course_lib.evaluation.coco_eval import coco_metrics
 from course_lib.modeling import maskrcnn as models
 from course_lib.utils.atomic import write_json
-from course_lib.zoo.files import sha256_of
+from course_lib.utils.download import file_digest
 
 ASSETS = Path(__file__).resolve().parents[1] / "course_lib" / "assets"
 
@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python data_scripts/train_toycity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         settings = options.settings_from_arguments(TrainSettings, args)
-        with claimed_run_folder(args.out, args.resume):  # checked and locked before the worker processes start
+        # checked and locked before the worker processes start (under torchrun, by rank 0)
+        with claimed_run_folder(args.out, args.resume) if distributed.writes_outputs() else contextlib.nullcontext():
             distributed.launch(run, args, settings, command, processes=settings.processes,
                                threads_per_process=max(1, args.threads // settings.processes))
     except UserError as error:
@@ -102,13 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, settings: TrainSettings, command: str) -> None:
     """Train, evaluate and write the results (in each process of ``--processes``; rank 0 writes)."""
     rank, _ = distributed.rank_and_world()
-    amp, _ = amp_setting(AMP_OPTIONS[settings.amp], torch.device("cpu"))
-
-    build_kwargs: dict = {"min_size": round(args.height * args.input_scale), "max_size": round(args.width * args.input_scale),
-                          "mask_stem_channels": args.mask_stem_channels, "mask_head_channels": args.mask_head_channels, "box_batch_size_per_image": args.box_rois, "box_positive_fraction": args.box_positive_fraction,
-                          "class_agnostic_masks": args.class_agnostic_masks}
-    if args.input_scale != 1:
-        build_kwargs["anchor_sizes"] = [round(s * args.input_scale) for s in models.TOYCITY_ANCHOR_SIZES]
+    build_kwargs = _build_kwargs(args)
     train_set = ToyCityDataset(settings.steps * settings.batch_size, seed=0, height=args.height, width=args.width)
     val_set = held_out(args.val_length, args.height, args.width)
     scan_started = time.perf_counter()
@@ -117,50 +112,72 @@ def run(args: argparse.Namespace, settings: TrainSettings, command: str) -> None
     environment.seed_everything(settings.seed)
     # The loss options only change training: the manifest's build_kwargs are what inference needs.
     model = models.build("toycity_small", **build_kwargs, mask_targets=args.mask_targets, mask_dice_weight=args.mask_dice_weight)
-
     latest: dict = {}  # full metrics of the last evaluation (train() evaluates once more at the end)
+    out = Path(args.out)
+    if rank == 0:
+        print(environment.banner("toycity_small (training)", f"ToyCity {args.height}x{args.width}, held-out {args.val_length} scenes"))
+    load_before = timing.load_average_1min()  # other work on the machine stretches the wall time: record it
+    started = time.perf_counter()
+    history = train(
+        model, train_set, settings, loss_weights={"loss_mask": args.mask_loss_weight},
+        checkpoint_dir=out, checkpoint_every=args.eval_every, log_dir=out / "tensorboard", resume=args.resume,
+        eval_fn=_held_out_eval(val_set, args.threads, latest), eval_every=args.eval_every, device=torch.device("cpu"),
+        repeat_factors=factors,
+    )
+    timings = {"label_scan_s": label_scan_s, "total_wall_s_with_eval": time.perf_counter() - started,
+               "train_cpu_s": sum(distributed.gather(history["train_cpu_s"])),  # each process counts its own
+               "load_before": load_before}
+    if rank == 0:
+        _write_results(args, command, model, build_kwargs, history, _training_record(args, settings, history, timings, command), latest)
 
+
+def _build_kwargs(args: argparse.Namespace) -> dict:
+    """The ``build('toycity_small', ...)`` arguments inference needs (what the manifest records)."""
+    build_kwargs: dict = {"min_size": round(args.height * args.input_scale), "max_size": round(args.width * args.input_scale),
+                          "mask_stem_channels": args.mask_stem_channels, "mask_head_channels": args.mask_head_channels, "box_batch_size_per_image": args.box_rois, "box_positive_fraction": args.box_positive_fraction,
+                          "class_agnostic_masks": args.class_agnostic_masks}
+    if args.input_scale != 1:
+        build_kwargs["anchor_sizes"] = [round(s * args.input_scale) for s in models.TOYCITY_ANCHOR_SIZES]
+    return build_kwargs
+
+
+def _held_out_eval(val_set: ToyCityDataset, threads: int, latest: dict) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """The ``eval_fn`` of :func:`train`: AP on ``val_set`` with ``threads`` threads; the full metrics land in ``latest``."""
     def eval_fn(m: torch.nn.Module) -> dict[str, float]:
-        start, threads = time.perf_counter(), torch.get_num_threads()
-        torch.set_num_threads(args.threads)  # rank 0 evaluates alone while the other processes wait
+        start, threads_before = time.perf_counter(), torch.get_num_threads()
+        torch.set_num_threads(threads)  # rank 0 evaluates alone while the other processes wait
         latest.update(coco_metrics(*inference_on_dataset(m, val_set, device="cpu", batch_size=8)))
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads_before)
         summary = ap_summary(latest)
         print(f"  held-out: segm AP {summary['segm_AP']:.3f}  AP50 {summary['segm_AP50']:.3f}  bbox AP {summary['bbox_AP']:.3f}")
         return {**summary, "eval_s": time.perf_counter() - start}
 
-    out = Path(args.out)
-    if rank == 0:
-        print(environment.banner("toycity_small (training)", f"ToyCity {args.height}x{args.width}, held-out {args.val_length} scenes"))
-    load_before = os.getloadavg()[0]  # other work on the machine stretches the wall time: record it
-    started = time.perf_counter()
-    history = train(
-        model, train_set, **{**settings.train_kwargs(), "amp": amp}, loss_weights={"loss_mask": args.mask_loss_weight},
-        checkpoint_dir=out, checkpoint_every=args.eval_every, log_dir=out / "tensorboard", resume=args.resume,
-        eval_fn=eval_fn, eval_every=args.eval_every, device=torch.device("cpu"), repeat_factors=factors,
-    )
-    total_wall = time.perf_counter() - started
-    cpu_seconds = sum(distributed.gather(history["train_cpu_s"]))  # each process counts its own
-    if rank > 0:
-        return
-    final = latest
+    return eval_fn
 
+
+def _training_record(args: argparse.Namespace, settings: TrainSettings, history: dict, timings: dict, command: str) -> dict:
+    """How the model was trained, on what, how long, on which machine (the manifest's and results' ``training``)."""
+    return {
+        **dataclasses.asdict(settings), "amp_bf16": amp_setting(AMP_OPTIONS[settings.amp], torch.device("cpu"))[0],
+        "mask_targets": args.mask_targets, "mask_dice_weight": args.mask_dice_weight, "mask_loss_weight": args.mask_loss_weight,
+        "label_scan_s": round(timings["label_scan_s"], 1), "threads": args.threads,
+        "train_scenes": f"ToyCityDataset(seed=0, length={settings.steps * settings.batch_size}) at {args.height}x{args.width}",
+        "val_scenes": f"ToyCityDataset(seed={HELD_OUT_SEED}, length={args.val_length}) at {args.height}x{args.width}",
+        "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(timings["train_cpu_s"], 1),
+        "total_wall_s_with_eval": round(timings["total_wall_s_with_eval"], 1),
+        # recorded, never refused: the weights of a long run are worth keeping; the record says if it was busy
+        **timing.machine_record(torch.device("cpu"), timings["load_before"], force=True, command=command),
+    }
+
+
+def _write_results(args: argparse.Namespace, command: str, model: torch.nn.Module, build_kwargs: dict, history: dict,
+                   training: dict, final: dict) -> None:
+    """Write the weights, their manifest and the results file (into --out with --no-install, else the assets)."""
+    out = Path(args.out)
     weights = (out if args.no_install else ASSETS) / "toycity_maskrcnn.pt"
     save_checkpoint(model.state_dict(), weights)
-    training = {
-        **dataclasses.asdict(settings), "amp_bf16": amp, "mask_targets": args.mask_targets,
-        "mask_dice_weight": args.mask_dice_weight, "mask_loss_weight": args.mask_loss_weight,
-        "label_scan_s": round(label_scan_s, 1), "threads": args.threads,
-        "train_scenes": f"ToyCityDataset(seed=0, length={len(train_set)}) at {args.height}x{args.width}",
-        "val_scenes": f"ToyCityDataset(seed={HELD_OUT_SEED}, length={args.val_length}) at {args.height}x{args.width}",
-        "train_wall_s": round(history["train_wall_s"], 1), "train_cpu_s": round(cpu_seconds, 1),
-        "total_wall_s_with_eval": round(total_wall, 1),
-        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-        "cpu_count": os.cpu_count(), "cpu": device_name(torch.device("cpu")),
-        "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
     manifest = {
-        "file": weights.name, "sha256": sha256_of(weights), "bytes": weights.stat().st_size,
+        "file": weights.name, "sha256": file_digest(weights), "bytes": weights.stat().st_size,
         "arch": "toycity_small", "build_kwargs": build_kwargs, "command": command,
         "training": training, "metrics": {**ap_summary(final), "per_class_segm": final["segm"]["per_class"]},
     }
@@ -176,7 +193,7 @@ def run(args: argparse.Namespace, settings: TrainSettings, command: str) -> None
     write_json(manifest_path, manifest)
     write_json(results_path, results)
     print(f"segm AP {final['segm']['AP']:.3f} (AP50 {final['segm']['AP50']:.3f}), bbox AP {final['bbox']['AP']:.3f} "
-          f"after {history['train_wall_s']:.0f} s wall / {cpu_seconds:.0f} s CPU of training")
+          f"after {history['train_wall_s']:.0f} s wall / {training['train_cpu_s']:.0f} s CPU of training")
     print(f"wrote {weights} ({manifest['bytes'] / 1e6:.1f} MB), {manifest_path}, {results_path}")
 
 

@@ -21,7 +21,6 @@ file records the machine, its load before and after, and refuses a busy machine 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -32,12 +31,11 @@ from pathlib import Path
 import torch
 
 from course_lib.data.toycity import clip
-from course_lib.deploy.interleaved import cpu_features
 from course_lib.errors import MachineBusy
 from course_lib.results import load_results
 from course_lib.tracking.video_io import write_mp4
 from course_lib.utils.atomic import write_json
-from course_lib.utils.timing import checked_load, device_name, load_average_1min
+from course_lib.utils.timing import load_average_1min, machine_record
 
 #: (row name, ``video`` options, the deploy_cpu.json row holding its settings' mask AP); the rows share one
 #: export cache, empty before the first ``--runtime`` row
@@ -82,23 +80,18 @@ def main(argv: list[str] | None = None) -> int:
                          "budget": bench["budget"], "load_average_1min": bench["load_average_1min"]})
             print(f"{name}: {bench['budget']['fps']:.1f} frames/s, whole command {bench['command_s']:.1f} s")
     try:
-        load = checked_load(load_before, args.force_loaded)
+        machine = machine_record(torch.device("cpu"), load_before, args.force_loaded,
+                                 command="python data_scripts/video_budget.py " + " ".join(sys.argv[1:] if argv is None else argv))
     except MachineBusy as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     write_json(args.out, {
         "what": "python -m course_lib video --track on a ToyCity clip, side by side: time per stage and whole command, "
                 "from eager FP32 to the cached INT8 export (data_scripts/video_budget.py)",
-        "command": "python data_scripts/video_budget.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(torch.device("cpu")),
-        "cpu_features": cpu_features(),
-        "threads": torch.get_num_threads(),
-        "versions": bench["versions"],  # the last row's: it ran the runtimes too
+        **machine,
         "clip": {"frames": args.frames, "size": [256, 512], "seed": args.seed, "fps": 25},
         "mask_AP_source": "deploy_cpu.json: held-out ToyCity scenes at 128x256, the size the model sees these frames at",
         "rows": rows,
-        **load,
     })
     print("wrote", args.out)
     return 0

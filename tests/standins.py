@@ -53,16 +53,18 @@ def install_coco_weights(torch_home: Path) -> Path:
 
 def trust_coco_file(monkeypatch, path: Path) -> None:
     """Make ``course_lib.zoo.registry`` expect the stand-in's sha256 prefix instead of torchvision's (the check stays)."""
-    from course_lib.zoo import files, registry
+    from course_lib.utils.download import file_digest
+    from course_lib.zoo import registry
 
-    prefix = files.sha256_of(path)[:8]
+    prefix = file_digest(path)[:8]
     monkeypatch.setattr(registry, "_coco_hash_prefix", lambda: prefix)
 
 
 #: The same as :func:`trust_coco_file`, as a notebook cell run before a chapter's own cells.
 TRUST_COCO_CELL = """\
-from course_lib.zoo import files as _files, registry as _registry
-_prefix = _files.sha256_of(_registry._coco_file())[:8]
+from course_lib.utils.download import file_digest as _file_digest
+from course_lib.zoo import registry as _registry
+_prefix = _file_digest(_registry._coco_file())[:8]
 _registry._coco_hash_prefix = lambda: _prefix
 """
 

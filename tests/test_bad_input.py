@@ -27,7 +27,7 @@ from course_lib.errors import BadInput
 from course_lib.evaluation import coco_eval
 from course_lib.tracking import pipeline, video_io
 from course_lib.utils import atomic
-from course_lib.zoo import files
+from course_lib.utils.download import file_digest
 
 TOYCITY = ["--data", "toycity", "--height", "64", "--width", "128"]
 TRAIN = ["train", *TOYCITY, "--length", "4", "--steps", "1", "--batch-size", "2", "--warmup", "1", "--amp", "off",
@@ -125,7 +125,7 @@ def test_zoo_load_needs_at_least_8_hex_digits_of_the_sha256(tmp_path):
 
     path = tmp_path / "mine.pt"
     torch.save(build("toycity_small").state_dict(), path)
-    full = files.sha256_of(path)
+    full = file_digest(path)
     for digest in ("", full[:1], full[:7], "not-hex!"):  # each would have matched, or loaded any file
         with pytest.raises(BadInput, match="at least its first 8"):
             zoo.load("checkpoint", source=str(path), sha256=digest, arch="toycity_small")

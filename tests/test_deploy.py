@@ -10,9 +10,10 @@ import torch
 from course_lib import zoo
 from course_lib.cli import main
 from course_lib.data.toycity import ToyCityDataset
-from course_lib.deploy import benchmark, eager, export, interleaved, variants
+from course_lib.deploy import benchmark, eager, export, variants
 from course_lib.deploy.predictor import onnxruntime_predictor, openvino_predictor
 from course_lib.deploy.quantize import quantize_int8
+from course_lib.results import load_results
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_int8_on_two_calibration_scenes_quantizes_only_the_chosen_layers(onnx_fi
 
 
 def test_variant_names_resolve():
-    assert interleaved.is_deploy_name("ov_int8@fast") and not interleaved.is_deploy_name("fast")
+    assert benchmark.is_deploy_name("ov_int8@fast") and not benchmark.is_deploy_name("fast")
     fast = variants.parse("ov_int8@fast#nncf_defaults")
     assert fast.settings == eager.get("fast") and fast.int8_scope == "nncf_defaults"
     assert all(variants.parse(name).name == name for name in variants.names())
@@ -89,6 +90,8 @@ def test_bench_times_runtimes_interleaved_with_mask_ap(tmp_path, capsys):
     ort_row = results["variants"][1]
     assert ort_row["mask_AP"] == pytest.approx(results["variants"][0]["mask_AP"], abs=1e-3)
     assert results["versions"]["onnxruntime"] and "before" in results["load_average_1min"]
+    committed = load_results("deploy_cpu.json")  # the format the committed runtime benchmark has, every field of it
+    assert set(committed) <= set(results) and all(set(committed["variants"][0]) <= set(row) for row in results["variants"])
     assert "| ort | ONNX Runtime" in capsys.readouterr().out
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import functools
+import http.server
 import importlib
 import importlib.util
 import json
 import pickle
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -78,14 +81,20 @@ def test_every_tensor_lands_and_none_is_left_over(torch_home, cityscapes_weights
 
 
 def test_coco_entry_downloads_has_80_contiguous_classes_and_runs(torch_home, tmp_path, monkeypatch):
-    # the real download path (torch.hub.download_url_to_file) from a file:// stand-in of the zoo's server
+    # the real download path (course_lib.utils.download) from a loopback stand-in of the zoo's server
     server = tmp_path / "dl.fbaipublicfiles.com" / "detectron2"
     remote = server / COCO_3X / d2z.entry(COCO_3X).file
     remote.parent.mkdir(parents=True)
     d2z.save_weights(d2z.random_weights(50, 80, seed=1), remote)
-    monkeypatch.setattr(d2z, "URL_PREFIX", server.as_uri() + "/")
-
-    model = zoo.load(f"detectron2:{COCO_3X}", device="cpu", min_size=96, max_size=128, progress=False)  # small: fast
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *args: None})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(server)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setattr(d2z, "URL_PREFIX", f"http://127.0.0.1:{httpd.server_port}/")
+    try:
+        model = zoo.load(f"detectron2:{COCO_3X}", device="cpu", min_size=96, max_size=128, progress=False)  # small: fast
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
     assert (files.weights_dir() / d2z.entry(COCO_3X).cache_name).read_bytes() == remote.read_bytes()
     assert d2z.status(COCO_3X) == "cached"
     names = d2z.class_names(COCO_3X)

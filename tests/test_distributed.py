@@ -1,5 +1,7 @@
 """course_lib.engine.distributed + train: two processes, each on half of every batch, train like one on all of it."""
 
+import dataclasses
+import os
 import signal
 import subprocess
 import sys
@@ -10,8 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from course_lib import environment
 from course_lib.cli import train
 from course_lib.engine import checkpoint, distributed, trainer
+from course_lib.engine.settings import TrainSettings
 from course_lib.errors import BadInput
 
 
@@ -41,14 +45,14 @@ class ColourRegression(nn.Module):
         return {"loss_fit": ((predictions - labels) ** 2).mean()}
 
 
-SETTINGS = dict(steps=6, batch_size=2, lr=0.05, optimizer="adamw", warmup_steps=1, checkpoint_every=3,
-                progress=False, device=torch.device("cpu"), amp=False)
+SETTINGS = TrainSettings(steps=6, batch_size=2, lr=0.05, optimizer="adamw", warmup_steps=1, amp="off")
+RUN = dict(checkpoint_every=3, progress=False, device=torch.device("cpu"))
 
 
 def _train_and_save(out: Path, batch_size: int = 2) -> None:
     """Train in this process (rank r of a launch, or alone) and save the weights as ``rank{r}.pt``."""
     model = ColourRegression()
-    trainer.train(model, Colours(), checkpoint_dir=out, **{**SETTINGS, "batch_size": batch_size})
+    trainer.train(model, Colours(), dataclasses.replace(SETTINGS, batch_size=batch_size), checkpoint_dir=out, **RUN)
     torch.save(model.state_dict(), out / f"rank{distributed.rank_and_world()[0]}.pt")
 
 
@@ -67,7 +71,7 @@ class NaNOnRank1(Colours):
 
 def _train_until_diverged(out: Path) -> None:
     try:
-        trainer.train(ColourRegression(), NaNOnRank1(), checkpoint_dir=out, **SETTINGS)
+        trainer.train(ColourRegression(), NaNOnRank1(), SETTINGS, checkpoint_dir=out, **RUN)
     except trainer.TrainingDiverged as error:
         (out / f"rank{distributed.rank_and_world()[0]}.diverged").write_text(str(error))
         raise
@@ -100,7 +104,7 @@ def test_two_processes_train_like_one(tmp_path):
     assert not torch.allclose(alone["fit.weight"], ColourRegression().fit.weight), "the weights did not move"
 
     saved = checkpoint.load_checkpoint(tmp_path / "two" / checkpoint.CHECKPOINT_NAME)
-    assert saved["step"] == SETTINGS["steps"] and len(saved["rng_by_rank"]) == 2
+    assert saved["step"] == SETTINGS.steps and len(saved["rng_by_rank"]) == 2
     logged = [r["loss"] for r in saved["history"]["loss"]]
     alone_logged = [r["loss"] for r in checkpoint.load_checkpoint(tmp_path / "one" / checkpoint.CHECKPOINT_NAME)["history"]["loss"]]
     assert logged == pytest.approx(alone_logged, rel=1e-5), "the logged loss is the mean over both processes"
@@ -109,7 +113,8 @@ def test_two_processes_train_like_one(tmp_path):
 def test_a_checkpoint_resumes_only_with_as_many_processes(tmp_path):
     distributed.launch(_train_and_save, tmp_path, processes=2)
     with pytest.raises(ValueError, match=r"written by 2 training process\(es\): resume it with 2"):
-        trainer.train(ColourRegression(), Colours(), checkpoint_dir=tmp_path, resume=True, **{**SETTINGS, "steps": 8})
+        trainer.train(ColourRegression(), Colours(), dataclasses.replace(SETTINGS, steps=8), checkpoint_dir=tmp_path,
+                      resume=True, **RUN)
 
 
 def test_the_batch_must_split_over_the_processes(tmp_path):
@@ -169,3 +174,28 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie has exited and only waits to be reaped
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a process group and its signals, as a Linux terminal has them")
+def test_ctrl_c_with_two_processes_saves_once_from_rank_0_and_exits_130(tmp_path):
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in environment.PROCESS_GROUP_VARIABLES}
+    # no periodic checkpoint: a last.pt can only come from the stop
+    run = subprocess.Popen([sys.executable, "-m", "course_lib", "train", "--data", "toycity", "--length", "4", "--height", "64",
+                            "--width", "128", "--steps", "400", "--batch-size", "2", "--warmup", "1",
+                            "--checkpoint-every", "1000", "--processes", "2", "--out", str(out)],
+                           env={**env, "OMP_NUM_THREADS": "1"}, start_new_session=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "tensorboard").is_dir() and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.2)
+    time.sleep(3)  # a few steps in
+    os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: SIGINT to every process of the foreground group
+    _, err = run.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.startswith("interrupted:")]
+    assert run.returncode == 130 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    state = checkpoint.load_checkpoint(out / checkpoint.CHECKPOINT_NAME)
+    step = state["step"]
+    assert 0 < step < 400 and f"step {step} of 400" in lines[0] and "--resume" in lines[0]
+    assert [r["step"] for r in state["history"]["loss"]] == list(range(step)) and len(state["rng_by_rank"]) == 2
+    assert not (out / "model.pt").exists()

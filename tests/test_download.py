@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from course_lib.errors import BadInput
 from course_lib.utils.download import download
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB, spans several read chunks
@@ -128,3 +129,36 @@ def test_unreachable_server_says_copy_by_hand(tmp_path: Path):
     message = str(error.value)
     assert message.startswith("cannot reach http://127.0.0.1:")
     assert f"copy the file to {dest} by hand" in message and "\n" not in message
+
+
+def test_a_sha256_prefix_of_8_digits_is_enough_and_a_shorter_one_is_refused(server, tmp_path: Path):
+    url, handler = server
+    dest = download(f"{url}/file.bin", tmp_path / "file.bin", sha256=SHA256[:8].upper(), progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    with pytest.raises(ValueError, match="checksum mismatch"):  # a prefix of another digest
+        download(f"{url}/file.bin", tmp_path / "other.bin", sha256=SHA256[1:9], progress=False)
+    for digest in ("", SHA256[:7], "not-hex!", SHA256 + "0"):
+        with pytest.raises(BadInput, match="at least its first 8"):
+            download(f"{url}/file.bin", tmp_path / "third.bin", sha256=digest, progress=False)
+    assert len(handler.requests) == 2  # refused digests never reach the network
+
+
+def test_zoo_fetch_uses_this_download_and_never_replaces_a_cached_file(server, tmp_path: Path, monkeypatch):
+    from course_lib.errors import WeightsUnavailable
+    from course_lib.zoo import files
+
+    url, handler = server
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    path = files.fetch(f"{url}/weights.pth", SHA256[:8], progress=False)  # a prefix, as torchvision's file names hold
+    assert path.parent == files.weights_dir() and path.read_bytes() == PAYLOAD
+    handler.cut_after = 1000  # a dropped connection becomes one line that says what to do
+    with pytest.raises(WeightsUnavailable, match="cannot download .*copy the file to .* by hand"):
+        files.fetch(f"{url}/cut.pth", SHA256, progress=False)
+    assert (files.weights_dir() / "cut.pth.part").stat().st_size == 1000  # kept: the next call resumes it
+    handler.cut_after = None
+    assert files.fetch(f"{url}/cut.pth", SHA256, progress=False).read_bytes() == PAYLOAD
+    assert handler.requests[-1] == "bytes=1000-"
+    path.write_bytes(b"the user's own file")
+    with pytest.raises(WeightsUnavailable, match="delete it"):
+        files.fetch(f"{url}/weights.pth", SHA256, progress=False)
+    assert path.read_bytes() == b"the user's own file"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -311,3 +313,22 @@ def test_predict_keeps_maskness_to_rank_detections_by_score_times_maskness():
     assert predictions[0]["maskness"].tolist() == pytest.approx([0.55, 1.0])
     rescored = predictions[0]["scores"] * predictions[0]["maskness"]
     assert rescored.tolist() == pytest.approx([0.9 * 0.55, 0.8])  # the sharp mask now ranks first
+
+
+def test_evaluate_cityscapes_scores_a_model_on_the_cityscapes_folder(cityscapes_standin, tmp_path, monkeypatch):
+    from course_lib.data.cityscapes import CityscapesInstances
+    from course_lib.errors import MissingData
+    from course_lib.evaluation.cityscapes_eval import evaluate_cityscapes
+
+    dataset = CityscapesInstances(cityscapes_standin, "val")
+    samples = [dataset[i] for i in range(len(dataset))]
+    assert len({float(image[0, 0, 0]) for image, _ in samples}) == len(samples), "the oracle tells images apart by a pixel"
+    monkeypatch.setenv("CITYSCAPES_DATASET", str(cityscapes_standin))
+    result = evaluate_cityscapes(OracleModel(samples), tmp_path / "official", device="cpu")
+    assert result["AP"] == pytest.approx(1.0) and Path(result["result_file"]).parent == tmp_path / "official"
+    # a model that finds nothing scores 0, on a root given explicitly
+    empty = OracleModel([(image, {**t, **{key: t[key][:0] for key in ("boxes", "labels", "masks")}}) for image, t in samples])
+    monkeypatch.delenv("CITYSCAPES_DATASET")
+    assert evaluate_cityscapes(empty, tmp_path / "none", root=cityscapes_standin, device="cpu")["AP"] == 0.0
+    with pytest.raises(MissingData, match="set CITYSCAPES_DATASET"):
+        evaluate_cityscapes(empty, tmp_path / "unset")

@@ -1,6 +1,6 @@
 """The shape of course_lib: packages in layers (pyproject.toml's import-linter contract), no import
 cycle between modules (imports inside functions count too), argparse only in ``course_lib.cli``, and
-every module short enough to hold in mind."""
+every module and function short enough to hold in mind."""
 
 from __future__ import annotations
 
@@ -109,6 +109,19 @@ def test_argparse_lives_in_the_command_line_package_only():
 def test_no_module_is_longer_than_a_reader_holds_in_mind():
     long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
     assert not long, f"split these by concept: {long}"
+
+
+#: The longest a function may grow: beyond it, split it into steps a reader can name.
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_a_reader_holds_in_mind():
+    """Counted from ``def`` to the last line, docstring included; nested functions count in their parent too."""
+    long = {f"{name}.{node.name}": node.end_lineno - node.lineno + 1
+            for name, path in MODULES.items()
+            for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES}
+    assert not long, f"split these into named steps: {long}"
 
 
 def imported_names(path: Path) -> set[str]:

@@ -12,7 +12,7 @@ from course_lib.modeling.paste import (
     perfect_masks_in_detected_boxes,
     resized_pixel_offset,
 )
-from course_lib.tracking.mask_rois import mask_iou
+from course_lib.structures.masks import mask_iou
 
 
 def _rectangle(x0: int, y0: int, x1: int, y1: int, height: int = 40, width: int = 60) -> dict:

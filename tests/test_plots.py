@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from course_lib import results
-from course_lib.utils import timing
+from course_lib.modeling.stage_timing import STAGES
 from course_lib.report import figures, tables
 
 
@@ -34,8 +34,9 @@ def test_decay_comparison_draws_every_run():
 def test_speed_and_tracker_figures():
     speed_run = results.load_results("bench_cpu.json")
     fig = figures.speed_and_stages(speed_run)
-    assert len(fig.axes[1].patches) == len(speed_run["variants"]) * len(timing.STAGES)
+    assert len(fig.axes[1].patches) == len(speed_run["variants"]) * len(STAGES)
     assert len(figures.pareto(speed_run).axes) == 1
+    assert [label.get_text() for label in fig.axes[1].get_yticklabels()] == [row["name"] for row in speed_run["variants"]]
     tracker = results.load_results("tracker_cpu.json")
     widths = sorted(p.get_width() for p in figures.tracker_cost(tracker).axes[0].patches)
     assert widths == sorted([tracker["update_ms"], tracker["paste_ms"]])

@@ -10,6 +10,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from course_lib.engine import distributed, trainer
+from course_lib.engine.settings import TrainSettings
 from test_distributed import Colours
 
 
@@ -28,12 +29,12 @@ class NormalisedRegression(nn.Module):
         return {"loss_fit": ((self.fit(features)[:, 0] - labels) ** 2).mean()}
 
 
-SETTINGS = dict(steps=4, batch_size=4, lr=0.05, optimizer="sgd", warmup_steps=1, progress=False, amp=False)
+SETTINGS = TrainSettings(steps=4, batch_size=4, lr=0.05, optimizer="sgd", warmup_steps=1, amp="off")
 
 
 def _train_and_save(out: Path, device: str) -> None:
     model = NormalisedRegression()
-    trainer.train(model, Colours(), device=torch.device(device), **SETTINGS)
+    trainer.train(model, Colours(), SETTINGS, device=torch.device(device), progress=False)
     if distributed.rank_and_world()[0] == 0:
         torch.save({"state": {k: v.cpu() for k, v in model.state_dict().items()}, "norm": type(model.norm).__name__},
                    out / "two.pt")
@@ -43,7 +44,7 @@ def _train_and_save(out: Path, device: str) -> None:
 def test_two_gpu_processes_keep_the_whole_batchs_batchnorm_statistics(tmp_path):
     distributed.launch(_train_and_save, tmp_path, "cuda", processes=2)
     alone = NormalisedRegression()
-    trainer.train(alone, Colours(), device=torch.device("cuda"), **SETTINGS)
+    trainer.train(alone, Colours(), SETTINGS, device=torch.device("cuda"), progress=False)
     two = torch.load(tmp_path / "two.pt", weights_only=True)
     assert two["norm"] == "SyncBatchNorm"
     for key in ("norm.running_mean", "norm.running_var", "fit.weight"):

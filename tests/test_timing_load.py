@@ -73,3 +73,8 @@ def test_the_file_records_its_command(tmp_path, monkeypatch, fake_tracker_timing
     monkeypatch.setattr("sys.argv", ["python -m course_lib", "bench", "--tracker", "--out", str(out)])
     assert main(["bench", "--tracker", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["command"].startswith("python -m course_lib bench")
+
+
+def test_forcing_on_a_quiet_machine_is_not_recorded_as_forced_under_load(monkeypatch):
+    loads(monkeypatch, 0.0)
+    assert timing.checked_load(0.0, force=True)["forced_under_load"] is False

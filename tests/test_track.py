@@ -7,7 +7,8 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from course_lib.tracking.mask_rois import iou_cost_matrix, mask_iou, masks_to_rois, paste_rois, roi_mask_iou
+from course_lib.structures.masks import mask_iou
+from course_lib.tracking.mask_rois import iou_cost_matrix, masks_to_rois, paste_rois, roi_mask_iou
 from course_lib.tracking.track import FORBIDDEN, Tracker, TrackState, assign, track_color, tracks_to_frame
 
 H, W = 96, 160
@@ -54,15 +55,6 @@ def test_paste_clips_boxes_that_leave_the_image():
     pasted = paste_rois(torch.ones(2, 28, 28), boxes, H, W)
     assert pasted[0].sum() == 30 * 40  # only the part inside the image
     assert pasted[1].sum() == 0
-
-
-def test_mask_iou_exact_on_rectangles():
-    a = torch.zeros(1, H, W, dtype=torch.uint8)
-    b = torch.zeros(2, H, W, dtype=torch.uint8)
-    a[0, 0:10, 0:10] = 1
-    b[0, 0:10, 5:15] = 1  # half overlapping: 50 / 150
-    b[1, 50:60, 50:60] = 1  # disjoint
-    assert torch.allclose(mask_iou(a, b), torch.tensor([[50 / 150, 0.0]]))
 
 
 def test_roi_mask_iou_approximates_full_resolution_iou():
@@ -227,7 +219,8 @@ def visible(target: dict, gt_id: int, min_area: int = 150) -> bool:
 
 def test_ids_survive_a_crossing_and_a_short_occlusion_on_toycity():
     from course_lib.data.toycity import clip
-    from course_lib.tracking.track_metrics import MODES, crossings, id_switches, noisy_detections, run_tracker
+    from course_lib.tracking.track_metrics import crossings, id_switches, noisy_detections, run_tracker
+    from course_lib.tracking.trackers import make_tracker
 
     targets = [target for _, target in clip(6, 30, 256, 512, fps=25)]
     # Two same-class objects whose boxes overlap for some frames; right after, one of them also
@@ -241,12 +234,12 @@ def test_ids_survive_a_crossing_and_a_short_occlusion_on_toycity():
     assert candidates, "the clip should contain a crossing of two well-visible objects"
     a, b, gap, before, after = candidates[0]
     detections = noisy_detections(targets, seed=0, hide={a: gap})
-    full = run_tracker(detections, 256, 512)
+    full = run_tracker(make_tracker("course"), detections, 256, 512)
     for gt_id in (a, b):
         assert predicted_id(targets[before], full[before], gt_id) == predicted_id(targets[after], full[after], gt_id) is not None
     assert predicted_id(targets[after], full[after], a) != predicted_id(targets[after], full[after], b)
     # Plain IoU matching has no memory: the hidden object comes back with a new id.
-    iou_only = run_tracker(detections, 256, 512, **MODES["iou"])
+    iou_only = run_tracker(make_tracker("iou"), detections, 256, 512)
     assert predicted_id(targets[before], iou_only[before], a) != predicted_id(targets[after], iou_only[after], a)
     assert id_switches(targets, full) < id_switches(targets, iou_only)
 
@@ -273,22 +266,23 @@ def test_a_person_cut_to_a_sliver_by_traffic_keeps_its_id():
     roi = masks_to_rois(seen["masks"], seen["boxes"][index:index + 1], 28, rows=torch.tensor([index]))
     mask_overlap = roi_mask_iou(predicted, track.roi[None], seen["boxes"][index:index + 1], roi)
     assert float(mask_overlap) < tracker.iou_gate <= tracker.box_gate <= float(box_iou(predicted, seen["boxes"][index:index + 1]))
-    full = run_tracker(detections, 256, 512)
+    full = run_tracker(Tracker(), detections, 256, 512)
     ids = [predicted_id(targets[k], full[k], person) for k in range(8, 19)]
     assert len(set(ids) - {None}) == 1 and ids.count(None) <= 2
 
 
-def test_trackeval_scores_the_modes_in_the_expected_order(tmp_path):
+def test_trackeval_scores_the_course_trackers_steps_in_the_expected_order(tmp_path):
     from course_lib.data.toycity import clip
     from course_lib.tracking.track_metrics import compare_trackers, noisy_detections
+    from course_lib.tracking.trackers import ABLATION
 
     targets = [target for _, target in clip(6, 20, 256, 512, fps=25)]
-    table = compare_trackers(targets, noisy_detections(targets, seed=0), str(tmp_path))
-    assert set(table) == {"none", "iou", "full", "kalman", "ground truth"}
-    assert table["full"]["IDSW"] < table["iou"]["IDSW"] < table["none"]["IDSW"]
-    assert table["kalman"]["IDSW"] < table["iou"]["IDSW"]
-    assert table["none"]["HOTA"] < table["iou"]["HOTA"] and table["none"]["HOTA"] < table["full"]["HOTA"]
-    assert table["full"]["flicker"] < table["iou"]["flicker"]  # smoothing steadies the masks
+    table = compare_trackers(ABLATION, {"seed6": targets}, {"seed6": noisy_detections(targets, seed=0)}, str(tmp_path))
+    assert list(table) == ["none", "iou", "course", "course-kalman"]
+    assert table["course"]["IDSW"] < table["iou"]["IDSW"] < table["none"]["IDSW"]
+    assert table["course-kalman"]["IDSW"] < table["iou"]["IDSW"]
+    assert table["none"]["HOTA"] < table["iou"]["HOTA"] and table["none"]["HOTA"] < table["course"]["HOTA"]
+    assert table["course"]["flicker"] < table["iou"]["flicker"]  # smoothing steadies the masks
 
 
 def test_id_switches_and_flicker_on_hand_made_frames():

@@ -7,7 +7,8 @@ import pytest
 
 from course_lib import zoo
 from course_lib.data.toycity import HELD_OUT_SEED
-from course_lib.zoo import files, registry
+from course_lib.utils.download import file_digest
+from course_lib.zoo import registry
 
 TINY = ["--steps", "2", "--batch-size", "2", "--warmup", "1", "--height", "64", "--width", "128", "--val-length", "2",
         "--eval-every", "2", "--threads", "1", "--no-install"]
@@ -28,7 +29,7 @@ def tiny_run(cli, tmp_path_factory):
 def test_a_tiny_run_writes_weights_that_its_manifest_rebuilds(tiny_run):
     manifest = json.loads((tiny_run / "toycity_maskrcnn.json").read_text())
     weights = tiny_run / manifest["file"]
-    assert manifest["sha256"] == files.sha256_of(weights)
+    assert manifest["sha256"] == file_digest(weights)
     assert manifest["command"].startswith("python data_scripts/train_toycity.py --steps 2")
     assert manifest["build_kwargs"]["mask_head_channels"] == 64
     # the learner's route to their own weights: checks the sha256, builds from the manifest, loads strictly

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from course_lib import zoo
+from course_lib.utils.download import file_digest
 from course_lib.zoo import files, registry
 
 
@@ -117,7 +118,7 @@ def test_user_checkpoint_from_path_round_trips(tmp_path):
     original = model_lib.build("toycity_small")
     path = tmp_path / "mine.pt"
     torch.save({"model": original.state_dict()}, path)
-    digest = files.sha256_of(path)
+    digest = file_digest(path)
 
     loaded = zoo.load("checkpoint", source=str(path), sha256=digest, arch="toycity_small", device="cpu")
 

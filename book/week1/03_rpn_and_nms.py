@@ -85,6 +85,17 @@ gap = (simple - t.decoded).abs().max(dim=1).values
 print(f"corner-based vs torchvision: median gap {gap.median():.2f} px, max {gap.max():.1f} px over {len(gap)} anchors")
 assert gap.max() > 0.5, "growing from the corner instead of the centre moves the box"
 
+# The same deltas on a 16- and a 512-pixel anchor: a shift of half the width, and a wild log-width.
+squares = torch.tensor([[0.0, 0.0, 16.0, 16.0], [0.0, 0.0, 512.0, 512.0]])
+wild = torch.tensor([[0.5, 0.0, 100.0, 0.0]]).repeat(2, 1)
+decoded = rpn.box_coder.decode_single(wild, squares)  # torchvision's own decoder
+assert torch.equal(decoded, boxes.decode(wild, squares, rpn.box_coder.weights))
+shift = ((decoded[:, 0] + decoded[:, 2]) / 2 - (squares[:, 0] + squares[:, 2]) / 2) / (squares[:, 2] - squares[:, 0])
+growth = (decoded[:, 2] - decoded[:, 0]) / (squares[:, 2] - squares[:, 0])
+print(f"one delta, two anchors: centre shift {shift.tolist()} anchor widths; width grown {growth.tolist()} times, at most 1000/16 = {1000 / 16}")
+assert torch.allclose(shift, torch.tensor(0.5)), "relative units: one delta means the same for every anchor size"
+assert torch.allclose(growth, torch.tensor(1000 / 16)), "the clamp caps the growth at 62.5 times"
+
 # %% [markdown]
 # ## Step 2: top-k per level, not a score threshold
 #
@@ -106,6 +117,14 @@ for level, name in enumerate(t.features):
     print(f"level {name:>4}: {in_level:>6} anchors -> {kept:>5} candidates ({low} of them with objectness <= 0.5)")
     assert kept <= min(top_n, in_level)
 
+# One budget of the same size for all levels instead: the finest level's many anchors take most of it.
+one_budget = t.anchor_levels[t.objectness.topk(len(t.pre_nms_levels)).indices]
+per_level = [int((t.pre_nms_levels == level).sum()) for level in range(len(t.features))]
+global_top = [int((one_budget == level).sum()) for level in range(len(t.features))]
+print(f"candidates per level: top-k per level {per_level}; one top-{len(t.pre_nms_levels)} over all anchors {global_top}")
+assert int((t.anchor_levels == 0).sum()) == max(int((t.anchor_levels == level).sum()) for level in range(len(t.features)))
+assert global_top[-1] < per_level[-1], "a single top-k would crowd out the coarsest level"
+
 # %% [markdown]
 # ## Step 3: NMS per level, then the best `post_nms_top_n`
 #
@@ -121,6 +140,13 @@ for level, name in enumerate(t.features):
                        torchvision.ops.nms(t.pre_nms_boxes[sel], t.pre_nms_scores[sel], rpn.nms_thresh))
 print(f"{len(t.pre_nms_boxes)} candidates -> NMS per level -> {len(t.proposals)} proposals (cap {post_n})")
 assert len(t.proposals) <= post_n
+
+# After NMS the levels compete: the proposals are the best survivors of any level, one budget per image.
+survivors = torchvision.ops.batched_nms(t.pre_nms_boxes, t.pre_nms_scores, t.pre_nms_levels, rpn.nms_thresh)  # best first
+assert torch.equal(t.proposals, t.pre_nms_boxes[survivors[:post_n]]), "post_nms_top_n is global, not per level"
+print("per level, survivors of NMS -> proposals kept:", ", ".join(
+    f"{name} {int((t.pre_nms_levels[survivors] == level).sum())} -> {int((t.pre_nms_levels[survivors[:post_n]] == level).sum())}"
+    for level, name in enumerate(t.features)))
 
 # %%
 stages.proposals_before_after_nms(image, (t.pre_nms_boxes, t.pre_nms_scores), (t.proposals, t.proposal_scores))

@@ -20,7 +20,8 @@
 # * **RoI Pool** (Fast R-CNN) rounds the box to whole cells, cuts it into whole-cell bins and
 #   takes each bin's maximum. It rounds twice: the box's corners to the nearest cell (up to half
 #   a cell), then each bin's edges outwards to whole cells (its start down, its end up), so a bin
-#   can read features up to about one cell, `stride` image pixels, from where it should.
+#   can read features more than a whole cell (`stride` image pixels) away from where it should
+#   (measured below).
 # * **RoI Align** (Mask R-CNN) keeps the exact box, places a few sample points in each bin, reads
 #   each point by **bilinear interpolation** of the four surrounding cells, and averages.
 #
@@ -120,6 +121,27 @@ assert torch.equal(pool, torchvision.ops.roi_pool(feature_batch, [rois], 7, 1 / 
 # mask that must line up with object edges, it does.
 
 # %%
+def pool_bin_offsets(box: torch.Tensor, output_size: int, stride: int, width: int) -> list[float]:
+    """For each RoI Pool bin of ``box`` (along x): how far, in cells, its first or last cell lies
+    from the exact bin's edge (a cell's value sits at its index, as in RoI Align)."""
+    exact = box[[0, 2]] / stride
+    edges = exact[0] + (exact[1] - exact[0]) * torch.arange(output_size + 1) / output_size
+    return [max(abs(c0 - float(edges[p])), abs(c1 - 1 - float(edges[p + 1])))
+            for p, (_, _, c0, c1) in enumerate(roi.pool_bins(box, output_size, 1 / stride, (1, width))[0])]
+
+
+# Boxes of every position and width (8 to 1024 pixels), inside a map wide enough that no bin is clipped.
+generator = torch.Generator().manual_seed(0)
+map_width = 2048 // stride + 2
+x1 = torch.rand(2000, generator=generator) * 1024
+widths = 8 + torch.rand(2000, generator=generator) * 1016
+test_boxes = torch.stack([x1, torch.zeros_like(x1), x1 + widths, torch.full_like(x1, 8.0)], 1)
+offsets = torch.tensor([max(pool_bin_offsets(b, 7, stride, map_width)) for b in test_boxes])
+print(f"RoI Pool, 7 bins, {len(test_boxes)} boxes: worst bin offset {offsets.max():.2f} cells ({offsets.max() * stride:.0f} px); "
+      f"more than half a cell in {(offsets > 0.5).float().mean():.0%} of the boxes")
+assert offsets.max() > 1, "the two roundings add up to more than the half cell of the corners: over a whole cell"
+
+# %%
 shifts = torch.arange(0, 2 * stride + 1)
 base = rois[0]
 change_align, change_pool = [], []
@@ -170,38 +192,41 @@ assert torch.allclose(w_y.sum(1), torch.ones(7)), "inside the map, each bin's we
 # %% [markdown]
 # Why write it this way? Training needs the gradient with respect to the features, and the
 # kernel's backward adds every sample's four weighted values into the map one by one. As
-# matrices, the backward is a few more matrix products, which CPUs run fast.
+# matrices, the backward is a few more matrix products, which spread over all of a CPU's cores.
 # `SeparableMultiScaleRoIAlign` does this for all RoIs at once, with torchvision's level
 # assignment, whenever a gradient will flow; the ToyCity model uses it. Without a gradient
 # (inference) it calls the kernel: the dense products do far more arithmetic than the kernel's
 # forward, which reads only the sampled cells. Time one forward + backward of the box pooler on
-# this chapter's proposals (Week 2's training chapter times whole training steps):
+# this chapter's proposals, the two ways taking turns so that a busy moment of the machine slows
+# both alike. Which wins depends on the machine and its thread count: the ratio below is the
+# median over rounds (Week 2's training chapter times whole training steps):
 
 # %%
-import time
-
 from torchvision.ops import MultiScaleRoIAlign
 
-
-def pooler_step_ms(pooler, repeats: int = 5) -> float:
-    """Median ms of one forward + backward of `pooler` over this chapter's proposals."""
-    features = {name: f.detach().requires_grad_() for name, f in t.features.items()}
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        pooler(features, [t.proposals], [t.image_size]).sum().backward()
-        times.append(time.perf_counter() - start)
-    return 1e3 * sorted(times)[len(times) // 2]
-
+from course_lib.utils import timing
 
 names, sampling = heads.box_roi_pool.featmap_names, heads.box_roi_pool.sampling_ratio
-kernel_pooler, separable_pooler = MultiScaleRoIAlign(names, 7, sampling), roi.SeparableMultiScaleRoIAlign(names, 7, sampling)
+poolers = {"torchvision kernel": MultiScaleRoIAlign(names, 7, sampling),
+           "two matrix products": roi.SeparableMultiScaleRoIAlign(names, 7, sampling)}
 trainable = {name: f.detach().requires_grad_() for name, f in t.features.items()}  # as in training
-pooled_kernel = kernel_pooler(trainable, [t.proposals], [t.image_size])
-pooled_separable = separable_pooler(trainable, [t.proposals], [t.image_size])
-assert (pooled_kernel - pooled_separable).abs().max() <= 1e-4, "the same pooler, computed differently"
-print(f"{len(t.proposals)} proposals, forward + backward: torchvision kernel {pooler_step_ms(kernel_pooler):.1f} ms, "
-      f"two matrix products {pooler_step_ms(separable_pooler):.1f} ms (timings vary with the machine)")
+pooled = {name: pooler(trainable, [t.proposals], [t.image_size]) for name, pooler in poolers.items()}
+assert (pooled["torchvision kernel"] - pooled["two matrix products"]).abs().max() <= 1e-4, "the same pooler, computed differently"
+
+
+def pooler_step(pooler: torch.nn.Module) -> None:
+    """One forward + backward of `pooler` over this chapter's proposals."""
+    pooler(trainable, [t.proposals], [t.image_size]).sum().backward()
+
+
+device = t.proposals.device
+rounds = timing.interleaved({name: lambda _, pooler=pooler: pooler_step(pooler) for name, pooler in poolers.items()},
+                            device, warmup=1, repeats=environment.pick(5, 15))
+step_ms = {name: 1e3 * timing.summary(seconds).median for name, seconds in rounds.seconds.items()}
+print(f"{len(t.proposals)} proposals, forward + backward on {device} (torch threads: {torch.get_num_threads()}), median of "
+      f"{len(rounds.seconds['torchvision kernel'])} rounds: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in step_ms.items()))
+print(f"median over rounds of kernel time / matrix-product time: "
+      f"{timing.paired_speedup(rounds.seconds['torchvision kernel'], rounds.seconds['two matrix products']):.2f}x")
 
 # %% [markdown]
 # ## Exercises

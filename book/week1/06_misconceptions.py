@@ -27,7 +27,6 @@ if "google.colab" in sys.modules:
 # %matplotlib inline
 import copy
 import math
-import time
 
 import torch
 from matplotlib.figure import Figure
@@ -37,6 +36,7 @@ from course_lib import environment
 from course_lib.zoo.subjects import chapter_subject
 from course_lib.modeling.internals import trace
 from course_lib.scratch import boxes
+from course_lib.utils import timing
 
 environment.seed_everything(0)
 subject = chapter_subject()
@@ -196,15 +196,12 @@ fig
 # full-size R50-FPN.
 
 # %%
-with torch.no_grad():
-    model([subject.image])  # warm-up
-    start = time.perf_counter()
-    runs = environment.pick(2, 5)
-    for _ in range(runs):
-        model([subject.image])
-    seconds = (time.perf_counter() - start) / runs
+device = next(model.parameters()).device
+with torch.no_grad():  # the first call pays for lazy set-up: warm up, then the median of a few
+    speed = timing.summary(timing.repeat(lambda _: len(model([subject.image])[0]["labels"]), device, warmup=1,
+                                         repeats=environment.pick(3, 7)))
 environment.print_banner(subject.model_name, f"{subject.data_name}, this machine, {torch.get_num_threads()} threads")
-print(f"{seconds * 1000:.0f} ms per image ({1 / seconds:.1f} FPS) on {next(model.parameters()).device} "
+print(f"{speed.median * 1000:.0f} ms per image ({1 / speed.median:.1f} FPS), median of {speed.n} runs, on {device} "
       f"at {t.image_size[0]}x{t.image_size[1]}")
 
 # %% [markdown]

@@ -126,14 +126,13 @@ assert with_objects and all(0 <= row["AP"] <= 1 for row in with_objects if not m
 # un-fine-tuned mapping here is the starting point of that fine-tuning.
 
 # %%
-def cityscapes_val_baseline(model, name: str, out_dir: str) -> dict:
-    """Predict on Cityscapes val and score with the official evaluator (needs ``CITYSCAPES_DATASET``)."""
-    from course_lib.data.cityscapes import CityscapesInstances
-    from course_lib.evaluation.cityscapes_eval import cityscapes_official_eval, format_official
+from course_lib.evaluation.cityscapes_eval import evaluate_cityscapes, format_official
 
-    predictions, _ = inference.inference_on_dataset(model, CityscapesInstances(split="val"), batch_size=1)
+
+def cityscapes_val_baseline(model, name: str, out_dir: str) -> dict:
+    """Score ``model`` on Cityscapes val with the official evaluator, print the table and check its range."""
+    official = evaluate_cityscapes(model, out_dir)
     environment.print_banner(name, "Cityscapes val (official evaluator)")
-    official = cityscapes_official_eval(predictions, environment.cityscapes_root(), "val", out_dir=out_dir)
     print(format_official(official))
     assert 0 <= official["AP"] <= official["AP50"] <= 1
     return official

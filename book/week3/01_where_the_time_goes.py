@@ -36,16 +36,16 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "trackeval==1.3.0"], check=True)
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from course_lib import environment, zoo
 from course_lib.deploy import benchmark, eager
-from course_lib.utils import timing
+from course_lib.modeling import stage_timing
 from course_lib.modeling.maskrcnn import build
+from course_lib.report.figures import stage_bars
+from course_lib.utils import timing
 
 environment.seed_everything(0)
 torch.set_num_threads(environment.pick(1, 2))
@@ -67,25 +67,29 @@ print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device
 #   a GPU the selection of convolution algorithms. They say nothing about steady-state speed.
 # * **Synchronise.** A CUDA call returns as soon as the work is *queued*; reading the clock right
 #   after it measures the queueing. `torch.cuda.synchronize()` waits until the GPU is done
-#   (`timing.synchronize` does it when the model is on a GPU and nothing on a CPU).
+#   (`timing.Stopwatch` does it before and after what it times when the model is on a GPU, and
+#   nothing on a CPU).
 # * **Report the median and a high percentile**, not the mean of a few runs: an OS hiccup or
 #   another process shifts a mean, and the 90th percentile (p90) says how bad a slow frame gets,
 #   which matters for video.
 
 # %%
+cpu = torch.device("cpu")
 with torch.inference_mode():
-    start = time.perf_counter()
-    model(images[:1])
-    first_call = time.perf_counter() - start
-latencies = np.array(timing.measure_latency(model, images, warmup=2, repeats=REPEATS))
+    with timing.Stopwatch(cpu) as first_call:
+        model(images[:1])
+    # call i runs image i (cycling): 2 untimed calls, then REPEATS timed ones
+    latencies = timing.repeat(lambda i: model([images[i % len(images)]]), cpu, warmup=2, repeats=REPEATS)
+latency = timing.summary(latencies)
 environment.print_banner(MODEL_NAME, DATA_NAME)
-print(f"first call {first_call * 1e3:.0f} ms | median {np.median(latencies) * 1e3:.1f} ms | "
-      f"p90 {np.percentile(latencies, 90) * 1e3:.1f} ms | {1 / np.median(latencies):.1f} images/s")
+print(f"first call {first_call.seconds * 1e3:.0f} ms | median {latency.median * 1e3:.1f} ms | "
+      f"p90 {latency.p90 * 1e3:.1f} ms | mean {latency.mean * 1e3:.1f} ms over {latency.n} calls | "
+      f"{1 / latency.median:.1f} images/s")
 
 fig, ax = plt.subplots(figsize=(7, 2.5))
-ax.hist(latencies * 1e3, bins=15)
-ax.axvline(np.median(latencies) * 1e3, color="k", label="median")
-ax.axvline(np.percentile(latencies, 90) * 1e3, color="r", label="p90")
+ax.hist(np.array(latencies) * 1e3, bins=15)
+ax.axvline(latency.median * 1e3, color="k", label="median")
+ax.axvline(latency.p90 * 1e3, color="r", label="p90")
 ax.set_xlabel("ms per image")
 ax.legend()
 plt.show()
@@ -95,7 +99,7 @@ plt.show()
 #
 # ## The stages of one forward pass
 #
-# `timing.stage_timer` puts forward hooks on the submodules that `GeneralizedRCNN.forward` calls
+# `stage_timing.stage_timer` puts forward hooks on the submodules that `GeneralizedRCNN.forward` calls
 # (the same order `course_lib.modeling.internals.trace` replays in Week 1) and adds up their time:
 #
 # | stage | what runs | scales with |
@@ -110,30 +114,22 @@ plt.show()
 # %%
 mask_head_layers = [type(m).__name__ for m in model.roi_heads.mask_head.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
 print("the ToyCity model's mask head:", ", ".join(mask_head_layers), "(the last convolution fuses the stride-2 stem)")
-stages, memory = timing.measure_stages(model, images, repeats=environment.pick(4, 10))
+stages, memory = stage_timing.measure_stages(model, images, repeats=environment.pick(4, 10))
 environment.print_banner(MODEL_NAME, DATA_NAME)
 total = sum(stages.values())
 for stage, seconds in stages.items():
     print(f"{stage:>10}: {seconds * 1e3:6.1f} ms  {100 * seconds / total:5.1f}%")
 print(f"peak memory above the model's weights: {memory:.0f} MB" if memory is not None else "peak memory: not measurable here")
-assert set(stages) == set(timing.STAGES) and all(s > 0 for s in stages.values())
+assert set(stages) == set(stage_timing.STAGES) and all(s > 0 for s in stages.values())
 
 
-def stage_bars(ax, stages_by_name: dict[str, dict[str, float]]) -> None:
-    """Stacked horizontal bars of per-stage milliseconds, one bar per entry."""
-    for row, (name, stages_) in enumerate(stages_by_name.items()):
-        left = 0.0
-        for k, stage in enumerate(timing.STAGES):
-            ms = stages_[stage] * 1e3
-            ax.barh(row, ms, left=left, color=plt.cm.tab10(k), label=stage if row == 0 else None)
-            left += ms
-    ax.set_yticks(range(len(stages_by_name)), list(stages_by_name))
-    ax.set_xlabel("ms per image")
-    ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left")
+def in_ms(stages_s: dict[str, float]) -> dict[str, float]:
+    """Seconds per stage (what `measure_stages` returns) in milliseconds (what `stage_bars` draws)."""
+    return {stage: 1e3 * seconds for stage, seconds in stages_s.items()}
 
 
 fig, ax = plt.subplots(figsize=(8, 1.6))
-stage_bars(ax, {"ToyCity model": stages})
+stage_bars(ax, {"ToyCity model": in_ms(stages)})
 plt.show()
 
 # %% [markdown]
@@ -149,11 +145,11 @@ scales = environment.pick([0.5, 1.0, 1.5], [0.5, 0.75, 1.0, 1.5, 2.0])
 pixels, backbone_ms, by_scale = [], [], {}
 for scale in scales:
     with eager.apply(model, eager.Variant(f"x{scale}", scale=scale)):
-        stages_at, _ = timing.measure_stages(model, images, repeats=environment.pick(3, 6))
+        stages_at, _ = stage_timing.measure_stages(model, images, repeats=environment.pick(3, 6))
         h, w = benchmark.resized_size(model, images[0])
     pixels.append(h * w / 1e3)
     backbone_ms.append(stages_at["backbone"] * 1e3)
-    by_scale[f"{h}x{w}"] = stages_at
+    by_scale[f"{h}x{w}"] = in_ms(stages_at)
 slope, intercept = np.polyfit(pixels, backbone_ms, 1)
 environment.print_banner(MODEL_NAME, DATA_NAME)
 for p, ms in zip(pixels, backbone_ms):
@@ -183,7 +179,7 @@ thresholds = [0.05, 0.3, 0.5, 0.7]
 head_ms, counts = [], []
 for threshold in thresholds:
     with eager.apply(model, eager.Variant(f"score {threshold}", score_thresh=threshold)):
-        stages_at, _ = timing.measure_stages(model, images, repeats=environment.pick(3, 6))
+        stages_at, _ = stage_timing.measure_stages(model, images, repeats=environment.pick(3, 6))
         with torch.inference_mode():
             counts.append(np.mean([len(o["scores"]) for o in model(images)]))
     head_ms.append((stages_at["mask_head"] + stages_at["paste"]) * 1e3)
@@ -204,7 +200,7 @@ for threshold, n, ms in zip(thresholds, counts, head_ms):
 r50 = build("maskrcnn_resnet50_fpn", min_size=environment.pick(256, 512), max_size=environment.pick(512, 1024),
             box_detections_per_img=20).eval()
 street = torch.nn.functional.interpolate(images[0][None], scale_factor=environment.pick(2, 4), mode="bilinear")[0]
-r50_stages, _ = timing.measure_stages(r50, [street], repeats=environment.pick(2, 4))
+r50_stages, _ = stage_timing.measure_stages(r50, [street], repeats=environment.pick(2, 4))
 environment.print_banner("untrained Mask R-CNN R50-FPN (timing only), 20 detections", f"one ToyCity image upscaled to {street.shape[1]}x{street.shape[2]}")
 r50_total = sum(r50_stages.values())
 for stage, seconds in r50_stages.items():
@@ -213,7 +209,7 @@ toy_share, r50_share = (timed["backbone"] / sum(timed.values()) for timed in (st
 print(f"backbone share: ToyCity model {toy_share:.0%}, R50-FPN {r50_share:.0%}")
 assert r50_share > toy_share, "the backbone weighs more in the R50-FPN than in the ToyCity model"
 fig, ax = plt.subplots(figsize=(8, 1.8))
-stage_bars(ax, {"R50-FPN": r50_stages, "ToyCity": stages})
+stage_bars(ax, {"R50-FPN": in_ms(r50_stages), "ToyCity": in_ms(stages)})
 ax.set_xscale("log")
 plt.show()
 

@@ -17,7 +17,8 @@
 # settings one at a time, measures **latency and mask AP side by side**, and looks for the
 # variants that are worth it: the ones no other variant beats on both counts (the **Pareto
 # front**). We also look at what **quantization** does and why it helps so little here, and then
-# at **deployment**: the model exported to ONNX and OpenVINO, in FP32, bfloat16 and INT8.
+# at **deployment**: the model exported to ONNX and OpenVINO, in FP32, bfloat16 and INT8 with
+# calibration. The chapter ends with which variant to pick, and how to check that pick on your device.
 #
 # The table and plot below are read from a committed file, `course_lib/assets/results/bench_cpu.json`,
 # written by one run of
@@ -28,8 +29,9 @@
 #     --out course_lib/assets/results/bench_cpu.json
 # ```
 #
-# so the text and the numbers come from the same measurement. At the end, a small live run on
-# your machine shows how much timings move with the hardware.
+# so the text and the numbers come from the same measurement. The side experiments (what INT8 does
+# to the box head, a large model, a GPU, a live run on your machine) are in the
+# [speed experiments appendix](../appendix_speed.ipynb).
 
 # %% tags=["remove-cell"]
 # Colab: install the course library (a no-op everywhere else), and TrackEval without its
@@ -68,8 +70,8 @@ print("\nnot on a CPU:", eager.get("fp16").name, "-", eager.get("fp16").supporte
 # %% [markdown]
 # ## The committed measurement
 #
-# Each variant's **speed-up** is its median latency against the unmodified model's, timed just
-# before it (`paired_baseline_ms`): the machine that ran this is shared, and its load drifts over
+# Each variant's **speed-up** compares its latency with the unmodified model's, timed beside it in
+# the same run (`paired_baseline_ms`): the machine that ran this is shared, and its load drifts over
 # the minutes a full run takes. The baseline row's own "speed-up" (the model against itself)
 # shows how large that noise is. The **mask AP** is computed on all 100 held-out scenes.
 
@@ -114,9 +116,8 @@ for name in ("baseline", best["name"]):
 # * **Detections per image and score threshold** (`det_20`). The ToyCity model keeps up to 50
 #   detections with a score of at least 0.05 (the COCO convention), and the mask head and the paste
 #   run on every one of them. ToyCity scenes place 5 to 14 objects, so most of those detections are
-#   low-score clutter. Dropping them removes part of the mask head's work (less than half of it, the
-#   share is computed after this list: not every image reaches the cap). It costs a little AP,
-#   because AP also gives credit for the few true objects found only at a low score.
+#   low-score clutter. Dropping them removes less than half of the mask head's work (not every image
+#   reaches the cap), and costs a little AP: AP also credits true objects found at a low score.
 # * **RPN proposals** (`rpn_300`, `rpn_100`). Every proposal goes through RoIAlign and the box head's
 #   MLP. The ToyCity model already keeps only 300 (torchvision's R50 keeps 1000 at test time), and
 #   a street with a dozen objects needs far fewer than that.
@@ -124,8 +125,7 @@ for name in ("baseline", best["name"]):
 #   ToyCity objects are small (8 to 100 pixels at 128x256), and shrinking the image loses the
 #   smallest ones first.
 # * **channels_last** stores activations as NHWC, which some convolution kernels prefer (GPUs with
-#   tensor cores in particular); on a CPU it depends on the kernels, and conversions at the
-#   boundaries cost time.
+#   tensor cores in particular); on a CPU it depends on the kernels.
 # * **bfloat16 autocast** runs matrix products and convolutions in 16-bit "brain floating point"
 #   (8 exponent bits like float32, 7 stored mantissa bits). It pays only on CPUs with bf16 units (Intel
 #   AMX or AVX512-BF16, recent ARM cores); elsewhere it adds conversions and is slower. It also
@@ -133,8 +133,7 @@ for name in ("baseline", best["name"]):
 # * **Batching** (`batch_4`) amortises Python overhead and fills wide hardware: little to gain on
 #   two cores with tiny images, the first thing to do on a GPU.
 # * **`torch.compile`** fuses the backbone's operators. Its first call compiles (it needs a C++
-#   compiler, and takes from seconds with a warm cache to a minute or more); `warmup_s` in the JSON
-#   records it.
+#   compiler); `warmup_s` in the JSON records how long.
 #
 # The measured effect of each, relative to the baseline, with the stage that moved most:
 
@@ -148,6 +147,11 @@ for row in results["variants"][1:]:
 mask_cut = 1 - rows["det_20"]["stages_ms"]["mask_head"] / base_stages["mask_head"]
 print(f"det_20 cuts the mask head's time by {mask_cut:.0%}")
 assert 0 < mask_cut < 0.5, "det_20 removes part of the mask head's work, less than half"
+assert rows["det_20"]["mask_AP_drop"] > 0 and rows["rpn_100"]["speedup"] > 1.2 > 1.0 > rows["rpn_100"]["mask_AP_drop"]
+assert rows["scale_0.5"]["mask_AP_drop"] > rows["scale_0.75"]["mask_AP_drop"] > 1.0, "shrinking the image costs AP"
+assert results["cpu_bf16_units"] and rows["bf16"]["speedup"] > 1, "bf16 pays on a CPU with bf16 units"
+assert abs(rows["batch_4"]["speedup"] - 1) < 0.1, "batching: little to gain on two cores with tiny images"
+assert rows["compile"]["warmup_s"] > 10 * rows["baseline"]["warmup_s"], "torch.compile's first call compiles"
 
 # %% [markdown]
 # ## Quantization
@@ -168,39 +172,14 @@ assert 0 < mask_cut < 0.5, "det_20 removes part of the mask head's work, less th
 # ($q_\max = 2^7 - 1$), which leaves headroom in its 16-bit intermediate sums of products. It needs no calibration data, which is why it is the
 # usual first try. But in Mask R-CNN the Linear layers are only the box head's MLP and predictor;
 # the convolutions (backbone, FPN, RPN head, mask head) are untouched, and they hold most of the
-# time. Quantizing convolutions needs **static** quantization: observers record activation ranges
-# on calibration images, and BatchNorm/ReLU are fused into the convolutions first. PyTorch now
-# develops this in the separate `torchao` package (`torch.ao.quantization` is deprecated), and
-# on a GPU the usual choice is simply **float16** with tensor cores.
+# time. Quantizing convolutions needs **static** quantization with calibration images (below, in
+# a runtime); on a GPU the usual choice is simply **float16** with tensor cores.
 #
-# On this model, what the INT8 box head does to size and outputs:
-
-# %%
-model = zoo.load("toycity", device="cpu")
-images = [image for image, _ in benchmark.toycity_val(environment.pick(2, 8))]
-int8_heads = eager.quantize_linear_int8(model.roi_heads)
-size_fp32 = sum(p.numel() * 4 for m in model.roi_heads.box_head.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters())
-int8_linears = [m for m in int8_heads.box_head.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
-size_int8 = sum(m.weight().numel() + 4 * m.bias().numel() for m in int8_linears)  # 1 byte per weight, float32 bias
-with torch.inference_mode():
-    reference = model(images)
-    with eager.apply(model, "int8"):
-        quantized = model(images)
-environment.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", f"{len(images)} held-out ToyCity scenes")
-print(f"box head Linear weights: {size_fp32 / 1e6:.2f} MB in float32 -> {size_int8 / 1e6:.2f} MB in INT8")
-agreements = [eager.agreement(r, q) for r, q in zip(reference, quantized)]
-print("share of confident detections reproduced (same class, box IoU >= 0.9):", [f"{a:.2f}" for a in agreements])
-if "int8" in rows:
-    print(f"committed run: int8 {rows['int8']['speedup']:.2f}x overall; box head "
-          f"{rows['baseline']['stages_ms']['box_head']:.1f} -> {rows['int8']['stages_ms']['box_head']:.1f} ms")
-assert size_int8 < size_fp32 / 3
-
-# %% [markdown]
-# The box head's Linear weights shrink about four times and the confident detections barely
-# move. What it does to latency is in the `int8` row of the table. The box head stage (RoI Align,
-# the MLP, the predictor and the per-class NMS) is a minority of the time, so even a box head that
-# cost nothing could not speed up the whole model beyond $1 / (1 - \text{share})$ (Amdahl's law),
-# and quantizing its MLP gets less than that:
+# What it does to latency is in the `int8` row of the table (what it does to the box head's size
+# and outputs is in the appendix). The box head stage (RoI Align, the MLP, the predictor and the
+# per-class NMS) is a minority of the time, so even a box head that cost nothing could not speed up
+# the whole model beyond $1 / (1 - \text{share})$ (Amdahl's law), and quantizing its MLP gets less
+# than that:
 
 # %%
 box_share = base_stages["box_head"] / sum(base_stages.values())
@@ -209,8 +188,6 @@ print(f"box head stage: {box_share:.0%} of the baseline's time -> at most {1 / (
 assert box_share < 0.5 and rows["int8"]["speedup"] < 1 / (1 - box_share)
 
 # %% [markdown]
-# Measure first, then optimise.
-#
 # ## Deploying: export, runtimes and INT8
 #
 # Every lever so far is a setting of the PyTorch model, run by PyTorch's eager interpreter: one
@@ -251,6 +228,7 @@ from course_lib import deploy
 assert deploy.available(), "pip install 'course_lib[deploy]' for ONNX Runtime, OpenVINO and NNCF"
 from course_lib.deploy import variants
 
+model = zoo.load("toycity", device="cpu")
 check_images = [image for image, _ in benchmark.toycity_val(2)]
 with tempfile.TemporaryDirectory() as folder:
     for name in ("ort", "ov_fp32@fast"):
@@ -298,15 +276,23 @@ for scope, spec in IGNORED_SCOPES.items():
 # scene and runs every variant on it, in an order that rotates, so background load hits all of them
 # alike. A variant's speed-up is the median over rounds of the eager baseline's time divided by its
 # own, on the same image in the same round. Its command, versions, CPU features and load are in the
-# file; the table reads it.
+# file; the table reads it. It was timed on a quiet machine: the one-minute load average stayed at or
+# under the core count (the benchmark refuses to write a file otherwise). Its eager baseline's median
+# still differs from `bench_cpu.json`'s, another run: compare speed-ups within one file, never
+# latencies across files.
 
 # %%
 deployed = load_results("deploy_cpu.json")
 print(f"[results from] model: {deployed['model']} | data: {deployed['data']} | device: {deployed['device']}, "
       f"{deployed['threads']} thread(s) | {', '.join(f'{k} {v}' for k, v in deployed['versions'].items())} | {deployed['date']}")
 print("command:", deployed["command"])
-print("CPU features:", ", ".join(deployed["cpu_features"]), "| load average (1 min) before/after:",
-      ", ".join(f"{v:.1f}" for v in deployed["load_average_1min"].values()))
+busy = max(deployed["load_average_1min"].values())
+print("CPU features:", ", ".join(deployed["cpu_features"]), f"| load average (1 min) at most {busy:.1f} on {deployed['cores']} cores")
+assert busy <= deployed["cores"], "the prose above describes a file timed on a quiet machine"
+by_name = {r["name"]: r for r in deployed["variants"]}
+ratio = by_name["baseline"]["median_ms"] / rows["baseline"]["median_ms"]
+print(f"its eager baseline's median is {ratio:.2f}x bench_cpu.json's")
+assert abs(ratio - 1) > 0.1, "the two files' baselines differ: compare speed-ups, not latencies"
 display(Markdown(results_table(deployed)))
 within = [r for r in deployed["variants"] if r["mask_AP_drop"] <= 1.0]
 best_deployed = max(within, key=lambda r: r["speedup"])
@@ -314,22 +300,6 @@ print(f"fastest within 1.0 AP point of the eager baseline: {best_deployed['name'
       f"{best_deployed['speedup']:.2f}x, mask AP {100 * best_deployed['mask_AP']:.1f} ({best_deployed['mask_AP_drop']:+.1f} points)")
 print("goal (>= 3x at <= 1.0 point) met by:",
       ", ".join(r["name"] for r in deployed["variants"] if r["speedup"] >= 3.0 and r["mask_AP_drop"] <= 1.0) or "no variant")
-
-# %% [markdown]
-# Both benchmark files measure the same model on the same held-out scenes, each against an eager
-# baseline timed alongside. This file was timed on a quiet machine: its one-minute load average,
-# printed above, stayed at or under the core count (printed below), and the benchmark refuses to
-# write a file otherwise. Its eager baseline's median still differs from the one in
-# `bench_cpu.json`, another run with other variants beside it: compare speed-ups within one file,
-# where each is paired round by round against its own baseline, and never latencies across files.
-
-# %%
-cores = int(deployed["device"].split("(")[1].split()[0])
-busy = max(deployed["load_average_1min"].values())
-ratio = {r["name"]: r for r in deployed["variants"]}["baseline"]["median_ms"] / rows["baseline"]["median_ms"]
-print(f"deploy_cpu.json: load average at most {busy:.1f} on {cores} cores; its eager baseline's median is {ratio:.2f}x "
-      f"bench_cpu.json's")
-assert busy <= cores, "the prose above describes a file timed on a quiet machine"
 
 # %% [markdown]
 # The plot below puts the runtimes on the Pareto plot of the eager variants at the latency their
@@ -350,104 +320,48 @@ ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
-# **A large model.** The ToyCity model is small, and its images are tiny: fixed costs (Python, the
-# paste, NMS) weigh more than they would on a street at Cityscapes resolution. The second file times
-# torchvision's R50-FPN v2 at Cityscapes' aspect ratio. Its weights are random (no download here),
-# so it says nothing about accuracy; random class scores would pass any threshold and fill the
-# detection cap, so the cap is set to a realistic number of detections per image.
-
-# %%
-r50 = load_results("deploy_r50_cpu.json")
-print(f"[results from] model: {r50['model']} | data: {r50['data']} | device: {r50['device']}, {r50['threads']} thread(s) | {r50['date']}")
-print("command:", r50["command"])
-display(Markdown(results_table(r50)))
-fastest = max(r50["variants"], key=lambda r: r["speedup"])
-print(f"fastest: {fastest['name']} at {fastest['speedup']:.2f}x the eager model (timing only: random weights, accuracy unknown)")
-assert all(row["speedup"] > 0 for row in r50["variants"])
-
-# %% [markdown]
-# What the tables teach:
+# What the table teaches:
 #
 # * A runtime alone, in FP32, changes little on this model: the same arithmetic, scheduled a
 #   little differently. The mask AP does not move, which is the check that the export is faithful.
 # * Lower precision is where the speed is, on a CPU with the units for it: bfloat16 where the CPU
-#   has bfloat16 units, INT8 where it has integer dot-product units (VNNI, AMX). The larger the
-#   convolutions, the more it pays: compare the R50-FPN table with the ToyCity one.
+#   has bfloat16 units, INT8 where it has integer dot-product units (VNNI, AMX).
 # * What is quantized decides what INT8 costs. NNCF's defaults also quantize the box arithmetic
-#   (`course_lib.deploy.quantize` explains how); quantizing only the layers keeps the mask AP:
+#   (`course_lib.deploy.quantize` explains how) and lose AP; quantizing only the layers keeps it
+#   within the budget.
 
 # %%
-for name in ("ov_int8#nncf_defaults", "ov_int8"):
-    row = {r["name"]: r for r in deployed["variants"]}[name]
+for name in ("ort", "ov_fp32", "ov_bf16", "ov_int8#nncf_defaults", "ov_int8"):
+    row = by_name[name]
     print(f"{name:>22}: {row['speedup']:.2f}x, mask AP {100 * row['mask_AP']:.1f} ({row['mask_AP_drop']:+.1f} points), "
-          f"box AP {100 * row['box_AP']:.1f}; exported and quantized in {row['build_s']:.0f} s on {deployed['calibration_images']} calibration scenes")
+          f"box AP {100 * row['box_AP']:.1f}; built (exported, quantized) in {row['build_s']:.0f} s")
+print(f"INT8 calibrated on {deployed['calibration_images']} ToyCity training scenes")
+fp32_runtimes = [by_name["ort"], by_name["ov_fp32"]]
+assert all(r["mask_AP_drop"] == 0 and r["speedup"] < 1.5 for r in fp32_runtimes), "FP32 runtimes: same AP, little speed"
+assert {"avx512_bf16", "avx512_vnni"} <= set(deployed["cpu_features"]), "the units lower precision needs"
+assert min(by_name["ov_bf16"]["speedup"], by_name["ov_int8"]["speedup"]) > max(r["speedup"] for r in fp32_runtimes)
+assert by_name["ov_int8#nncf_defaults"]["mask_AP_drop"] > 1.0 >= by_name["ov_int8"]["mask_AP_drop"]
 
 # %% [markdown]
-# * Runtime speed-ups and test-time settings multiply: the fastest rows combine a lower precision
-#   with the `fast` settings. Their AP costs do not simply add up: changes of a few tenths of a
-#   point are as large as the noise between two nearly identical models on these scenes, and can
-#   even change sign:
+# ## What to pick
+#
+# Runtime speed-ups and test-time settings multiply: the `RUNTIME@fast` rows combine a lower
+# precision with the head levers. On this CPU the choice is read off the front of the runtime run:
+# the fastest variant there within the AP budget. Without a runtime, the eager variant read off the
+# first table is the pick. Both rest on CPU units (bfloat16, VNNI) that another machine may lack, so
+# before choosing for a device, rerun `python -m course_lib bench` on it: the ranking can change.
 
 # %%
-by_name = {r["name"]: r for r in deployed["variants"]}
-summed = by_name["ov_int8"]["mask_AP_drop"] + by_name["fast"]["mask_AP_drop"]
-combined = by_name["ov_int8@fast"]["mask_AP_drop"]
-print(f"mask AP drop: ov_int8 {by_name['ov_int8']['mask_AP_drop']:+.2f} + fast {by_name['fast']['mask_AP_drop']:+.2f} "
-      f"= {summed:+.2f} points if they added up; ov_int8@fast measured {combined:+.2f}")
-assert abs(combined - summed) > 0.25, "the drops do not add up"
-#
-# ## On a GPU
-#
-# A GPU changes the question. `data_scripts/bench_gpu.py` times the same R50-FPN v2 (random
-# weights, the same realistic detection cap) at Cityscapes' full resolution and at half of it, on
-# a data-centre GPU that the files name: float32, TF32 tensor cores, float16 (autocast or
-# `model.half()`), channels_last and a compiled backbone, interleaved and synchronised as on the
-# CPU. TensorRT is not in these files: it needs NVIDIA's own packages, which the machine that
-# measured them did not have; on Colab, `pip install torch-tensorrt` is the next step to try.
-
-# %%
-def gpu_table(result: dict) -> str:
-    """Markdown table of a ``bench_gpu.py`` results file."""
-    rows = ["| variant | what changes | median ms | FPS | speed-up vs fp32 |", "|---|---|---|---|---|"]
-    rows += [f"| {r['name']} | {r['description']} | {r['median_ms']:.1f} | {r['fps']:.1f} | {r['speedup']:.2f}x |"
-             for r in result["variants"]]
-    return "\n".join(rows)
-
-
-for name in ("deploy_gpu.json", "deploy_gpu_512.json"):
-    gpu = load_results(name)
-    print(f"[results from {name}] {gpu['what']} | {gpu['device']} | torch {gpu['torch']} | {gpu['date']}")
-    print("command:", gpu["command"])
-    display(Markdown(gpu_table(gpu)))
-    fastest = max(gpu["variants"], key=lambda r: r["fps"])
-    print(f"fastest: {fastest['name']}, {fastest['fps']:.1f} FPS ({fastest['speedup']:.2f}x float32)")
-toy_gpu = load_results("bench_gpu.json")
-toy_baseline = {r["name"]: r for r in toy_gpu["variants"]}["baseline"]
-print(f"[results from bench_gpu.json] the ToyCity model on {toy_gpu['device']}: {toy_baseline['median_ms']:.1f} ms per "
-      f"{toy_gpu['input_size'][0]}x{toy_gpu['input_size'][1]} image, mask AP {100 * toy_baseline['mask_AP']:.1f}; "
-      f"{toy_baseline['median_ms'] / fastest['median_ms']:.0%} of the R50-FPN's fastest time at half resolution")
-
-# %% [markdown]
-# At full resolution the convolutions dominate and half precision on the tensor cores pays: compare
-# the float16 rows with float32. At half the resolution the GPU waits for the rest: Python, the
-# per-image RPN and NMS, the paste. Lower precision then buys little, and the tiny ToyCity model,
-# with a small fraction of the arithmetic, still takes a large share of the big model's time per
-# image (the last line above). That is the same lesson as the small model on a CPU, at another
-# scale: measure where the time goes before choosing a lever.
-#
-# ## A live run on this machine
-#
-# The same harness, on a few images (no AP, to keep it short). Expect other absolute numbers than
-# the committed ones: they depend on the CPU, the number of threads and what else is running.
-
-# %%
-live = benchmark.run_benchmark(model, benchmark.toycity_val(environment.pick(2, 10)), list(dict.fromkeys(["baseline", "det_20", "rpn_100", best["name"]])),
-                           model_name="ToyCity model", warmup=1, repeats=environment.pick(3, 20), stage_repeats=environment.pick(1, 3),
-                           evaluate=False, progress=None)
-environment.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", live["data"] + f", {live['images']} images")
-print(live["device"])
-display(Markdown(results_table(live)))
-assert all(row["median_ms"] > 0 for row in live["variants"])
+deploy_front = pareto_front(deployed)
+print("Pareto front of deploy_cpu.json, fastest first:", " -> ".join(deploy_front))
+print(f"pick with a runtime: {best_deployed['name']}, {best_deployed['speedup']:.2f}x at {best_deployed['mask_AP_drop']:+.1f} points; "
+      f"eager only: {best['name']}, {best['speedup']:.2f}x at {best['mask_AP_drop']:+.1f} points (bench_cpu.json)")
+product = by_name["ov_int8"]["speedup"] * by_name["fast"]["speedup"]
+print(f"ov_int8 {by_name['ov_int8']['speedup']:.2f}x times fast {by_name['fast']['speedup']:.2f}x = {product:.2f}x; "
+      f"ov_int8@fast measured {by_name['ov_int8@fast']['speedup']:.2f}x")
+assert 0.85 < by_name["ov_int8@fast"]["speedup"] / product < 1.15, "runtime and settings speed-ups multiply"
+assert best_deployed["name"] in deploy_front and "@fast" in best_deployed["name"]
+assert best["name"] in front and best_deployed["speedup"] > best["speedup"]
 
 # %% [markdown]
 # ## Exercises

@@ -25,8 +25,8 @@
 #    filter it is the steady state of;
 # 4. **temporal smoothing** of masks, and a measure of how much they flicker;
 # 5. an evaluation with **TrackEval** (HOTA, IDF1, MOTA, ID switches) of trackers of increasing
-#    ambition, first on ground-truth detections with noise, then on the ToyCity model's own
-#    detections.
+#    ambition on ground-truth detections with noise, and of the course's tracker against the
+#    field's on the ToyCity model's own detections.
 #
 # The data are ToyCity clips: a fixed camera over a synthetic street, where the generator knows the
 # true identity of every object in every frame. All numbers are ToyCity numbers.
@@ -42,28 +42,20 @@ if "google.colab" in sys.modules:
 # %%
 import itertools
 import tempfile
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from torchvision.ops import box_iou
 
-from course_lib import environment, results, zoo
+from course_lib import environment, results
 from course_lib.classes import CLASSES
 from course_lib.data.toycity import clip
-from course_lib.tracking.track_metrics import (
-    MODES,
-    compare_trackers,
-    crossings,
-    mask_flicker,
-    match_to_ground_truth,
-    noisy_detections,
-    run_tracker,
-)
-from course_lib.tracking.annotate import draw_instances, predict_frames
-from course_lib.tracking.mask_rois import iou_cost_matrix, masks_to_rois, roi_mask_iou
+from course_lib.tracking.annotate import draw_instances
+from course_lib.tracking.mask_rois import iou_cost_matrix, masks_to_rois
 from course_lib.tracking.track import FORBIDDEN, Tracker, TrackState, assign, tracks_to_frame
+from course_lib.tracking.track_metrics import (compare_trackers, crossings, mask_flicker, match_to_ground_truth,
+                                               noisy_detections, run_tracker)
+from course_lib.tracking.trackers import ABLATION, BOXMOT_TRACKERS, make_tracker
 
 environment.seed_everything(0)
 torch.set_num_threads(environment.pick(1, 2))
@@ -127,7 +119,8 @@ assert all(len(detections[t]["boxes"]) == len(targets[t]["boxes"]) - 1 for t in 
 # small objects overlap little from one frame to the next) and, as a fallback, the box IoU
 # (`box_gate`). Mask IoU is unforgiving for thin or sliced masks: a bicycle's frame shifted by two
 # pixels, or a walker of whom only a sliver shows behind others, overlaps its own track's mask hardly at all
-# while the boxes still agree. So a pair is allowed if either overlap passes its gate, and the
+# while the boxes still agree ([the appendix](../appendix_tracking.ipynb) follows such a walker).
+# So a pair is allowed if either overlap passes its gate, and the
 # cost still ranks pairs by mask IoU, which tells apart objects whose boxes overlap (two people
 # crossing) where box IoU cannot. Without masks the same is done with box IoU alone.
 #
@@ -160,6 +153,7 @@ plt.colorbar(im, ax=ax)
 plt.tight_layout()
 plt.show()
 print(f"{int((cost < FORBIDDEN).sum())} allowed pairs out of {cost.numel()}")
+assert (cost < FORBIDDEN).sum() < cost.numel() / 2, "most pairs are forbidden"
 
 # %% [markdown]
 # Most of the matrix is forbidden: a track can only continue with one of the few detections it
@@ -219,12 +213,11 @@ for d in detections:
     for tr in tracker.tracks:
         histories[tr.track_id] = tr.history  # the list keeps growing, up to the track's removal
 
-state_value = {TrackState.TENTATIVE: 0, TrackState.CONFIRMED: 1, TrackState.LOST: 2, TrackState.REMOVED: 3}
+state_value = {state: k for k, state in enumerate(TrackState)}  # tentative, confirmed, lost, removed
 grid = np.full((len(histories), NUM_FRAMES), np.nan)
 order = sorted(histories)
 for row, track_id in enumerate(order):
-    for frame, state in histories[track_id]:
-        grid[row, frame] = state_value[state]
+    grid[row, [frame for frame, _ in histories[track_id]]] = [state_value[state] for _, state in histories[track_id]]
 fig, ax = plt.subplots(figsize=(12, 0.25 * len(order) + 1.5))
 cmap = plt.matplotlib.colors.ListedColormap(["#f2c14e", "#2a9d8f", "#e76f51", "#555555"])
 ax.imshow(grid, aspect="auto", cmap=cmap, vmin=-0.5, vmax=3.5, interpolation="nearest")
@@ -272,7 +265,7 @@ assert reported_id(after, HIDDEN) != reported_id(after, B)
 # in each frame, and what happens around a three-frame miss.
 
 # %%
-from course_lib.tracking.kalman import BoxKalman, KalmanNoise
+from course_lib.tracking.kalman import BoxKalman
 
 rng = np.random.default_rng(0)
 MISSED = range(20, 23)
@@ -302,34 +295,20 @@ print(f"gain of a new track: alpha {gains[0, 0]:.2f}, beta {gains[0, 1]:.2f}; se
       f"alpha {steady_alpha:.2f}, beta {steady_beta:.2f}; right after the miss: alpha {gains[MISSED[-1], 0]:.2f}")
 assert gains[0, 0] > steady_alpha and gains[MISSED[-1], 0] > steady_alpha, "uncertain states take larger gains"
 assert np.allclose(gains[-1], gains[-2], atol=1e-3), "with the noise fixed, the gain settles to a constant"
+assert abs(gains[-1, 0] - 2 / 3) < 0.05, "the settled position gain is near two thirds (below)"
 
 # %% [markdown]
 # The gain settles to a constant as soon as the covariance stops changing, and that constant is an
 # alpha-beta filter: **a fixed-gain alpha-beta filter is a Kalman filter in its steady state**, for
 # one choice of the noises $Q$ and $R$. The course's default skips the transient and uses its own
-# constants; because its gains are fixed, it cannot take larger steps right after a miss, and it
-# carries no rate for the box's size. Because the noise here scales with the box, the steady gain
-# is the same for a box of any size:
-
-# %%
-def steady_gain(box: np.ndarray, frames: int = 200) -> np.ndarray:
-    state = BoxKalman.start(box)
-    for _ in range(frames):
-        state = state.predict().update(box)
-    return state.predict().gain()[[0, 4], 0]
-
-
-small_gain, large_gain = steady_gain(np.array([0.0, 0, 8, 16])), steady_gain(np.array([0.0, 0, 200, 400]))
-print(f"steady gains (alpha, beta): 8x16 box {small_gain.round(3)}, 200x400 box {large_gain.round(3)}; "
-      f"the course's alpha-beta filter: ({tracker.box_alpha}, {tracker.box_alpha})")
-assert np.allclose(small_gain, large_gain)
-assert abs(small_gain[0] - 2 / 3) < 0.05, "the settled position gain is near two thirds (next paragraph)"
-
-# %% [markdown]
-# `Tracker(motion="kalman")` predicts with this filter, and reports, as before, a moving average of
-# the detection and the prediction: the filter's own estimate, with its position gain settled near
-# two thirds, lags a moving box more, and a box a pixel behind costs a small object's mask IoU. The
-# comparison at the end of the chapter runs both.
+# constants: it cannot take larger steps right after a miss, and it carries no rate for the box's
+# size. (With noise that scales with the box, the steady gain is the same for a box of any size:
+# [the appendix](../appendix_tracking.ipynb) checks it.)
+#
+# `Tracker(motion="kalman")` (the tracker named `course-kalman` below) predicts with this filter and
+# reports, as before, a moving average of the detection and the prediction: the filter's own
+# estimate, with its position gain settled near two thirds, lags a moving box more, and a box a
+# pixel behind costs a small object's mask IoU.
 #
 # ## Step 4: smoothing masks over time
 #
@@ -349,7 +328,7 @@ assert abs(small_gain[0] - 2 / 3) < 0.05, "the settled position gain is near two
 # ground truth is not zero: legs move, pedals turn, occluders come and go.
 
 # %%
-raw = run_tracker(detections, HEIGHT, WIDTH, **MODES["iou"])
+raw = run_tracker(make_tracker("iou"), detections, HEIGHT, WIDTH)  # matching alone, no smoothing
 smooth = reported
 print(f"mask flicker: ground truth {mask_flicker(targets):.3f} | noisy detections, no smoothing {mask_flicker(raw):.3f}"
       f" | with smoothing {mask_flicker(smooth):.3f}")
@@ -360,12 +339,11 @@ fig, axes = plt.subplots(2, len(window), figsize=(2 * len(window), 4))
 for k, t in enumerate(window):
     x0, y0, x1, y1 = (int(v) for v in targets[t]["boxes"][targets[t]["track_ids"] == B][0].tolist())
     for row, (name, tracked) in enumerate([("raw", raw), ("smoothed", smooth)]):
-        ax = axes[row, k]
         pid = reported_id(t, B, tracked)
         if pid is not None:
-            ax.imshow(tracked[t]["masks"][tracked[t]["track_ids"] == pid][0, y0:y1, x0:x1], cmap="gray")
-        ax.set_title(f"{name}, frame {t}", fontsize=8)
-        ax.axis("off")
+            axes[row, k].imshow(tracked[t]["masks"][tracked[t]["track_ids"] == pid][0, y0:y1, x0:x1], cmap="gray")
+        axes[row, k].set_title(f"{name}, frame {t}", fontsize=8)
+        axes[row, k].axis("off")
 plt.suptitle(f"object {B}'s mask, cropped to its true box")
 plt.tight_layout()
 plt.show()
@@ -373,13 +351,14 @@ plt.show()
 # %% [markdown]
 # ## Step 5: how good is the tracking? TrackEval
 #
-# We compare four trackers on the same detections:
+# We compare four trackers, each a setting of the course's `Tracker`, on the same detections (their
+# names are those of `course_lib.tracking.trackers.TRACKERS`):
 #
 # * **none**: a new id for every detection in every frame (what a detector alone gives);
 # * **iou**: IoU matching of consecutive frames only: no memory across a missed frame, no motion
 #   model, no smoothing;
-# * **full**: the tracker above, with its alpha-beta filter;
-# * **kalman**: the same with the Kalman filter of Step 3.
+# * **course**: the tracker above, with its alpha-beta filter;
+# * **course-kalman**: the same with the Kalman filter of Step 3.
 #
 # The scores come from TrackEval, the reference implementation of the MOTS benchmarks:
 #
@@ -395,225 +374,65 @@ plt.show()
 #   threshold and then averaged, $\text{HOTA} = \operatorname{mean}_\alpha \sqrt{\text{DetA}_\alpha \cdot \text{AssA}_\alpha}$
 #   over $\alpha$ from 0.05 to 0.95. (The DetA and AssA columns are the averages over $\alpha$ too,
 #   so HOTA is not exactly the square root of their product.)
+#
+# `compare_trackers` runs the trackers side by side, taking turns frame by frame, and adds the
+# median time of `update` per frame and the flicker of Step 4.
 
 # %%
+COLUMNS = ["HOTA", "DetA", "AssA", "IDF1", "MOTA", "IDSW", "ms_per_frame", "flicker"]
+
+
+def print_table(table: dict, columns: list[str] = COLUMNS) -> None:
+    print(f"{'tracker':<14}" + "".join(f"{c:>13}" for c in columns))
+    for name, scores in table.items():
+        print(f"{name:<14}" + "".join(f"{scores[c]:>13.0f}" if c == "IDSW" else f"{scores[c]:>13.3f}" for c in columns))
+
+
 with tempfile.TemporaryDirectory() as workdir:
-    table = compare_trackers(targets, detections, workdir)
+    table = compare_trackers(ABLATION, {"clip": targets}, {"clip": detections}, workdir, frame_rate=FPS)
 environment.print_banner("ground truth + noise (no model)", f"ToyCity clip seed {SEED}, {NUM_FRAMES} frames at {HEIGHT}x{WIDTH}")
-COLUMNS = ["HOTA", "DetA", "AssA", "IDF1", "MOTA", "IDSW", "flicker"]
-
-
-def print_table(table: dict) -> None:
-    print(f"{'tracker':<13}" + "".join(f"{c:>9}" for c in COLUMNS))
-    for mode, scores in table.items():
-        cells = (scores.get(c, float("nan")) for c in COLUMNS)
-        print(f"{mode:<13}" + "".join(f"{v:>9.0f}" if c == "IDSW" else f"{v:>9.3f}" for c, v in zip(COLUMNS, cells)))
-
-
 print_table(table)
-assert table["full"]["IDSW"] < table["iou"]["IDSW"] < table["none"]["IDSW"]
-assert table["full"]["IDF1"] > table["iou"]["IDF1"] > table["none"]["IDF1"]
+print(f"ground truth's own flicker: {mask_flicker(targets):.3f}")
+assert table["course"]["IDSW"] < table["iou"]["IDSW"] < table["none"]["IDSW"]
+assert table["course"]["IDF1"] > table["iou"]["IDF1"] > table["none"]["IDF1"]
+assert max(abs(table[name]["DetA"] - table["iou"]["DetA"]) for name in ("course", "course-kalman")) < 0.05, \
+    "the trackers see the same detections: DetA barely moves"
 
 # %% [markdown]
-# DetA is nearly the same for the three: they see the same detections. The difference is all in
-# association (AssA, IDF1, IDSW). `none` has no association at all, so its HOTA collapses even though
-# every object is found. `iou` loses an object's id whenever it misses a frame. The full tracker keeps ids
-# through the miss. Its DetA can be a little lower: a new object is reported only from its second
-# frame (`min_hits`), and smoothing lags behind quick changes of shape.
-#
-# ## The same with the ToyCity model's detections
-#
-# Now the detections come from the ToyCity Mask R-CNN (trained at 128x256; the transform resizes
-# these 256x512 frames to that size and pastes the masks back). A real detector misses small and
-# hidden objects and makes up a few, so every score drops; the question is whether tracking still
-# helps.
-
-# %%
-model = zoo.load("toycity")
-start = time.perf_counter()
-model_detections = [d for _, d in predict_frames(model, images, batch_size=4, min_score=0.5)]
-seconds = time.perf_counter() - start
-with tempfile.TemporaryDirectory() as workdir:
-    model_table = compare_trackers(targets, model_detections, workdir)
-environment.print_banner("ToyCity model (course_lib.zoo.load('toycity'))", f"ToyCity clip seed {SEED}, {NUM_FRAMES} frames at {HEIGHT}x{WIDTH}")
-print(f"model: {seconds / NUM_FRAMES * 1e3:.0f} ms per frame on {environment.device()}")
-print_table(model_table)
-assert model_table["full"]["IDF1"] > model_table["none"]["IDF1"]
-
-# %% [markdown]
-# ## What the tracker costs
-#
-# The tracker must not eat the frame budget the model needs. Timing `update` alone on this clip's
-# detections:
-
-# %%
-tracker = Tracker()
-times = []
-for d in model_detections:
-    start = time.perf_counter()
-    tracker.update(d)
-    times.append(time.perf_counter() - start)
-print(f"Tracker.update: median {np.median(times) * 1e3:.2f} ms per frame for "
-      f"{np.mean([len(d['boxes']) for d in model_detections]):.1f} detections per frame")
-print("For 30 instances per frame at 512x1024: `python -m course_lib bench --tracker`")
-
-# %% [markdown]
-# ## Why the box gate: a person seen as a sliver
-#
-# Step 1 allowed a pair when *either* its mask IoU or its box IoU passes its gate. Here is the case
-# that rule is for. When a pedestrian walks behind others, only a strip of them shows, and the
-# strip changes shape from frame to frame: the masks of consecutive frames barely overlap, while
-# the boxes, which span the whole visible extent, still agree. The clip below is a packed street
-# where a person crosses behind another pedestrian and a bicycle; in each frame we measure both
-# overlaps between the person's detection and the track carrying them, as the tracker sees them
-# just before matching.
-
-# %%
-SLIVER_SEED, PERSON, SLIVER_FRAMES = 5, 4, 20
-sliver_clip = clip(SLIVER_SEED, SLIVER_FRAMES, HEIGHT, WIDTH, fps=FPS, occlusion=0.9)
-sliver_images = [image for image, _ in sliver_clip]
-sliver_targets = [target for _, target in sliver_clip]
-sliver_detections = noisy_detections(sliver_targets, seed=0)
-
-tracker, carrier, overlaps = Tracker(), None, []
-for t, (d, target) in enumerate(zip(sliver_detections, sliver_targets)):
-    index = (target["track_ids"] == PERSON).nonzero()[:, 0]
-    track = next((tr for tr in tracker.tracks if tr.track_id == carrier), None)
-    if track is not None and len(index):
-        box = d["boxes"][index[:1]]
-        predicted = torch.tensor(track.predicted_box()[None], dtype=torch.float32)
-        roi = masks_to_rois(d["masks"], box, tracker.roi_size, rows=index[:1])
-        overlaps.append((t, float(target["occlusion"][index[0]]), float(roi_mask_iou(predicted, track.roi[None], box, roi)),
-                         float(box_iou(predicted, box))))
-    reported_frame = tracks_to_frame(tracker.update(d), HEIGHT, WIDTH)
-    carrier = match_to_ground_truth(target, reported_frame).get(PERSON, carrier)
-
-print(f"person {PERSON}: frame, share hidden, mask IoU and box IoU with its own track")
-for t, hidden, mask_overlap, box_overlap in overlaps:
-    print(f"  {t:>3} {hidden:>6.2f} {mask_overlap:>6.3f} {box_overlap:>6.3f}")
-SLIVER, _, SLIVER_MASK_IOU, SLIVER_BOX_IOU = min(overlaps, key=lambda row: row[2])
-print(f"frame {SLIVER}: mask IoU {SLIVER_MASK_IOU:.3f} (gate {tracker.iou_gate}), box IoU {SLIVER_BOX_IOU:.3f} (gate {tracker.box_gate})")
-assert SLIVER_MASK_IOU < tracker.iou_gate <= tracker.box_gate <= SLIVER_BOX_IOU
-
-# %% [markdown]
-# In the frame printed last, the mask overlap is below the mask gate while the box overlap passes
-# the box gate. With the mask gate alone (`box_gate` above one) that pair is forbidden, the track
-# goes lost and the detection starts a new track, under a new id; with both gates the person keeps
-# their id:
-
-# %%
-with_fallback = run_tracker(sliver_detections, HEIGHT, WIDTH)
-mask_gate_only = run_tracker(sliver_detections, HEIGHT, WIDTH, box_gate=1.01)
-window = range(max(SLIVER - 5, 0), min(SLIVER + 6, SLIVER_FRAMES))
-ids = {name: [match_to_ground_truth(sliver_targets[t], tracked[t]).get(PERSON) for t in window]
-       for name, tracked in [("mask gate only", mask_gate_only), ("with box fallback", with_fallback)]}
-print("frame".ljust(18) + "".join(f"{t:>5}" for t in window))
-for name, row in ids.items():
-    print(name.ljust(18) + "".join(f"{'-' if i is None else i:>5}" for i in row))
-assert len(set(ids["with box fallback"]) - {None}) == 1
-assert len(set(ids["mask gate only"]) - {None}) > 1
-
-fig, axes = plt.subplots(1, 3, figsize=(15, 3))
-x0, y0, x1, y1 = (int(v) for v in sliver_targets[SLIVER]["boxes"][sliver_targets[SLIVER]["track_ids"] == PERSON][0].tolist())
-for ax, (name, tracked) in zip(axes, [("ground truth", sliver_targets), ("mask gate only", mask_gate_only),
-                                      ("with box fallback", with_fallback)]):
-    crop = draw_instances(sliver_images[SLIVER], tracked[SLIVER])[max(y0 - 40, 0):y1 + 40, max(x0 - 80, 0):x1 + 80]
-    ax.imshow(crop)
-    ax.set_title(f"{name}, frame {SLIVER}")
-    ax.axis("off")
-plt.tight_layout()
-plt.show()
+# DetA is nearly the same for the trackers that keep ids (checked above): they see the same
+# detections. The difference is all in association (AssA, IDF1, IDSW). `none` has no association
+# at all, so its HOTA collapses even though every object is found. `iou` loses an object's id
+# whenever it misses a frame. The course's tracker keeps ids through the miss. Its DetA can be a
+# little lower: a new object is reported only from its second frame (`min_hits`), and smoothing
+# lags behind quick changes of shape.
 
 # %% [markdown]
 # ## The course's tracker against the field
 #
-# How does this tracker compare with the ones practitioners use? [boxmot](https://github.com/mikel-brostrom/boxmot)
-# implements the common ones behind one interface; `course_lib.tracking.trackers` wraps them behind the
-# course's (`update(detections)` returns the tracks of the frame), so that they run on the same
-# detections and are scored by the same TrackEval code:
-#
-# * **ByteTrack** (Zhang et al.): a Kalman filter on each box, and a second round of matching that
-#   gives the low-score detections left over to tracks still unmatched: an object going behind
-#   another loses score before it vanishes, and those boxes keep its track alive;
-# * **OC-SORT** (Cao et al.): SORT with "observation-centric" corrections: after an occlusion the
-#   Kalman filter is re-run on a virtual path between the last and the new observation, and the
-#   direction of motion enters the cost;
-# * **BoT-SORT** (Aharon et al.): ByteTrack with a better Kalman state (width and height rather
-#   than aspect ratio), camera-motion compensation and re-identification features; here without
-#   the last two (ToyCity's camera is fixed, and re-identification needs a network per detection).
-#
-# These are box trackers. The adapter reports, under each track's id, the mask of the detection the
-# tracker matched, so all four are scored on the model's own masks. Each gets every detection the
-# model scores above a low threshold and applies its own thresholds. A second input, the ground
-# truth with jitter and ragged edges, separates the tracker from the detector. The table is read
-# from `course_lib/assets/results/tracker_comparison.json`, written by
-# `python data_scripts/compare_trackers.py --out course_lib/assets/results/tracker_comparison.json`;
-# the time is that of `update` alone, the trackers taking turns frame by frame.
+# [boxmot](https://github.com/mikel-brostrom/boxmot) implements the trackers practitioners use:
+# ByteTrack, OC-SORT and BoT-SORT. `course_lib.tracking.trackers` puts them behind the course's
+# interface, so that `compare_trackers` runs them on the same detections and TrackEval scores them
+# alike. `data_scripts/compare_trackers.py` did so on several ToyCity clips (printed below), with the
+# ToyCity model's detections and with perturbed ground truth (which separates the tracker from the
+# detector). [The appendix](../appendix_tracking.ipynb) also runs this chapter's step table on the
+# model's detections.
 
 # %%
 comparison = results.load_results("tracker_comparison.json")
-print(f"{comparison['command']}\n{comparison['device']}, {comparison['threads']} thread(s), {comparison['date']}, "
-      f"versions {comparison['versions']}")
+print(f"[results from tracker_comparison.json] {comparison['command']}\n{comparison['device']}, {comparison['date']}")
 print(f"{len(comparison['clips'])} ToyCity clips (seed:occlusion {' '.join(comparison['clips'])}), "
-      f"{comparison['frames']} frames each at {comparison['size'][0]}x{comparison['size'][1]}, {comparison['fps']:g} fps")
-COMPARED = ["HOTA", "DetA", "AssA", "IDF1", "IDSW", "ms_per_frame"]
-BOXMOT = ["ByteTrack", "OC-SORT", "BoT-SORT"]
-
-
-def cell(column: str, value: float) -> str:
-    return f"{value:>14.0f}" if column == "IDSW" else f"{value:>14.3f}"
-
-
-verdicts, rankings = {}, {}
+      f"{comparison['frames']} frames each at {comparison['size'][0]}x{comparison['size'][1]}")
 for source, rows in comparison["results"].items():
     print(f"\ndetections: {source} ({comparison['detections_per_frame'][source]:.1f} per frame)")
-    print(f"{'tracker':<14}" + "".join(f"{c:>14}" for c in COMPARED))
-    for name, row in rows.items():
-        print(f"{name:<14}" + "".join(cell(c, row[c]) for c in COMPARED))
-    best = max(BOXMOT, key=lambda name: rows[name]["HOTA"])
-    verdicts[source] = best, {m: rows["course"][m] - rows[best][m] for m in ("HOTA", "DetA", "AssA")}
-    rankings[source] = sorted(["course", *BOXMOT], key=lambda name: -rows[name]["HOTA"])
-    print(f"course - {best} (best of boxmot's): " + ", ".join(f"{m} {d:+.3f}" for m, d in verdicts[source][1].items())
-          + f"; course tracker {rows['course']['ms_per_frame']:.2f} ms per frame, "
-          f"{min(rows[n]['ms_per_frame'] for n in BOXMOT) / rows['course']['ms_per_frame']:.1f}x faster than the fastest of boxmot's")
-    print(f"course-kalman - course: HOTA {rows['course-kalman']['HOTA'] - rows['course']['HOTA']:+.3f}; "
-          f"course-kalman - {best}: HOTA {rows['course-kalman']['HOTA'] - rows[best]['HOTA']:+.3f}")
-assert set(comparison["results"]) == {"model", "perturbed ground truth"}
-assert all(set(rows) == {"course", "course-kalman", *BOXMOT} for rows in comparison["results"].values())
+    print_table(rows, ["HOTA", "DetA", "AssA", "IDF1", "IDSW", "ms_per_frame"])
+    assert all(rows[name]["HOTA"] < rows["BoT-SORT"]["HOTA"] for name in ("course", "course-kalman"))
+    assert rows["course"]["ms_per_frame"] < min(rows[name]["ms_per_frame"] for name in BOXMOT_TRACKERS) / 2
 
 # %% [markdown]
-# Read the differences printed under each table: the two inputs rank the course's alpha-beta
-# tracker and boxmot's three alike (checked below), so that ranking is the trackers' own, not an
-# accident of one detector. The course's tracker costs a fraction of boxmot's time per frame (both
-# are Python; the course's works on a few arrays per frame, boxmot's on an object per track, and
-# here per class).
-#
-# Where the course's tracker trails BoT-SORT, it trails in association (AssA). Is it BoT-SORT's
-# Kalman filter? The `course-kalman` row answers: it is the course's tracker with the Kalman filter
-# of Step 3, the same state and noise as BoT-SORT's (a unit test checks it step by step against
-# boxmot's), and everything else unchanged. On the perturbed ground truth, where every object is
-# detected in almost every frame, it closes most of the association gap: there the motion model is
-# what mattered, its larger gains after a miss and its rates for width and height. On the model's
-# detections it does not help. There the other difference weighs: BoT-SORT, like ByteTrack, matches
-# in two rounds, the confident detections first and then the low-score ones to the tracks still
-# unmatched (an object going behind another loses score before it vanishes), while the course's
-# tracker drops every detection below its score threshold. Neither of the course's trackers
-# reaches BoT-SORT's HOTA on the model's detections. All numbers here are ToyCity numbers, on one
+# The course's tracker costs a fraction of boxmot's time per frame (checked above), and neither of
+# its two motion models reaches BoT-SORT's HOTA on either input. [The appendix](../appendix_tracking.ipynb)
+# describes boxmot's trackers and takes the gap apart. All numbers here are ToyCity numbers, on one
 # street at a time seen by a fixed camera.
-
-# %%
-print("ranking by HOTA:", rankings)
-assert rankings["model"] == rankings["perturbed ground truth"]
-assert all(d["AssA"] < 0 and abs(d["AssA"]) > abs(d["DetA"]) for best, d in verdicts.values() if best == "BoT-SORT"), \
-    "where BoT-SORT leads, it leads in association"
-gt_rows, model_rows = comparison["results"]["perturbed ground truth"], comparison["results"]["model"]
-assoc_gap = {name: gt_rows["BoT-SORT"]["AssA"] - gt_rows[name]["AssA"] for name in ("course", "course-kalman")}
-print(f"perturbed ground truth, AssA behind BoT-SORT: course {assoc_gap['course']:.3f}, course-kalman {assoc_gap['course-kalman']:.3f}")
-assert 0 <= assoc_gap["course-kalman"] < assoc_gap["course"] / 2, "the Kalman filter closes most of the association gap there"
-assert model_rows["course-kalman"]["HOTA"] <= model_rows["course"]["HOTA"], "and does not help on the model's detections"
-assert all(rows[name]["HOTA"] < rows["BoT-SORT"]["HOTA"] for name in ("course", "course-kalman") for rows in (model_rows, gt_rows))
-assert all(rows["course"]["ms_per_frame"] < min(rows[name]["ms_per_frame"] for name in BOXMOT) / 2 for rows in (model_rows, gt_rows)), \
-    "the course's tracker costs a fraction of boxmot's time per frame"
 
 # %% [markdown]
 # ## Where this tracker stops

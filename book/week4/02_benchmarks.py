@@ -40,7 +40,7 @@ generation = results.load_results("toycity_speed.json")
 for name, labels in (("toycity_training.json", f"{training['training']['val_scenes']}, CPU with {training['training']['threads']} threads"),
                      ("bench_cpu.json", f"{speed_run['model']} | {speed_run['data']} | {speed_run['device']}"),
                      ("tracker_cpu.json", f"ToyCity frames {tracker['frame_size']} | {tracker['device']}"),
-                     ("toycity_speed.json", f"ToyCity scenes {generation['size']} | {generation['cpu_count']} CPUs, "
+                     ("toycity_speed.json", f"ToyCity scenes {generation['size']} | {generation['device']}, "
                                             f"OMP_NUM_THREADS={generation['omp_num_threads']}")):
     print(f"{name:<22} {labels}")
 
@@ -89,8 +89,8 @@ height, width = generation["size"]
 print("command:", generation["command"])
 print(f"{generation['scene_images_per_s']:.0f} scenes per second at {height}x{width} "
       f"({1000 * generation['scene_seconds_each']:.0f} ms each, {1000 * generation['scene_cpu_seconds_each']:.0f} ms of CPU); "
-      f"{generation['clip_frames_per_s']:.0f} video frames per second; {generation['cpu_count']} CPUs, "
-      f"OMP_NUM_THREADS={generation['omp_num_threads']}, load average {generation['load_average_1min']:.2f}")
+      f"{generation['clip_frames_per_s']:.0f} video frames per second; {generation['device']}, "
+      f"OMP_NUM_THREADS={generation['omp_num_threads']}, {results.load_text(generation)}")
 
 # %% [markdown]
 # ## Exercises

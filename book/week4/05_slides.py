@@ -43,6 +43,7 @@ import torch
 from course_lib import environment, results, zoo
 from course_lib.data.toycity import clip, scene
 from course_lib.tracking.track_metrics import noisy_detections, run_tracker
+from course_lib.tracking.trackers import make_tracker
 from course_lib.modeling.internals import trace
 from course_lib.tracking.annotate import draw_instances
 from course_lib.report import figures
@@ -163,7 +164,7 @@ figures.pareto(results.load_results("bench_cpu.json"))
 
 # %%
 frames = clip(6, 24, HEIGHT, WIDTH, fps=25)
-tracked = run_tracker(noisy_detections([target for _, target in frames], seed=0), HEIGHT, WIDTH)
+tracked = run_tracker(make_tracker("course"), noisy_detections([target for _, target in frames], seed=0), HEIGHT, WIDTH)
 overhead = results.load_results("tracker_cpu.json")
 fig, axes = plt.subplots(1, 3, figsize=(13, 2.6), layout="constrained")
 for ax, k in zip(axes, (0, 11, 23)):

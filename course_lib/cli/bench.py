@@ -1,25 +1,24 @@
-"""``python -m course_lib bench``: the command line of :mod:`course_lib.deploy.benchmark` and of the deploy benchmark (:mod:`course_lib.deploy.interleaved`)."""
+"""``python -m course_lib bench``: the command line of :mod:`course_lib.deploy.benchmark` (eager and runtime variants,
+timed interleaved), of the training-step benchmark and of the tracker's timing."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 from typing import Sequence
 
 import torch
 
 from course_lib import environment, zoo
 from course_lib.cli import options
+from course_lib.cli.settings import BenchSettings
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import available as deploy_available
 from course_lib.deploy import benchmark, eager
-from course_lib.deploy.interleaved import is_deploy_name, random_weights_model, run_deploy_benchmark
-from course_lib.utils.timing import checked_load, load_average_1min
 from course_lib.engine import step_benchmark
-from course_lib.cli.settings import BenchSettings
+from course_lib.errors import BadInput
 from course_lib.results import results_table, save_results
+from course_lib.utils import timing
 from course_lib.utils.outputs import check_output
 
 
@@ -38,81 +37,74 @@ def cli(argv: Sequence[str] | None = None) -> int:
     settings = options.settings_from_arguments(BenchSettings, args)
     if args.out:  # before minutes of timing, not after
         check_output(args.out, "--out", inputs=(args.model,))
-    args.load_before = load_average_1min()
+    load_before = timing.load_average_1min()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    height, width = settings.size
     if args.train_step:
-        device = environment.device()
-        environment.print_banner(f"{args.model} model (training steps)", f"ToyCity training scenes at {height}x{width}")
-        result = step_benchmark.training_step_benchmark(zoo.from_command_line(args.model, args.arch, device),
-                                         ToyCityDataset(64, seed=0, height=height, width=width),
-                                         batch_size=settings.batch_size, warmup=settings.warmup, repeats=settings.repeats)
-        result["model"], result["data"] = f"{args.model} model", f"ToyCity training scenes, {height}x{width}"
-        print(step_benchmark.training_step_table(result))
-        if args.out:
-            _save(result, args, settings)
-        return 0
-    if args.tracker:
-        result = benchmark.tracker_overhead()
+        result, device = _training_steps(args.model, args.arch, settings)
+    elif args.tracker:
+        result, device = benchmark.tracker_overhead(), torch.device("cpu")
         print(json.dumps(result, indent=2))
-        if args.out:
-            _save(result, args, settings)
-        return 0
-    names = settings.variants.split(",")
-
-    try:
-        deployed = [n for n in names if is_deploy_name(n)]
-    except ValueError as error:  # a runtime with settings an export cannot keep
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if args.model.startswith("random:") or deployed:
-        if not deploy_available():
-            print("error: runtime variants need ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'", file=sys.stderr)
-            return 2
-        return _deploy_cli(args, settings, names)
-    device = environment.device()
-    model, name = zoo.from_command_line(args.model, args.arch, device), f"{args.model} model"
-    dataset = benchmark.toycity_val(settings.val, height, width)
-    environment.print_banner(name, f"ToyCity val, {settings.val} scenes at {height}x{width}")
-    table = benchmark.run_benchmark(model, dataset, settings.variants.split(","), model_name=name,
-                            data_name=f"ToyCity val ({settings.val} scenes, {height}x{width})", warmup=settings.warmup,
-                            repeats=settings.repeats, evaluate=not args.no_eval)
-    return _report(table, args, settings)
-
-
-def _deploy_cli(args: argparse.Namespace, settings: BenchSettings, names: list[str]) -> int:
-    """``bench`` with runtime variants, or with ``--model random:ARCH`` (timing only): interleaved, on the CPU."""
-    height, width = settings.size
-    if args.model.startswith("random:"):
-        model = random_weights_model(args.model.split(":", 1)[1], height, width)
-        name = f"{args.model.split(':', 1)[1]} with random weights (timing only), {model.roi_heads.detections_per_img} detections per image"
-        args.no_eval = True
     else:
-        model, name = zoo.from_command_line(args.model, args.arch, torch.device("cpu")), f"{args.model} model"
-    dataset = benchmark.toycity_val(settings.val, height, width)
-    calibration = ToyCityDataset(settings.calibration, seed=0, height=height, width=width)  # training scenes
-    environment.print_banner(name, f"ToyCity val, {settings.val} scenes at {height}x{width}")
-    table = run_deploy_benchmark(model, dataset, names, calibration=[calibration[i][0] for i in range(len(calibration))],
-                                   model_name=name, data_name=f"ToyCity val ({settings.val} scenes, {height}x{width})",
-                                   warmup=settings.warmup, repeats=settings.repeats, evaluate=not args.no_eval)
-    return _report(table, args, settings)
-
-
-def _report(table: dict, args: argparse.Namespace, settings: BenchSettings) -> int:
-    """Print a benchmark's table and what it skipped; write it to ``--out`` if given."""
-    print(results_table(table))
-    for variant, reason in table["skipped"].items():
-        print(f"skipped {variant}: {reason}")
+        result, device = _variants(args.model, args.arch, settings, evaluate=not args.no_eval)
     if args.out:
-        _save(table, args, settings)
+        recorded = {**result, **timing.machine_record(device, load_before, args.force_loaded),
+                    "settings": dataclasses.asdict(settings)}
+        print("wrote", save_results(recorded, args.out))
     return 0
 
 
-def _save(result: dict, args: argparse.Namespace, settings: BenchSettings) -> None:
-    """Write ``result`` to ``--out`` with its command, its settings and the load before and after; refused on a
-    busy machine (:func:`checked_load`)."""
-    command = "python -m course_lib " + " ".join(sys.argv[1:])
-    recorded = {"command": command, **result, "settings": dataclasses.asdict(settings),
-                **checked_load(args.load_before, args.force_loaded)}
-    print("wrote", save_results(recorded, args.out))
+def _runtime_names(names: Sequence[str]) -> list[str]:
+    """The runtime variants among ``names``; :class:`~course_lib.errors.BadInput` for a name that is no variant, or
+    for runtimes without their packages."""
+    try:
+        runtimes = [name for name in names if benchmark.is_deploy_name(name)]
+        for name in set(names) - set(runtimes):
+            eager.get(name)
+    except ValueError as error:  # an unknown name, or a runtime with settings an export cannot keep
+        raise BadInput(f"--variants: {error}") from None
+    if runtimes and not deploy_available():
+        raise BadInput(f"--variants {','.join(runtimes)}: runtime variants need ONNX, ONNX Runtime, OpenVINO and NNCF: "
+                       "pip install 'course_lib[deploy]', or time eager variants only")
+    return runtimes
+
+
+def _variants(model_arg: str, arch: str, settings: BenchSettings, evaluate: bool) -> tuple[dict, torch.device]:
+    """The benchmark of ``--variants`` on the ToyCity model (or ``--model random:ARCH``, timing only): (table, device).
+    Runtime variants run on the CPU, so a benchmark with any of them runs every variant there."""
+    names = settings.variants.split(",")
+    runtimes = _runtime_names(names)
+    device = torch.device("cpu") if runtimes else environment.device()
+    height, width = settings.size
+    if model_arg.startswith("random:"):
+        model = benchmark.random_weights_model(model_arg.split(":", 1)[1], height, width).to(device)
+        name = (f"{model_arg.split(':', 1)[1]} with random weights (timing only), "
+                f"{model.roi_heads.detections_per_img} detections per image")
+        evaluate = False
+    else:
+        model, name = zoo.from_command_line(model_arg, arch, device), f"{model_arg} model"
+    dataset = benchmark.toycity_val(settings.val, height, width)
+    scenes = ToyCityDataset(settings.calibration, seed=0, height=height, width=width)  # training scenes, for INT8
+    calibration = [scenes[i][0] for i in range(len(scenes))] if runtimes else []
+    environment.print_banner(name, f"ToyCity val, {settings.val} scenes at {height}x{width}")
+    table = benchmark.run_benchmark(model, dataset, names, calibration=calibration,
+                                    model_name=name, data_name=f"ToyCity val ({settings.val} scenes, {height}x{width})",
+                                    warmup=settings.warmup, repeats=settings.repeats, evaluate=evaluate)
+    print(results_table(table))
+    for variant, reason in table["skipped"].items():
+        print(f"skipped {variant}: {reason}")
+    return table, device
+
+
+def _training_steps(model_arg: str, arch: str, settings: BenchSettings) -> tuple[dict, torch.device]:
+    """``bench --train-step``: seconds per training step of each pooler and precision on ToyCity scenes."""
+    device = environment.device()
+    height, width = settings.size
+    environment.print_banner(f"{model_arg} model (training steps)", f"ToyCity training scenes at {height}x{width}")
+    result = step_benchmark.training_step_benchmark(zoo.from_command_line(model_arg, arch, device),
+                                                    ToyCityDataset(64, seed=0, height=height, width=width),
+                                                    batch_size=settings.batch_size, warmup=settings.warmup,
+                                                    repeats=settings.repeats)
+    result["model"], result["data"] = f"{model_arg} model", f"ToyCity training scenes, {height}x{width}"
+    print(step_benchmark.training_step_table(result))
+    return result, device

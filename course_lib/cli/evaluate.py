@@ -50,12 +50,12 @@ def cli(argv: list[str]) -> int:
     predictions, targets = inference.inference_on_dataset(model, dataset, device, settings.batch_size)
     metrics = coco_eval.coco_metrics(predictions, targets)
     metrics["mask_iou"] = matched_masks.mean_matched_mask_iou(predictions, targets)
-    split = args.split or f"scenes from seed {args.data_seed}"  # ToyCity has seeds, not splits
-    environment.print_banner(args.model, f"{args.data} {split} ({len(dataset)} images)")
+    split = options.split_from_arguments(args, "eval")
+    environment.print_banner(args.model, f"{args.data} {split or f'scenes from seed {args.data_seed}'} ({len(dataset)} images)")
     print(coco_eval.format_metrics(metrics))
     print(failure_analysis(predictions, targets).table())
     if args.official:
-        official = cityscapes_official_eval(predictions, args.root, args.split, args.official)
+        official = cityscapes_official_eval(predictions, args.root, split, args.official)
         print(format_official(official))
         metrics["cityscapes_official"] = official
     if args.json:

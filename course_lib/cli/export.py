@@ -12,6 +12,7 @@ from course_lib.cli import options
 from course_lib.data.toycity import ToyCityDataset
 from course_lib.deploy import benchmark, variants
 from course_lib.cli.settings import ExportSettings
+from course_lib.errors import BadInput, MissingPackage
 from course_lib.utils.outputs import check_output
 
 
@@ -24,16 +25,14 @@ def cli(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     settings = options.settings_from_arguments(ExportSettings, args)
     if not deploy.available():
-        print("error: export needs ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'", file=sys.stderr)
-        return 2
+        raise MissingPackage("export needs ONNX, ONNX Runtime, OpenVINO and NNCF: pip install 'course_lib[deploy]'")
     height, width = settings.size
     try:
         variant = variants.parse(settings.runtime)
-        if variant is None:
-            raise ValueError(f"--runtime {settings.runtime}: choose one of {', '.join(variants.RUNTIMES)}, optionally @SETTINGS")
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except ValueError as error:  # a runtime with settings it cannot export
+        raise BadInput(f"--runtime {error}") from None
+    if variant is None:
+        raise BadInput(f"--runtime {settings.runtime}: choose one of {', '.join(variants.RUNTIMES)}, optionally @SETTINGS")
     # what export_checked writes: the runtime's suffix, and OpenVINO's weights beside the .xml
     written = [Path(args.out).with_suffix(".onnx")] if variant.runtime == "ort" else [Path(args.out).with_suffix(s) for s in (".xml", ".bin")]
     for target in written:

@@ -41,8 +41,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False)
     parser.add_argument("--model", required=required, default=None if required else "toycity",
                         help="toycity" + ("" if required else " (default)") + ", coco (COCO weights read in the urban classes), "
                              "detectron2:Cityscapes/mask_rcnn_R_50_FPN, or the path of a checkpoint")
-    parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small",
-                        help="architecture of a checkpoint given as --model")
+    add_arch_argument(parser, "architecture of a checkpoint given as --model")
+
+
+def add_arch_argument(parser: argparse.ArgumentParser, help: str = "the model's architecture") -> None:
+    """Add ``--arch``: one of :data:`course_lib.modeling.maskrcnn.ARCHS` or their aliases (default ``toycity_small``)."""
+    parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small", help=help)
 
 
 def number(kind: type, bounds: Bounds) -> Callable[[str], Any]:
@@ -97,10 +101,13 @@ def settings_from_arguments(settings: type, args: argparse.Namespace) -> Any:
     return settings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(settings)})
 
 
+def split_from_arguments(args: argparse.Namespace, purpose: str) -> str | None:
+    """The split :func:`dataset_from_arguments` reads: ``--split``, else the dataset's default for
+    ``purpose`` (``"train"`` or ``"eval"``); None for ToyCity, which has seeds, not splits."""
+    return None if args.data == "toycity" else args.split or DEFAULT_SPLITS[(args.data, purpose)]
+
+
 def dataset_from_arguments(args: argparse.Namespace, purpose: str, transforms: Transforms | None = None) -> torch.utils.data.Dataset:
-    """The dataset the options of :func:`add_dataset_arguments` name, for ``purpose`` ``"train"`` or ``"eval"``
-    (``args.split`` is set to the split used)."""
-    if args.data != "toycity":
-        args.split = args.split or DEFAULT_SPLITS[(args.data, purpose)]
-    return load_dataset(args.data, purpose, root=args.root, split=args.split, scale=args.scale, length=args.length,
-                        seed=args.data_seed, height=args.height, width=args.width, transforms=transforms)
+    """The dataset the options of :func:`add_dataset_arguments` name, for ``purpose`` ``"train"`` or ``"eval"``."""
+    return load_dataset(args.data, purpose, root=args.root, split=split_from_arguments(args, purpose), scale=args.scale,
+                        length=args.length, seed=args.data_seed, height=args.height, width=args.width, transforms=transforms)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ from course_lib.engine import distributed
 from course_lib.engine.checkpoint import claimed_run_folder, save_checkpoint
 from course_lib.engine.recipes import RECIPES
 from course_lib.engine.settings import NON_NEGATIVE, POSITIVE, TrainSettings
-from course_lib.engine.trainer import train
+from course_lib.engine.trainer import CHECKPOINT_EVERY, train
 from course_lib.modeling import maskrcnn as models
 from course_lib.utils.atomic import write_json
 
@@ -28,20 +29,21 @@ def cli(argv: list[str]) -> int:
     parser = options.ArgumentParser(prog="python -m course_lib train", description=__doc__.splitlines()[0], parents=[recipe_parser])
     options.add_dataset_arguments(parser, toycity_length=2000, toycity_seed=0)
     parser.add_argument("--augment", action="store_true", help="flip, scale jitter, small rotation, colour jitter (course_lib.data.augment)")
-    parser.add_argument("--arch", choices=models.ARCHS + tuple(models.ARCH_ALIASES), default="toycity_small")
+    options.add_arch_argument(parser, help="the architecture to build and train")
     parser.add_argument("--weights", help="COCO weights for the R50 archs (e.g. DEFAULT): heads transferred to the 9 classes")
     parser.add_argument("--min-size", type=options.number(int, POSITIVE))
     parser.add_argument("--max-size", type=options.number(int, POSITIVE))
     options.add_settings_arguments(parser, TrainSettings, RECIPES[recipe])
     parser.add_argument("--resume", action="store_true", help="continue from the output folder's last.pt")
-    parser.add_argument("--checkpoint-every", type=options.number(int, POSITIVE), default=100)
+    parser.add_argument("--checkpoint-every", type=options.number(int, POSITIVE), default=CHECKPOINT_EVERY)
     parser.add_argument("--workers", type=options.number(int, NON_NEGATIVE), default=0,
                         help="data-loading processes (0: exact resume; 2-4 on a GPU machine)")
     parser.add_argument("--out", required=True, help="output folder: last.pt, model.pt, history.json, tensorboard/")
     args = parser.parse_args(argv)
     settings = options.settings_from_arguments(TrainSettings, args)
-    # here, not in the worker processes: one line, not a traceback from each
-    with claimed_run_folder(args.out, args.resume):
+    # checked and locked here, before the processes of --processes start: one line, not a traceback from each;
+    # under torchrun, by rank 0 (the others wait for it to join)
+    with claimed_run_folder(args.out, args.resume) if distributed.writes_outputs() else contextlib.nullcontext():
         distributed.launch(_run_cli, args, settings, processes=settings.processes,
                            threads_per_process=max(1, torch.get_num_threads() // settings.processes))
     return 0
@@ -58,7 +60,7 @@ def _run_cli(args: argparse.Namespace, settings: TrainSettings) -> None:
         print(environment.banner(args.arch, f"{args.data} train ({len(dataset)} images)"))
     factors = sampling.dataset_repeat_factors(dataset, settings.repeat_threshold, progress=rank == 0) if settings.repeat_threshold else None
     history = train(
-        model, dataset, **settings.train_kwargs(), checkpoint_dir=out, checkpoint_every=args.checkpoint_every,
+        model, dataset, settings, checkpoint_dir=out, checkpoint_every=args.checkpoint_every,
         log_dir=out / "tensorboard", resume=args.resume, num_workers=args.workers, repeat_factors=factors,
     )
     if rank == 0:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import itertools
 import os
 import sys
@@ -168,33 +167,13 @@ def _exported(model: torch.nn.Module, settings: VideoSettings, variant: eager.Va
 def _bench_record(settings: VideoSettings, description: str, size: tuple[int, int], budget: pipeline.Budget,
                   command_s: float, cache: str | None, load_before: float, force: bool) -> dict:
     """What ``--bench`` writes: the budget with the machine, its load before and after, and the command."""
-    import cv2
-    import torchvision
-
-    from course_lib.deploy.interleaved import cpu_features
-
     return {
         "what": "python -m course_lib video: time per stage of the video pipeline (course_lib.tracking.pipeline)",
-        "command": " ".join(["python -m course_lib video", *sys.argv[2:]]) if sys.argv[0].endswith("__main__.py") else " ".join(sys.argv),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": timing.device_name(torch.device("cpu")),
-        "cpu_features": cpu_features(),
-        "threads": torch.get_num_threads(),
-        "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__, "opencv": cv2.__version__,
-                     **(_runtime_versions() if settings.runtime else {})},
+        **timing.machine_record(torch.device("cpu"), load_before, force),
         "model": description,
         "frame_size": list(size),
         "settings": dataclasses.asdict(settings),
         "export_cache": cache,
         "budget": budget.as_dict(),
         "command_s": command_s,
-        **timing.checked_load(load_before, force),
     }
-
-
-def _runtime_versions() -> dict[str, str]:
-    import nncf
-    import onnxruntime
-    import openvino
-
-    return {"onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__, "nncf": nncf.__version__}

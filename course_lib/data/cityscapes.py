@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
+from course_lib import environment
 from course_lib.classes import CITYSCAPES_ID_TO_INDEX
 from course_lib.data.augment import Transforms
 from course_lib.data.images import read_rgb
@@ -21,12 +21,12 @@ DOWNLOAD_CITYSCAPES = "python data_scripts/download_cityscapes.py --dest {root}"
 
 
 def cityscapes_pairs(root: str | Path | None, split: str) -> list[tuple[Path, Path]]:
-    """Sorted (``*_leftImg8bit.png``, ``*_gtFine_instanceIds.png``) pairs of a split.
+    """Sorted (``*_leftImg8bit.png``, ``*_gtFine_instanceIds.png``) pairs of a split of ``root``
+    (None: the folder ``CITYSCAPES_DATASET`` names, :func:`course_lib.environment.cityscapes_folder`).
 
-    Raises FileNotFoundError naming the missing folder or file and the download command.
+    Raises :class:`MissingData` naming the missing folder or file and the download command.
     """
-    if root is None:
-        root = os.environ.get("CITYSCAPES_DATASET")
+    root = environment.cityscapes_folder() if root is None else root
     if not root:
         raise MissingData(
             "Cityscapes location unknown: pass root=... or set CITYSCAPES_DATASET=/path/to/cityscapes. "

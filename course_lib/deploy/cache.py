@@ -30,7 +30,7 @@ from course_lib import environment
 from course_lib.deploy import variants
 from course_lib.deploy.predictor import RuntimePredictor
 from course_lib.utils.atomic import write_json
-from course_lib.zoo.files import sha256_of
+from course_lib.utils.download import file_digest
 
 ENTRY = "entry.json"
 
@@ -70,7 +70,7 @@ def _valid_files(folder: Path, key: dict) -> list[Path] | None:
         if record["key"] != key:
             return None
         files = [folder / name for name in record["files"]]
-        return files if all(sha256_of(f) == record["files"][f.name] for f in files) else None
+        return files if all(file_digest(f) == record["files"][f.name] for f in files) else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -97,7 +97,7 @@ def cached_predictor(model: MaskRCNN, variant: variants.DeployVariant, size: tup
         record = {"key": key, "files": {}}
         for source in reversed(built):  # an IR's weights first: its .xml names them
             os.replace(source, folder / source.name)
-            record["files"][source.name] = sha256_of(folder / source.name)
+            record["files"][source.name] = file_digest(folder / source.name)
     record["files"] = dict(reversed(record["files"].items()))  # the loadable file first
     write_json(folder / ENTRY, record)
     return predictor, False

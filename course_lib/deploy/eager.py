@@ -31,7 +31,7 @@ from torch.ao.quantization import quantize_dynamic
 from torchvision.models.detection import MaskRCNN
 from torchvision.ops import box_iou
 
-from course_lib.structures.matching import match_pairs
+from course_lib.structures.matching import gate_by_class, match_pairs
 
 
 @dataclass(frozen=True)
@@ -221,6 +221,6 @@ def agreement(reference: dict, candidate: dict, min_score: float = 0.5, iou: flo
     cand = candidate["scores"] >= min_score * 0.5  # a detection may drift a little below the threshold
     if not ref.any():
         return 1.0
-    overlap = box_iou(reference["boxes"][ref].float(), candidate["boxes"][cand].float())
-    overlap = overlap * (reference["labels"][ref][:, None] == candidate["labels"][cand][None, :])
+    overlap = gate_by_class(box_iou(reference["boxes"][ref].float(), candidate["boxes"][cand].float()),
+                            reference["labels"][ref], candidate["labels"][cand])
     return len(match_pairs(overlap, iou)) / int(ref.sum())

@@ -27,7 +27,8 @@ from course_lib.deploy import eager
 from course_lib.deploy.export import METADATA_KEY, export_onnx, save_openvino, to_openvino
 from course_lib.deploy.predictor import RuntimePredictor, onnxruntime_predictor, openvino_predictor
 from course_lib.deploy.quantize import DEFAULT_SCOPE, IGNORED_SCOPES, SCOPE_DESCRIPTIONS, quantize_int8
-from course_lib.structures.matching import match_pairs
+from course_lib.structures.masks import mask_iou
+from course_lib.structures.matching import gate_by_class, match_pairs
 
 #: runtime name -> what it is
 RUNTIMES = {
@@ -150,13 +151,11 @@ def agreement_with_eager(model: MaskRCNN, predictor: RuntimePredictor, settings:
         references = [model([image])[0] for image in images]
     for reference, candidate in zip(references, (predictor([image])[0] for image in images)):
         shares.append(eager.agreement(reference, candidate))
-        if len(reference["boxes"]) and len(candidate["boxes"]):
-            overlap = box_iou(reference["boxes"], candidate["boxes"])
-            overlap *= reference["labels"][:, None] == candidate["labels"][None, :]
-            for i, j in match_pairs(overlap, 0.9):
-                if reference["scores"][i] >= 0.5:
-                    a, b = reference["masks"][i] > 0.5, candidate["masks"][j] > 0.5
-                    mask_ious.append(float((a & b).sum()) / max(float((a | b).sum()), 1.0))
+        overlap = gate_by_class(box_iou(reference["boxes"], candidate["boxes"]), reference["labels"], candidate["labels"])
+        pairs = [(i, j) for i, j in match_pairs(overlap, 0.9) if reference["scores"][i] >= 0.5]
+        if pairs:
+            rows, cols = (list(side) for side in zip(*pairs))
+            mask_ious += mask_iou(reference["masks"][rows], candidate["masks"][cols]).diagonal().tolist()
     return {"detections": float(np.mean(shares)), "mask_iou": float(np.mean(mask_ious)) if mask_ious else 1.0}
 
 

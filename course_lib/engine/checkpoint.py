@@ -144,7 +144,8 @@ def claimed_run_folder(folder: str | os.PathLike, resume: bool) -> Iterator[Path
     Checks it (:func:`check_new_run`, writable, not a file) and locks it: ``fcntl.flock`` on
     ``folder/.lock``, so a second run started into the same folder stops with one line instead of
     both writing ``last.pt`` and mixing their TensorBoard logs. The lock goes with the process,
-    also when it is killed. A folder created here is removed again if the run leaves nothing else in it.
+    also when it is killed. The lock file is removed again when the run ends (kept if it was there before),
+    and so is a folder created here if the run leaves nothing in it.
     """
     folder = Path(folder).expanduser()
     if folder.exists() and not folder.is_dir():
@@ -154,14 +155,7 @@ def claimed_run_folder(folder: str | os.PathLike, resume: bool) -> Iterator[Path
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock_path = folder / LOCK_NAME
-    with open(lock_path, "a+") as lock:
-        try:
-            if fcntl is not None:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            raise WouldOverwrite(f"{folder} is in use by another training run (process {lock.read().strip() or '?'}): "
-                                 "wait for it to end, or give another output folder") from None
+    with _locked(lock_path, folder) as (lock, lock_created):
         lock.seek(0)
         lock.truncate()
         lock.write(f"{os.getpid()}\n")
@@ -170,9 +164,37 @@ def claimed_run_folder(folder: str | os.PathLike, resume: bool) -> Iterator[Path
             check_new_run(folder, resume)
             yield folder
         finally:
-            if created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:  # a run that wrote nothing
+            # removed while still locked: a run that opened the file meanwhile finds it unlinked and opens it afresh
+            if lock_created:
                 lock_path.unlink()
+            if created and not any(folder.iterdir()):  # a run that wrote nothing
                 folder.rmdir()
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path, folder: Path) -> Iterator[tuple[Any, bool]]:
+    """``lock_path`` opened and held with ``fcntl.flock``, and whether it was created here; refused in one line
+    while another run holds it."""
+    while True:
+        lock_created = not lock_path.exists()
+        with open(lock_path, "a+") as lock:
+            try:
+                if fcntl is not None:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                raise WouldOverwrite(f"{folder} is in use by another training run (process {lock.read().strip() or '?'}): "
+                                     "wait for it to end, or give another output folder") from None
+            if _same_file(lock, lock_path):  # else the run before removed it between our open and flock: again
+                yield lock, lock_created
+                return
+
+
+def _same_file(handle: Any, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def check_same_settings(checkpoint: Path, saved: dict[str, Any], settings: dict[str, Any]) -> None:

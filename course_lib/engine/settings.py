@@ -19,7 +19,7 @@ from course_lib.errors import BadInput
 
 #: The learning-rate schedules after the warmup (see :func:`course_lib.engine.recipes.lr_factor`).
 SCHEDULES = ("cosine", "linear", "step")
-#: The ``--amp`` choices, as :func:`course_lib.engine.trainer.train`'s ``amp`` (``None``: it chooses).
+#: The ``--amp`` choices, as :func:`course_lib.engine.recipes.amp_setting`'s ``amp`` (``None``: it chooses).
 AMP_OPTIONS = {"auto": None, "on": True, "off": False}
 
 
@@ -119,7 +119,8 @@ class TrainSettings:
     repeat_threshold: float = option(0.0, THRESHOLD_HELP, bounds=FRACTION)
     seed: int = option(0, "seed of the initial weights and the batch order", bounds=NON_NEGATIVE)
     amp: str = option("auto", "mixed precision (auto: on for CUDA and for CPUs with bfloat16 units)", choices=tuple(AMP_OPTIONS))
-    processes: int = option(1, "data-parallel training processes (one per GPU, or per CPU core)", bounds=POSITIVE)
+    processes: int = option(1, "data-parallel training processes started on this machine (one per GPU, or per CPU "
+                            "core); under torchrun leave it out: torchrun starts them", bounds=POSITIVE)
 
     def __post_init__(self) -> None:
         if self.steps is None:
@@ -127,9 +128,3 @@ class TrainSettings:
         check_fields(self)
         if self.batch_size % self.processes:
             raise BadInput(f"--batch-size {self.batch_size} must be a multiple of --processes {self.processes}")
-
-    def train_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`course_lib.engine.trainer.train` these settings stand for."""
-        kwargs = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        del kwargs["repeat_threshold"], kwargs["processes"]  # the caller turns these into repeat factors and processes
-        return {**kwargs, "amp": AMP_OPTIONS[self.amp]}

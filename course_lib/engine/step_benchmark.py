@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import copy
-import datetime
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from course_lib import environment
-from course_lib.utils.timing import device_name, synchronize
 from course_lib.engine import distributed
 from course_lib.environment import model_device
 from course_lib.engine.recipes import amp_setting, make_optimizer
 from course_lib.scratch.roi import with_kernel_roi_align
 from course_lib.structures.instances import batch_to_device
+from course_lib.utils import timing
 
 #: Training-step variants: which RoI pooler computes RoI Align, and in which precision.
 TRAIN_STEP_VARIANTS = {
@@ -44,14 +39,13 @@ def _step_seconds(model: nn.Module, batches: list, amp: bool, amp_dtype: torch.d
     for images, targets in batches:
         share = len(images) // world
         images, targets = images[rank * share:(rank + 1) * share], targets[rank * share:(rank + 1) * share]
-        start = time.perf_counter()
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-            loss = sum(net(images, targets).values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        synchronize(device)
-        seconds.append(time.perf_counter() - start)
+        with timing.Stopwatch(device) as step:
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                loss = sum(net(images, targets).values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        seconds.append(step.seconds)
     return seconds
 
 
@@ -94,16 +88,14 @@ def training_step_benchmark(model: nn.Module, dataset: Sequence[tuple[Tensor, di
             torch.set_num_threads(1 if name.endswith("1thread") else threads)
             seconds = _step_seconds(trial, batches, amp, amp_dtype)
             torch.set_num_threads(threads)
-        median = statistics.median(seconds[warmup:])
-        rows.append({"name": name, "description": TRAIN_STEP_VARIANTS[name], "median_ms": 1e3 * median,
-                     "p90_ms": 1e3 * float(np.percentile(seconds[warmup:], 90)), "images_per_s": batch_size / median})
+        steps = timing.summary(seconds[warmup:])
+        rows.append({"name": name, "description": TRAIN_STEP_VARIANTS[name], **steps.row(),
+                     "images_per_s": batch_size / steps.median})
     for row in rows:
         row["speedup"] = rows[0]["median_ms"] / row["median_ms"]
     return {
         "what": "one training step (forward with losses, backward, AdamW step) per variant",
-        "batch_size": batch_size, "repeats": repeats, "threads": threads,
-        "device": device_name(device), "bf16_units": environment.cpu_has_bf16_units() if device.type == "cpu" else None,
-        "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "batch_size": batch_size, "repeats": repeats, **timing.machine_record(device), "threads": threads,
         "variants": rows,
     }
 

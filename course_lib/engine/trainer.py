@@ -19,11 +19,8 @@ their own augmentation randomness).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -35,33 +32,18 @@ from tqdm.auto import tqdm
 from course_lib import environment
 from course_lib.data import sampling
 from course_lib.engine import distributed
-from course_lib.engine.checkpoint import (
-    CHECKPOINT_NAME,
-    check_new_run,
-    check_same_settings,
-    load_checkpoint,
-    preserved_rng,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
-from course_lib.engine.recipes import amp_setting, lr_factor, make_optimizer
-from course_lib.errors import BadInput, ResumeMismatch
+from course_lib.engine.distributed import TrainingInterrupted
+from course_lib.engine.checkpoint import load_checkpoint, preserved_rng
+from course_lib.engine.run import Run, Sample, resume_from_checkpoint, save, setup
+from course_lib.engine.settings import TrainSettings
 from course_lib.structures.instances import batch_to_device
 from course_lib.viz.overlay import draw_masks_and_boxes
 
-#: A dataset item: an image tensor [3, H, W] (float in [0, 1]) and a Mask R-CNN target dict
-#: (boxes [N, 4] xyxy, labels [N], masks [N, H, W]).
-Sample = tuple[torch.Tensor, dict[str, torch.Tensor]]
 EvalFn = Callable[[nn.Module], dict[str, float]]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped the run at the end of a step; the message names the checkpoint saved there."""
 
 
 def batches(dataset: Sequence[Sample], *, start: int, steps: int, batch_size: int, seed: int,
@@ -88,61 +70,48 @@ def batches(dataset: Sequence[Sample], *, start: int, steps: int, batch_size: in
                                             collate_fn=list, generator=generator))
 
 
+#: Steps between two checkpoints unless the caller asks otherwise.
+CHECKPOINT_EVERY = 100
+
+
 def train(
     model: nn.Module,
     dataset: Sequence[Sample],
+    settings: TrainSettings,
     *,
-    steps: int,
-    batch_size: int = 4,
-    lr: float = 0.005,
-    optimizer: str = "sgd",
-    momentum: float = 0.9,
-    weight_decay: float = 1e-4,
-    warmup_steps: int = 50,
-    schedule: str = "cosine",
-    grad_clip: float | None = 10.0,
-    loss_weights: dict[str, float] | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every: int = 100,
+    checkpoint_every: int = CHECKPOINT_EVERY,
     log_dir: str | os.PathLike | None = None,
-    amp: bool | None = None,
-    seed: int = 0,
     resume: bool = False,
     eval_fn: EvalFn | None = None,
     eval_every: int | None = None,
     device: torch.device | None = None,
     num_workers: int = 0,
-    repeat_factors: torch.Tensor | None = None,
+    repeat_factors: torch.Tensor | Sequence[float] | None = None,
+    loss_weights: dict[str, float] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train ``model`` in place for ``steps`` optimizer steps and return the history.
+    """Train ``model`` in place for ``settings.steps`` optimizer steps with ``settings``' recipe; return the history.
 
-    Inside :func:`course_lib.engine.distributed.launch` (data parallel), each process trains on its
-    share of every batch of ``batch_size`` images under ``DistributedDataParallel``; rank 0 alone
-    evaluates, logs and writes checkpoints, and a checkpoint resumes with as many processes.
+    In a process group (:func:`course_lib.engine.distributed.launch`, ``torchrun``), each process trains on its
+    share of every batch under ``DistributedDataParallel``; rank 0 alone evaluates, logs and writes checkpoints,
+    and a checkpoint resumes with as many processes.
 
     Args:
         dataset: indexable; ``dataset[i]`` is ``(image [3,H,W] float, target dict)``.
-        steps: total optimisation steps (a resumed run continues up to the same total).
-        lr: base learning rate for ``batch_size`` (the paper's 0.02 for 16 images, scaled linearly:
-            0.005 for the default 4).
-        optimizer: ``"sgd"`` (with ``momentum``; the detection recipe for fine-tuning) or
-            ``"adamw"`` (decoupled ``weight_decay``; converges much faster from scratch).
-        warmup_steps, schedule: see :func:`lr_factor`.
-        loss_weights: a factor per loss name (e.g. ``{"loss_mask": 2.0}``); the others count once.
-        grad_clip: max global gradient norm (``None``: no clipping). A from-scratch Mask R-CNN
-            starts with large losses and gradients; clipping keeps the first steps sane.
+        settings: the recipe (steps, batch, optimizer, schedule, clipping, seed, mixed precision); its
+            ``repeat_threshold`` and ``processes`` are the caller's to turn into ``repeat_factors`` and processes.
         checkpoint_dir: where ``last.pt`` is written every ``checkpoint_every`` steps and at the end.
         log_dir: TensorBoard directory (losses and lr per step, a sample prediction per eval).
-        amp: mixed precision (float16 with a gradient scaler on CUDA, bfloat16 on a CPU);
-            ``None`` lets :func:`amp_setting` choose.
         resume: continue from ``checkpoint_dir/last.pt`` (see :func:`check_new_run`).
+        eval_fn: ``eval_fn(model) -> {metric: value}``, called every ``eval_every`` steps and at
+            the last step with the model in eval mode; the RNG streams are left untouched by it.
+        device: where to train (default :func:`course_lib.engine.distributed.process_device`).
         num_workers: data-loading processes (see :func:`batches`; 0 keeps resume exact).
         repeat_factors: [len(dataset)] how often each item is shown per epoch
             (:func:`course_lib.data.sampling.repeat_factors`); ``None``: once. A checkpoint resumes
             only with the same factors.
-        eval_fn: ``eval_fn(model) -> {metric: value}``, called every ``eval_every`` steps and at
-            the last step with the model in eval mode; the RNG streams are left untouched by it.
+        loss_weights: a factor per loss name (e.g. ``{"loss_mask": 2.0}``); the others count once.
 
     Returns:
         ``{"loss": [{"step", "lr", "loss", <each loss>}...], "eval": [{"step", "train_wall_s",
@@ -151,168 +120,132 @@ def train(
 
     Raises:
         TrainingDiverged: on a NaN/inf loss, before the weights are touched.
-        TrainingInterrupted: on Ctrl-C (single process), once the step ends and ``last.pt`` is saved.
+        TrainingInterrupted: on Ctrl-C (in any process: all stop at the same step), once the step ends and
+            ``last.pt`` is saved.
     """
-    device = device or environment.device()
-    amp, amp_dtype = amp_setting(amp, device)
-    if len(dataset) == 0:
-        raise BadInput("the training set is empty: give at least one image (for ToyCity, --length 1 or more)")
-    if repeat_factors is not None:
-        repeat_factors = torch.as_tensor(repeat_factors, dtype=torch.float64)
-    rank, world = distributed.rank_and_world()
-    if batch_size % world:
-        raise ValueError(f"batch_size {batch_size} does not split over {world} processes: use a multiple of {world}")
-    model.to(device).train()
-    net = distributed.data_parallel(model)  # DDP averages gradients; BatchNorm becomes SyncBatchNorm
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(optimizer, params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, steps=steps, warmup_steps=warmup_steps, schedule=schedule)
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
-    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    history: dict[str, Any] = {"loss": [], "eval": [], "train_wall_s": 0.0, "train_cpu_s": 0.0, "steps": steps}
-    loss_factors = loss_weights or {}
-    settings = {"steps": steps, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "momentum": momentum,
-                "weight_decay": weight_decay, "warmup_steps": warmup_steps, "schedule": schedule, "seed": seed}
-    start = 0
-    if checkpoint_dir is not None:
-        check_new_run(checkpoint_dir, resume)
-    elif resume:
-        raise ValueError("resume=True needs the checkpoint_dir to resume from")
+    run = setup(model, dataset, settings, device=device, checkpoint_dir=checkpoint_dir, resume=resume,
+                repeat_factors=repeat_factors, loss_weights=loss_weights)
     if resume:
-        state = load_checkpoint(checkpoint, map_location=device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        saved_world = len(state.get("rng_by_rank", [state["rng"]]))
-        if saved_world != world:
-            raise ResumeMismatch(f"{checkpoint} was written by {saved_world} training process(es): resume it with "
-                             f"{saved_world} (this run has {world}), or start afresh in another folder")
-        saved_factors = state.get("repeat_factors")
-        if (saved_factors is None) != (repeat_factors is None) or (
-                saved_factors is not None and not torch.equal(saved_factors, repeat_factors)):
-            raise ResumeMismatch(f"{checkpoint} was trained with {'no' if saved_factors is None else 'other'} repeat factors: "
-                             "resume with the same repeat-factor setting and dataset, or start afresh in another folder")
-        check_same_settings(checkpoint, state.get("settings", {}), settings)
-        set_rng_state(state["rng_by_rank"][rank] if world > 1 else state["rng"])
-        start, history = state["step"], state["history"]
-        history["steps"] = steps
+        resume_from_checkpoint(run)
     else:
-        environment.seed_everything(seed + rank)  # rank 0 draws what a single process would
-    writer = _summary_writer(log_dir) if rank == 0 else None
+        environment.seed_everything(settings.seed + run.rank)  # rank 0 draws what a single process would
+    run.writer = _summary_writer(log_dir) if run.rank == 0 else None
+    try:
+        _steps(run, dataset, eval_fn=eval_fn, eval_every=eval_every, checkpoint_every=checkpoint_every,
+               num_workers=num_workers, progress=progress)
+    finally:
+        if run.writer is not None:
+            run.writer.close()
+    model.eval()
+    return run.history
 
-    def run_eval(step: int) -> None:
-        with preserved_rng():
-            model.eval()
-            record = {"step": step, "train_wall_s": history["train_wall_s"], "train_cpu_s": history["train_cpu_s"]}
-            if eval_fn is not None:
-                record.update(eval_fn(model))
-            if writer is not None:
-                _log_sample_prediction(writer, model, dataset[0][0].to(device), step)
-                for name, value in record.items():
-                    if name != "step":
-                        writer.add_scalar(f"eval/{name}", value, step)
-            model.train()
-        if eval_fn is not None:
-            history["eval"].append(record)
 
-    def save(step: int) -> None:
-        if checkpoint is None:
-            return
-        rngs = distributed.gather(rng_state())  # every process takes part; rank 0 writes
-        if rank == 0:
-            save_checkpoint({
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "rng": rngs[0], **({"rng_by_rank": rngs} if world > 1 else {}),
-                "step": step, "samples_seen": step * batch_size, "history": history, "settings": settings,
-                **({"repeat_factors": repeat_factors} if repeat_factors is not None else {}),
-            }, checkpoint)
-
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", disable=not progress or rank > 0)
-    loader = batches(dataset, start=start, steps=steps, batch_size=batch_size, seed=seed, num_workers=num_workers,
-                     rank=rank, world=world, repeat_factors=repeat_factors)
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    with _interrupt_at_step_end(enabled=world == 1) as interrupted:
+def _steps(run: Run, dataset: Sequence[Sample], *, eval_fn: EvalFn | None, eval_every: int | None,
+           checkpoint_every: int, num_workers: int, progress: bool) -> None:
+    """Steps ``run.start .. steps-1``: train, log, evaluate and checkpoint when due; on Ctrl-C save and stop."""
+    steps = run.settings.steps
+    bar = tqdm(range(run.start, steps), initial=run.start, total=steps, desc="train", disable=not progress or run.rank > 0)
+    loader = batches(dataset, start=run.start, steps=steps, batch_size=run.settings.batch_size, seed=run.settings.seed,
+                     num_workers=num_workers, rank=run.rank, world=run.world, repeat_factors=run.repeat_factors)
+    clock = _Clock()  # the first step's time includes loading its batch, as every later one's does
+    with distributed.ctrl_c_deferred() as pressed:
         for step, samples in zip(bar, loader):
-            images, targets = batch_to_device(samples, device)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp):
-                losses = net(images, targets)
-            loss = sum(value * loss_factors.get(name, 1.0) for name, value in losses.items())
-            # the values to log and check, averaged over the processes: all of them stop together
-            values = torch.stack([v.detach().float() for v in (loss, *losses.values())])
-            logged = dict(zip(["loss", *losses], distributed.all_mean(values).tolist()))
-            if not math.isfinite(logged["loss"]):
-                last = f"the last good checkpoint is {checkpoint} (step {_checkpoint_step(checkpoint)})" if checkpoint is not None and checkpoint.exists() else "no checkpoint was written"
-                parts = ", ".join(f"{k}={v:.4g}" for k, v in logged.items() if k != "loss")
-                raise TrainingDiverged(
-                    f"loss is {logged['loss']} at step {step} ({parts}); stopped before updating the weights, "
-                    f"{last}. Lower lr, lengthen the warmup or clip gradients harder, then resume."
-                )
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if grad_clip is not None:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            current_lr = scheduler.get_last_lr()[0]
-            scheduler.step()
-            history["train_wall_s"] += time.perf_counter() - wall0
-            history["train_cpu_s"] += time.process_time() - cpu0
-
-            record = {"step": step, "lr": current_lr, **logged}
-            history["loss"].append(record)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{current_lr:.2g}")
-            if writer is not None:
-                for name, value in record.items():
-                    if name != "step":
-                        writer.add_scalar(f"train/{name}", value, step)
+            record = train_step(run, samples, step)
+            clock.add_to(run.history)
+            log_step(run, record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2g}")
             done = step + 1
             if done == steps or (eval_every and done % eval_every == 0):
-                if rank == 0:
-                    run_eval(done)
-                distributed.barrier()  # the other processes wait for rank 0's evaluation
-            stopping = interrupted.is_set() and done < steps
+                evaluate(run, eval_fn, dataset, done)
+            stopping = done < steps and distributed.stop_requested(pressed, run.device)
             if done == steps or done % checkpoint_every == 0 or stopping:
-                save(done)
+                save(run, done)
             if stopping:
-                if writer is not None:
-                    writer.close()
-                saved = f"saved {checkpoint}: continue with --resume" if checkpoint is not None else "no checkpoint folder"
+                saved = f"saved {run.checkpoint}: continue with --resume" if run.checkpoint is not None else "no checkpoint folder"
                 raise TrainingInterrupted(f"stopped at the end of step {done} of {steps}; {saved}")
-            wall0, cpu0 = time.perf_counter(), time.process_time()  # the next step's clock includes loading its batch
-    if writer is not None:
-        writer.close()
-    model.eval()
-    return history
+            clock.restart()
 
 
-@contextlib.contextmanager
-def _interrupt_at_step_end(enabled: bool) -> Iterator[threading.Event]:
-    """Turn Ctrl-C (SIGINT) into an event the loop checks after each step: a half-done step (weights
-    updated, schedule not yet) cannot be saved consistently. A second Ctrl-C stops at once.
+class _Clock:
+    """Wall and CPU seconds since the last restart, added into a history's ``train_wall_s`` and ``train_cpu_s``."""
 
-    Only in the main thread (where Python delivers signals) and when ``enabled``; elsewhere
-    Ctrl-C raises ``KeyboardInterrupt`` as usual.
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def add_to(self, history: dict[str, Any]) -> None:
+        history["train_wall_s"] += time.perf_counter() - self.wall
+        history["train_cpu_s"] += time.process_time() - self.cpu
+
+
+def train_step(run: Run, samples: list[Sample], step: int) -> dict[str, float]:
+    """One optimizer step on ``samples`` (this process's share of the batch of ``step``).
+
+    Returns ``{"step", "lr", "loss", <each loss>}``, the losses averaged over the processes (so all of
+    them stop together on a NaN). Raises :class:`TrainingDiverged` before touching the weights.
     """
-    pressed = threading.Event()
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield pressed
-        return
+    images, targets = batch_to_device(samples, run.device)
+    with torch.autocast(device_type=run.device.type, dtype=run.amp_dtype, enabled=run.amp):
+        losses = run.net(images, targets)
+    loss = sum(value * run.loss_weights.get(name, 1.0) for name, value in losses.items())
+    values = torch.stack([v.detach().float() for v in (loss, *losses.values())])
+    logged = dict(zip(["loss", *losses], distributed.all_mean(values).tolist()))
+    if not math.isfinite(logged["loss"]):
+        raise _diverged(run, step, logged)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if run.settings.grad_clip is not None:
+        run.scaler.unscale_(run.optimizer)  # clip the true gradient, not the loss-scaled one
+        torch.nn.utils.clip_grad_norm_([p for group in run.optimizer.param_groups for p in group["params"]],
+                                       run.settings.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    lr = run.scheduler.get_last_lr()[0]
+    run.scheduler.step()
+    return {"step": step, "lr": lr, **logged}
 
-    def on_ctrl_c(signum: int, frame: object) -> None:
-        if pressed.is_set():
-            raise KeyboardInterrupt
-        pressed.set()
 
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    try:
-        yield pressed
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _diverged(run: Run, step: int, logged: dict[str, float]) -> TrainingDiverged:
+    if run.checkpoint is not None and run.checkpoint.exists():
+        last = f"the last good checkpoint is {run.checkpoint} (step {_checkpoint_step(run.checkpoint)})"
+    else:
+        last = "no checkpoint was written"
+    parts = ", ".join(f"{k}={v:.4g}" for k, v in logged.items() if k != "loss")
+    return TrainingDiverged(f"loss is {logged['loss']} at step {step} ({parts}); stopped before updating the weights, "
+                            f"{last}. Lower lr, lengthen the warmup or clip gradients harder, then resume.")
+
+
+def log_step(run: Run, record: dict[str, float]) -> None:
+    """Append a step's ``record`` to the history and, on rank 0 with a log_dir, to TensorBoard (``train/...``)."""
+    run.history["loss"].append(record)
+    _add_scalars(run.writer, "train", record)
+
+
+def _add_scalars(writer: Any, prefix: str, record: dict[str, float]) -> None:
+    if writer is not None:
+        for name, value in record.items():
+            if name != "step":
+                writer.add_scalar(f"{prefix}/{name}", value, record["step"])
+
+
+def evaluate(run: Run, eval_fn: EvalFn | None, dataset: Sequence[Sample], step: int) -> None:
+    """On rank 0: ``eval_fn`` into the history and TensorBoard, and a sample prediction on ``dataset[0]``,
+    without moving the training's random streams (loading an augmented item draws from them); the others wait."""
+    if run.rank == 0:
+        with preserved_rng():
+            run.model.eval()
+            record = {"step": step, "train_wall_s": run.history["train_wall_s"], "train_cpu_s": run.history["train_cpu_s"]}
+            if eval_fn is not None:
+                record.update(eval_fn(run.model))
+            if run.writer is not None:
+                _log_sample_prediction(run.writer, run.model, dataset[0][0].to(run.device), step)
+                _add_scalars(run.writer, "eval", record)
+            run.model.train()
+        if eval_fn is not None:
+            run.history["eval"].append(record)
+    distributed.barrier()
 
 
 def _checkpoint_step(path: Path) -> int:

@@ -31,10 +31,14 @@ from unittest import mock
 
 import numpy as np
 from PIL import Image
+from torch import nn
 
+from course_lib import environment
 from course_lib.classes import CLASSES, INDEX_TO_CITYSCAPES_ID
-from course_lib.data.cityscapes import cityscapes_pairs
-from course_lib.structures.instances import binary_masks
+from course_lib.data.cityscapes import DOWNLOAD_CITYSCAPES, CityscapesInstances, cityscapes_pairs
+from course_lib.errors import MissingData
+from course_lib.evaluation.inference import inference_on_dataset
+from course_lib.structures.masks import binary_masks
 
 GT_SUFFIX = "_gtFine_instanceIds.png"
 
@@ -124,6 +128,22 @@ def cityscapes_official_eval(predictions: Sequence[dict], gt_folder: str | Path,
                       for name in CLASSES[1:]},
         "result_file": str(result_file),
     }
+
+
+def evaluate_cityscapes(model: nn.Module, out_dir: str | Path, root: str | Path | None = None, split: str = "val",
+                        device: str | None = None, batch_size: int = 1) -> dict:
+    """``model``'s predictions on every image of a Cityscapes split, scored by the official evaluator:
+    :func:`cityscapes_official_eval`'s result, its files in ``out_dir``.
+
+    ``root``: the Cityscapes folder (default: ``CITYSCAPES_DATASET``, :func:`course_lib.environment.cityscapes_root`).
+    Images are read at their native 1024 x 2048, one per batch by default.
+    """
+    root = root if root is not None else environment.cityscapes_root()
+    if root is None:
+        raise MissingData("no Cityscapes folder: pass root=... or set CITYSCAPES_DATASET to a folder holding leftImg8bit/ "
+                          "and gtFine/. To get it: " + DOWNLOAD_CITYSCAPES.format(root="/path/to/cityscapes"))
+    predictions, _ = inference_on_dataset(model, CityscapesInstances(root, split=split), device=device, batch_size=batch_size)
+    return cityscapes_official_eval(predictions, root, split, out_dir)
 
 
 def format_official(result: dict) -> str:

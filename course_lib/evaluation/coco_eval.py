@@ -29,7 +29,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from course_lib.classes import CLASSES
-from course_lib.structures.instances import encode_rle
+from course_lib.structures.masks import encode_rle
 
 #: Names of COCOeval.stats entries, in its order (maxDets 100 unless named).
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")

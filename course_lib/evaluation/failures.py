@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from course_lib.classes import CLASSES
-from course_lib.evaluation.matched_masks import kept_indices, mask_iou_matrix, object_indices
-from course_lib.structures.instances import binary_masks
+from course_lib.evaluation.matched_masks import kept_indices, object_indices
+from course_lib.structures.masks import binary_masks, mask_iou
 from course_lib.structures.matching import match_pairs
 from course_lib.viz.overlay import draw_masks_and_boxes
 
@@ -91,7 +91,7 @@ def _bin(value: float, bins: Sequence[tuple[str, float, float]]) -> str:
 
 def _image_errors(index: int, prediction: dict, target: dict, iou: float, score_threshold: float) -> ImageErrors:
     kept, objects = kept_indices(prediction, score_threshold), object_indices(target)
-    ious = mask_iou_matrix(prediction["masks"][kept], target["masks"][objects])
+    ious = mask_iou(prediction["masks"][kept], target["masks"][objects])
     errors = ImageErrors(index)
     pairs = match_pairs(ious, iou)
     for p, g in pairs:

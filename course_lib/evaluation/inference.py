@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from course_lib.evaluation.coco_eval import coco_metrics
 from course_lib.evaluation.matched_masks import maskness, mean_matched_mask_iou
 from course_lib.environment import device as default_device, model_device
-from course_lib.structures.instances import MASK_THRESHOLD
+from course_lib.structures.masks import MASK_THRESHOLD
 
 Item = TypeVar("Item")
 

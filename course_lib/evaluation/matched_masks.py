@@ -6,18 +6,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 
-from course_lib.structures.instances import MASK_THRESHOLD, encode_rle
-from course_lib.structures.matching import match_pairs
-
-
-def mask_iou_matrix(pred_masks: torch.Tensor, gt_masks: torch.Tensor) -> np.ndarray:
-    """IoU of every predicted mask with every target mask: float [P, G] (masks as in :func:`~course_lib.structures.instances.binary_masks`)."""
-    if len(pred_masks) == 0 or len(gt_masks) == 0:
-        return np.zeros((len(pred_masks), len(gt_masks)))
-    ious = mask_utils.iou(encode_rle(pred_masks), encode_rle(gt_masks), [0] * len(gt_masks))
-    return np.asarray(ious, dtype=np.float64).reshape(len(pred_masks), len(gt_masks))
+from course_lib.structures.masks import MASK_THRESHOLD, mask_iou
+from course_lib.structures.matching import gate_by_class, match_pairs
 
 
 def kept_indices(prediction: dict, score_threshold: float) -> torch.Tensor:
@@ -43,9 +34,8 @@ def matched_mask_ious(
     matched = []
     for prediction, target in zip(predictions, targets):
         kept, objects = kept_indices(prediction, score_threshold), object_indices(target)
-        pred_labels, gt_labels = prediction["labels"][kept], target["labels"][objects]
-        ious = mask_iou_matrix(prediction["masks"][kept], target["masks"][objects])
-        ious[(pred_labels[:, None] != gt_labels[None, :]).numpy()] = 0.0  # only same-class pairs
+        ious = gate_by_class(mask_iou(prediction["masks"][kept], target["masks"][objects]),
+                             prediction["labels"][kept], target["labels"][objects])
         matched += [float(ious[p, g]) for p, g in match_pairs(ious, iou_threshold)]
     return matched
 

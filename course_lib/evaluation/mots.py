@@ -25,11 +25,10 @@ import pycocotools.mask as mask_utils
 import torch
 
 from course_lib.classes import CLASSES
-from course_lib.structures.instances import binary_masks
+from course_lib.structures.masks import binary_masks
 
 #: MOTSChallenge's id for its one class ("pedestrian"), used for every class in evaluate_mots.
 MOTS_CHALLENGE_CLASS_ID = 2
-METRICS = ("HOTA", "DetA", "AssA", "IDF1", "MOTA", "IDSW")
 
 
 def make_disjoint(masks: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:

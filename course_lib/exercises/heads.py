@@ -12,9 +12,9 @@ from torchvision.models.detection.roi_heads import maskrcnn_inference, maskrcnn_
 from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.ops import box_iou, masks_to_boxes
 
-from course_lib.evaluation.matched_masks import mask_iou_matrix
 from course_lib.exercises.core import Exercise, Mistake, register
 from course_lib.exercises.generate import distinct_scores, iou_with_ties, seeded
+from course_lib.structures import masks as library_masks
 
 
 def _logit_cases(seed: int, shapes=((3, 4, 5), (5, 9, 7), (1, 3, 4))):
@@ -253,7 +253,7 @@ def _mask_generated():
 register(Exercise(
     name="mask_iou", chapter="book/week1/07_baseline_metrics", title="Mask IoU", solution=mask_iou,
     cases=lambda: [_mask_pair(seeded(5), h, w) for h, w in [(8, 8), (12, 20), (16, 10), (6, 9)]], generated=_mask_generated,
-    expected=lambda a, b: float(mask_iou_matrix(a[None], b[None])[0, 0]), agrees_with="pycocotools' mask IoU",
+    expected=lambda a, b: float(library_masks.mask_iou(a[None], b[None])[0, 0]), agrees_with="pycocotools' mask IoU",
     hint="count pixels: |A and B| / |A or B|; two empty masks: 0.0, as pycocotools returns",
     mistakes=(
         Mistake(lambda a, b: float((a & b).sum() / a.sum()), "divide by the UNION (pixels in either mask), not by one mask's area"),

@@ -7,5 +7,6 @@
 * :mod:`~course_lib.modeling.mask_loss`: the mask head's targets (binary or soft) and loss,
 * :mod:`~course_lib.modeling.paste`: from ``M x M`` box masks to image masks,
 * :mod:`~course_lib.modeling.detectron2_arch`: the same model with Detectron2's conventions,
-* :mod:`~course_lib.modeling.internals`: run a model one stage at a time and keep every intermediate.
+* :mod:`~course_lib.modeling.internals`: run a model one stage at a time and keep every intermediate,
+* :mod:`~course_lib.modeling.stage_timing`: the time each stage of the forward takes (hooks on the same submodules).
 """

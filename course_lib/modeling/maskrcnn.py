@@ -192,40 +192,19 @@ def _toycity_small(
     (default: the FPN's 128, as in torchvision) is the width of the mask convs, and half of it
     that of the stem head's 28 x 28 fuse conv; their multiply-adds grow with its square.
     """
-    trunk = resnet18(weights=None, norm_layer=_group_norm)
-    body_layers = OrderedDict((name, getattr(trunk, name)) for name in
-                              ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"))
-    return_layers = {"layer1": "0", "layer2": "1", "layer3": "2"}
-    fpn = dict(in_channels_list=[64, 128, 256], out_channels=fpn_channels, extra_blocks=LastLevelMaxPool())
     if len(anchor_sizes) != 4:
         raise ValueError(f"anchor_sizes needs one size per FPN level (4: strides 4, 8, 16, 32), got {anchor_sizes}")
-    anchors = AnchorGenerator(sizes=tuple((s,) for s in anchor_sizes), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
-    levels = ["0", "1", "2"]
-    box_features = 256
     mask_channels = mask_head_channels or fpn_channels
     # GroupNorm's 32 groups must divide every mask conv; the stem head's 28 x 28 conv is half as wide.
     multiple = 64 if mask_stem_channels else 32
     if mask_channels % multiple:
         raise ValueError(f"mask_head_channels must be a multiple of {multiple} here (GroupNorm's 32 groups over its "
                          f"narrowest conv), got {mask_channels}")
-    if mask_stem_channels:
-        backbone = BackboneWithStem(nn.Sequential(body_layers), {"relu": STEM, **return_layers}, **fpn,
-                                    stem_in=64, stem_channels=mask_stem_channels)
-        mask_pooler = StemSkipMaskPooler(levels, output_size=14, sampling_ratio=2)
-        mask_parts = dict(
-            mask_head=StemSkipMaskHead(fpn_channels, mask_stem_channels, mask_head_convs, mask_channels, mask_channels // 2, _group_norm),
-            mask_predictor=nn.Sequential(OrderedDict(mask_fcn_logits=nn.Conv2d(mask_channels // 2, num_classes, 1))),
-        )
-    else:
-        backbone = BackboneWithFPN(nn.Sequential(body_layers), return_layers, **fpn)
-        mask_pooler = SeparableMultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2)
-        mask_parts = dict(
-            mask_head=MaskRCNNHeads(fpn_channels, [mask_channels] * mask_head_convs, 1, norm_layer=_group_norm),
-            mask_predictor=MaskRCNNPredictor(mask_channels, mask_channels, num_classes),
-        )
-    if class_agnostic_masks:
-        predictor = mask_parts["mask_predictor"]
-        predictor.mask_fcn_logits = ClassAgnosticMaskLogits(predictor.mask_fcn_logits.in_channels, num_classes)
+    backbone = _toycity_backbone(fpn_channels, mask_stem_channels)
+    anchors = AnchorGenerator(sizes=tuple((s,) for s in anchor_sizes), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
+    box_features = 256
+    mask_pooler, mask_parts = _toycity_mask_head(num_classes, fpn_channels, mask_head_convs, mask_channels,
+                                                 mask_stem_channels, class_agnostic_masks)
     settings: dict[str, Any] = dict(
         # Fewer proposals and RoIs than the COCO defaults: ToyCity scenes hold < 20 objects, and
         # in training 200 proposals per image learned as well per step as 500, in less time.
@@ -239,7 +218,7 @@ def _toycity_small(
         min_size=min_size,
         max_size=max_size,
         rpn_anchor_generator=anchors,
-        box_roi_pool=SeparableMultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2),
+        box_roi_pool=SeparableMultiScaleRoIAlign(TOYCITY_LEVELS, output_size=7, sampling_ratio=2),
         box_head=TwoMLPHead(fpn_channels * 7 * 7, box_features),
         box_predictor=FastRCNNPredictor(box_features, num_classes),
         **mask_parts,
@@ -249,6 +228,46 @@ def _toycity_small(
     model.roi_heads.mask_roi_pool = mask_pooler
     model.rpn = FPNLevelsRPN.like(model.rpn)  # the stem, if any, is for the mask head only
     return model
+
+
+#: The FPN levels the RoI poolers read in the ToyCity model (strides 4, 8, 16; 'pool' is the RPN's alone).
+TOYCITY_LEVELS = ["0", "1", "2"]
+
+
+def _toycity_backbone(fpn_channels: int, mask_stem_channels: int) -> nn.Module:
+    """ResNet-18 with GroupNorm up to ``layer3`` under an FPN (``fpn_channels`` wide, plus a max-pooled
+    level); with ``mask_stem_channels`` > 0 it also hands the stride-2 stem to the mask head."""
+    trunk = resnet18(weights=None, norm_layer=_group_norm)
+    body_layers = OrderedDict((name, getattr(trunk, name)) for name in
+                              ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"))
+    return_layers = {"layer1": "0", "layer2": "1", "layer3": "2"}
+    fpn = dict(in_channels_list=[64, 128, 256], out_channels=fpn_channels, extra_blocks=LastLevelMaxPool())
+    if mask_stem_channels:
+        return BackboneWithStem(nn.Sequential(body_layers), {"relu": STEM, **return_layers}, **fpn,
+                                stem_in=64, stem_channels=mask_stem_channels)
+    return BackboneWithFPN(nn.Sequential(body_layers), return_layers, **fpn)
+
+
+def _toycity_mask_head(num_classes: int, fpn_channels: int, convs: int, channels: int, stem_channels: int,
+                       class_agnostic: bool) -> tuple[nn.Module, dict[str, nn.Module]]:
+    """``(mask pooler, {"mask_head", "mask_predictor"})``: ``convs`` GroupNorm convs ``channels`` wide, fused
+    with the stem at 28 x 28 when ``stem_channels`` > 0; one mask map for all classes if ``class_agnostic``."""
+    if stem_channels:
+        pooler = StemSkipMaskPooler(TOYCITY_LEVELS, output_size=14, sampling_ratio=2)
+        parts = dict(
+            mask_head=StemSkipMaskHead(fpn_channels, stem_channels, convs, channels, channels // 2, _group_norm),
+            mask_predictor=nn.Sequential(OrderedDict(mask_fcn_logits=nn.Conv2d(channels // 2, num_classes, 1))),
+        )
+    else:
+        pooler = SeparableMultiScaleRoIAlign(TOYCITY_LEVELS, output_size=14, sampling_ratio=2)
+        parts = dict(
+            mask_head=MaskRCNNHeads(fpn_channels, [channels] * convs, 1, norm_layer=_group_norm),
+            mask_predictor=MaskRCNNPredictor(channels, channels, num_classes),
+        )
+    if class_agnostic:
+        predictor = parts["mask_predictor"]
+        predictor.mask_fcn_logits = ClassAgnosticMaskLogits(predictor.mask_fcn_logits.in_channels, num_classes)
+    return pooler, parts
 
 
 def state_dict_megabytes(model: nn.Module) -> float:

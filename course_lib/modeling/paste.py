@@ -29,6 +29,8 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image, project
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import box_iou
 
+from course_lib.structures.matching import gate_by_class
+
 
 def sample_box_masks(masks: Tensor, boxes: Tensor, xs: Tensor, ys: Tensor, padding_mode: str = "zeros") -> Tensor:
     """Sample box-frame maps ``[P, M, M]`` bilinearly at image points ``ys x xs``: ``[P, Gy, Gx]``.
@@ -163,8 +165,7 @@ def perfect_masks_in_detected_boxes(prediction: dict[str, Tensor], target: dict[
     boxes = prediction["boxes"].float()
     if len(boxes) == 0 or len(target["boxes"]) == 0:
         return masks
-    overlap = box_iou(boxes, torch.as_tensor(target["boxes"]).float())
-    overlap[prediction["labels"][:, None] != torch.as_tensor(target["labels"])[None, :]] = 0
+    overlap = gate_by_class(box_iou(boxes, torch.as_tensor(target["boxes"]).float()), prediction["labels"], target["labels"])
     best, match = overlap.max(dim=1)
     found = best >= iou
     if found.any():

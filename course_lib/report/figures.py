@@ -13,8 +13,8 @@ from collections.abc import Mapping
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from course_lib.utils import timing
 from course_lib.engine.recipes import lr_factor
+from course_lib.modeling.stage_timing import STAGES
 from course_lib.results import pareto_front
 
 
@@ -80,16 +80,22 @@ def speed_and_stages(speed_run: dict) -> Figure:
     fig = Figure(figsize=(13, 4.2), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=(1.2, 1))
     pareto_plot(speed_run, ax=left)
-    names = [row["name"] for row in speed_run["variants"]]
-    bottom = [0.0] * len(names)
-    for stage in timing.STAGES:
-        values = [row["stages_ms"].get(stage, 0.0) for row in speed_run["variants"]]
-        right.barh(names, values, left=bottom, label=stage)
-        bottom = [b + v for b, v in zip(bottom, values)]
-    right.invert_yaxis()
-    right.set_xlabel("time per image by stage (ms)")
-    right.legend(fontsize=8)
+    stage_bars(right, {row["name"]: row["stages_ms"] for row in speed_run["variants"]})
     return fig
+
+
+def stage_bars(ax, stages_ms: Mapping[str, Mapping[str, float]]) -> None:
+    """One horizontal bar per entry of ``stages_ms`` (name -> milliseconds per stage of
+    :data:`course_lib.modeling.stage_timing.STAGES`), stacked stage by stage in forward order, first entry on top."""
+    names = list(stages_ms)
+    left = [0.0] * len(names)
+    for stage in STAGES:
+        values = [stages_ms[name].get(stage, 0.0) for name in names]
+        ax.barh(names, values, left=left, label=stage)
+        left = [a + v for a, v in zip(left, values)]
+    ax.invert_yaxis()
+    ax.set_xlabel("time per image by stage (ms)")
+    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
 
 
 def pareto(speed_run: dict) -> Figure:

@@ -53,32 +53,27 @@ def _row(result: str, value: str, source: str, where: str) -> str:
 
 def readme_results() -> str:
     """A Markdown table: result, value, what it was measured on, and the file it comes from (AP in points)."""
+    rows = ["| Result | Value | Model, data, device | From |", "|---|---|---|---|"]
+    rows += _shipped_model_rows() + _training_rows() + _inference_rows() + _tracker_and_generation_rows()
+    rows += [_detectron2_row()] + _tracker_comparison_rows() + [_video_row()] + _gpu_rows()
+    return "\n".join(rows)
+
+
+def _held_out(training: dict) -> str:
+    """The data column of a result on the shipped model's held-out scenes."""
+    return f"ToyCity model, ToyCity held-out ({training['val_scenes']})"
+
+
+def _shipped_model_rows() -> list[str]:
+    """Mask and box AP of the shipped ToyCity model, its training time and the time of one training step."""
     manifest = registry.toycity_manifest()
     metrics, training = manifest["metrics"], manifest["training"]
-    speed = results.load_results("bench_cpu.json")
-    tracker = results.load_results("tracker_cpu.json")
-    toycity_speed = results.load_results("toycity_speed.json")
-    # the previous recipe's run and the same recipe with the other seed and/or the other learning-rate decay
-    runs = {name: results.load_results(name) for name in SEED_AND_SCHEDULE_RUNS}
-    curve = results.load_results("toycity_training.json")["curve"]  # the shipped run
-    longer = results.load_results("toycity_training_2x.json")
-    larger = results.load_results("toycity_runs_500.json")  # data_scripts/compare_toycity_runs.py
-    finals = [run["curve"][-1]["segm_AP"] for run in runs.values()]
-    first_above = next((point for point in longer["curve"] if point["segm_AP"] >= 0.5), None)
-    levers = results.load_results(LEVERS)
     step_source = results.load_results("train_step_cpu.json")
     steps = {row["name"]: row for row in step_source["variants"]}
-    # the last evaluation within the first 10 minutes of training (the course's budget)
-    early = max((point for point in curve if point["train_wall_s"] <= 600), key=lambda point: point["step"])
-    variants = {row["name"]: row for row in speed["variants"]}
-    held_out = f"ToyCity model, ToyCity held-out ({training['val_scenes']})"
-    speed_label = f"{speed['model']}, {speed['data']}, {speed['device']}, {speed['threads']} thread(s)"
-    rows = [
-        "| Result | Value | Model, data, device | From |",
-        "|---|---|---|---|",
-        _row("Mask AP / AP50", f"{100 * metrics['segm_AP']:.1f} / {100 * metrics['segm_AP50']:.1f}", held_out,
+    return [
+        _row("Mask AP / AP50", f"{100 * metrics['segm_AP']:.1f} / {100 * metrics['segm_AP50']:.1f}", _held_out(training),
              "`course_lib/assets/toycity_maskrcnn.json`"),
-        _row("Box AP / AP50", f"{100 * metrics['bbox_AP']:.1f} / {100 * metrics['bbox_AP50']:.1f}", held_out,
+        _row("Box AP / AP50", f"{100 * metrics['bbox_AP']:.1f} / {100 * metrics['bbox_AP50']:.1f}", _held_out(training),
              "`course_lib/assets/toycity_maskrcnn.json`"),
         _row("Training time",
              f"{training['train_wall_s'] / 60:.1f} min wall, {training['train_cpu_s'] / 60:.1f} CPU-min ({training['steps']} steps"
@@ -94,6 +89,23 @@ def readme_results() -> str:
              f"{steps['separable_amp_2proc']['median_ms']:.0f} ms in 2 processes of 1 thread",
              f"{step_source['model']}, {step_source['data']}, {step_source['device']}, {step_source['threads']} threads",
              "`course_lib/assets/results/train_step_cpu.json`"),
+    ]
+
+
+def _training_rows() -> list[str]:
+    """Mask AP along training: within 10 minutes, with twice the steps, across seeds and decays, on larger splits, per lever."""
+    held_out = _held_out(registry.toycity_manifest()["training"])
+    # the previous recipe's run and the same recipe with the other seed and/or the other learning-rate decay
+    runs = {name: results.load_results(name) for name in SEED_AND_SCHEDULE_RUNS}
+    curve = results.load_results("toycity_training.json")["curve"]  # the shipped run
+    longer = results.load_results("toycity_training_2x.json")
+    larger = results.load_results("toycity_runs_500.json")  # data_scripts/compare_toycity_runs.py
+    finals = [run["curve"][-1]["segm_AP"] for run in runs.values()]
+    first_above = next((point for point in longer["curve"] if point["segm_AP"] >= 0.5), None)
+    levers = results.load_results(LEVERS)
+    # the last evaluation within the first 10 minutes of training (the course's budget)
+    early = max((point for point in curve if point["train_wall_s"] <= 600), key=lambda point: point["step"])
+    return [
         _row("Mask AP within 10 min of training",
              f"{100 * early['segm_AP']:.1f} (step {early['step']}, {early['train_wall_s'] / 60:.1f} min wall)",
              held_out, "`course_lib/assets/results/toycity_training.json`"),
@@ -118,9 +130,16 @@ def readme_results() -> str:
              f"{100 * max(row['segm_AP'] for row in levers['levers']):.1f}; each row in the Experiments appendix",
              f"ToyCity models, ToyCity held-out (ToyCityDataset(seed={HELD_OUT_SEED}, length=100) at 128x256), 2-core CPU",
              "`course_lib/assets/results/toycity_levers.json`"),
-        _row("Inference, baseline", f"{variants['baseline']['median_ms']:.0f} ms/image, mask AP {100 * variants['baseline']['mask_AP']:.1f}", speed_label,
-             "`course_lib/assets/results/bench_cpu.json`"),
     ]
+
+
+def _inference_rows() -> list[str]:
+    """CPU inference: the baseline, the eager variants, the fastest runtime within 1 AP point, the fastest on R50-FPN."""
+    speed = results.load_results("bench_cpu.json")
+    variants = {row["name"]: row for row in speed["variants"]}
+    speed_label = f"{speed['model']}, {speed['data']}, {speed['device']}, {speed['threads']} thread(s)"
+    rows = [_row("Inference, baseline", f"{variants['baseline']['median_ms']:.0f} ms/image, mask AP {100 * variants['baseline']['mask_AP']:.1f}",
+                 speed_label, "`course_lib/assets/results/bench_cpu.json`")]
     for name in ("fast", "fast_bf16"):
         row = variants[name]
         rows.append(_row(f"Inference, `{name}`",
@@ -137,7 +156,14 @@ def readme_results() -> str:
     rows.append(_row(f"Inference, runtime `{fastest['name']}`, R50-FPN v2", f"{fastest['speedup']:.2f}x faster",
                      f"{large['model']}, {large['input_size'][0]}x{large['input_size'][1]}, {large['device']}, "
                      f"{large['threads']} thread(s)", "`course_lib/assets/results/deploy_r50_cpu.json`"))
-    rows += [
+    return rows
+
+
+def _tracker_and_generation_rows() -> list[str]:
+    """What the tracker costs per frame, and how fast ToyCity scenes are generated."""
+    tracker = results.load_results("tracker_cpu.json")
+    toycity_speed = results.load_results("toycity_speed.json")
+    return [
         _row("Tracker overhead", f"{tracker['update_ms']:.2f} ms/frame at {tracker['instances_per_frame']:.1f} instances",
              f"ToyCity frames {tracker['frame_size'][0]}x{tracker['frame_size'][1]}, {tracker['device']}",
              "`course_lib/assets/results/tracker_cpu.json`"),
@@ -145,10 +171,14 @@ def readme_results() -> str:
              f"{toycity_speed['size'][0]}x{toycity_speed['size'][1]}, 1 CPU thread",
              "`course_lib/assets/results/toycity_speed.json`"),
     ]
+
+
+def _detectron2_row() -> str:
+    """How closely the converted Detectron2 model-zoo model reproduces Detectron2 itself."""
     equality = results.load_results("detectron2_equality.json")  # data_scripts/detectron2_equality.py
     exact = equality["comparisons"]["pil"]  # the default resize against Detectron2's DefaultPredictor
     images = exact["images"]
-    rows.append(_row(
+    return _row(
         "Detectron2 model-zoo conversion vs Detectron2 itself",
         f"{sum(r['matched'] for r in images)}/{sum(r['detections_detectron2'] for r in images)} detections paired, "
         f"max box diff {exact['max_abs_box_diff_px']:.1e} px, max score diff {exact['max_abs_score_diff']:.1e}, "
@@ -156,9 +186,7 @@ def readme_results() -> str:
         + (" (within tolerance)" if equality["within_tolerance"] else " (OUTSIDE tolerance)"),
         f"{equality['entry']}, random weights, {len(images)} images resized by both as Detectron2's DefaultPredictor does "
         f"({', '.join('x'.join(map(str, r['size_hw'])) for r in images)}), {equality['device']}",
-        "`course_lib/assets/results/detectron2_equality.json`"))
-    rows += _tracker_comparison_rows() + [_video_row()] + _gpu_rows()
-    return "\n".join(rows)
+        "`course_lib/assets/results/detectron2_equality.json`")
 
 
 def _video_row() -> str:

@@ -1,4 +1,4 @@
-"""Instances in torchvision's detection format: the target dict, binary masks, COCO run-length encodings, batches.
+"""Instances in torchvision's detection format: the target dict, its boxes, batches (masks: :mod:`~course_lib.structures.masks`).
 
 A target is ``{"boxes": [N, 4] XYXY, "masks": [N, H, W] uint8, "labels": [N] int64, "image_id": int,
 "area": [N], "iscrowd": [N]}``, the format torchvision's detection models train on; a prediction
@@ -9,14 +9,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-import pycocotools.mask as mask_utils
 import torch
 from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
-
-#: A soft mask covers a pixel where its probability exceeds this (Mask R-CNN's 0.5).
-MASK_THRESHOLD = 0.5
 
 
 def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
@@ -44,25 +39,6 @@ def make_target(masks: torch.Tensor, labels: torch.Tensor, iscrowd: torch.Tensor
         "area": masks.flatten(1).sum(dim=1).to(torch.float32),
         "iscrowd": iscrowd.to(torch.int64),
     }
-
-
-def binary_masks(masks: torch.Tensor) -> torch.Tensor:
-    """[N, H, W] or [N, 1, H, W] masks (bool, uint8, or float probabilities cut at :data:`MASK_THRESHOLD`) -> bool [N, H, W]."""
-    masks = torch.as_tensor(masks)
-    if masks.ndim == 4:
-        masks = masks[:, 0]
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be [N, H, W] or [N, 1, H, W], got shape {tuple(masks.shape)}")
-    return masks > MASK_THRESHOLD if masks.is_floating_point() else masks.bool()
-
-
-def encode_rle(masks: torch.Tensor) -> list[dict]:
-    """Masks as in :func:`binary_masks` -> one COCO run-length encoding per mask, ``counts`` as str (JSON-ready)."""
-    array = binary_masks(masks).cpu().numpy().astype(np.uint8)
-    rles = mask_utils.encode(np.asfortranarray(array.transpose(1, 2, 0)))
-    for rle in rles:
-        rle["counts"] = rle["counts"].decode("ascii")
-    return rles
 
 
 def collate(batch: Sequence[tuple]) -> tuple[list, list]:

@@ -26,3 +26,18 @@ def match_pairs(similarity: np.ndarray | torch.Tensor, threshold: float = -np.in
         return []
     rows, cols = linear_sum_assignment(similarity, maximize=True)
     return [(int(r), int(c)) for r, c in zip(rows, cols) if similarity[r, c] >= threshold]
+
+
+def same_class(labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
+    """[N] and [K] class ids -> bool [N, K]: which pairs may be matched at all."""
+    return torch.as_tensor(labels_a).reshape(-1, 1) == torch.as_tensor(labels_b).reshape(1, -1)
+
+
+def gate_by_class(similarity: torch.Tensor, labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
+    """``similarity`` [N, K] (an IoU matrix) with every pair of different classes set to 0: a new tensor.
+
+    Detections of one class are matched only to objects of that class: with a positive gate,
+    :func:`match_pairs` never keeps such a pair.
+    """
+    similarity = torch.as_tensor(similarity)
+    return similarity * same_class(labels_a, labels_b).to(similarity.device, similarity.dtype)

@@ -8,6 +8,7 @@ from torch import Tensor
 from torchvision.ops import box_iou
 
 from course_lib.modeling.paste import paste_masks, sample_box_masks
+from course_lib.structures.matching import same_class
 
 #: Cost given to forbidden pairs (different class, IoU under the gate). Finite, because
 #: linear_sum_assignment rejects a matrix whose rows cannot all be assigned at finite cost.
@@ -43,18 +44,6 @@ def paste_rois(rois: Tensor, boxes: Tensor, height: int, width: int, threshold: 
     pixel-centre convention of :func:`masks_to_rois`) and thresholded.
     """
     return paste_masks(rois, boxes, height, width, pixel_offset=0.5, threshold=threshold)
-
-
-def mask_iou(masks_a: Tensor, masks_b: Tensor) -> Tensor:
-    """Exact IoU between two sets of full-image binary masks ``[N, H, W]``, ``[K, H, W]``: ``[N, K]``.
-
-    Intersections of all pairs at once are one matrix product of the flattened masks.
-    """
-    a = masks_a.flatten(1).float()
-    b = masks_b.flatten(1).float()
-    inter = a @ b.T
-    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
-    return inter / union.clamp(min=1)
 
 
 def roi_mask_iou(boxes_a: Tensor, rois_a: Tensor, boxes_b: Tensor, rois_b: Tensor, grid: int = 20,
@@ -99,18 +88,18 @@ def iou_cost_matrix(
     different classes cost :data:`FORBIDDEN`, and so do pairs whose IoU is below ``iou_gate``
     unless (with masks) their box IoU reaches ``box_gate``.
     """
-    same_class = track_labels[:, None] == det_labels[None, :]
+    allowed_class = same_class(track_labels, det_labels)
     boxes_iou = box_iou(track_boxes, det_boxes)
     if track_rois is None or det_rois is None:
-        iou, allowed = boxes_iou, same_class & (boxes_iou >= iou_gate)
+        iou, allowed = boxes_iou, allowed_class & (boxes_iou >= iou_gate)
     else:
-        iou = roi_mask_iou(track_boxes, track_rois, det_boxes, det_rois, pairs=same_class & (boxes_iou > 0))
+        iou = roi_mask_iou(track_boxes, track_rois, det_boxes, det_rois, pairs=allowed_class & (boxes_iou > 0))
         # Mask IoU collapses for thin or sliced masks even when the object is where the track
         # predicts: a bicycle's frame shifted by two pixels, or a walker of whom only a sliver
         # shows behind others (ToyCity clip 5 at occlusion 0.9: mask IoU 0.087 with its own
         # track, box IoU 0.67; tests/test_track.py). So a pair is allowed when
         # either overlap says so, and the cost still ranks by mask IoU, which tells apart objects
         # whose boxes overlap (two pedestrians crossing) where box IoU cannot.
-        allowed = same_class & ((iou >= iou_gate) | (boxes_iou >= box_gate))
+        allowed = allowed_class & ((iou >= iou_gate) | (boxes_iou >= box_gate))
     cost = torch.where(allowed, 1 - iou, torch.full_like(iou, FORBIDDEN))
     return cost, iou

@@ -25,7 +25,7 @@ from torch import nn
 from course_lib.environment import model_device
 from course_lib.tracking.annotate import draw_instances, side_by_side
 from course_lib.tracking.track import Tracker, tracks_to_frame
-from course_lib.utils import timing
+from course_lib.modeling.stage_timing import stage_timer
 
 #: The stages of a frame's trip, in order.
 STAGES = ("decode", "preprocess", "model", "paste", "track", "draw", "encode")
@@ -73,7 +73,7 @@ def eager_detector(model: nn.Module) -> Detect:
 
     Frames go in at their own size: the model's transform resizes them to the size it was trained
     at and pastes the masks back at the frame's size, the paste timed apart by
-    :func:`course_lib.utils.timing.stage_timer`.
+    :func:`course_lib.modeling.stage_timing.stage_timer`.
     """
     device = model_device(model)
 
@@ -81,7 +81,7 @@ def eager_detector(model: nn.Module) -> Detect:
     def detect(frames: Sequence[np.ndarray], clock: StageClock) -> list[dict[str, torch.Tensor]]:
         with clock("preprocess"):
             images = [torch.from_numpy(frame).to(device).permute(2, 0, 1).float().div_(255) for frame in frames]
-        with timing.stage_timer(model) as stages, clock("model"):
+        with stage_timer(model) as stages, clock("model"):
             outputs = [{key: value.cpu() for key, value in output.items()} for output in model(images)]
         clock.seconds["model"] -= stages["paste"]  # transform.postprocess, inside the forward
         clock.seconds["paste"] += stages["paste"]

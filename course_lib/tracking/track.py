@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from course_lib.structures.masks import instance_masks
 from course_lib.structures.matching import match_pairs
 from course_lib.tracking.kalman import BoxKalman
 from course_lib.tracking.mask_rois import FORBIDDEN, iou_cost_matrix, masks_to_rois, paste_rois
@@ -212,8 +213,7 @@ class Tracker:
         keep = scores >= self.min_score
         rois = None
         if detections.get("masks") is not None:
-            masks = torch.as_tensor(detections["masks"])
-            masks = masks[:, 0] if masks.dim() == 4 else masks
+            masks = instance_masks(detections["masks"])
             if len(masks) != len(boxes):
                 raise ValueError(f"{len(masks)} masks for {len(boxes)} boxes: give one mask per detection")
             rois = masks_to_rois(masks, boxes[keep], self.roi_size, rows=keep.nonzero()[:, 0])

@@ -1,13 +1,8 @@
 """Evaluating trackers on ToyCity clips: identity switches, mask flicker, and TrackEval's HOTA family.
 
-Four trackers are compared throughout Week 3, all :class:`course_lib.tracking.track.Tracker` settings:
-
-* ``none``: a new id for every detection in every frame (what a detector alone gives),
-* ``iou``: frame-to-frame mask-IoU matching only (no memory across a missed frame, no box-IoU
-  fallback for thin or sliced masks, no smoothing),
-* ``full``: the course tracker (tentative/confirmed states, re-identification after occlusion,
-  constant-velocity prediction with a fixed-gain alpha-beta filter, EMA smoothing of masks and boxes),
-* ``kalman``: the same with a Kalman filter on centre, size and their rates (:mod:`course_lib.tracking.kalman`).
+:func:`compare_trackers` is the one comparison of the course: trackers by name
+(:data:`course_lib.tracking.trackers.TRACKERS`, the course's settings and boxmot's) on the same
+detections of several clips, scored by TrackEval, timed frame by frame and measured for flicker.
 
 Detections come from a model, or from the ground truth with noise (:func:`noisy_detections`) so
 that the tracker can be tested without a trained model: boxes jitter, mask boundaries grow or
@@ -16,7 +11,7 @@ shrink by a pixel, and chosen objects can be hidden for a few frames (a missed d
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -25,17 +20,17 @@ from torch import Tensor
 from torchvision.ops import box_iou, masks_to_boxes
 
 from course_lib.evaluation.mots import evaluate_mots
-from course_lib.structures.matching import match_pairs
-from course_lib.tracking.mask_rois import mask_iou, masks_to_rois
-from course_lib.tracking.track import Tracker, tracks_to_frame
+from course_lib.structures.masks import instance_masks, mask_iou
+from course_lib.structures.matching import gate_by_class, match_pairs
+from course_lib.tracking.mask_rois import masks_to_rois
+from course_lib.tracking.track import tracks_to_frame
+from course_lib.tracking.trackers import FrameTracker, make_tracker
+from course_lib.utils import timing
 
-#: Tracker settings of the three modes compared in the course.
-MODES: dict[str, dict] = {
-    "none": dict(iou_gate=1.01, box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1.0, box_alpha=1.0, motion="none"),
-    "iou": dict(box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1.0, box_alpha=1.0, motion="none"),
-    "full": dict(),  # Tracker's defaults
-    "kalman": dict(motion="kalman"),  # the same with a Kalman filter in place of the alpha-beta filter
-}
+CPU = torch.device("cpu")
+
+#: Side of the box-aligned grid on which :func:`mask_flicker` compares a track's masks.
+FLICKER_ROI = 56
 
 
 def noisy_detections(
@@ -80,9 +75,8 @@ def _ragged(masks: Tensor, flip: Tensor) -> Tensor:
     return torch.where(boundary & flip, 1 - masks, masks)
 
 
-def run_tracker(detections: Sequence[dict], height: int, width: int, **settings) -> list[dict[str, Tensor]]:
-    """Track a clip's detections with ``Tracker(**settings)``: one frame dict with ``track_ids`` per frame."""
-    tracker = Tracker(**settings)
+def run_tracker(tracker: FrameTracker, detections: Sequence[dict], height: int, width: int) -> list[dict[str, Tensor]]:
+    """Track a clip's detections with a fresh ``tracker``: one frame dict with ``track_ids`` per frame."""
     return [tracks_to_frame(tracker.update(d), height, width) for d in detections]
 
 
@@ -109,7 +103,7 @@ def id_switches(gt_frames: Sequence[dict], pred_frames: Sequence[dict], iou_thre
     return switches
 
 
-def mask_flicker(frames: Sequence[dict], roi_size: int = 56) -> float:
+def mask_flicker(frames: Sequence[dict], roi_size: int = FLICKER_ROI) -> float:
     """Mean ``1 - IoU`` of a track's masks in consecutive frames, after removing the object's motion.
 
     Each mask is resampled inside its own tight bounding box (:func:`course_lib.tracking.mask_rois.masks_to_rois`),
@@ -117,12 +111,18 @@ def mask_flicker(frames: Sequence[dict], roi_size: int = 56) -> float:
     pedals), occlusion coming and going, and noise. Compare a tracker's value with the ground
     truth's own. NaN when no track spans two consecutive frames.
     """
+    changes = _shape_changes(frames, roi_size)
+    return float(np.mean(changes)) if changes else float("nan")
+
+
+def _shape_changes(frames: Sequence[dict], roi_size: int) -> list[float]:
+    """``1 - IoU`` of each track's box-aligned masks, one per pair of consecutive frames it spans."""
     changes = []
     previous: dict[int, Tensor] = {}
     for frame in frames:
         current: dict[int, Tensor] = {}
         if len(frame["masks"]):
-            masks = frame["masks"][:, 0] if frame["masks"].dim() == 4 else frame["masks"]
+            masks = instance_masks(frame["masks"])
             present = masks.flatten(1).any(1).bool()
             ids = frame["track_ids"][present]
             rois = masks_to_rois(masks[present], masks_to_boxes(masks[present]) + torch.tensor([0, 0, 1, 1]), roi_size) > 0.5
@@ -133,26 +133,49 @@ def mask_flicker(frames: Sequence[dict], roi_size: int = 56) -> float:
                 union = (roi | before).sum()
                 changes.append(1 - float((roi & before).sum() / union) if union else 0.0)
         previous = current
-    return float(np.mean(changes)) if changes else float("nan")
+    return changes
 
 
 def compare_trackers(
-    targets: Sequence[dict],
-    detections: Sequence[dict],
+    names: Sequence[str],
+    targets: Mapping[str, Sequence[dict]],
+    detections: Mapping[str, Sequence[dict]],
     workdir: str,
-    modes: dict[str, dict] = MODES,
+    frame_rate: float = 30.0,
 ) -> dict[str, dict[str, float]]:
-    """Track ``detections`` in each mode and score against ``targets`` (one clip).
+    """Run each tracker of ``names`` (:data:`~course_lib.tracking.trackers.TRACKERS`) on the same detections of several clips; score and time them.
 
-    Returns ``{mode: {HOTA, DetA, AssA, IDF1, MOTA, IDSW, flicker}}`` with TrackEval's class-aware
-    combination (``"all"`` of :func:`course_lib.evaluation.mots.evaluate_mots`) and :func:`mask_flicker`;
-    plus ``"ground truth": {"flicker": ...}`` for reference. TrackEval's files go under ``workdir``.
+    ``targets``, ``detections``: ``{clip name: per-frame dicts}`` (ground truth with ``track_ids``;
+    detections as :meth:`course_lib.tracking.track.Tracker.update` takes them). Every tracker starts
+    afresh on each clip. The trackers take turns frame by frame, so that a slower or busier moment
+    of the machine falls on all of them alike; ``ms_per_frame`` is the median time of ``update``
+    alone (for a boxmot tracker, with the adapter's conversions), ``ms_per_frame_mean`` its mean.
+    Returns ``{tracker: {HOTA, DetA, AssA, IDF1, MOTA, IDSW, ms_per_frame, ms_per_frame_mean, flicker}}``:
+    TrackEval's combination over all clips and classes (:func:`course_lib.evaluation.mots.evaluate_mots`,
+    its files under ``workdir``) and the :func:`mask_flicker` of every pair of consecutive frames
+    of every clip. The ground truth's own flicker is ``mask_flicker`` of a clip's targets.
     """
-    height, width = targets[0]["masks"].shape[-2:]
-    tracked = {mode: run_tracker(detections, height, width, **settings) for mode, settings in modes.items()}
-    scores = evaluate_mots(targets, tracked, workdir)
-    table = {mode: {**scores[mode]["all"], "flicker": mask_flicker(frames)} for mode, frames in tracked.items()}
-    table["ground truth"] = {"flicker": mask_flicker(targets)}
+    tracked: dict[str, dict[str, list[dict]]] = {name: {} for name in names}
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for clip_name, frames in detections.items():
+        height, width = targets[clip_name][0]["masks"].shape[-2:]
+        trackers = {name: make_tracker(name, frame_rate) for name in names}
+        for name in names:
+            tracked[name][clip_name] = []
+        for frame in frames:
+            for name, tracker in trackers.items():
+                with timing.Stopwatch(CPU) as clock:  # trackers compute on the CPU
+                    tracks = tracker.update(frame)
+                seconds[name].append(clock.seconds)
+                tracked[name][clip_name].append(tracks_to_frame(tracks, height, width))
+    scores = evaluate_mots({clip: targets[clip] for clip in detections}, tracked, workdir)
+    table = {}
+    for name in names:
+        spent = timing.summary(seconds[name])
+        changes = [change for frames in tracked[name].values() for change in _shape_changes(frames, FLICKER_ROI)]
+        table[name] = {**scores[name]["all"],
+                       "ms_per_frame": 1e3 * spent.median, "ms_per_frame_mean": 1e3 * spent.mean,
+                       "flicker": float(np.mean(changes)) if changes else float("nan")}
     return table
 
 
@@ -163,7 +186,7 @@ def crossings(targets: Sequence[dict], min_iou: float = 0.2) -> dict[tuple[int, 
     """
     pairs: dict[tuple[int, int], list[int]] = {}
     for frame, target in enumerate(targets):
-        same_class = target["labels"][:, None] == target["labels"][None, :]
-        for a, b in ((box_iou(target["boxes"], target["boxes"]) > min_iou) & same_class).triu(1).nonzero().tolist():
+        overlap = gate_by_class(box_iou(target["boxes"], target["boxes"]), target["labels"], target["labels"])
+        for a, b in (overlap > min_iou).triu(1).nonzero().tolist():
             pairs.setdefault((int(target["track_ids"][a]), int(target["track_ids"][b])), []).append(frame)
     return pairs

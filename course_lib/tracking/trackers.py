@@ -1,4 +1,4 @@
-"""Trackers behind one small interface, so that the field's trackers plug into the course's tools.
+"""Every tracker of the course by name (:data:`TRACKERS`), behind one small interface.
 
 A tracker, for the course, is anything with ``update(detections) -> list[Track]``: it consumes one
 frame's detections (the dict Mask R-CNN returns: ``boxes``, ``labels``, ``scores``, ``masks``)
@@ -6,7 +6,8 @@ and returns the tracks to report for that frame (:class:`course_lib.tracking.tra
 :func:`course_lib.tracking.track.tracks_to_frame` turns into a frame with ``track_ids``. The course's own
 :class:`course_lib.tracking.track.Tracker` is one; :class:`BoxmotTracker` wraps the trackers of
 `boxmot <https://github.com/mikel-brostrom/boxmot>`_ (ByteTrack, OC-SORT, BoT-SORT), so that all of
-them are run, timed and scored by TrackEval the same way.
+them are run, timed and scored by TrackEval the same way
+(:func:`course_lib.tracking.track_metrics.compare_trackers`).
 
 boxmot's trackers are box trackers: they take an ``N x 6`` array ``[x1, y1, x2, y2, score, class]``
 and return ``[x1, y1, x2, y2, id, score, class, detection index]`` per reported track. The box
@@ -18,25 +19,42 @@ same masks and differs only in which detections it reports and under which id.
 from __future__ import annotations
 
 import logging
-import time
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from course_lib.evaluation.mots import evaluate_mots
+from course_lib.structures.masks import instance_masks
 from course_lib.tracking.mask_rois import masks_to_rois
-from course_lib.tracking.track import Track, Tracker, TrackState, tracks_to_frame
+from course_lib.tracking.track import Track, Tracker, TrackState
 
-#: The boxmot trackers compared in the course: ``name: (boxmot class, settings)``. Settings are
-#: boxmot's defaults except where said: class-aware matching (as the course's tracker and the
-#: class-aware MOTS evaluation), and BoT-SORT without its two extras, re-identification
-#: embeddings (a CNN per detection) and camera-motion compensation (ToyCity's camera is fixed).
-BOXMOT_TRACKERS: dict[str, tuple[str, dict]] = {
+#: The class of the course's own trackers in :data:`TRACKERS`.
+COURSE_CLASS = "Tracker"
+
+#: Every tracker of the course by name: ``name: (class, settings)``, the class being ``"Tracker"``
+#: (the course's :class:`~course_lib.tracking.track.Tracker`) or one of boxmot's. The course's four
+#: build up the tracker of Week 3: ``none`` gives a new id to every detection in every frame (a
+#: detector alone), ``iou`` matches consecutive frames on mask IoU only (no memory across a missed
+#: frame, no box-IoU fallback, no motion, no smoothing), ``course`` is the tracker with its defaults
+#: (the fixed-gain alpha-beta filter) and ``course-kalman`` the same with its Kalman filter. boxmot's
+#: settings are its defaults except class-aware matching (as the course's tracker and the
+#: class-aware MOTS evaluation), and BoT-SORT without re-identification embeddings (a CNN per
+#: detection) and camera-motion compensation (ToyCity's camera is fixed).
+TRACKERS: dict[str, tuple[str, dict]] = {
+    "none": (COURSE_CLASS, dict(iou_gate=1.01, box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1.0, box_alpha=1.0, motion="none")),
+    "iou": (COURSE_CLASS, dict(box_gate=1.01, min_hits=1, max_age=0, mask_alpha=1.0, box_alpha=1.0, motion="none")),
+    "course": (COURSE_CLASS, {}),
+    "course-kalman": (COURSE_CLASS, dict(motion="kalman")),
     "ByteTrack": ("ByteTrack", dict(per_class=True)),
     "OC-SORT": ("OcSort", dict(per_class=True)),
     "BoT-SORT": ("BotSort", dict(per_class=True, use_embeddings=False, use_cmc=False)),
 }
+#: boxmot's trackers among :data:`TRACKERS`.
+BOXMOT_TRACKERS = tuple(name for name, (cls, _) in TRACKERS.items() if cls != COURSE_CLASS)
+#: The course's tracker taken apart, step by step (Week 3's table on one clip).
+ABLATION = ("none", "iou", "course", "course-kalman")
+#: The course's two trackers against the field's (``data_scripts/compare_trackers.py``).
+AGAINST_THE_FIELD = ("course", "course-kalman", *BOXMOT_TRACKERS)
 
 
 class FrameTracker(Protocol):
@@ -49,7 +67,7 @@ class BoxmotTracker:
     """A boxmot tracker behind the course's interface: ``BoxmotTracker("ByteTrack").update(detections)``.
 
     Args:
-        name: a key of :data:`BOXMOT_TRACKERS`.
+        name: one of :data:`BOXMOT_TRACKERS`.
         frame_rate: frames per second of the video (ByteTrack and BoT-SORT scale how long a
             lost track is kept by it).
         settings: more keyword arguments for the boxmot tracker (override the defaults).
@@ -67,7 +85,7 @@ class BoxmotTracker:
         except ImportError as error:
             raise ImportError("BoxmotTracker needs boxmot: pip install --no-deps boxmot==25.0.0 lapx==0.11.1 rich "
                               "(its other dependencies serve its detectors and re-id models, not these trackers)") from error
-        class_name, defaults = BOXMOT_TRACKERS[name]
+        class_name, defaults = TRACKERS[name]
         tracker_class = getattr(boxmot, class_name)  # importing it sets up boxmot's logger
         logging.getLogger("boxmot").setLevel(logging.WARNING)  # which logs every tracker's settings at INFO
         if class_name in ("ByteTrack", "BotSort"):
@@ -87,9 +105,7 @@ class BoxmotTracker:
         det_index = valid[torch.from_numpy(out[:, 7].astype(np.int64))]
         rois = [None] * len(out)
         if detections.get("masks") is not None and len(out):
-            masks = torch.as_tensor(detections["masks"])
-            masks = masks[:, 0] if masks.dim() == 4 else masks
-            rois = list(masks_to_rois(masks, boxes[det_index], self.roi_size, rows=det_index))
+            rois = list(masks_to_rois(instance_masks(detections["masks"]), boxes[det_index], self.roi_size, rows=det_index))
         return [
             # boxmot counts ids from 0; the course's ids start at 1 (0 reads as "no track" in drawings)
             Track(int(row[4]) + 1, int(labels[d]), boxes[d].double().numpy(), roi, float(scores[d]), state=TrackState.CONFIRMED)
@@ -97,50 +113,9 @@ class BoxmotTracker:
         ]
 
 
-#: The course's :class:`~course_lib.tracking.track.Tracker` by name: its defaults (the alpha-beta
-#: filter) and the same with its Kalman filter.
-COURSE_TRACKERS: dict[str, dict] = {"course": {}, "course-kalman": {"motion": "kalman"}}
-
-
 def make_tracker(name: str, frame_rate: float = 30.0) -> FrameTracker:
-    """One of the course's trackers (:data:`COURSE_TRACKERS`) or a boxmot tracker by name."""
-    return Tracker(**COURSE_TRACKERS[name]) if name in COURSE_TRACKERS else BoxmotTracker(name, frame_rate=frame_rate)
-
-
-#: Every tracker :func:`make_tracker` knows, the course's first.
-TRACKERS = (*COURSE_TRACKERS, *BOXMOT_TRACKERS)
-
-
-def compare(
-    names: Sequence[str],
-    targets: Mapping[str, Sequence[dict]],
-    detections: Mapping[str, Sequence[dict]],
-    workdir: str,
-    frame_rate: float = 30.0,
-) -> dict[str, dict[str, float]]:
-    """Run each tracker of ``names`` on the same detections of several clips and score them.
-
-    ``targets``, ``detections``: ``{clip name: per-frame dicts}`` (ground truth with ``track_ids``;
-    detections as :meth:`course_lib.tracking.track.Tracker.update` takes them). Every tracker starts afresh
-    on each clip. The trackers take turns frame by frame, so that a slower or busier moment of
-    the machine falls on all of them alike; ``ms_per_frame`` is the median time of ``update``
-    alone (for a boxmot tracker, with the adapter's conversions), ``ms_per_frame_mean`` its mean.
-    Returns ``{tracker: {HOTA, DetA, AssA, IDF1, MOTA, IDSW, ms_per_frame, ms_per_frame_mean}}``,
-    the scores being TrackEval's combination over all clips (:func:`course_lib.evaluation.mots.evaluate_mots`).
-    """
-    tracked: dict[str, dict[str, list[dict]]] = {name: {} for name in names}
-    seconds: dict[str, list[float]] = {name: [] for name in names}
-    for clip_name, frames in detections.items():
-        height, width = targets[clip_name][0]["masks"].shape[-2:]
-        trackers = {name: make_tracker(name, frame_rate) for name in names}
-        for name in names:
-            tracked[name][clip_name] = []
-        for frame in frames:
-            for name, tracker in trackers.items():
-                start = time.perf_counter()
-                tracks = tracker.update(frame)
-                seconds[name].append(time.perf_counter() - start)
-                tracked[name][clip_name].append(tracks_to_frame(tracks, height, width))
-    scores = evaluate_mots({clip: targets[clip] for clip in detections}, tracked, workdir)
-    return {name: {**scores[name]["all"], "ms_per_frame": 1e3 * float(np.median(seconds[name])),
-                   "ms_per_frame_mean": 1e3 * float(np.mean(seconds[name]))} for name in names}
+    """A fresh tracker of :data:`TRACKERS` by name (``frame_rate``: frames per second, for boxmot's)."""
+    if name not in TRACKERS:
+        raise ValueError(f"unknown tracker {name!r}: choose one of {', '.join(TRACKERS)}")
+    class_name, settings = TRACKERS[name]
+    return Tracker(**settings) if class_name == COURSE_CLASS else BoxmotTracker(name, frame_rate=frame_rate)

@@ -1,4 +1,4 @@
-"""Download one file over HTTP(S): progress bar, checksum, resume, atomic rename.
+"""Download one file over HTTP(S): progress bar, checksum, resume, atomic rename; the one file hasher.
 
 The bytes go to ``DEST.part`` first and are renamed to ``DEST`` only once complete and verified,
 so a crash or Ctrl-C never leaves a truncated file under the final name. A second call resumes the
@@ -21,6 +21,9 @@ from course_lib.errors import BadInput
 
 CHUNK_BYTES = 1 << 20
 
+#: The shortest sha256 prefix accepted: torchvision names its weight files with the first 8 hex digits.
+MIN_SHA256_DIGITS = 8
+
 #: URL schemes :func:`download` fetches: urllib would also read ``file://`` (any file on the disk) and ``ftp://``.
 SCHEMES = ("https", "http")
 
@@ -34,12 +37,26 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def _checksum_error(path: Path, sha256: str | None, md5: str | None) -> str | None:
-    """None when ``path`` matches every given checksum, else a description of the mismatch."""
+def check_sha256(sha256: str) -> str:
+    """``sha256`` lower-cased, if it is a hex digest or a prefix of at least 8 digits; else :class:`BadInput`
+    (an empty or one-digit prefix would match almost any file)."""
+    digits = str(sha256).strip().lower()
+    if not MIN_SHA256_DIGITS <= len(digits) <= 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise BadInput(f"sha256={sha256!r} is not a sha256: give the file's full hex digest (64 digits, "
+                       f"`sha256sum FILE`) or at least its first {MIN_SHA256_DIGITS}")
+    return digits
+
+
+def checksum_error(path: str | Path, sha256: str | None = None, md5: str | None = None) -> str | None:
+    """None when ``path`` matches every given checksum, else a description of the mismatch.
+
+    ``sha256`` may be a prefix of the digest (:func:`check_sha256`); ``md5`` is the whole digest.
+    """
     for algorithm, expected in (("sha256", sha256), ("md5", md5)):
         if expected is not None:
             actual = file_digest(path, algorithm)
-            if actual.lower() != expected.lower():
+            matches = actual.startswith(expected) if algorithm == "sha256" else actual == expected.lower()
+            if not matches:
                 return f"{algorithm} is {actual}, expected {expected}"
     return None
 
@@ -55,15 +72,16 @@ def download(
 ) -> Path:
     """Download ``url`` to ``dest`` and return ``dest`` as a Path.
 
-    An existing ``dest`` that matches the given checksums (or any existing ``dest`` when none is
+    ``sha256``: the file's hex digest or a prefix of at least 8 digits (:func:`check_sha256`). An existing ``dest`` that matches the given checksums (or any existing ``dest`` when none is
     given) is kept without touching the network. Raises ``ConnectionError`` when the server cannot
     be reached, ``ValueError`` on a checksum mismatch (the downloaded bytes are deleted) and
     :class:`BadInput` for a URL that is not one of :data:`SCHEMES`.
     """
     if urllib.parse.urlsplit(url).scheme.lower() not in SCHEMES:
         raise BadInput(f"{url}: not an https or http URL; downloads never read local files or other schemes")
+    sha256 = None if sha256 is None else check_sha256(sha256)
     dest = Path(dest)
-    if dest.exists() and _checksum_error(dest, sha256, md5) is None:
+    if dest.exists() and checksum_error(dest, sha256, md5) is None:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -103,7 +121,7 @@ def download(
                 f"run the same command again to resume from {part}"
             )
 
-    mismatch = _checksum_error(part, sha256, md5)
+    mismatch = checksum_error(part, sha256, md5)
     if mismatch is not None:
         part.unlink()
         raise ValueError(

@@ -1,24 +1,42 @@
-"""Timing tools: latency, time per stage and peak memory of a model's forward, on the CPU or a GPU,
-and the machine's load around a measurement (a busy machine's timings are not written)."""
+"""Timing tools: a clock that waits for the device, warm-up and repeated (interleaved) calls, the one
+summary every results row reports (median, p90, mean, n), peak memory, and the machine record every
+results file carries (device, CPU, threads, versions, date, command, load before and after).
+
+Rules that make numbers trustworthy: warm up first (the first calls pay for lazy initialisation,
+allocator growth and, on a GPU, kernel selection), synchronise the device before reading the clock
+(CUDA calls return before the GPU is done), report the median and the 90th percentile rather than
+the mean (one hiccup of the OS should not move the result), and compare variants in the same rounds
+(a burst of background load then hits all of them alike). A busy machine's timings are not written.
+Time per stage of Mask R-CNN's forward is :mod:`course_lib.modeling.stage_timing`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
+import datetime
+import importlib.metadata
+import math
 import os
 import platform
+import sys
 import threading
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
-from torch import Tensor, nn
+import torchvision
 
-from course_lib.environment import model_device
+from course_lib import environment
 from course_lib.errors import MachineBusy
 
-#: The stages of Mask R-CNN's forward, in order (the order of ``course_lib.modeling.internals.trace``).
-STAGES = ("transform", "backbone", "rpn", "box_head", "mask_head", "paste")
+#: The CPU's flags that inference speed depends on: vector width, INT8 dot products, bfloat16 and matrix units.
+INFERENCE_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+
+#: Packages whose versions a results file records when they are installed.
+VERSIONED = ("torch", "torchvision", "onnx", "onnxruntime", "openvino", "nncf")
 
 
 def synchronize(device: torch.device) -> None:
@@ -27,70 +45,87 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@contextlib.contextmanager
-def stage_timer(model: nn.Module) -> Iterator[dict[str, float]]:
-    """Add the seconds each stage of ``model``'s forward takes to the yielded dict, while inside.
+@dataclasses.dataclass
+class Stopwatch:
+    """Seconds between entering and leaving, the device synchronised at both ends."""
 
-    Stages are timed with forward hooks on the submodules (``transform``, ``backbone``, ``rpn``,
-    the box and mask RoI pools, heads and predictors) and by wrapping two methods: the box
-    post-processing (per-class NMS) counts as ``box_head`` and ``transform.postprocess`` (resizing
-    boxes and pasting 28x28 masks into the full image) as ``paste``. Every boundary synchronises
-    the device, which costs a little overlap on a GPU: use it to see where time goes, and plain
-    :func:`measure_latency` for the latency itself.
+    device: torch.device
+    seconds: float = 0.0
+
+    def __enter__(self) -> "Stopwatch":
+        synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        synchronize(self.device)
+        self.seconds = time.perf_counter() - self._start
+
+
+@dataclasses.dataclass
+class Rounds:
+    """What :func:`interleaved` measured, per name: ``seconds`` and ``outputs`` of the timed calls, ``warmup_s``
+    the time of the warm-up calls together."""
+
+    seconds: dict[str, list[float]]
+    outputs: dict[str, list]
+    warmup_s: dict[str, float]
+
+
+def interleaved(calls: Mapping[str, Callable[[int], object]], device: torch.device, warmup: int = 2,
+                repeats: int = 10) -> Rounds:
+    """Call every ``calls[name](round)`` once per round, ``warmup`` untimed rounds then ``repeats`` timed ones,
+    in an order that rotates from round to round, each call on its own :class:`Stopwatch`.
+
+    Keep what a call returns small (a detection count, not the masks): the timed rounds' outputs are kept.
     """
-    device = model_device(model)
-    totals = {stage: 0.0 for stage in STAGES}
-    heads = model.roi_heads
-    modules = {
-        "transform": [model.transform],
-        "backbone": [model.backbone],
-        "rpn": [model.rpn],
-        "box_head": [heads.box_roi_pool, heads.box_head, heads.box_predictor],
-        "mask_head": [heads.mask_roi_pool, heads.mask_head, heads.mask_predictor],
-    }
-    handles, starts = [], {}  # starts: id(module) -> clock at its forward's start
-    for stage, stage_modules in modules.items():
-        for module in stage_modules:
-            handles.append(module.register_forward_pre_hook(_start_clock(device, starts)))
-            handles.append(module.register_forward_hook(_stop_clock(device, starts, totals, stage)))
-    methods = [(heads, "postprocess_detections", "box_head"), (model.transform, "postprocess", "paste")]
-    for owner, name, stage in methods:
-        setattr(owner, name, _timed(getattr(owner, name), device, totals, stage))
-    try:
-        yield totals
-    finally:
-        for handle in handles:
-            handle.remove()
-        for owner, name, _ in methods:
-            del owner.__dict__[name]  # the class's method shows through again
+    names = list(calls)
+    rounds = Rounds({name: [] for name in names}, {name: [] for name in names}, {name: 0.0 for name in names})
+    for index in range(warmup + repeats):
+        shift = index % max(len(names), 1)
+        for name in names[shift:] + names[:shift]:
+            with Stopwatch(device) as clock:
+                output = calls[name](index)
+            if index < warmup:
+                rounds.warmup_s[name] += clock.seconds
+            else:
+                rounds.seconds[name].append(clock.seconds)
+                rounds.outputs[name].append(output)
+    return rounds
 
 
-def _start_clock(device: torch.device, starts: dict[int, float]) -> Callable:
-    def hook(module: nn.Module, args) -> None:
-        synchronize(device)
-        starts[id(module)] = time.perf_counter()
-
-    return hook
+def repeat(call: Callable[[int], object], device: torch.device, warmup: int = 2, repeats: int = 10) -> list[float]:
+    """Seconds of each of ``repeats`` timed calls ``call(i)``, after ``warmup`` untimed ones (:func:`interleaved` of one)."""
+    return interleaved({"call": call}, device, warmup, repeats).seconds["call"]
 
 
-def _stop_clock(device: torch.device, starts: dict[int, float], totals: dict[str, float], stage: str) -> Callable:
-    def hook(module: nn.Module, args, output) -> None:
-        synchronize(device)
-        totals[stage] += time.perf_counter() - starts.pop(id(module))
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """The one summary of repeated timings: ``median``, ``p90`` (numpy's default, linear between ranks), ``mean``, ``n``."""
 
-    return hook
+    median: float
+    p90: float
+    mean: float
+    n: int
+
+    def row(self) -> dict[str, float]:
+        """The summary as a results row's fields, from seconds: ``median_ms``, ``p90_ms``, ``mean_ms``, ``fps``, ``n``."""
+        return {"median_ms": 1e3 * self.median, "p90_ms": 1e3 * self.p90, "mean_ms": 1e3 * self.mean,
+                "fps": 1.0 / self.median if self.median > 0 else None, "n": self.n}  # None: JSON has no infinity
 
 
-def _timed(method: Callable, device: torch.device, totals: dict[str, float], stage: str) -> Callable:
-    def timed(*args, **kwargs):
-        synchronize(device)
-        start = time.perf_counter()
-        result = method(*args, **kwargs)
-        synchronize(device)
-        totals[stage] += time.perf_counter() - start
-        return result
+def summary(seconds: Sequence[float]) -> Summary:
+    """:class:`Summary` of ``seconds`` (any order, at least one value)."""
+    if len(seconds) == 0:
+        raise ValueError("summary of no timings: time at least one call")
+    values = np.asarray(seconds, dtype=float)
+    mean = math.fsum(values) / len(values)  # correctly rounded, so the same in any order
+    return Summary(float(np.median(values)), float(np.percentile(values, 90)), mean, len(values))
 
-    return timed
+
+def paired_speedup(reference: Sequence[float], seconds: Sequence[float]) -> float:
+    """Median over rounds of ``reference[i] / seconds[i]``: the speed-up of calls made moments apart."""
+    return float(np.median(np.asarray(reference, dtype=float) / np.asarray(seconds, dtype=float)))
 
 
 class PeakMemory:
@@ -148,48 +183,54 @@ def _rss_bytes() -> int | None:
         return None
 
 
-@torch.inference_mode()
-def measure_latency(model: nn.Module, images: Sequence[Tensor], batch_size: int = 1, warmup: int = 2,
-                    repeats: int = 10) -> list[float]:
-    """Seconds per image of ``repeats`` timed calls, after ``warmup`` untimed ones.
-
-    Each call runs the next ``batch_size`` images (cycling through ``images``); a call's time is
-    divided by ``batch_size``.
-    """
-    device = model_device(model)
-    batches = [[images[(i * batch_size + j) % len(images)].to(device) for j in range(batch_size)] for i in range(warmup + repeats)]
-    times = []
-    for i, batch in enumerate(batches):
-        synchronize(device)
-        start = time.perf_counter()
-        model(batch)
-        synchronize(device)
-        if i >= warmup:
-            times.append((time.perf_counter() - start) / batch_size)
-    return times
-
-
-@torch.inference_mode()
-def measure_stages(model: nn.Module, images: Sequence[Tensor], repeats: int = 3) -> tuple[dict[str, float], float | None]:
-    """(mean seconds per image for each stage of :data:`STAGES`, peak memory in MB) over ``repeats`` images."""
-    device = model_device(model)
-    inputs = [images[i % len(images)].to(device) for i in range(repeats)]
-    model(inputs[:1])  # warm-up outside the clock
-    with stage_timer(model) as totals, PeakMemory(device) as memory:
-        for image in inputs:
-            model([image])
-    return {stage: seconds / repeats for stage, seconds in totals.items()}, memory.megabytes
-
-
 def device_name(device: torch.device) -> str:
-    """A readable name: the GPU's model, or the CPU's (``platform.processor()`` or /proc/cpuinfo)."""
+    """A readable name: ``cuda: <the GPU's model>``, or ``cpu: <the CPU's model> (N logical cores)``."""
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    name = platform.processor()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    return f"cpu: {name or platform.machine()} ({os.cpu_count()} logical cores)"
+    info = environment.cpu_info()
+    return f"cpu: {info.model if info else platform.processor() or platform.machine()} ({os.cpu_count()} logical cores)"
+
+
+def command_line() -> str:
+    """The command that runs this process, as a user would type it (``python -m course_lib ...`` for the CLI)."""
+    if sys.argv and sys.argv[0].endswith("__main__.py"):
+        return " ".join(["python -m course_lib"] + sys.argv[1:])
+    return " ".join(["python"] + sys.argv) if sys.argv and sys.argv[0].endswith(".py") else " ".join(sys.argv)
+
+
+def _version(package: str) -> str | None:
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        return importlib.metadata.version(package)
+    return None
+
+
+def machine_record(device: torch.device, load_before: float | None = None, force: bool = False,
+                   command: str | None = None) -> dict:
+    """Where and when a measurement ran, the fields every results file carries: ``device``, ``cpu``,
+    ``cpu_features`` (:data:`INFERENCE_FLAGS` the CPU has), ``cpu_bf16_units``, ``threads``, ``torch``,
+    ``torchvision``, ``versions`` (of :data:`VERSIONED` that are installed), ``date`` (UTC), ``command``
+    (:func:`command_line` unless given, e.g. by a script's ``main(argv)``).
+
+    Pass ``load_before`` (:func:`load_average_1min` when the timing started) from a writer: the record then
+    holds :func:`checked_load`'s fields and refuses (:class:`course_lib.errors.MachineBusy`) a busy machine
+    unless ``force``.
+    """
+    info = environment.cpu_info()
+    record = {
+        "device": device_name(device),
+        "cpu": device_name(torch.device("cpu")),
+        "cpu_features": sorted(set(INFERENCE_FLAGS) & info.flags) if info else [],
+        "cpu_bf16_units": environment.cpu_has_bf16_units(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "versions": {package: version for package in VERSIONED if (version := _version(package))},
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command or command_line(),
+    }
+    if device.type == "cuda":
+        record["cuda"], record["cudnn"] = torch.version.cuda, torch.backends.cudnn.version()
+    return record if load_before is None else {**record, **checked_load(load_before, force)}
 
 
 def load_average_1min() -> float:
@@ -202,11 +243,12 @@ def checked_load(before: float, force: bool = False) -> dict:
     "cores", "forced_under_load"}``, to merge into its results file.
 
     Raises :class:`course_lib.errors.MachineBusy` when the load before or now exceeds the core count,
-    unless ``force`` (then recorded as ``forced_under_load``): other processes then share the cores
-    and stretch every timing by a factor nobody can undo afterwards.
+    unless ``force`` (``forced_under_load`` then says whether it was busy): other processes then share
+    the cores and stretch every timing by a factor nobody can undo afterwards.
     """
     after, cores = load_average_1min(), os.cpu_count() or 1
-    if max(before, after) > cores and not force:
+    busy = max(before, after) > cores
+    if busy and not force:
         raise MachineBusy(f"load average {before:.1f} before, {after:.1f} after on {cores} cores: timings from a busy "
                           "machine are not written; rerun when it is quiet, or pass --force-loaded to record them anyway")
-    return {"load_average_1min": {"before": before, "after": after}, "cores": cores, "forced_under_load": force}
+    return {"load_average_1min": {"before": before, "after": after}, "cores": cores, "forced_under_load": busy}

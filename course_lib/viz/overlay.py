@@ -12,7 +12,7 @@ from PIL import ImageColor
 from torchvision.utils import draw_bounding_boxes
 
 from course_lib.classes import CLASS_COLORS, CLASSES
-from course_lib.structures.instances import binary_masks
+from course_lib.structures.masks import binary_masks
 from course_lib.viz.stages import show_image
 
 Color = str | tuple[int, int, int]

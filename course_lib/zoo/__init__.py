@@ -2,7 +2,7 @@
 
 * :mod:`~course_lib.zoo.registry`: the names ``load`` knows (``toycity``, ``coco``, ``detectron2:...``,
   a checkpoint) and how each is built,
-* :mod:`~course_lib.zoo.files`: the weights folder, sha256 checks, downloads,
+* :mod:`~course_lib.zoo.files`: the weights folder and fetching a file into it once,
 * :mod:`~course_lib.zoo.detectron2_weights`: Detectron2's model zoo read without Detectron2,
 * :mod:`~course_lib.zoo.subjects`: the model and image a Week 1 chapter opens up.
 """

@@ -18,7 +18,6 @@ Entries:
 from __future__ import annotations
 
 import json
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +31,8 @@ from course_lib.engine.checkpoint import load_checkpoint
 from course_lib.errors import UnreadableCheckpoint, WeightsUnavailable
 from course_lib.modeling import coco_heads, maskrcnn
 from course_lib.zoo import detectron2_weights
-from course_lib.zoo.files import check_sha256, fetch, reachable, sha256_of, weights_dir
+from course_lib.utils.download import check_sha256, checksum_error
+from course_lib.zoo.files import fetch, reachable, weights_dir
 
 TOYCITY_MANIFEST = "toycity_maskrcnn.json"
 
@@ -115,7 +115,7 @@ def _build_from_file(path: Path, arch: str, build_kwargs: dict) -> nn.Module:
 
 
 def _load_checkpoint_file(path: Path, sha256: str, arch: str, build_kwargs: dict) -> nn.Module:
-    if not sha256_of(path).startswith(check_sha256(sha256)):
+    if checksum_error(path, check_sha256(sha256)) is not None:
         raise WeightsUnavailable(f"{path} does not match its sha256 {sha256}: the file is corrupt or was replaced")
     return _build_from_file(path, arch, build_kwargs)
 
@@ -239,7 +239,7 @@ def course_model(prefer_coco: bool | None = None) -> tuple[nn.Module, str]:
     them), else the ToyCity model, which always works offline.
     """
     if prefer_coco is None:
-        prefer_coco = os.environ.get("COURSE_OFFLINE", "0") != "1"
+        prefer_coco = not environment.offline()
     if prefer_coco and available("coco"):
         return load("coco", urban=True), "COCO-pretrained Mask R-CNN R50-FPN (mapped to urban classes)"
     return load("toycity"), "ToyCity model (trained offline by this course)"

@@ -23,7 +23,7 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as cityscapes_labels
 
 from course_lib.classes import CLASSES, INDEX_TO_CITYSCAPES_ID
-from course_lib.structures.instances import encode_rle
+from course_lib.structures.masks import encode_rle
 
 Sample = tuple[np.ndarray, dict]
 
