@@ -161,6 +161,13 @@ def cpu_info(path: str = "/proc/cpuinfo") -> CpuInfo | None:
     return CpuInfo(model, frozenset(fields.get("flags", fields.get("Features", "")).split()))
 
 
+def export_cache_dir() -> Path:
+    """Where exported and calibrated models are kept between runs (:mod:`course_lib.deploy.cache`):
+    ``COURSE_EXPORT_CACHE`` if set, else ``course_lib_exports`` beside the downloaded weights, in torch
+    hub's folder (which honours ``TORCH_HOME``): never among the user's own files."""
+    return Path(os.environ.get("COURSE_EXPORT_CACHE") or Path(torch.hub.get_dir()) / "course_lib_exports").expanduser()
+
+
 def cpu_has_bf16_units() -> bool | None:
     """Whether the CPU computes bfloat16 natively (AMX or AVX512-BF16 flags); None if unknown (not Linux)."""
     info = cpu_info()

@@ -25,7 +25,7 @@ from course_lib.cli import main
 from course_lib.data import coco_urban, images
 from course_lib.errors import BadInput
 from course_lib.evaluation import coco_eval
-from course_lib.tracking import annotate, video_io
+from course_lib.tracking import pipeline, video_io
 from course_lib.utils import atomic
 from course_lib.utils.download import file_digest
 
@@ -338,13 +338,18 @@ def test_a_fault_while_writing_a_video_keeps_the_earlier_one(tmp_path, small_mod
     out = tmp_path / "out.mp4"
     out.write_bytes(b"an earlier result")
 
-    def two_frames_then_fault(model, frames, *args, **kwargs):
-        for i, frame in enumerate(frames):
-            if i == 2:
-                raise RuntimeError("out of memory")
-            yield frame, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0)}
+    calls = []
 
-    monkeypatch.setattr(annotate, "predict_frames", two_frames_then_fault)
+    def two_frames_then_fault(model):
+        def detect(frames, clock):
+            calls.append(len(frames))
+            if len(calls) == 3:
+                raise RuntimeError("out of memory")
+            return [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0)}
+                    for _ in frames]
+        return detect
+
+    monkeypatch.setattr(pipeline, "eager_detector", two_frames_then_fault)
     with pytest.raises(RuntimeError, match="out of memory"):
         main(["video", str(tmp_path / "frames"), str(out)])
     assert out.read_bytes() == b"an earlier result" and sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out.mp4"]

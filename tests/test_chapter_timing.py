@@ -10,14 +10,10 @@ import pytest
 BOOK = Path(__file__).resolve().parents[1] / "book"
 CHAPTERS = sorted(path for path in BOOK.rglob("*.py") if path.with_suffix(".ipynb").exists())  # jupytext pairs
 HAND_CLOCK = re.compile(r"\btime\.(perf_counter|monotonic|process_time|time)\b|\bfrom time import\b")
-#: Its per-part pipeline timing moves into the library's video path (issue 35); until then it reads the clock.
-NOT_YET = {"week3/04_video_demo.py"}
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: str(p.relative_to(BOOK)))
 def test_chapter_reads_no_clock_by_hand(chapter):
-    if str(chapter.relative_to(BOOK)) in NOT_YET:
-        pytest.skip("reads the clock by hand until its pipeline timing moves into the library")
     lines = [f"{n}: {line.strip()}" for n, line in enumerate(chapter.read_text().splitlines(), 1) if HAND_CLOCK.search(line)]
     assert not lines, "time with course_lib.utils.timing (Stopwatch, repeat, interleaved, summary):\n" + "\n".join(lines)
 

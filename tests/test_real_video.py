@@ -13,8 +13,7 @@ import pytest
 
 from course_lib import zoo
 from course_lib.cli import main
-from course_lib.tracking import annotate, video_io
-from course_lib.tracking.track import Tracker
+from course_lib.tracking import pipeline, video_io
 
 SAMPLE = video_io.sample_video()
 pytestmark = pytest.mark.skipif(
@@ -42,7 +41,7 @@ def test_tracker_on_the_sample_keeps_ids_consistent():
     """Whatever the ToyCity model finds on real pixels, the tracker's output is well formed."""
     model = zoo.load("toycity", device="cpu")
     frames = itertools.islice(video_io.read_frames(SAMPLE), 4)
-    results = [result for _, result, _ in annotate.annotate(model, frames, Tracker(), batch_size=2)]
+    results = [result for _, result, _ in pipeline.annotate(frames, pipeline.eager_detector(model), track=True, batch_size=2)]
     assert len(results) == 4
     for result in results:
         ids = result["track_ids"].tolist()

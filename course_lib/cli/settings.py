@@ -38,11 +38,15 @@ class VideoSettings(_Checked):
 
     variant: str = option("baseline", "inference variant (course_lib.deploy.eager)", choices=tuple(eager.VARIANTS))
     runtime: str | None = option(None, "run exported: an .onnx / OpenVINO .xml file from `python -m course_lib export`, or a "
-                                 f"runtime ({RUNTIMES_HELP}) exported now for the video's frame size with --variant's settings")
+                                 f"runtime ({RUNTIMES_HELP}) with --variant's settings, exported on first use for the size "
+                                 "the model sees the frames at and kept in the export cache")
     calibration: int = option(32, "ToyCity training scenes that calibrate --runtime ov_int8", bounds=POSITIVE)
-    min_score: float = option(0.5, "draw detections scoring at least this", bounds=FRACTION)
+    min_score: float = option(0.5, "keep, track and draw detections scoring at least this (the one threshold after "
+                              "the model's own)", bounds=FRACTION)
     batch_size: int | None = option(None, "frames per forward pass (default: the variant's)", bounds=POSITIVE)
     max_frames: int | None = option(None, "annotate only the first N frames (default: all)", bounds=POSITIVE)
+    pipeline: str = option("streaming", "streaming: decode and encode on their own threads, overlapping the model; "
+                           "serial: every stage in turn on one thread", choices=("streaming", "serial"))
     seed: int = option(0, "ToyCity clip seed (with --toycity)", bounds=NON_NEGATIVE)
     frames: int = option(40, "ToyCity clip length (with --toycity)", bounds=POSITIVE)
 

@@ -5,7 +5,8 @@
 * :mod:`course_lib.deploy.export`: the traceable model, ONNX export, OpenVINO conversion and IR files,
 * :mod:`course_lib.deploy.quantize`: INT8 post-training quantization with NNCF, and the layers kept in FP32,
 * :mod:`course_lib.deploy.predictor`: exported graphs behind the eager model's call (the masks pasted in torch),
-* :mod:`course_lib.deploy.variants`: runtime x precision x test-time settings, named for ``bench`` and ``video``.
+* :mod:`course_lib.deploy.variants`: runtime x precision x test-time settings, named for ``bench`` and ``video``,
+* :mod:`course_lib.deploy.cache`: exported and calibrated models kept on disk between runs.
 
 The runtimes are an optional extra: ``pip install course_lib[deploy]``.
 """

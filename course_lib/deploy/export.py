@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from torchvision.models.detection.transform import resize_boxes
 
 from course_lib.modeling.paste import ExactPasteTransform
 from course_lib.scratch.roi import with_kernel_roi_align
+from course_lib.utils.atomic import atomic_path
 
 #: The exported graph's input and output names.
 INPUT = "image"
@@ -74,26 +74,17 @@ def traceable_copy(model: MaskRCNN) -> MaskRCNN:
     return with_kernel_roi_align(copy.deepcopy(model).eval().float())
 
 
-def write_atomically(path: str | Path, write) -> Path:
-    """Call ``write(temporary_path)`` next to ``path``, then rename it to ``path`` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
-
-
 @torch.no_grad()
+def resized_size(model: MaskRCNN, height: int, width: int) -> tuple[int, int]:
+    """The size ``model``'s transform resizes a ``height x width`` image to: the size its backbone sees
+    (the size it was trained at, for a model trained at one size)."""
+    transform = copy.deepcopy(model.transform).eval()
+    return tuple(transform([torch.zeros(3, height, width, device=next(model.parameters()).device)])[0].image_sizes[0])
+
+
 def export_metadata(model: MaskRCNN, height: int, width: int, settings: str = "baseline") -> dict:
     """What a runtime needs besides the graph: input size, the size the graph resizes it to, and the paste."""
-    model_copy = copy.deepcopy(model.transform).eval()
-    resized = model_copy([torch.zeros(3, height, width, device=next(model.parameters()).device)])[0].image_sizes[0]
+    resized = resized_size(model, height, width)
     return {"input_size": [height, width], "resized_size": list(resized), "settings": settings,
             "paste": "course_lib" if isinstance(model.transform, ExactPasteTransform) else "torchvision",
             "torch": torch.__version__, "opset": OPSET}
@@ -112,17 +103,16 @@ def export_onnx(model: MaskRCNN, path: str | Path, height: int, width: int, sett
     module = ExportableMaskRCNN(model).cpu()
     example = torch.rand(3, height, width)
 
-    def write(temporary: str) -> None:
+    with atomic_path(path) as temporary:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings on shape arithmetic the graph keeps symbolic
-            torch.onnx.export(module, (example,), temporary, dynamo=False, opset_version=OPSET,
+            torch.onnx.export(module, (example,), str(temporary), dynamo=False, opset_version=OPSET,
                               input_names=[INPUT], output_names=list(OUTPUTS),
                               dynamic_axes={name: {0: "detections"} for name in OUTPUTS})
-        graph = onnx.load(temporary)
+        graph = onnx.load(str(temporary))
         onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(metadata)})
-        onnx.save(graph, temporary)
-
-    return write_atomically(path, write)
+        onnx.save(graph, str(temporary))
+    return Path(path)
 
 
 def onnx_metadata(path: str | Path) -> dict:

@@ -16,21 +16,26 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 from torchvision.models.detection.roi_heads import paste_masks_in_image
+from torchvision.models.detection.transform import resize_boxes
 
 from course_lib.deploy.export import INPUT, METADATA_KEY, OUTPUTS
 from course_lib.errors import BadInput
 from course_lib.modeling.paste import paste_masks, resized_pixel_offset
 
 
-def paste_detections(outputs: Sequence[np.ndarray], metadata: dict) -> dict[str, Tensor]:
+def paste_detections(outputs: Sequence[np.ndarray], metadata: dict, size: tuple[int, int] | None = None) -> dict[str, Tensor]:
     """The eager model's output dict from the graph's ``(boxes, labels, scores, masks [N, 1, M, M])``.
 
-    Masks are pasted into the input image as the eager model's transform does: the course's exact
-    paste (:func:`course_lib.modeling.paste.paste_masks`, with the resize's pixel offset) or torchvision's.
+    Boxes are scaled and masks pasted at ``size`` (``(H, W)``; default: the export's input size),
+    for an image that was resized to the input size, as the eager model's transform does: the
+    course's exact paste (:func:`course_lib.modeling.paste.paste_masks`, with the resize's pixel offset)
+    or torchvision's.
     """
     boxes, labels, scores, masks = (torch.from_numpy(np.asarray(o)) for o in outputs)
-    height, width = metadata["input_size"]
+    height, width = size or metadata["input_size"]
+    boxes = resize_boxes(boxes, tuple(metadata["input_size"]), (height, width))
     if metadata["paste"] == "course_lib":
         offset = resized_pixel_offset(tuple(metadata["resized_size"]), (height, width))
         pasted = paste_masks(masks[:, 0], boxes, height, width, pixel_offset=offset)[:, None]
@@ -76,6 +81,27 @@ class RuntimePredictor:
                 raise ValueError(f"this export takes {expected[0]}x{expected[1]} images, got "
                                  f"{image.shape[-2]}x{image.shape[-1]}: export again for that size (--size HxW)")
             results.append(paste_detections(self.run(image.detach().cpu().float().contiguous().numpy()), self.metadata))
+        return results
+
+    def detect_frames(self, frames: Sequence[np.ndarray], clock) -> list[dict[str, Tensor]]:
+        """:class:`course_lib.tracking.pipeline.Detect` of this export: each ``[H, W, 3]`` uint8 frame
+        resized to the export's input size (the model's trained size, bilinear like its transform),
+        run, and its masks pasted at the frame's size; ``preprocess``, ``model`` and ``paste`` timed on ``clock``."""
+        size = tuple(self.metadata["input_size"])
+        results = []
+        for frame in frames:
+            if abs(frame.shape[0] * size[1] / frame.shape[1] - size[0]) > 1:  # more than the rounding of a resize
+                raise BadInput(f"this export takes {size[0]}x{size[1]} images, and {frame.shape[0]}x{frame.shape[1]} frames "
+                               "would be squashed into it: export for the frames' shape (--size HxW)")
+            with clock("preprocess"):
+                image = torch.from_numpy(frame).permute(2, 0, 1).float().div_(255)
+                if tuple(image.shape[-2:]) != size:
+                    image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+                image = image.contiguous().numpy()
+            with clock("model"):
+                outputs = self.run(image)
+            with clock("paste"):
+                results.append(paste_detections(outputs, self.metadata, frame.shape[:2]))
         return results
 
 

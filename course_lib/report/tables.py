@@ -55,7 +55,7 @@ def readme_results() -> str:
     """A Markdown table: result, value, what it was measured on, and the file it comes from (AP in points)."""
     rows = ["| Result | Value | Model, data, device | From |", "|---|---|---|---|"]
     rows += _shipped_model_rows() + _training_rows() + _inference_rows() + _tracker_and_generation_rows()
-    rows += [_detectron2_row()] + _tracker_comparison_rows() + _gpu_rows()
+    rows += [_detectron2_row()] + _tracker_comparison_rows() + [_video_row()] + _gpu_rows()
     return "\n".join(rows)
 
 
@@ -187,6 +187,17 @@ def _detectron2_row() -> str:
         f"{equality['entry']}, random weights, {len(images)} images resized by both as Detectron2's DefaultPredictor does "
         f"({', '.join('x'.join(map(str, r['size_hw'])) for r in images)}), {equality['device']}",
         "`course_lib/assets/results/detectron2_equality.json`")
+
+
+def _video_row() -> str:
+    """``video --track`` end to end: frame rate and whole command, before (eager, serial) and after (cached INT8 export)."""
+    budget = results.load_results("video_budget.json")  # data_scripts/video_budget.py
+    before, first, after = budget["rows"][0], budget["rows"][2], budget["rows"][-1]
+    return _row("`video --track` end to end (side by side)",
+                f"{before['fps']:.1f} -> {after['fps']:.1f} frames/s; whole command {before['command_s']:.1f} s "
+                f"({before['name']}), {first['command_s']:.1f} s ({first['name']}), {after['command_s']:.1f} s ({after['name']})",
+                f"ToyCity clip of {budget['clip']['frames']} frames at {budget['clip']['size'][0]}x{budget['clip']['size'][1]}, "
+                f"{budget['device']}, {budget['threads']} threads", "`course_lib/assets/results/video_budget.json`")
 
 
 def _tracker_comparison_rows() -> list[str]:

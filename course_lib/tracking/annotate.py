@@ -1,8 +1,9 @@
-"""Annotate frames: run Mask R-CNN over them in batches, optionally track, and draw each result.
+"""Annotate frames: run Mask R-CNN over them in batches and draw each result.
 
-:func:`annotate` turns a stream of RGB frames into a stream of drawn frames (the input on the left,
-the result on the right); reading and writing video is :mod:`course_lib.tracking.video_io`, the
-command line ``python -m course_lib video`` is :mod:`course_lib.cli.video`.
+:func:`predict_frames` turns a stream of RGB frames into detections, :func:`draw_instances` draws
+one frame's; the timed video pipeline (threads, tracking, the budget) is
+:mod:`course_lib.tracking.pipeline`, reading and writing video :mod:`course_lib.tracking.video_io`,
+the command line ``python -m course_lib video`` :mod:`course_lib.cli.video`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from course_lib.classes import CLASSES
 from course_lib.evaluation.inference import predict_batches
-from course_lib.tracking.track import Tracker, track_color, tracks_to_frame
+from course_lib.tracking.track import track_color
 from course_lib.viz import overlay
 
 # --------------------------------------------------------------------------- drawing
@@ -47,7 +48,7 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarra
     return np.concatenate([left, bar, right], axis=1)
 
 
-# --------------------------------------------------------------------------- the pipeline
+# --------------------------------------------------------------------------- prediction
 
 
 def predict_frames(model: torch.nn.Module, frames: Iterable[np.ndarray], batch_size: int = 1,
@@ -63,13 +64,3 @@ def predict_frames(model: torch.nn.Module, frames: Iterable[np.ndarray], batch_s
     for frame, output in zip(frames, predict_batches(model, images, batch_size)):
         keep = output["scores"] >= min_score
         yield frame, {key: value[keep] for key, value in output.items()}
-
-
-def annotate(model: torch.nn.Module, frames: Iterable[np.ndarray], tracker: Tracker | None = None,
-             batch_size: int = 1, min_score: float = 0.5) -> Iterator[tuple[np.ndarray, dict, np.ndarray]]:
-    """Yield ``(frame, result, drawing)``: detections (tracked if ``tracker`` is given) and their drawing."""
-    for frame, detections in predict_frames(model, frames, batch_size, min_score):
-        result = detections
-        if tracker is not None:
-            result = tracks_to_frame(tracker.update(detections), *frame.shape[:2])
-        yield frame, result, draw_instances(frame, result)

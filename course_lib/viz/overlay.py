@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+from PIL import ImageColor
+from torchvision.utils import draw_bounding_boxes
 
 from course_lib.classes import CLASS_COLORS, CLASSES
 from course_lib.structures.masks import binary_masks
@@ -30,16 +31,38 @@ def draw_masks_and_boxes(image: Tensor, masks: Tensor | None = None, boxes: Tens
     ``image``: uint8 ``[3, H, W]`` or float in [0, 1]. ``masks``: ``[N, H, W]`` (or ``[N, 1, H, W]``),
     boolean or soft (thresholded at 0.5), blended in with opacity ``alpha``. ``boxes``: ``[N, 4]``
     ``(x1, y1, x2, y2)`` in pixels, outlined ``width`` pixels wide, each with its text from
-    ``labels`` at its top-left corner. ``colors``: one per instance, one for all, or ``None`` for
-    torchvision's palette. Later instances are painted over earlier ones. Drawn by
-    ``torchvision.utils.draw_segmentation_masks`` and ``draw_bounding_boxes``.
+    ``labels`` at its top-left corner. ``colors`` (RGB tuples or colour names): one per instance,
+    one for all, or ``None`` for the class palette in order. Masks are blended by :func:`blend_masks` (the pixels of
+    ``torchvision.utils.draw_segmentation_masks``), boxes drawn by ``draw_bounding_boxes``.
     """
     canvas = (image if image.dtype == torch.uint8 else (image.clamp(0, 1) * 255).to(torch.uint8)).cpu()
     if masks is not None and len(masks):
-        canvas = draw_segmentation_masks(canvas, binary_masks(masks).cpu(), alpha=alpha, colors=colors)
+        canvas = blend_masks(canvas, binary_masks(masks).cpu(), _rgb(colors, len(masks)), alpha)
     if boxes is not None and len(boxes):
-        canvas = draw_bounding_boxes(canvas, boxes.cpu().float(), labels=labels, colors=colors, width=width)
+        canvas = draw_bounding_boxes(canvas, boxes.cpu().float(), labels=labels, colors=_rgb(colors, len(boxes)), width=width)
     return canvas
+
+
+def _rgb(colors: Color | Sequence[Color] | None, count: int) -> list[tuple[int, int, int]]:
+    """``count`` RGB tuples from ``colors`` (see :func:`draw_masks_and_boxes`)."""
+    if colors is None:
+        palette = list(CLASS_COLORS.values())
+        return [palette[i % len(palette)] for i in range(count)]
+    if isinstance(colors, str) or (isinstance(colors, tuple) and len(colors) == 3 and isinstance(colors[0], int)):
+        colors = [colors] * count
+    return [ImageColor.getrgb(c) if isinstance(c, str) else tuple(int(v) for v in c) for c in colors]
+
+
+def blend_masks(image: Tensor, masks: Tensor, colors: Sequence[tuple[int, int, int]], alpha: float) -> Tensor:
+    """uint8 ``image [3, H, W]`` with boolean ``masks [N, H, W]`` blended in at opacity ``alpha``, mask ``k``
+    in ``colors[k]``: the pixels of ``torchvision.utils.draw_segmentation_masks`` (which also blends a
+    pixel under two or more masks with black), in one pass over the frame instead of one per mask.
+    """
+    count = masks.sum(0)
+    index = (masks * torch.arange(1, len(masks) + 1, dtype=torch.int32)[:, None, None]).amax(0)  # 1 + its mask's index
+    palette = torch.tensor([(0, 0, 0), *colors], dtype=torch.uint8)
+    painted = torch.where(count == 0, image, palette[index * (count == 1)].permute(2, 0, 1))
+    return (image * (1 - alpha) + painted * alpha).to(torch.uint8)
 
 
 def instance_colors(labels: Tensor, class_names: Sequence[str] = CLASSES) -> list[tuple[int, int, int]]:
