@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from course_lib import environment
 from course_lib.cli import video
 from course_lib.tracking import annotate, video_io
 
@@ -109,4 +110,4 @@ def test_the_sample_video_is_looked_for_where_make_vtest_puts_it():
     root = Path(__file__).resolve().parents[1]
     vtest_dir = next(line.split(":=")[1].strip() for line in (root / "Makefile").read_text().splitlines()
                      if line.startswith("VTEST_DIR"))
-    assert video_io.SAMPLE_VIDEO_CACHE == root / vtest_dir
+    assert environment.SAMPLE_VIDEO_CACHE == root / vtest_dir

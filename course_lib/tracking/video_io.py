@@ -10,7 +10,6 @@ the output's name.
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from course_lib import environment
 from course_lib.data.toycity import clip
 from course_lib.errors import BadInput, DiskFull, MissingData
 from course_lib.utils.atomic import atomic_path
@@ -37,17 +37,10 @@ MIN_SIDE = 32
 MAX_PIXELS = 1920 * 1080
 
 
-#: OpenCV's sample street video (real pedestrians, 768x576), as Debian's ``opencv-doc`` installs it.
-SAMPLE_VIDEO = Path("usr/share/doc/opencv-doc/examples/data/vtest.avi")
-#: Where ``make vtest`` unpacks ``opencv-doc``: ``.cache/`` of the checkout (course_lib/tracking/ -> its root).
-SAMPLE_VIDEO_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "opencv-doc"
-
-
 def sample_video() -> Path | None:
     """OpenCV's ``vtest.avi`` where it can be found, else None: ``$COURSE_SAMPLE_VIDEO``, the
     repository's ``.cache/opencv-doc`` (``make vtest`` puts it there) or the installed package."""
-    candidates = [os.environ.get("COURSE_SAMPLE_VIDEO"), SAMPLE_VIDEO_CACHE / SAMPLE_VIDEO, Path("/") / SAMPLE_VIDEO]
-    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+    return next((path for path in environment.sample_video_candidates() if path.is_file()), None)
 
 
 def frame_paths(folder: Path) -> list[Path]:
