@@ -23,7 +23,8 @@
 # 3. runs a real (short) training of the course's small CPU model with `course_lib.engine.trainer.train`;
 # 4. reads the training curve of the ToyCity model that ships with the course, and the recipe
 #    that trained it; and
-# 5. shows how to train a full-size model on Cityscapes on a Colab GPU, starting from COCO weights.
+# 5. shows how to train a full-size model on Cityscapes on a Colab GPU, starting from COCO weights,
+#    and on several GPUs or machines with `torchrun`.
 #
 # Every change that was tried on the way to the shipped recipe, with its command, its results file
 # and its number, is in the [Experiments](../appendix_experiments.ipynb) appendix.
