@@ -220,6 +220,25 @@ def test_a_damaged_cache_entry_is_rebuilt_not_loaded(tmp_path, untrained_toycity
 
 
 @needs_deploy
+def test_a_cached_openvino_export_is_compiled_once_and_a_damaged_compiled_file_is_compiled_again(tmp_path, untrained_toycity_model):
+    from course_lib.deploy import variants
+    from course_lib.deploy.cache import COMPILED, cached_predictor
+
+    ov, image = variants.parse("ov_fp32"), torch.rand(3, 64, 128)
+    built, _ = cached_predictor(untrained_toycity_model, ov, (64, 128), None, 0, tmp_path)
+    loaded, hit = cached_predictor(untrained_toycity_model, ov, (64, 128), None, 0, tmp_path)
+    (folder,) = tmp_path.glob(f"*/{COMPILED}")
+    blobs = [path for path in folder.iterdir() if path.is_file() and path.stat().st_size > 0]
+    assert hit and blobs, "the first load keeps the compiled model"
+    for blob in blobs:
+        blob.write_bytes(blob.read_bytes()[: blob.stat().st_size // 2])  # cut short, as by a full disk
+    again, hit = cached_predictor(untrained_toycity_model, ov, (64, 128), None, 0, tmp_path)
+    assert hit
+    for predictor in (loaded, again):
+        torch.testing.assert_close(predictor([image])[0]["scores"], built([image])[0]["scores"])
+
+
+@needs_deploy
 def test_an_export_at_the_trained_size_pasted_at_the_frames_matches_the_eager_model_on_the_frame(tmp_path):
     """Frames of 256x512 resized to the 128x256 the model was trained at, masks pasted at 256x512:
     the same detections as the eager model given the whole frame (its transform resizes it the same way)."""
