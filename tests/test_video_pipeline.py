@@ -103,6 +103,17 @@ def test_blend_masks_draws_torchvisions_pixels_in_one_pass(seed):
 
 
 @pytest.mark.parametrize("serial", [True, False])
+def test_streaming_draws_on_the_encoders_thread_and_the_budget_says_so(tmp_path, frames, monkeypatch, serial):
+    threads, real = [], pipeline.draw_instances
+    monkeypatch.setattr(pipeline, "draw_instances", lambda *args: threads.append(threading.current_thread().name) or real(*args))
+    _, budget = pipeline.run(iter(frames), one_detection(0.9), lambda drawn: video_io.write_mp4(drawn, tmp_path / "out.mp4", 10),
+                             track=True, serial=serial)
+    assert threads == [threading.main_thread().name if serial else "encode"] * len(frames)
+    overlapped = {row["stage"] for row in budget.rows() if row["overlapped"]}
+    assert overlapped == (set() if serial else {"decode", "draw", "encode"})
+
+
+@pytest.mark.parametrize("serial", [True, False])
 def test_the_budget_adds_up_to_the_wall_time(tmp_path, untrained_toycity_model, frames, serial):
     detect = pipeline.eager_detector(untrained_toycity_model)
     path, budget = pipeline.run(iter(frames), detect, lambda drawn: video_io.write_mp4(drawn, tmp_path / "out.mp4", 10),
