@@ -39,3 +39,21 @@ def test_the_split_is_derived_and_the_parsed_options_stay_as_given(data, given, 
     before = vars(args).copy()
     assert options.split_from_arguments(args, purpose) == split
     assert vars(args) == before
+
+
+def test_a_commands_first_import_runs_with_the_cycle_collector_paused_and_leaves_it_as_found(tmp_path, monkeypatch):
+    import gc
+    import sys
+
+    import course_lib.cli
+
+    (tmp_path / "fake_command.py").write_text(
+        "import gc\nCOLLECTING_WHILE_IMPORTED = gc.isenabled()\ndef cli(argv):\n    return 3 if gc.get_freeze_count() else 4\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(course_lib.cli.COMMANDS, "fake", "fake_command")
+    monkeypatch.delitem(sys.modules, "fake_command", raising=False)
+    assert gc.isenabled()
+    assert main(["fake"]) == 3, "what the import made stays frozen while the command runs"
+    assert sys.modules["fake_command"].COLLECTING_WHILE_IMPORTED is False
+    assert gc.isenabled() and gc.get_freeze_count() == 0, "collected again afterwards"
+    assert main(["fake"]) == 4, "an imported command is not imported (nor anything frozen) again"

@@ -103,6 +103,17 @@ def test_blend_masks_draws_torchvisions_pixels_in_one_pass(seed):
 
 
 @pytest.mark.parametrize("serial", [True, False])
+def test_streaming_draws_on_the_encoders_thread_and_the_budget_says_so(tmp_path, frames, monkeypatch, serial):
+    threads, real = [], pipeline.draw_instances
+    monkeypatch.setattr(pipeline, "draw_instances", lambda *args: threads.append(threading.current_thread().name) or real(*args))
+    _, budget = pipeline.run(iter(frames), one_detection(0.9), lambda drawn: video_io.write_mp4(drawn, tmp_path / "out.mp4", 10),
+                             track=True, serial=serial)
+    assert threads == [threading.main_thread().name if serial else "encode"] * len(frames)
+    overlapped = {row["stage"] for row in budget.rows() if row["overlapped"]}
+    assert overlapped == (set() if serial else {"decode", "draw", "encode"})
+
+
+@pytest.mark.parametrize("serial", [True, False])
 def test_the_budget_adds_up_to_the_wall_time(tmp_path, untrained_toycity_model, frames, serial):
     detect = pipeline.eager_detector(untrained_toycity_model)
     path, budget = pipeline.run(iter(frames), detect, lambda drawn: video_io.write_mp4(drawn, tmp_path / "out.mp4", 10),
@@ -217,6 +228,25 @@ def test_a_damaged_cache_entry_is_rebuilt_not_loaded(tmp_path, untrained_toycity
     (entry,) = tmp_path.glob("*/entry.json")
     entry.write_text("{not json")
     assert not cached_predictor(untrained_toycity_model, ort, (64, 128), None, 0, tmp_path)[1]
+
+
+@needs_deploy
+def test_a_cached_openvino_export_is_compiled_once_and_a_damaged_compiled_file_is_compiled_again(tmp_path, untrained_toycity_model):
+    from course_lib.deploy import variants
+    from course_lib.deploy.cache import COMPILED, cached_predictor
+
+    ov, image = variants.parse("ov_fp32"), torch.rand(3, 64, 128)
+    built, _ = cached_predictor(untrained_toycity_model, ov, (64, 128), None, 0, tmp_path)
+    loaded, hit = cached_predictor(untrained_toycity_model, ov, (64, 128), None, 0, tmp_path)
+    (folder,) = tmp_path.glob(f"*/{COMPILED}")
+    blobs = [path for path in folder.iterdir() if path.is_file() and path.stat().st_size > 0]
+    assert hit and blobs, "the first load keeps the compiled model"
+    for blob in blobs:
+        blob.write_bytes(blob.read_bytes()[: blob.stat().st_size // 2])  # cut short, as by a full disk
+    again, hit = cached_predictor(untrained_toycity_model, ov, (64, 128), None, 0, tmp_path)
+    assert hit
+    for predictor in (loaded, again):
+        torch.testing.assert_close(predictor([image])[0]["scores"], built([image])[0]["scores"])
 
 
 @needs_deploy

@@ -80,8 +80,8 @@ print(f"mean absolute difference after MP4 round trip: {error.mean():.2f} grey l
 # ## Detect, track, draw
 #
 # `pipeline.run` is what the command runs: a worker thread decodes the next frames while the model
-# works, another encodes the finished ones, and the main thread resizes each frame to the size the
-# model was trained at, runs the model, pastes the masks back at the frame's size, tracks and draws.
+# works, another draws and encodes the finished ones, and the main thread resizes each frame to the
+# size the model was trained at, runs the model, pastes the masks back at the frame's size and tracks.
 # Detections scoring at least `min_score` (0.5) are kept, tracked and drawn: one threshold, the
 # tracker's too. The `det_20` variant keeps at most 20 detections inside the model, and only those
 # scoring at least 0.2, so the mask head does no work on detections that the 0.5 threshold would

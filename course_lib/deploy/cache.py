@@ -8,7 +8,9 @@ change of any of them misses the cache. Each folder holds the exported files and
 (what the files were made from, and each file's sha256), written last: an entry whose record is
 missing, does not match or whose files have changed is rebuilt, never loaded. Every file is
 renamed into place once complete (:mod:`course_lib.utils.atomic`), so two runs at once, or a run
-stopped half-way, leave either a whole entry or none.
+stopped half-way, leave either a whole entry or none. An OpenVINO entry also keeps, in its
+``compiled`` subfolder, the model compiled for this CPU the first time it is loaded (OpenVINO's own
+cache, which checks its files and compiles again when they do not load).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from course_lib.utils.atomic import write_json
 from course_lib.utils.download import file_digest
 
 ENTRY = "entry.json"
+#: The entry's subfolder where OpenVINO keeps the model compiled for this CPU (it checks its own files).
+COMPILED = "compiled"
 
 
 def weights_sha256(model: torch.nn.Module) -> str:
@@ -88,7 +92,7 @@ def cached_predictor(model: MaskRCNN, variant: variants.DeployVariant, size: tup
     folder = _entry_folder(root, key)
     files = _valid_files(folder, key)
     if files is not None:
-        return variants.load(files[0]), True
+        return variants.load(files[0], compiled_cache=folder / COMPILED), True
     folder.mkdir(parents=True, exist_ok=True)
     images = calibration(calibration_images) if variant.runtime.startswith("ov_int8") else []
     with tempfile.TemporaryDirectory(dir=folder, prefix=".build.") as build:

@@ -124,8 +124,12 @@ def onnxruntime_predictor(path: str | Path, threads: int | None = None) -> Runti
     return RuntimePredictor(run, metadata, f"ONNX Runtime {ort.__version__} (CPU), FP32")
 
 
-def openvino_predictor(model, threads: int | None = None) -> RuntimePredictor:
+def openvino_predictor(model, threads: int | None = None, compiled_cache: Path | None = None) -> RuntimePredictor:
     """An OpenVINO CPU predictor of an IR file (``.xml``), an ``.onnx`` file or an ``openvino.Model``.
+
+    ``compiled_cache``: a folder where OpenVINO keeps the model compiled for this CPU (its ``CACHE_DIR``,
+    keyed by OpenVINO on the model, the settings and the device), so that a later run loads it instead of
+    compiling again (on a 2-core CPU, a third of a second instead of more than half a second).
 
     The plugin's inference precision for the floating-point layers is the export's
     ``inference_precision``: ``"f32"`` (default), or ``"bf16"`` on CPUs with bfloat16 units (AMX,
@@ -143,7 +147,8 @@ def openvino_predictor(model, threads: int | None = None) -> RuntimePredictor:
         raise _not_an_export(source, error) from None
     precision = metadata.get("inference_precision", "f32")
     compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-                                                 "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"})
+                                                 "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+                                                 **({"CACHE_DIR": str(compiled_cache)} if compiled_cache else {})})
     request = compiled.create_infer_request()
     outputs = [compiled.output(name) for name in OUTPUTS]
 

@@ -121,15 +121,16 @@ def build(model: MaskRCNN, variant: DeployVariant | str, height: int, width: int
     return openvino_predictor(xml_path), xml_path
 
 
-def load(path: str | Path) -> RuntimePredictor:
-    """A predictor of an exported file: ``.onnx`` in ONNX Runtime, ``.xml`` (OpenVINO IR) in OpenVINO."""
+def load(path: str | Path, compiled_cache: Path | None = None) -> RuntimePredictor:
+    """A predictor of an exported file: ``.onnx`` in ONNX Runtime, ``.xml`` (OpenVINO IR) in OpenVINO (compiled
+    once into ``compiled_cache`` if given: :func:`course_lib.deploy.predictor.openvino_predictor`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such exported model; write one with `python -m course_lib export`")
     if path.suffix == ".onnx":
         return onnxruntime_predictor(path)
     if path.suffix == ".xml":
-        return openvino_predictor(path)
+        return openvino_predictor(path, compiled_cache=compiled_cache)
     raise ValueError(f"{path}: expected an exported .onnx or OpenVINO .xml file")
 
 

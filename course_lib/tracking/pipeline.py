@@ -2,8 +2,10 @@
 
 Decoding and encoding run on worker threads, each behind a bounded queue, so that OpenCV's decoder
 and encoder (C++ code that releases Python's GIL) work while the model runs on the next frame; the
-main thread preprocesses, runs the model, pastes its masks, tracks and draws, one frame after the
-other. ``serial=True`` runs everything on the main thread, one stage after another.
+main thread preprocesses, runs the model, pastes its masks and tracks, one frame after the other,
+and hands each frame with its detections to the encoder's thread, which draws them (torch and PIL
+release the GIL too) before encoding. ``serial=True`` runs everything on the main thread, one
+stage after another.
 
 The :class:`Budget` says where the time went, accounted as :data:`ACCOUNTING` says.
 """
@@ -29,14 +31,14 @@ from course_lib.modeling.stage_timing import stage_timer
 
 #: The stages of a frame's trip, in order.
 STAGES = ("decode", "preprocess", "model", "paste", "track", "draw", "encode")
-#: The stages that run on their own threads when streaming.
-WORKER_STAGES = ("decode", "encode")
+#: The stages that run on the worker threads when streaming (drawing on the encoder's).
+WORKER_STAGES = ("decode", "draw", "encode")
 #: How the budget counts threads that overlap.
 ACCOUNTING = ("Serial accounting, per thread: each stage's seconds are summed over frames on the thread that ran it. "
-              "Serial, the seven stages add up to the wall time. Streaming, the main thread's five stages (preprocess, "
-              "model, paste, track, draw) plus its waiting (for a decoded frame, for room in the encoder's queue, for the "
-              "encoder to finish) add up to the wall time; decode and encode are the busy time of their own threads, "
-              "overlapped with it.")
+              "Serial, the seven stages add up to the wall time. Streaming, the main thread's four stages (preprocess, "
+              "model, paste, track) plus its waiting (for a decoded frame, for room in the encoder's queue, for the "
+              "encoder to finish) add up to the wall time; decode is the busy time of the decoder's thread, draw and "
+              "encode that of the encoder's, overlapped with it.")
 #: Frames each queue holds: enough to absorb a slow frame, few enough to keep memory flat.
 QUEUE_FRAMES = 4
 
@@ -191,19 +193,30 @@ def _decoder(frames: Iterable[np.ndarray], out: queue.Queue, clock: StageClock, 
             _put(out, error, stop)
 
 
-def _encoder(write: Callable[[Iterable[np.ndarray]], Path], frames: queue.Queue, clock: StageClock, result: dict) -> None:
+def _encoder(write: Callable[[Iterable[np.ndarray]], Path], results: queue.Queue, clock: StageClock, side: bool,
+             result: dict) -> None:
     try:
         with clock("encode"):
-            result["path"] = write(_untimed(_queue_stream(frames, StageClock(), "wait"), clock, "encode"))
+            drawn = _drawn(_queue_stream(results, StageClock(), "wait"), clock, side)
+            result["path"] = write(_untimed(drawn, clock, "encode"))
     except BaseException as error:  # the main thread raises it
         result["error"] = error
 
 
 def annotate(frames: Iterable[np.ndarray], detect: Detect, track: bool = False, min_score: float = 0.5,
              batch_size: int = 1, clock: StageClock | None = None) -> Iterator[tuple[np.ndarray, dict, np.ndarray]]:
-    """Yield ``(frame, result, drawing)`` per frame: its detections scoring at least ``min_score``
-    (tracked, with ``track_ids``, if ``track``) and their drawing; ``detect`` runs on ``batch_size``
-    frames at a time, each stage timed on ``clock``.
+    """Yield ``(frame, result, drawing)`` per frame: :func:`detected`'s, and the result drawn over the frame."""
+    clock = clock or StageClock()
+    for frame, result in detected(frames, detect, track, min_score, batch_size, clock):
+        with clock("draw"):
+            drawing = draw_instances(frame, result)
+        yield frame, result, drawing
+
+
+def detected(frames: Iterable[np.ndarray], detect: Detect, track: bool = False, min_score: float = 0.5,
+             batch_size: int = 1, clock: StageClock | None = None) -> Iterator[tuple[np.ndarray, dict]]:
+    """Yield ``(frame, result)`` per frame: its detections scoring at least ``min_score`` (tracked, with
+    ``track_ids``, if ``track``); ``detect`` runs on ``batch_size`` frames at a time, each stage timed on ``clock``.
 
     One score threshold: ``min_score`` is the cut here and the tracker's (:class:`Tracker`'s own
     default would otherwise drop, silently, detections between the two).
@@ -218,19 +231,17 @@ def annotate(frames: Iterable[np.ndarray], detect: Detect, track: bool = False, 
             if tracker is not None:
                 with clock("track"):
                     result = tracks_to_frame(tracker.update(result), *frame.shape[:2])
-            with clock("draw"):
-                drawing = draw_instances(frame, result)
             clock.frames += 1
-            yield frame, result, drawing
+            yield frame, result
 
 
-def _drawn(frames: Iterable[np.ndarray], detect: Detect, clock: StageClock, track: bool, min_score: float,
-           batch_size: int, side: bool) -> Iterator[np.ndarray]:
-    """The frames :func:`run` writes: each drawing, beside its input if ``side`` (timed as ``draw``)."""
-    for frame, _, drawing in annotate(frames, detect, track, min_score, batch_size, clock):
-        if side:
-            with clock("draw"):
-                drawing = side_by_side(frame, drawing)
+def _drawn(detections: Iterable[tuple[np.ndarray, dict]], clock: StageClock, side: bool) -> Iterator[np.ndarray]:
+    """The frames :func:`run` writes: each frame's detections drawn over it, beside the frame if ``side``
+    (timed as ``draw``)."""
+    for frame, result in detections:
+        with clock("draw"):
+            drawing = draw_instances(frame, result)
+            drawing = side_by_side(frame, drawing) if side else drawing
         yield drawing
 
 
@@ -247,24 +258,25 @@ def run(frames: Iterable[np.ndarray], detect: Detect, write: Callable[[Iterable[
     if serial:
         decoded = _timed_stream(frames, clock, "decode")
         with clock("encode"):
-            path = write(_untimed(_drawn(decoded, detect, clock, track, min_score, batch_size, side), clock, "encode"))
+            results = detected(decoded, detect, track, min_score, batch_size, clock)
+            path = write(_untimed(_drawn(results, clock, side), clock, "encode"))
         return path, Budget(clock.seconds, clock.frames, time.perf_counter() - start, serial)
     stop, result = threading.Event(), {}
-    decoded, drawn = queue.Queue(QUEUE_FRAMES), queue.Queue(QUEUE_FRAMES)
+    decoded, results = queue.Queue(QUEUE_FRAMES), queue.Queue(QUEUE_FRAMES)
     decoder = threading.Thread(target=_decoder, args=(frames, decoded, clock, stop), daemon=True, name="decode")
-    encoder = threading.Thread(target=_encoder, args=(write, drawn, clock, result), daemon=True, name="encode")
+    encoder = threading.Thread(target=_encoder, args=(write, results, clock, side, result), daemon=True, name="encode")
     decoder.start()
     encoder.start()
     try:
-        for frame in _drawn(_queue_stream(decoded, clock, "wait"), detect, clock, track, min_score, batch_size, side):
+        for item in detected(_queue_stream(decoded, clock, "wait"), detect, track, min_score, batch_size, clock):
             with clock("wait"):
-                _hand_over(drawn, frame, encoder, result)
+                _hand_over(results, item, encoder, result)
         with clock("wait"):
-            _hand_over(drawn, _END, encoder, result)
+            _hand_over(results, _END, encoder, result)
             encoder.join()
     except BaseException:
         with contextlib.suppress(BaseException):
-            _hand_over(drawn, _Stop(), encoder, result)  # the writer's stream raises it: it keeps no partial file
+            _hand_over(results, _Stop(), encoder, result)  # the writer's stream raises it: it keeps no partial file
         raise
     finally:
         stop.set()

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
 from PIL import ImageColor
 from torchvision.utils import draw_bounding_boxes
 
 from course_lib.classes import CLASS_COLORS, CLASSES
 from course_lib.structures.masks import binary_masks
-from course_lib.viz.stages import show_image
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: the video path draws none
+    from matplotlib.figure import Figure
 
 Color = str | tuple[int, int, int]
 
@@ -84,6 +86,10 @@ def detections_overlay(image: Tensor, detections: Mapping[str, Tensor], class_na
     ``detections`` is a model output dict (boxes, labels, scores, masks ``[D, 1, H, W]``). Where
     masks overlap, the more confident instance is painted last and so stays visible.
     """
+    from matplotlib.figure import Figure
+
+    from course_lib.viz.stages import show_image
+
     keep = (detections["scores"] >= score_threshold).nonzero().flatten()
     keep = keep[detections["scores"][keep].argsort()]  # ascending: the most confident is drawn last
     boxes, labels, scores = detections["boxes"][keep], detections["labels"][keep], detections["scores"][keep]
