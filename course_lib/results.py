@@ -26,14 +26,12 @@ def load_results(name: str = "bench_cpu.json") -> dict:
 
 
 def load_text(results: dict) -> str:
-    """The load average a results file's timing ran under, in words: from the record of
+    """The load average a results file's timing ran under, in words, from the record of
     :func:`course_lib.utils.timing.checked_load` (``load_average_1min`` ``{before, after}``, ``cores``,
-    ``forced_under_load``), or from the older record of one number read at the end and ``cpu_count``."""
+    ``forced_under_load``)."""
     load = results["load_average_1min"]
-    if isinstance(load, dict):
-        forced = " (written under load with --force-loaded)" if results["forced_under_load"] else ""
-        return f"load average {load['before']:.2f} before, {load['after']:.2f} after, on {results['cores']} cores{forced}"
-    return f"load average {load:.2f} at the end, on {results['cpu_count']} cores"
+    forced = " (written under load with --force-loaded)" if results["forced_under_load"] else ""
+    return f"load average {load['before']:.2f} before, {load['after']:.2f} after, on {results['cores']} cores{forced}"
 
 
 def results_table(results: dict) -> str:
