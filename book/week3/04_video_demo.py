@@ -177,7 +177,7 @@ print(f"the model's share of the wall time: {model_share[before['name']]:.0%} be
 # ### And the course's full-size model?
 #
 # The ToyCity model is small on purpose. The Mask R-CNN the course inspects, R50-FPN, on
-# Cityscapes-size frames, is another matter; the Week 3 deployment table times it on a CPU (the
+# Cityscapes-size frames, is another matter; the [speed appendix](../appendix_speed.ipynb) times it on a CPU (the
 # line below names it):
 
 # %%
@@ -194,7 +194,7 @@ assert r50_rows["ov_int8"]["fps"] < 1 < FPS
 # %% [markdown]
 # So, plainly: a laptop CPU runs R50-FPN on a recorded street video, offline, at well under a frame
 # per second even in INT8: fine for annotating a clip over lunch, useless for a live camera. A
-# GPU is what runs it at video rate (the Week 3 speed chapter has the GPU table).
+# GPU is what runs it at video rate (the [speed appendix](../appendix_speed.ipynb) has the GPU tables).
 # On the CPU, video rate comes from a small model, trained at a small input size, exported to INT8
 # and kept in the export cache, as above.
 
