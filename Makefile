@@ -56,11 +56,10 @@ FLOOR_PYTHON   := $(FLOOR_VENV)/bin/python
 FLOOR_CHAPTERS := book/week2/01_toycity.ipynb book/week2/02_data_and_augmentation.ipynb \
                   book/week2/03_training.ipynb book/week3/03_tracking.ipynb
 # Tests of the development set's own tools (the site build and browser, slides, notebook pairing,
-# ONNX/OpenVINO, boxmot), which the floor environment does not install; the Colab-mode runs of the
-# other chapters; and the check that the sample video's cache is the checkout's (an installed copy has none).
+# ONNX/OpenVINO, boxmot), which the floor environment does not install; and the Colab-mode runs of the
+# other chapters.
 FLOOR_SKIP     := test_book.py test_site_browser.py test_slides.py test_notebooks.py test_digit_provenance.py \
                   test_deploy.py test_trackers.py test_colab_chapters.py
-FLOOR_DESELECT := tests/test_video.py::test_the_sample_video_is_looked_for_where_make_vtest_puts_it
 
 $(FLOOR_VENV)/.installed:
 	rm -rf .cache/floor-*
@@ -75,8 +74,7 @@ test-floor: $(FLOOR_VENV)/.installed vtest
 	$(FLOOR_PYTHON) -m pip install -q --no-cache-dir $(FLOOR_VENV)/src
 	$(FLOOR_PYTHON) -m pip install -q --no-cache-dir --no-deps $(TRACKEVAL)
 	PYTHONSAFEPATH=1 COURSE_SAMPLE_VIDEO=$(CURDIR)/$(VTEST) COURSE_FAST=1 OMP_NUM_THREADS=1 \
-	  $(FLOOR_PYTHON) -m pytest -n 2 --dist loadscope tests $(FLOOR_CHAPTERS) $(addprefix --ignore=tests/,$(FLOOR_SKIP)) \
-	  --deselect $(FLOOR_DESELECT)
+	  $(FLOOR_PYTHON) -m pytest -n 2 --dist loadscope tests $(FLOOR_CHAPTERS) $(addprefix --ignore=tests/,$(FLOOR_SKIP))
 
 test: $(STAMP) browser vtest
 	COURSE_FAST=1 OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n 2 --dist loadscope

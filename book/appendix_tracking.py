@@ -19,12 +19,13 @@
 # committed results file that names its command; all are ToyCity numbers.
 
 # %% tags=["remove-cell"]
-# Colab: install the course library (a no-op everywhere else), and TrackEval without its
-# dependencies: they ask for a newer numpy than Colab's, which pip would install over it.
+# Colab: install the course library (a no-op everywhere else), and TrackEval and boxmot's trackers
+# (with lapx, their assignment solver) without their dependencies: TrackEval's ask for a newer
+# numpy than Colab's, boxmot's for its detectors' and re-id models' packages.
 import sys, subprocess
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/urban-seg-course/urban-scene-instance-segmentation"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "trackeval==1.3.0"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "trackeval==1.3.0", "boxmot==25.0.0", "lapx==0.11.1"], check=True)
 
 # %%
 import tempfile

@@ -109,6 +109,8 @@ def test_offline_and_the_cityscapes_folder(tmp_path, monkeypatch):
     assert environment.cityscapes_folder() == Path("~/nowhere").expanduser() and environment.cityscapes_root() is None
 
 
+@pytest.mark.skipif(Path(environment.__file__).resolve().parents[1] != Path(__file__).resolve().parents[1],
+                    reason="course_lib is installed, not this checkout (`make test-floor`): it has no .cache/ of its own")
 def test_sample_video_candidates_put_the_variable_first_and_follow_make_vtest(monkeypatch, tmp_path):
     root = Path(__file__).resolve().parents[1]
     vtest_dir = next(line.split(":=")[1].strip() for line in (root / "Makefile").read_text().splitlines()

@@ -15,6 +15,8 @@ import pytest
 import course_lib
 
 PACKAGE_ROOT = Path(course_lib.__file__).parent
+#: The checkout: its pyproject.toml holds the contract (an installed course_lib, as `make test-floor` runs, has none beside it).
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def module_name(path: Path) -> str:
@@ -65,7 +67,7 @@ def test_imports_inside_functions_are_seen(tmp_path, monkeypatch):
     assert imported_modules("course_lib.late", module) == {"course_lib.data.images"}
 
 
-LAYERS = tomllib.loads((PACKAGE_ROOT.parent / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
+LAYERS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
 
 
 def test_every_package_and_module_of_course_lib_sits_in_a_layer():
@@ -80,7 +82,7 @@ def test_every_package_and_module_of_course_lib_sits_in_a_layer():
 def test_packages_import_only_from_the_layers_below_them():
     """import-linter's layers contract, as CI runs it: ``lint-imports`` prints the offending import chain."""
     cli = pytest.importorskip("importlinter.cli", reason="import-linter is a development tool (requirements-dev.txt)")
-    assert cli.lint_imports(config_filename=str(PACKAGE_ROOT.parent / "pyproject.toml")) == 0, "see the broken contract above"
+    assert cli.lint_imports(config_filename=str(ROOT / "pyproject.toml")) == 0, "see the broken contract above"
 
 
 def test_course_lib_modules_import_each_other_without_a_cycle():

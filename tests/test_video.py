@@ -101,13 +101,3 @@ def test_draw_instances_colours_masks_by_track():
     assert tuple(drawn[10, 10]) == track_color(4)
     assert tuple(drawn[1, 1]) == (0, 0, 0)
     assert annotate.side_by_side(image, drawn).shape == (20, 64, 3)
-
-
-def test_the_sample_video_is_looked_for_where_make_vtest_puts_it():
-    """The Makefile's VTEST_DIR, relative to the checkout: a wrong path would only skip the real-video tests."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    vtest_dir = next(line.split(":=")[1].strip() for line in (root / "Makefile").read_text().splitlines()
-                     if line.startswith("VTEST_DIR"))
-    assert environment.SAMPLE_VIDEO_CACHE == root / vtest_dir
