@@ -8,6 +8,11 @@ FAST   ?= 0
 # TrackEval's metadata asks for numpy>=2.3.2 and opencv-python (the GUI build): installed without its
 # dependencies here, in the floor environment and by the tracking chapters' first cell on Colab.
 TRACKEVAL := trackeval==1.3.0
+# boxmot's trackers need only lapx and rich (requirements-dev.txt); its other dependencies serve its
+# detectors and re-id models, and include the GUI opencv-python: installed without them, as the tracking
+# chapters' first cell installs it with lapx on Colab (which ships rich).
+BOXMOT    := boxmot==25.0.0
+LAPX      := $(shell grep -oE '^lapx==[^ ]+' requirements-dev.txt)
 
 .PHONY: book test test-floor browser vtest clean
 
@@ -15,9 +20,7 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --no-cache-dir -r requirements-dev.txt
 	$(PYTHON) -m pip install --no-cache-dir --no-deps $(TRACKEVAL)
-	# boxmot's trackers need only lapx and rich (requirements-dev.txt); its other dependencies serve
-	# its detectors and re-id models, and include the GUI opencv-python.
-	$(PYTHON) -m pip install --no-cache-dir --no-deps boxmot==25.0.0
+	$(PYTHON) -m pip install --no-cache-dir --no-deps $(BOXMOT)
 	$(PYTHON) -m pip install --no-cache-dir --no-deps -e .
 	touch $(STAMP)
 
@@ -56,8 +59,8 @@ FLOOR_PYTHON   := $(FLOOR_VENV)/bin/python
 FLOOR_CHAPTERS := book/week2/01_toycity.ipynb book/week2/02_data_and_augmentation.ipynb \
                   book/week2/03_training.ipynb book/week3/03_tracking.ipynb
 # Tests of the development set's own tools (the site build and browser, slides, notebook pairing,
-# ONNX/OpenVINO, boxmot), which the floor environment does not install; and the Colab-mode runs of the
-# other chapters.
+# ONNX/OpenVINO, boxmot's trackers, which need rich), which the floor environment does not install; and
+# the Colab-mode runs of the other chapters.
 FLOOR_SKIP     := test_book.py test_site_browser.py test_slides.py test_notebooks.py test_digit_provenance.py \
                   test_deploy.py test_trackers.py test_colab_chapters.py
 
@@ -72,7 +75,7 @@ $(FLOOR_VENV)/.installed:
 test-floor: $(FLOOR_VENV)/.installed vtest
 	rm -rf $(FLOOR_VENV)/src && mkdir $(FLOOR_VENV)/src && cp -r pyproject.toml README.md course_lib $(FLOOR_VENV)/src
 	$(FLOOR_PYTHON) -m pip install -q --no-cache-dir $(FLOOR_VENV)/src
-	$(FLOOR_PYTHON) -m pip install -q --no-cache-dir --no-deps $(TRACKEVAL)
+	$(FLOOR_PYTHON) -m pip install -q --no-cache-dir --no-deps $(TRACKEVAL) $(BOXMOT) $(LAPX)
 	PYTHONSAFEPATH=1 COURSE_SAMPLE_VIDEO=$(CURDIR)/$(VTEST) COURSE_FAST=1 OMP_NUM_THREADS=1 \
 	  $(FLOOR_PYTHON) -m pytest -n 2 --dist loadscope tests $(FLOOR_CHAPTERS) $(addprefix --ignore=tests/,$(FLOOR_SKIP))
 
