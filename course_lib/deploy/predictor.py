@@ -23,6 +23,7 @@ from torchvision.models.detection.transform import resize_boxes
 from course_lib.deploy.export import INPUT, METADATA_KEY, OUTPUTS
 from course_lib.errors import BadInput
 from course_lib.modeling.paste import paste_masks, resized_pixel_offset
+from course_lib.utils.signal_stack import kept_signal_stack
 
 
 def paste_detections(outputs: Sequence[np.ndarray], metadata: dict, size: tuple[int, int] | None = None) -> dict[str, Tensor]:
@@ -146,9 +147,10 @@ def openvino_predictor(model, threads: int | None = None, compiled_cache: Path |
     except Exception as error:  # OpenVINO reports a damaged file as a RuntimeError, a missing key as anything
         raise _not_an_export(source, error) from None
     precision = metadata.get("inference_precision", "f32")
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-                                                 "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
-                                                 **({"CACHE_DIR": str(compiled_cache)} if compiled_cache else {})})
+    with kept_signal_stack():  # the CPU plugin's own signal stack is freed with the compiled model
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+                                                     "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+                                                     **({"CACHE_DIR": str(compiled_cache)} if compiled_cache else {})})
     request = compiled.create_infer_request()
     outputs = [compiled.output(name) for name in OUTPUTS]
 

@@ -32,6 +32,7 @@ import numpy as np
 from torch import Tensor
 
 from course_lib.deploy.export import METADATA_KEY
+from course_lib.utils.signal_stack import kept_signal_stack
 
 #: Operation types that compute on coordinates, indices or shapes rather than features: kept in floating point.
 ARITHMETIC = ["Add", "Subtract", "Multiply", "Divide", "Sqrt", "Gather", "ScatterElementsUpdate", "ShapeOf", "Unsqueeze",
@@ -68,8 +69,9 @@ def quantize_int8(ov_model, calibration: Sequence[Tensor], scope: str = DEFAULT_
     if not calibration:
         raise ValueError("INT8 quantization needs at least one calibration image")
     dataset = nncf.Dataset(list(calibration), lambda image: image.numpy().astype(np.float32))
-    quantized = nncf.quantize(ov_model, dataset, subset_size=len(calibration),
-                              ignored_scope=nncf.IgnoredScope(**IGNORED_SCOPES[scope], validate=False))
+    with kept_signal_stack():  # NNCF compiles models to collect statistics: see course_lib.utils.signal_stack
+        quantized = nncf.quantize(ov_model, dataset, subset_size=len(calibration),
+                                  ignored_scope=nncf.IgnoredScope(**IGNORED_SCOPES[scope], validate=False))
     metadata = json.loads(ov_model.get_rt_info([METADATA_KEY]).astype(str))
     metadata.update(int8_scope=scope, calibration_images=len(calibration), nncf=nncf.__version__)
     quantized.set_rt_info(json.dumps(metadata), [METADATA_KEY])
