@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import environment
 from course_lib.cli import video
 from course_lib.tracking import annotate, video_io
 
