@@ -14,6 +14,10 @@ TRACKEVAL := trackeval==1.3.0
 BOXMOT    := boxmot==25.0.0
 LAPX      := $(shell grep -oE '^lapx==[^ ]+' requirements-dev.txt)
 
+# Two workers, a notebook's cells on one (loadscope). A worker that crashes fails the run at once, naming
+# the test: replacing it would run that test again, and loadscope can then hang (pytest-xdist #1378).
+XDIST     := -n 2 --dist loadscope --max-worker-restart 0
+
 .PHONY: book test test-floor browser vtest clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
@@ -77,10 +81,10 @@ test-floor: $(FLOOR_VENV)/.installed vtest
 	$(FLOOR_PYTHON) -m pip install -q --no-cache-dir $(FLOOR_VENV)/src
 	$(FLOOR_PYTHON) -m pip install -q --no-cache-dir --no-deps $(TRACKEVAL) $(BOXMOT) $(LAPX)
 	PYTHONSAFEPATH=1 COURSE_SAMPLE_VIDEO=$(CURDIR)/$(VTEST) COURSE_FAST=1 OMP_NUM_THREADS=1 \
-	  $(FLOOR_PYTHON) -m pytest -n 2 --dist loadscope tests $(FLOOR_CHAPTERS) $(addprefix --ignore=tests/,$(FLOOR_SKIP))
+	  $(FLOOR_PYTHON) -m pytest $(XDIST) tests $(FLOOR_CHAPTERS) $(addprefix --ignore=tests/,$(FLOOR_SKIP))
 
 test: $(STAMP) browser vtest
-	COURSE_FAST=1 OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n 2 --dist loadscope
+	COURSE_FAST=1 OMP_NUM_THREADS=1 $(PYTHON) -m pytest $(XDIST)
 	$(MAKE) test-floor
 
 clean:
