@@ -10,14 +10,13 @@ import sys
 
 import pytest
 
-from course_lib.utils.signal_stack import _StackT, current_signal_stack, kept_signal_stack
+from course_lib.utils.signal_stack import _sigaltstack, _StackT, current_signal_stack, kept_signal_stack
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack as glibc declares it")
 
 
-def _set_stack(buffer: ctypes.Array | None) -> None:
-    stack = _StackT(ctypes.addressof(buffer), 0, len(buffer)) if buffer is not None else _StackT(None, 2, 0)  # 2: SS_DISABLE
-    assert ctypes.CDLL(None, use_errno=True).sigaltstack(ctypes.byref(stack), None) == 0, ctypes.get_errno()
+def _set_stack(buffer: ctypes.Array) -> None:
+    _sigaltstack(_StackT(ctypes.addressof(buffer), 0, len(buffer)), None)
 
 
 def test_the_block_cannot_leave_another_stack_behind():

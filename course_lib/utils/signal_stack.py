@@ -25,13 +25,19 @@ class _StackT(ctypes.Structure):
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
 
 
+def _sigaltstack(new: _StackT | None, old: _StackT | None) -> None:
+    """libc's ``sigaltstack(new, old)`` for the calling thread; OSError if it refuses."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.sigaltstack(ctypes.byref(new) if new is not None else None, ctypes.byref(old) if old is not None else None) != 0:
+        raise OSError(ctypes.get_errno(), "sigaltstack")
+
+
 def current_signal_stack() -> tuple[int | None, int, int] | None:
     """The calling thread's alternate signal stack ``(address, flags, size)``; None where this is not Linux."""
     if not sys.platform.startswith("linux"):
         return None
     stack = _StackT()
-    if ctypes.CDLL(None, use_errno=True).sigaltstack(None, ctypes.byref(stack)) != 0:
-        raise OSError(ctypes.get_errno(), "sigaltstack")
+    _sigaltstack(None, stack)
     return stack.ss_sp, stack.ss_flags, stack.ss_size
 
 
@@ -41,11 +47,9 @@ def kept_signal_stack() -> Iterator[None]:
     if not sys.platform.startswith("linux"):
         yield
         return
-    libc = ctypes.CDLL(None, use_errno=True)
     before = _StackT()
-    if libc.sigaltstack(None, ctypes.byref(before)) != 0:
-        raise OSError(ctypes.get_errno(), "sigaltstack")
+    _sigaltstack(None, before)
     try:
         yield
     finally:
-        libc.sigaltstack(ctypes.byref(before), None)
+        _sigaltstack(before, None)
